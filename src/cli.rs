@@ -1,0 +1,84 @@
+//! The command line: `serve` (the default), `config`, `reindex`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Environment, Settings};
+
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  DOCKER_REGISTRY_CONFIG  the YAML configuration file (default: config/config.yml
+                          if present, else the built-in config_sample.yml)
+  SETTINGS_FLAVOR         the flavor (top-level key) to use (default: dev)
+  REGISTRY_HOST           address to listen on (default: 0.0.0.0)
+  REGISTRY_PORT           port to listen on (default: 5000)
+  GUNICORN_WORKERS        worker threads (default: one per core)
+  RUST_LOG                log filter, overrides the `loglevel` setting
+  ...and every variable the chosen flavor names with `_env:VAR[:DEFAULT]`
+  (`registry-v1 config` shows the result).";
+
+#[derive(Debug, Parser)]
+#[command(name = "registry-v1", version, about, after_help = ENVIRONMENT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry (the default).
+    Serve,
+    /// Print the resolved configuration of the chosen flavor, secrets masked.
+    Config {
+        /// Print JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+        /// Only check that the configuration loads; print nothing on success.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Rebuild the search index from what storage holds.
+    Reindex,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("registry-v1: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let env: Environment = envy::from_env().context("invalid environment")?;
+    let settings = config::load(&env)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_logging(&settings);
+            actix_web::rt::System::new().block_on(crate::server::run(settings, &env))
+        }
+        Command::Config { json, check } => {
+            if !check {
+                print!("{}", config::render(&settings, json)?);
+            }
+            Ok(())
+        }
+        Command::Reindex => {
+            init_logging(&settings);
+            actix_web::rt::System::new().block_on(crate::search::reindex_command(settings))
+        }
+    }
+}
+
+/// `loglevel` sets the level; `RUST_LOG`, when set, wins.
+fn init_logging(settings: &Settings) {
+    env_logger::Builder::new()
+        .filter_level(settings.loglevel.as_filter())
+        .parse_env("RUST_LOG")
+        .init();
+}

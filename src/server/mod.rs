@@ -1,0 +1,75 @@
+//! Assembly: the shared state, the middleware, the routes, the listener.
+
+mod middleware;
+pub mod response;
+
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::config::{Environment, Settings};
+use crate::events::Events;
+use crate::search::SearchIndex;
+use crate::storage::Storage;
+
+/// What every handler can reach. Cheap to clone: all shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub storage: Arc<dyn Storage>,
+    pub search: Arc<dyn SearchIndex>,
+    pub events: Events,
+}
+
+impl AppState {
+    /// Opens the storage and the search index the settings name, and wires
+    /// the index to the events of the API.
+    pub async fn open(settings: Settings) -> anyhow::Result<Self> {
+        let storage = crate::storage::from_settings(&settings).await?;
+        let search = crate::search::from_settings(&settings, storage.clone()).await?;
+        let events = Events::new();
+        events.subscribe(crate::search::subscriber(search.clone()));
+        Ok(Self {
+            settings: Arc::new(settings),
+            storage,
+            search,
+            events,
+        })
+    }
+}
+
+/// Serves until SIGTERM, SIGINT or SIGQUIT, then lets requests in flight
+/// finish (actix's graceful shutdown).
+pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
+    let state = AppState::open(settings).await?;
+    let workers = env
+        .gunicorn_workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let addr = (env.registry_host.as_str(), env.registry_port);
+    log::info!(
+        "registry-v1 {} on {}:{} (flavor {}, storage {} at {}, {} workers)",
+        env!("CARGO_PKG_VERSION"),
+        addr.0,
+        addr.1,
+        state.settings.flavor,
+        state.settings.storage.kind,
+        state.settings.storage.path,
+        workers
+    );
+    let server = HttpServer::new(move || {
+        let settings = state.settings.clone();
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .wrap(middleware::debug_header(&settings))
+            .wrap(middleware::cors(&settings.cors))
+            .wrap(middleware::access_log())
+            .configure(crate::v1::routes)
+            .default_service(web::to(middleware::not_found))
+    })
+    .workers(workers)
+    .bind(addr)
+    .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
+    server.run().await.context("server failed")
+}

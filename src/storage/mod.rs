@@ -1,0 +1,190 @@
+//! Where images, layers and tags live: one [`Storage`] trait, the legacy
+//! path [`layout`], and a driver a file.
+//!
+//! Paths given to a driver are relative, `/`-separated and already escaped
+//! by [`layout`]; a driver still refuses any path that could leave its root
+//! (see [`check_path`]), so a bug above cannot reach outside `storage_path`.
+
+pub mod layout;
+pub mod local;
+pub mod s3;
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::config::{Settings, StorageKind};
+
+/// A body on its way in or out. Not `Send`: actix request payloads are not,
+/// and handlers run on their own worker thread anyway.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
+
+/// A byte range, both ends inclusive, as HTTP spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// What can go wrong below the HTTP layer, typed so that the HTTP layer maps
+/// each kind to a status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A path that could leave the storage root, or that the backend cannot
+    /// name. Never produced for paths built by [`layout`].
+    #[error("invalid storage path: {0:?}")]
+    InvalidPath(String),
+    /// The request body broke off (client gone, bad chunking): nothing was
+    /// stored.
+    #[error("upload interrupted: {0}")]
+    Interrupted(io::Error),
+    /// The backend is unreachable or refused the credentials.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The operations the registry needs from a place to keep blobs.
+///
+/// Every write is atomic: a reader sees the old content or the new one,
+/// whole, never a part; a failed write leaves the old content.
+#[async_trait(?Send)]
+pub trait Storage: Send + Sync {
+    /// A short name for logs and errors (`local`, `s3`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Reads a small file whole (json, tags, checksums).
+    async fn get(&self, path: &str) -> Result<Bytes>;
+
+    /// Writes a small file whole.
+    async fn put(&self, path: &str, data: Bytes) -> Result<()>;
+
+    /// Streams a body into `path`, never holding it whole in memory.
+    /// Returns the number of bytes written.
+    async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64>;
+
+    /// Streams `path` out, or the given range of it (which the caller has
+    /// checked against [`Storage::size`]).
+    async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream>;
+
+    /// The size in bytes of a file.
+    async fn size(&self, path: &str) -> Result<u64>;
+
+    /// Whether a file (not a folder) exists.
+    async fn exists(&self, path: &str) -> Result<bool>;
+
+    /// The names (not paths) of the direct children of a folder, files and
+    /// folders alike, sorted. A folder that does not exist is `NotFound`.
+    async fn list(&self, path: &str) -> Result<Vec<String>>;
+
+    /// Removes a file, or a folder and everything under it.
+    async fn remove(&self, path: &str) -> Result<()>;
+
+    /// A URL a client can download `path` from directly, where the backend
+    /// offers one (`storage_redirect`).
+    async fn redirect_url(&self, _path: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// The file on the local filesystem behind `path`, for drivers that have
+    /// one (serving shortcuts such as `nginx_x_accel_redirect`).
+    fn local_path(&self, _path: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// Refuses a relative storage path that is empty, absolute, or has a
+/// component that is empty, `.`, `..`, or holds a `\` or a NUL byte.
+pub fn check_path(path: &str) -> Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.contains(['\\', '\0']));
+    if bad {
+        Err(StorageError::InvalidPath(path.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// The drivers this build offers, for error messages.
+pub const DRIVERS: &[&str] = &["local (file)", "s3", "gcs"];
+
+/// Builds the driver the settings ask for.
+pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Storage>> {
+    match &settings.storage.kind {
+        StorageKind::Local => Ok(Arc::new(local::LocalStorage::new(&settings.storage.path)?)),
+        StorageKind::S3 | StorageKind::Gcs => {
+            let s3 = settings.storage.s3.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "storage `{}` of flavor `{}` needs a bucket (s3_bucket or boto_bucket)",
+                    settings.storage.kind,
+                    settings.flavor
+                )
+            })?;
+            Ok(Arc::new(
+                s3::S3Storage::new(s3, &settings.storage.path).await?,
+            ))
+        }
+        StorageKind::Unsupported(name) => anyhow::bail!(
+            "storage `{name}` (flavor `{}`) is not offered by this build of registry-v1; \
+             it offers: {}",
+            settings.flavor,
+            DRIVERS.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_escape_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "..",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\0b",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "images/abc/json",
+            "repositories/library/%2E%2E/tag_x",
+            "a.b/..c",
+        ] {
+            assert!(check_path(good).is_ok(), "{good:?} refused");
+        }
+    }
+}
