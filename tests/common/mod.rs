@@ -1,0 +1,158 @@
+//! Test support shared by the integration tests: the real `registry-v1`
+//! binary on a free loopback port, and its command line.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the fixtures shared with the rest of the team live.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/v1-images")
+}
+
+/// The binary under test, with an environment holding none of the
+/// registry's variables from the developer's shell.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-v1"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_")
+            || key.starts_with("GCS_")
+            || [
+                "DOCKER_REGISTRY_CONFIG",
+                "SETTINGS_FLAVOR",
+                "REGISTRY_HOST",
+                "REGISTRY_PORT",
+                "STORAGE_PATH",
+                "SEARCH_BACKEND",
+                "SQLALCHEMY_INDEX_DATABASE",
+                "LOGLEVEL",
+                "DEBUG",
+                "STANDALONE",
+                "RUST_LOG",
+            ]
+            .contains(&key.as_str())
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs the binary to completion with `args` and extra environment.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command()
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run registry-v1")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A running registry; killed when dropped.
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts the binary in a fresh temporary working directory with `env`
+    /// (add `STORAGE_PATH`, `DOCKER_REGISTRY_CONFIG`, ... as the test needs)
+    /// and waits until `/_ping` answers.
+    pub fn start(env: &[(&str, &str)]) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let stderr = dir.path().join("stderr.log");
+        let child = command()
+            .current_dir(dir.path())
+            .env("REGISTRY_HOST", "127.0.0.1")
+            .env("REGISTRY_PORT", port.to_string())
+            .env("GUNICORN_WORKERS", "2")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr log"))
+            .spawn()
+            .expect("spawn registry-v1");
+        let mut registry = Registry {
+            port,
+            child,
+            stderr,
+            _dir: dir,
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("registry-v1 exited with {status}:\n{}", self.log());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("registry-v1 did not listen within 20 s:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("registry-v1 ignored SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client that does not follow redirects.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
