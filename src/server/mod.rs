@@ -20,12 +20,14 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub search: Arc<dyn SearchIndex>,
     pub events: Events,
+    pub auth: Arc<crate::v1::auth::Auth>,
 }
 
 impl AppState {
     /// Opens the storage and the search index the settings name, and wires
     /// the index to the events of the API.
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
+        let auth = Arc::new(crate::v1::auth::Auth::from_settings(&settings)?);
         let storage = crate::storage::from_settings(&settings).await?;
         let search = crate::search::from_settings(&settings, storage.clone()).await?;
         let events = Events::new();
@@ -35,6 +37,7 @@ impl AppState {
             storage,
             search,
             events,
+            auth,
         })
     }
 }
@@ -65,7 +68,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             .wrap(middleware::debug_header(&settings))
             .wrap(middleware::cors(&settings.cors))
             .wrap(middleware::access_log())
-            .configure(crate::v1::routes)
+            .configure(|cfg| crate::v1::routes(cfg, &settings))
             .default_service(web::to(middleware::not_found))
     })
     .workers(workers)

@@ -1,0 +1,308 @@
+//! Who may do what, when the registry is not standalone.
+//!
+//! Standalone (the usual private registry) or `disable_token_auth`: anyone.
+//! Otherwise a request needs either an `X-Signature` made with the
+//! `privileged_key`, or an `Authorization: Token ...` that names the
+//! repository of the URL, grants the access the method needs, and that the
+//! central index (`index_endpoint`) confirms.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use actix_web::http::Method;
+use actix_web::HttpRequest;
+use anyhow::Context;
+use base64::Engine;
+use regex::Regex;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::signature::Verifier;
+use rsa::RsaPublicKey;
+use sha1::Sha1;
+
+use super::error::{Error, Result};
+use super::store;
+use crate::config::Settings;
+use crate::names::RepositoryName;
+use crate::storage::Storage;
+
+/// The authorisation policy, built once at startup.
+pub struct Auth {
+    mode: Mode,
+    privileged_key: Option<VerifyingKey<Sha1>>,
+}
+
+enum Mode {
+    /// Everything is allowed.
+    Open,
+    /// Tokens are checked against a central index.
+    Token {
+        index_endpoint: String,
+        client: reqwest::Client,
+    },
+}
+
+impl Auth {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let privileged_key = match &settings.privileged_key {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read privileged_key {}", path.display())
+                })?;
+                Some(VerifyingKey::new(parse_public_key(&pem).with_context(|| {
+                    format!("privileged_key {} is not an RSA public key (PEM)", path.display())
+                })?))
+            }
+        };
+        let mode = if settings.standalone || settings.disable_token_auth {
+            Mode::Open
+        } else {
+            let index_endpoint = settings.index_endpoint.clone().with_context(|| {
+                format!(
+                    "flavor `{}` is not standalone, so it needs an index_endpoint to check tokens with",
+                    settings.flavor
+                )
+            })?;
+            Mode::Token {
+                index_endpoint: index_endpoint.trim_end_matches('/').to_owned(),
+                client: reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .context("cannot build the HTTP client for the index")?,
+            }
+        };
+        Ok(Self {
+            mode,
+            privileged_key,
+        })
+    }
+
+    /// Lets the request through or answers 401. `repository` is the one the
+    /// URL names, if any.
+    pub async fn check(
+        &self,
+        req: &HttpRequest,
+        storage: &dyn Storage,
+        repository: Option<&RepositoryName>,
+    ) -> Result<()> {
+        if self.signature_valid(req) {
+            return Ok(());
+        }
+        let Mode::Token {
+            index_endpoint,
+            client,
+        } = &self.mode
+        else {
+            return Ok(());
+        };
+        let token = Token::from_request(req).ok_or(Error::Unauthorized)?;
+        if let Some(repository) = repository {
+            if token.repository != repository.to_string() {
+                log::debug!("token for {} used on {repository}", token.repository);
+                return Err(Error::Unauthorized);
+            }
+        }
+        if !token.allows(req.method()) {
+            return Err(Error::Unauthorized);
+        }
+        let name = RepositoryName::parse(&token.repository).map_err(|_| Error::Unauthorized)?;
+        // The index answers the image list of the repository to a valid token.
+        let url = format!(
+            "{index_endpoint}/v1/repositories/{}/{}/images",
+            name.namespace(),
+            name.repository()
+        );
+        let answer = client
+            .get(&url)
+            .header("Authorization", token.header)
+            .send()
+            .await
+            .map_err(|e| Error::Index(format!("{url}: {e}")))?;
+        if !answer.status().is_success() {
+            log::debug!("index refused the token: {}", answer.status());
+            return Err(Error::Unauthorized);
+        }
+        let images: Vec<serde_json::Value> = answer.json().await.map_err(|_| Error::Unauthorized)?;
+        let ids: Vec<String> = images
+            .iter()
+            .filter_map(|i| i.get("id").and_then(|v| v.as_str()).map(str::to_owned))
+            .collect();
+        store::put_images_list(storage, &name, &ids).await?;
+        Ok(())
+    }
+
+    /// Whether `id` may be pushed: with a central index, only the images it
+    /// listed for the token's repository (privileged clients: any).
+    pub async fn image_allowed(
+        &self,
+        req: &HttpRequest,
+        storage: &dyn Storage,
+        id: &crate::names::ImageId,
+    ) -> Result<bool> {
+        if matches!(self.mode, Mode::Open) || self.signature_valid(req) {
+            return Ok(true);
+        }
+        let Some(name) = Token::from_request(req).and_then(|t| RepositoryName::parse(&t.repository).ok())
+        else {
+            return Ok(false);
+        };
+        store::in_images_list(storage, &name, id).await
+    }
+
+    /// `X-Signature: data=<base64>;...` over
+    /// `METHOD,PATH,X-Docker-A:value,X-Docker-B:value` (headers sorted),
+    /// RSA PKCS#1 v1.5 with SHA-1, as the old registry verified it.
+    fn signature_valid(&self, req: &HttpRequest) -> bool {
+        let Some(key) = &self.privileged_key else {
+            return false;
+        };
+        let Some(header) = req.headers().get("X-Signature").and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let fields: HashMap<&str, &str> = header
+            .split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .collect();
+        let Some(signature) = fields
+            .get("data")
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .and_then(|raw| Signature::try_from(raw.as_slice()).ok())
+        else {
+            return false;
+        };
+        key.verify(signed_message(req).as_bytes(), &signature).is_ok()
+    }
+}
+
+/// The text a privileged client signs for a request.
+pub fn signed_message(req: &HttpRequest) -> String {
+    let mut docker_headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            let title = title_case(name.as_str());
+            title
+                .starts_with("X-Docker")
+                .then(|| (title, value.to_str().unwrap_or("").to_owned()))
+        })
+        .collect();
+    docker_headers.sort();
+    let mut parts = vec![req.method().to_string(), req.path().to_owned()];
+    parts.extend(docker_headers.into_iter().map(|(k, v)| format!("{k}:{v}")));
+    parts.join(",")
+}
+
+/// `x-docker-token` → `X-Docker-Token`, the spelling the old (WSGI) server
+/// gave header names.
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn parse_public_key(pem: &str) -> anyhow::Result<RsaPublicKey> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
+        .context("no PUBLIC KEY or RSA PUBLIC KEY block")
+}
+
+/// `Authorization: Token signature=...,repository="ns/repo",access=write`.
+struct Token {
+    header: String,
+    repository: String,
+    access: String,
+}
+
+static TOKEN_FIELD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(\w+)[:=][\s"]?([^",]+)"?"#).expect("static regex"));
+
+impl Token {
+    fn from_request(req: &HttpRequest) -> Option<Self> {
+        let header = req.headers().get("Authorization")?.to_str().ok()?;
+        let (scheme, rest) = header.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("token") {
+            return None;
+        }
+        let fields: HashMap<&str, &str> = TOKEN_FIELD
+            .captures_iter(rest)
+            .filter_map(|c| Some((c.get(1)?.as_str(), c.get(2)?.as_str())))
+            .collect();
+        Some(Self {
+            header: header.to_owned(),
+            repository: fields.get("repository")?.to_string(),
+            access: fields.get("access").unwrap_or(&"").to_string(),
+        })
+    }
+
+    fn allows(&self, method: &Method) -> bool {
+        match self.access.as_str() {
+            "write" => method == Method::PUT || method == Method::POST,
+            "read" => method == Method::GET || method == Method::HEAD,
+            "delete" => method == Method::DELETE,
+            _ => false,
+        }
+    }
+}
+
+/// A made-up token for the stand-in index: `Token signature=<16 random
+/// A-Z0-9>,repository="ns/repo",access=<access>`.
+pub fn stand_in_token(name: &RepositoryName, access: &str) -> String {
+    use rand::distributions::{Distribution, Uniform};
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let pick = Uniform::from(0..ALPHABET.len());
+    let mut rng = rand::thread_rng();
+    let signature: String = (0..16).map(|_| ALPHABET[pick.sample(&mut rng)] as char).collect();
+    format!("Token signature={signature},repository=\"{name}\",access={access}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn tokens_are_read_like_the_old_registry() {
+        let req = TestRequest::default()
+            .insert_header(("Authorization", r#"Token signature=ABC,repository="ns/app",access=write"#))
+            .to_http_request();
+        let token = Token::from_request(&req).unwrap();
+        assert_eq!(token.repository, "ns/app");
+        assert!(token.allows(&Method::PUT) && token.allows(&Method::POST));
+        assert!(!token.allows(&Method::GET) && !token.allows(&Method::DELETE));
+        let basic = TestRequest::default()
+            .insert_header(("Authorization", "Basic Zm9vOmJhcg=="))
+            .to_http_request();
+        assert!(Token::from_request(&basic).is_none());
+    }
+
+    #[test]
+    fn stand_in_tokens_look_like_the_old_ones() {
+        let name = RepositoryName::parse("ns/app").unwrap();
+        let token = stand_in_token(&name, "read");
+        let re = Regex::new(r#"^Token signature=[A-Z0-9]{16},repository="ns/app",access=read$"#).unwrap();
+        assert!(re.is_match(&token), "{token}");
+    }
+
+    #[test]
+    fn the_signed_message_sorts_docker_headers() {
+        let req = TestRequest::put()
+            .uri("/v1/images/abc/json?x=1")
+            .insert_header(("x-docker-token", "true"))
+            .insert_header(("X-Docker-Checksum-Payload", "sha256:00"))
+            .insert_header(("Content-Type", "application/json"))
+            .to_http_request();
+        assert_eq!(
+            signed_message(&req),
+            "PUT,/v1/images/abc/json,X-Docker-Checksum-Payload:sha256:00,X-Docker-Token:true"
+        );
+    }
+}

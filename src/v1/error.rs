@@ -1,0 +1,182 @@
+//! Every error the v1 API answers with, and its status and message, in one
+//! place. The messages are the old registry's, word for word: clients and
+//! scripts match on them.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::names::TAG_PATTERN;
+use crate::search::SearchError;
+use crate::server::response;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Invalid image ID")]
+    InvalidImageId,
+    #[error("Image not found")]
+    ImageNotFound,
+    #[error("Image already exists")]
+    ImageExists,
+    #[error("Image is being uploaded, retry later")]
+    ImageInProgress,
+    #[error("Invalid JSON")]
+    InvalidJson,
+    #[error("Missing key `id' in JSON")]
+    MissingId,
+    #[error("JSON data contains invalid id")]
+    WrongId,
+    #[error("Image depends on a non existing parent")]
+    MissingParent,
+    #[error("This image does not belong to the repository")]
+    NotInRepository,
+    #[error("This endpoint does not support Docker daemons older than 0.10")]
+    ClientTooOld,
+    #[error(
+        "X-Docker-Checksum-Payload not set.  If you are using the Docker daemon, \
+         you should upgrade to version 0.10 or later"
+    )]
+    ChecksumHeaderMissing,
+    #[error("Missing Image's checksum")]
+    ChecksumEmpty,
+    #[error("Cannot set this image checksum")]
+    ChecksumNotExpected,
+    #[error("Checksum mismatch")]
+    ChecksumMismatch,
+    #[error("Layer format not supported")]
+    LayerFormat,
+    /// The size goes into `Content-Range: bytes */<size>`.
+    #[error("Requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("Repository not found")]
+    RepositoryNotFound,
+    #[error("Invalid repository name")]
+    InvalidRepositoryName,
+    #[error("Tag not found")]
+    TagNotFound,
+    /// `DELETE` of a tag names the tag, as the old registry did.
+    #[error("Tag not found: {0}")]
+    TagNotFoundNamed(String),
+    #[error("Invalid tag name (must match {TAG_PATTERN})")]
+    InvalidTag,
+    #[error("Invalid data")]
+    InvalidData,
+    #[error("Error Decoding JSON")]
+    JsonDecoding,
+    #[error("images not found")]
+    IndexImagesNotFound,
+    #[error("Requires authorization")]
+    Unauthorized,
+    #[error("Request body too large (at most {0} bytes)")]
+    TooLarge(usize),
+    #[error("Upload interrupted")]
+    Interrupted,
+    #[error("{0}")]
+    BadQuery(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// Talking to the central index failed.
+    #[error("Index unavailable: {0}")]
+    Index(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        use Error::*;
+        match self {
+            InvalidImageId | ImageNotFound | RepositoryNotFound | InvalidRepositoryName
+            | TagNotFound | TagNotFoundNamed(_) | IndexImagesNotFound => StatusCode::NOT_FOUND,
+            ImageExists | ChecksumNotExpected => StatusCode::CONFLICT,
+            ClientTooOld | ChecksumHeaderMissing => StatusCode::PRECONDITION_FAILED,
+            RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ImageInProgress | InvalidJson | MissingId | WrongId | MissingParent
+            | NotInRepository | ChecksumEmpty | ChecksumMismatch | LayerFormat | InvalidTag
+            | InvalidData | JsonDecoding | Interrupted | BadQuery(_) => StatusCode::BAD_REQUEST,
+            Storage(StorageError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Storage(StorageError::InvalidPath(_)) => StatusCode::BAD_REQUEST,
+            Storage(StorageError::Interrupted(_)) => StatusCode::BAD_REQUEST,
+            Storage(StorageError::Unavailable(_)) | Search(_) | Index(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Storage(StorageError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        // Internal details go to the log, not to the client.
+        let message = match self {
+            Error::Storage(StorageError::Io { .. }) => {
+                log::error!("{self}");
+                "Internal server error".to_owned()
+            }
+            Error::Storage(StorageError::Unavailable(_)) | Error::Search(_) | Error::Index(_) => {
+                log::error!("{self}");
+                "Service unavailable, retry later".to_owned()
+            }
+            Error::Storage(StorageError::NotFound(path)) => {
+                log::debug!("not found in storage: {path}");
+                "Not found".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut resp = response::error(status, &message);
+        match self {
+            Error::Unauthorized => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+            }
+            Error::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::try_from(format!("bytes */{size}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_the_documented_ones() {
+        assert_eq!(Error::MissingId.to_string(), "Missing key `id' in JSON");
+        assert_eq!(
+            Error::InvalidTag.to_string(),
+            r"Invalid tag name (must match ^[\w][\w.-]{0,127}$)"
+        );
+        assert_eq!(Error::TagNotFoundNamed("x".into()).to_string(), "Tag not found: x");
+        assert_eq!(Error::ChecksumEmpty.to_string(), "Missing Image's checksum");
+    }
+
+    #[test]
+    fn statuses_are_the_documented_ones() {
+        assert_eq!(Error::InvalidImageId.status_code(), 404);
+        assert_eq!(Error::ImageExists.status_code(), 409);
+        assert_eq!(Error::ChecksumHeaderMissing.status_code(), 412);
+        assert_eq!(Error::ImageInProgress.status_code(), 400);
+        assert_eq!(Error::Unauthorized.status_code(), 401);
+        assert_eq!(Error::RangeNotSatisfiable { size: 1 }.status_code(), 416);
+        assert_eq!(Error::TooLarge(1).status_code(), 413);
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_answer() {
+        let err = Error::Storage(StorageError::Io {
+            path: "/secret/place".into(),
+            source: std::io::Error::other("disk on fire"),
+        });
+        let resp = err.error_response();
+        assert_eq!(resp.status(), 500);
+    }
+}

@@ -1,0 +1,178 @@
+//! `/v1/images/<id>/{json,layer,checksum,ancestry,files}`.
+
+use actix_web::http::header::{self, HeaderName};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use super::error::{Error, Result};
+use super::http::{self, JSON_BODY_LIMIT};
+use super::store;
+use crate::server::{response, AppState};
+use crate::storage::{layout, ByteStream};
+
+type Id = web::Path<String>;
+
+pub async fn put_json(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Id,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let storage = &*state.storage;
+    state.auth.check(&req, storage, None).await?;
+    let id = http::image_id(&id)?;
+    let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
+    if !state.auth.image_allowed(&req, storage, &id).await? {
+        return Err(Error::NotInRepository);
+    }
+    store::put_image_json(storage, &id, body).await?;
+    Ok(response::ok_true())
+}
+
+pub async fn put_layer(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Id,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let storage = &*state.storage;
+    state.auth.check(&req, storage, None).await?;
+    let id = http::image_id(&id)?;
+    if http::docker_older_than_0_10(&req) {
+        return Err(Error::ClientTooOld);
+    }
+    let body: ByteStream = Box::pin(payload.map(|chunk| chunk.map_err(std::io::Error::other)));
+    store::put_image_layer(storage, &id, body).await?;
+    Ok(response::ok_true())
+}
+
+pub async fn put_checksum(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+    let storage = &*state.storage;
+    state.auth.check(&req, storage, None).await?;
+    let id = http::image_id(&id)?;
+    let checksum = req
+        .headers()
+        .get(X_DOCKER_CHECKSUM_PAYLOAD)
+        .map(|v| v.to_str().unwrap_or("").trim());
+    store::put_image_checksum(storage, &id, checksum).await?;
+    Ok(response::ok_true())
+}
+
+/// A 304 for a client that has the image already.
+fn not_modified() -> HttpResponse {
+    let mut builder = HttpResponse::NotModified();
+    http::cache_headers(&mut builder);
+    builder.finish()
+}
+
+pub async fn get_json(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+    let storage = &*state.storage;
+    state.auth.check(&req, storage, None).await?;
+    let id = http::image_id(&id)?;
+    store::require_complete(storage, &id).await?;
+    let image = store::image_json(storage, &id).await?;
+    if http::not_modified(&req) {
+        return Ok(not_modified());
+    }
+    let mut resp = cached_json(image.json);
+    let headers = resp.headers_mut();
+    if let Some(size) = image.layer_size {
+        headers.insert(X_DOCKER_SIZE, size.into());
+    }
+    if let Some(value) = image.checksum.as_deref().and_then(http::header_value) {
+        headers.insert(X_DOCKER_CHECKSUM_PAYLOAD, value);
+    }
+    Ok(resp)
+}
+
+const X_DOCKER_SIZE: HeaderName = HeaderName::from_static("x-docker-size");
+const X_DOCKER_CHECKSUM_PAYLOAD: HeaderName = HeaderName::from_static("x-docker-checksum-payload");
+
+pub async fn get_ancestry(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+    let storage = &*state.storage;
+    state.auth.check(&req, storage, None).await?;
+    let id = http::image_id(&id)?;
+    store::require_complete(storage, &id).await?;
+    let ancestry = store::image_ancestry(storage, &id).await?;
+    if http::not_modified(&req) {
+        return Ok(not_modified());
+    }
+    Ok(cached_json(ancestry))
+}
+
+pub async fn get_files(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+    let storage = &*state.storage;
+    state.auth.check(&req, storage, None).await?;
+    let id = http::image_id(&id)?;
+    store::require_complete(storage, &id).await?;
+    if !store::image_exists(storage, &id).await? {
+        return Err(Error::ImageNotFound);
+    }
+    if http::not_modified(&req) {
+        return Ok(not_modified());
+    }
+    Ok(cached_json(store::image_files(storage, &id).await?))
+}
+
+/// Stored JSON with the cache headers instead of the no-cache ones.
+fn cached_json(body: bytes::Bytes) -> HttpResponse {
+    let mut resp = response::json_builder(StatusCode::OK);
+    http::cache_headers(&mut resp);
+    let mut resp = resp.body(body);
+    resp.headers_mut().remove(header::PRAGMA);
+    resp
+}
+
+pub async fn get_layer(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+    let storage = &*state.storage;
+    let settings = &state.settings;
+    state.auth.check(&req, storage, None).await?;
+    let id = http::image_id(&id)?;
+    store::require_complete(storage, &id).await?;
+    let size = store::layer_size(storage, &id).await?;
+    if http::not_modified(&req) {
+        return Ok(not_modified());
+    }
+    let path = layout::image_layer(&id);
+
+    if let Some(prefix) = &settings.storage.nginx_x_accel_redirect {
+        if storage.local_path(&path).is_some() {
+            let target = format!("{}/{path}", prefix.trim_end_matches('/'));
+            let mut builder = HttpResponse::Ok();
+            http::cache_headers(&mut builder);
+            return Ok(builder
+                .content_type("application/octet-stream")
+                .insert_header(("X-Accel-Redirect", target))
+                .finish());
+        }
+        log::warn!("nginx_x_accel_redirect is set, but storage {} has no local files", storage.name());
+    }
+    if settings.storage.redirect {
+        if let Some(url) = storage.redirect_url(&path).await? {
+            return Ok(HttpResponse::Found()
+                .insert_header((header::LOCATION, url))
+                .finish());
+        }
+    }
+
+    let range = http::byte_range(req.headers(), size)?;
+    let mut builder = match range {
+        Some(r) => {
+            let mut b = HttpResponse::PartialContent();
+            b.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{size}", r.first, r.last)));
+            b
+        }
+        None => HttpResponse::Ok(),
+    };
+    builder
+        .content_type("application/octet-stream")
+        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    http::cache_headers(&mut builder);
+    let length = range.map_or(size, |r| r.len());
+    if length == 0 {
+        return Ok(builder.finish());
+    }
+    let stream = storage.get_stream(&path, range).await?;
+    Ok(builder.no_chunking(length).streaming(stream))
+}

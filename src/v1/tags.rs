@@ -1,0 +1,144 @@
+//! `/v1/repositories/<ns>/<repo>/...`: tags, the repository and tag JSON,
+//! properties, and deleting a repository.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::error::{Error, Result};
+use super::http::{self, JSON_BODY_LIMIT};
+use super::store;
+use crate::events::Event;
+use crate::names::{RepositoryName, Tag};
+use crate::server::{response, AppState};
+
+/// Checks access to the repository the URL names.
+async fn authorised(state: &AppState, req: &HttpRequest, raw: &str) -> Result<RepositoryName> {
+    let name = http::repository(raw)?;
+    state.auth.check(req, &*state.storage, Some(&name)).await?;
+    Ok(name)
+}
+
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, repo: web::Path<String>) -> Result<HttpResponse> {
+    let name = authorised(&state, &req, &repo).await?;
+    let tags = store::tags(&*state.storage, &name).await?;
+    Ok(response::json(StatusCode::OK, &tags))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    let (repo, tag) = path.into_inner();
+    let name = authorised(&state, &req, &repo).await?;
+    let image = store::tag(&*state.storage, &name, &Tag::unchecked(&tag)).await?;
+    Ok(response::json(StatusCode::OK, &image))
+}
+
+pub async fn put(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let (repo, tag) = path.into_inner();
+    let name = authorised(&state, &req, &repo).await?;
+    let tag = Tag::parse(&tag).ok_or(Error::InvalidTag)?;
+    let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
+    let user_agent = http::user_agent_pairs(&req);
+    let image = store::put_tag(&*state.storage, &name, &tag, &body, &user_agent).await?;
+    state.events.publish(Event::TagPushed { name, tag, image }).await;
+    Ok(response::ok_true())
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    let (repo, tag) = path.into_inner();
+    let name = authorised(&state, &req, &repo).await?;
+    let tag = Tag::unchecked(&tag);
+    store::delete_tag(&*state.storage, &name, &tag).await?;
+    state.events.publish(Event::TagDeleted { name, tag }).await;
+    Ok(response::ok_true())
+}
+
+pub async fn tag_json(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    let (repo, tag) = path.into_inner();
+    let name = authorised(&state, &req, &repo).await?;
+    let json = store::tag_json(&*state.storage, &name, &Tag::unchecked(&tag)).await?;
+    Ok(response::json_raw(StatusCode::OK, json))
+}
+
+pub async fn repository_json(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    repo: web::Path<String>,
+) -> Result<HttpResponse> {
+    let name = authorised(&state, &req, &repo).await?;
+    let json = store::repository_json(&*state.storage, &name).await?;
+    Ok(response::json_raw(StatusCode::OK, json))
+}
+
+pub async fn delete_repository(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    repo: web::Path<String>,
+) -> Result<HttpResponse> {
+    let name = authorised(&state, &req, &repo).await?;
+    store::delete_repository(&*state.storage, &name).await?;
+    state.events.publish(Event::RepositoryDeleted { name }).await;
+    Ok(response::ok_true())
+}
+
+pub async fn get_properties(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    repo: web::Path<String>,
+) -> Result<HttpResponse> {
+    let name = authorised(&state, &req, &repo).await?;
+    let access = if store::is_private(&*state.storage, &name).await? {
+        "private"
+    } else {
+        "public"
+    };
+    Ok(response::json(StatusCode::OK, &json!({ "access": access })))
+}
+
+/// `{"access": "private"|"public"}` and/or `{"description": "..."}`; the
+/// description is what search shows for the repository.
+pub async fn put_properties(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    repo: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let name = authorised(&state, &req, &repo).await?;
+    let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
+    let properties = store::Properties::parse(&body)?;
+    let storage = &*state.storage;
+    if let Some(description) = properties.description {
+        // A description names a repository that exists; a typo must not
+        // make up a search entry.
+        if !store::repository_exists(storage, &name).await? {
+            return Err(Error::RepositoryNotFound);
+        }
+        state
+            .events
+            .publish(Event::RepositoryUpdated {
+                name: name.clone(),
+                description: Some(description),
+            })
+            .await;
+    }
+    if let Some(private) = properties.private {
+        store::set_private(storage, &name, private).await?;
+    }
+    Ok(response::ok_true())
+}
