@@ -1,11 +1,189 @@
-//! INTERIM placeholder: the local driver is being written (issue 3).
+//! The `local` (also `file`) driver: `storage_path` is a folder on disk.
+//!
+//! Every write goes to a temporary file in the destination folder and is
+//! renamed into place once complete and synced, so a reader (and a restart
+//! after a crash) sees the old file or the new one, never a part. Blocking
+//! file calls run on tokio's blocking pool in large batches: reads in
+//! [`READ_CHUNK`] blocks with one block read ahead, writes in
+//! [`WRITE_BATCH`] batches with one batch in flight while the next arrives.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tempfile::{NamedTempFile, TempPath};
+use tokio::task::JoinHandle;
+
 use super::*;
 
-pub struct LocalStorage;
+/// Bytes read from disk per blocking call when streaming a file out.
+pub const READ_CHUNK: usize = 1024 * 1024;
+
+/// Bytes collected from a request body before one blocking write.
+pub const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Temporary files start with this, so that a crash's leftovers are never
+/// listed as content (a listing skips them).
+const TEMP_PREFIX: &str = ".registry-v1-tmp-";
+
+pub struct LocalStorage {
+    root: PathBuf,
+}
 
 impl LocalStorage {
-    pub fn new(_root: &str) -> anyhow::Result<Self> {
-        anyhow::bail!("local storage not built yet")
+    /// Opens (creating it if needed) the folder `root`.
+    pub fn new(root: &str) -> anyhow::Result<Self> {
+        if root.is_empty() {
+            anyhow::bail!("storage_path is empty");
+        }
+        let root = PathBuf::from(root);
+        fs::create_dir_all(&root)
+            .map_err(|e| anyhow::anyhow!("cannot create storage_path {}: {e}", root.display()))?;
+        if !root.is_dir() {
+            anyhow::bail!("storage_path {} is not a folder", root.display());
+        }
+        Ok(LocalStorage { root })
+    }
+
+    /// The folder every path lives under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn resolve(&self, path: &str) -> Result<PathBuf> {
+        check_path(path)?;
+        Ok(self.root.join(path))
+    }
+}
+
+/// Maps an I/O error on `path` to the error kinds the HTTP layer tells apart.
+fn io_error(path: &str, e: io::Error) -> StorageError {
+    match e.kind() {
+        // A folder where a file was asked for, or a file where a folder was,
+        // means the asked-for thing is not there.
+        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => {
+            StorageError::NotFound(path.to_owned())
+        }
+        _ => StorageError::Io {
+            path: path.to_owned(),
+            source: e,
+        },
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    path: &str,
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(|e| io_error(path, e)),
+        Err(join) => Err(StorageError::Io {
+            path: path.to_owned(),
+            source: io::Error::other(join.to_string()),
+        }),
+    }
+}
+
+/// A temporary file next to `dest` (its folder created as needed).
+fn temp_beside(dest: &Path) -> io::Result<NamedTempFile> {
+    let dir = dest
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent folder"))?;
+    fs::create_dir_all(dir)?;
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+}
+
+/// Syncs a finished temporary file and renames it over `dest`.
+fn commit(file: File, temp: TempPath, dest: &Path) -> io::Result<()> {
+    // Without the sync a power loss right after the rename could leave a
+    // complete-looking name over empty or partial data.
+    file.sync_data()?;
+    drop(file);
+    temp.persist(dest).map_err(|e| e.error)
+}
+
+fn file_size(path: &Path) -> io::Result<u64> {
+    let meta = fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::IsADirectory));
+    }
+    Ok(meta.len())
+}
+
+/// Reads up to `len` bytes at `offset`, short only at the end of the file.
+fn read_block(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len);
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf.freeze())
+}
+
+/// A file streamed out block by block, the next block read while the
+/// current one is being sent.
+struct BlockReader {
+    file: Arc<File>,
+    path: String,
+    offset: u64,
+    remaining: u64,
+    ahead: Option<JoinHandle<io::Result<Bytes>>>,
+}
+
+impl BlockReader {
+    fn spawn_read(&self, offset: u64, remaining: u64) -> Option<JoinHandle<io::Result<Bytes>>> {
+        if remaining == 0 {
+            return None;
+        }
+        let file = self.file.clone();
+        let len = remaining.min(READ_CHUNK as u64) as usize;
+        Some(tokio::task::spawn_blocking(move || {
+            read_block(&file, offset, len)
+        }))
+    }
+
+    fn into_stream(mut self) -> ByteStream {
+        self.ahead = self.spawn_read(self.offset, self.remaining);
+        Box::pin(futures_util::stream::unfold(self, |mut s| async move {
+            let pending = s.ahead.take()?;
+            let block = match pending.await {
+                Ok(Ok(block)) => block,
+                Ok(Err(e)) => return Some((Err(e), s.finished())),
+                Err(join) => return Some((Err(io::Error::other(join.to_string())), s.finished())),
+            };
+            if block.is_empty() {
+                // The file shrank under us (someone outside the registry
+                // truncated it): say so rather than end short silently.
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ended {} bytes early", s.path, s.remaining),
+                );
+                return Some((Err(e), s.finished()));
+            }
+            s.offset += block.len() as u64;
+            s.remaining -= block.len() as u64;
+            s.ahead = s.spawn_read(s.offset, s.remaining);
+            Some((Ok(block), s))
+        }))
+    }
+
+    fn finished(mut self) -> Self {
+        self.remaining = 0;
+        self.ahead = None;
+        self
     }
 }
 
@@ -14,28 +192,185 @@ impl Storage for LocalStorage {
     fn name(&self) -> &'static str {
         "local"
     }
-    async fn get(&self, p: &str) -> Result<Bytes> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let full = self.resolve(path)?;
+        let data = blocking(path, move || fs::read(full)).await?;
+        Ok(Bytes::from(data))
     }
-    async fn put(&self, p: &str, _d: Bytes) -> Result<()> {
-        Err(StorageError::Unavailable(p.into()))
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        let dest = self.resolve(path)?;
+        blocking(path, move || {
+            let (mut file, temp) = temp_beside(&dest)?.into_parts();
+            file.write_all(&data)?;
+            commit(file, temp, &dest)
+        })
+        .await
     }
-    async fn put_stream(&self, p: &str, _b: ByteStream) -> Result<u64> {
-        Err(StorageError::Unavailable(p.into()))
+
+    async fn put_stream(&self, path: &str, mut body: ByteStream) -> Result<u64> {
+        let dest = self.resolve(path)?;
+        let d = dest.clone();
+        let (file, temp) = blocking(path, move || temp_beside(&d)).await?.into_parts();
+        // Dropping `temp` (an error below, or the request future dropped
+        // when the client goes away) deletes the temporary file; the old
+        // content at `dest` is never touched before the final rename.
+        let mut file = Some(file);
+        let mut in_flight: Option<JoinHandle<io::Result<File>>> = None;
+        let mut batch = BytesMut::new();
+        let mut total = 0u64;
+        let mut ended = false;
+        while !ended {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    total += chunk.len() as u64;
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() < WRITE_BATCH {
+                        continue;
+                    }
+                }
+                Some(Err(e)) => return Err(StorageError::Interrupted(e)),
+                None => ended = true,
+            }
+            // Wait for the previous batch, then hand this one to the pool
+            // and go on reading the body while it is written.
+            if let Some(previous) = in_flight.take() {
+                file = Some(join_write(path, previous).await?);
+            }
+            let mut f = file.take().ok_or_else(|| lost(path))?;
+            let data = batch.split().freeze();
+            in_flight = Some(tokio::task::spawn_blocking(move || {
+                f.write_all(&data)?;
+                Ok(f)
+            }));
+        }
+        let last = in_flight.take().map(|w| join_write(path, w));
+        let file = match last {
+            Some(w) => w.await?,
+            None => file.take().ok_or_else(|| lost(path))?,
+        };
+        blocking(path, move || commit(file, temp, &dest)).await?;
+        Ok(total)
     }
-    async fn get_stream(&self, p: &str, _r: Option<ByteRange>) -> Result<ByteStream> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+        let full = self.resolve(path)?;
+        let (file, size) = blocking(path, move || {
+            let file = File::open(&full)?;
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            }
+            Ok((file, meta.len()))
+        })
+        .await?;
+        let (offset, remaining) = match range {
+            Some(r) if r.first >= size || r.last < r.first => {
+                return Err(StorageError::InvalidRange {
+                    path: path.to_owned(),
+                    size,
+                })
+            }
+            Some(r) => (r.first, r.len().min(size - r.first)),
+            None => (0, size),
+        };
+        Ok(BlockReader {
+            file: Arc::new(file),
+            path: path.to_owned(),
+            offset,
+            remaining,
+            ahead: None,
+        }
+        .into_stream())
     }
-    async fn size(&self, p: &str) -> Result<u64> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn size(&self, path: &str) -> Result<u64> {
+        let full = self.resolve(path)?;
+        blocking(path, move || file_size(&full)).await
     }
-    async fn exists(&self, _p: &str) -> Result<bool> {
-        Ok(false)
+
+    async fn exists(&self, path: &str) -> Result<bool> {
+        let full = self.resolve(path)?;
+        blocking(path, move || match fs::metadata(full) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        })
+        .await
     }
-    async fn list(&self, p: &str) -> Result<Vec<String>> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        let full = self.resolve(path)?;
+        let names = blocking(path, move || {
+            let mut names = Vec::new();
+            for entry in fs::read_dir(full)? {
+                let name = entry?.file_name();
+                // Names on disk that are not UTF-8 were not written by a
+                // registry: they cannot be a path the registry asks for.
+                if let Some(name) = name.to_str() {
+                    if !name.starts_with(TEMP_PREFIX) {
+                        names.push(name.to_owned());
+                    }
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await?;
+        if names.is_empty() {
+            // As in the old registry, and as in a bucket where an empty
+            // folder cannot exist.
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        Ok(names)
     }
-    async fn remove(&self, p: &str) -> Result<()> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn remove(&self, path: &str) -> Result<()> {
+        let full = self.resolve(path)?;
+        blocking(path, move || {
+            let meta = fs::symlink_metadata(&full)?;
+            if meta.is_dir() {
+                fs::remove_dir_all(&full)
+            } else {
+                fs::remove_file(&full)
+            }
+        })
+        .await
+    }
+
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>> {
+        check_path(path)?;
+        Ok(None)
+    }
+
+    fn local_path(&self, path: &str) -> Option<PathBuf> {
+        self.resolve(path).ok()
+    }
+}
+
+/// The temporary file is owned by the one write in flight, or by
+/// `put_stream` between writes; it cannot go missing.
+fn lost(path: &str) -> StorageError {
+    StorageError::Io {
+        path: path.to_owned(),
+        source: io::Error::other("temporary file lost between writes"),
+    }
+}
+
+async fn join_write(path: &str, write: JoinHandle<io::Result<File>>) -> Result<File> {
+    match write.await {
+        Ok(result) => result.map_err(|e| io_error(path, e)),
+        Err(join) => Err(StorageError::Io {
+            path: path.to_owned(),
+            source: io::Error::other(join.to_string()),
+        }),
     }
 }

@@ -55,6 +55,10 @@ pub enum StorageError {
     /// stored.
     #[error("upload interrupted: {0}")]
     Interrupted(io::Error),
+    /// A range that starts past the end of the file (it changed between
+    /// [`Storage::size`] and [`Storage::get_stream`]).
+    #[error("range not satisfiable for {path} of {size} bytes")]
+    InvalidRange { path: String, size: u64 },
     /// The backend is unreachable or refused the credentials.
     #[error("storage backend unavailable: {0}")]
     Unavailable(String),

@@ -1,0 +1,47 @@
+//! The shared storage driver suite, run against every driver: local on a
+//! temporary folder, S3 and GCS against a real S3-compatible server on
+//! loopback (see `storage_support::s3_server`).
+
+mod storage_support;
+
+use storage_support::fixture::Fixture;
+use storage_support::suite;
+
+/// One test per suite function for a driver; `$make` gives a fresh
+/// fixture, or `None` when the driver's server is unavailable (skipped,
+/// never under CI).
+macro_rules! driver_suite {
+    ($driver:ident, $make:expr) => {
+        mod $driver {
+            use super::*;
+            driver_suite!(@tests $make;
+                small_round_trip,
+                large_round_trip,
+                ranges_at_the_edges,
+                listing_nested_folders,
+                listing_many_entries,
+                recursive_remove,
+                not_found_for_each_method,
+                overwrites,
+                concurrent_writers,
+                special_names_through_layout,
+                invalid_paths_are_refused,
+                interrupted_upload_keeps_old_content,
+                redirect_urls
+            );
+        }
+    };
+    (@tests $make:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let Some(fixture): Option<Fixture> = $make.await else {
+                    return;
+                };
+                suite::$test(&fixture).await;
+            }
+        )*
+    };
+}
+
+driver_suite!(local, async { Some(Fixture::local().await) });

@@ -1,0 +1,463 @@
+//! The tests every storage driver passes, written once against
+//! `dyn Storage`; `tests/storage_drivers.rs` runs them per driver.
+
+use std::io;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use registry_v1::names::{ImageId, RepositoryName, Tag};
+use registry_v1::storage::{layout, ByteRange, ByteStream, Storage, StorageError};
+
+use super::fixture::Fixture;
+use super::pattern;
+
+/// Past 64 MiB, and not a multiple of any buffer or part size.
+pub const LARGE: u64 = 64 * 1024 * 1024 + 4_099;
+
+fn body(s: impl futures_util::Stream<Item = io::Result<Bytes>> + 'static) -> ByteStream {
+    Box::pin(s)
+}
+
+async fn read_all(storage: &dyn Storage, path: &str, range: Option<ByteRange>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut s = storage.get_stream(path, range).await.expect("get_stream");
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.expect("chunk"));
+    }
+    out
+}
+
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StorageError>, what: &str) {
+    match r {
+        Err(StorageError::NotFound(_)) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StorageError>, what: &str) {
+    match r {
+        Err(StorageError::InvalidPath(_)) => {}
+        other => panic!("{what}: expected InvalidPath, got {other:?}"),
+    }
+}
+
+pub async fn small_round_trip(f: &Fixture) {
+    let s = &*f.storage;
+    let path = "images/abc/json";
+    assert!(!s.exists(path).await.unwrap());
+    s.put(path, Bytes::from_static(b"{\"id\": \"abc\"}"))
+        .await
+        .unwrap();
+    assert_eq!(&s.get(path).await.unwrap()[..], b"{\"id\": \"abc\"}");
+    assert_eq!(s.size(path).await.unwrap(), 13);
+    assert!(s.exists(path).await.unwrap());
+    assert_eq!(read_all(s, path, None).await, b"{\"id\": \"abc\"}");
+    // An empty file is a file.
+    s.put("images/abc/_inprogress", Bytes::new()).await.unwrap();
+    assert!(s.exists("images/abc/_inprogress").await.unwrap());
+    assert_eq!(s.size("images/abc/_inprogress").await.unwrap(), 0);
+    assert!(s.get("images/abc/_inprogress").await.unwrap().is_empty());
+    assert!(read_all(s, "images/abc/_inprogress", None).await.is_empty());
+    // A folder is not a file.
+    assert!(!s.exists("images/abc").await.unwrap());
+    assert!(!s.exists("images").await.unwrap());
+    assert!(f.outside().await.is_empty());
+}
+
+pub async fn large_round_trip(f: &Fixture) {
+    let s = &*f.storage;
+    let path = "images/big/layer";
+    let written = s
+        .put_stream(path, body(pattern::stream(7, LARGE)))
+        .await
+        .unwrap();
+    assert_eq!(written, LARGE);
+    assert_eq!(s.size(path).await.unwrap(), LARGE);
+    let checked = pattern::verify(7, 0, s.get_stream(path, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, LARGE);
+    // A range deep inside, crossing any buffer boundary.
+    let r = ByteRange {
+        first: 3 * 1024 * 1024 - 5,
+        last: 40 * 1024 * 1024 + 17,
+    };
+    let checked = pattern::verify(7, r.first, s.get_stream(path, Some(r)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, r.len());
+    assert_eq!(s.list("images/big").await.unwrap(), ["layer"]);
+}
+
+pub async fn ranges_at_the_edges(f: &Fixture) {
+    let s = &*f.storage;
+    let path = "images/r/layer";
+    let len: u64 = 2 * 1024 * 1024 + 3;
+    s.put_stream(path, body(pattern::stream(3, len)))
+        .await
+        .unwrap();
+    let whole = pattern::bytes(3, 0, len as usize);
+    for (first, last) in [
+        (0, 0),
+        (len - 1, len - 1),
+        (0, len - 1),
+        (1, len - 2),
+        (1024 * 1024 - 1, 1024 * 1024),
+        (1024 * 1024, 2 * 1024 * 1024 - 1),
+    ] {
+        let got = read_all(s, path, Some(ByteRange { first, last })).await;
+        assert_eq!(got.len() as u64, last - first + 1, "range {first}-{last}");
+        assert!(
+            got[..] == whole[first as usize..=last as usize],
+            "range {first}-{last} differs"
+        );
+    }
+    // A range past the end (the file changed since the caller's size()).
+    match s
+        .get_stream(
+            path,
+            Some(ByteRange {
+                first: len,
+                last: len + 10,
+            }),
+        )
+        .await
+    {
+        Err(StorageError::InvalidRange { size, .. }) => assert_eq!(size, len),
+        Err(e) => panic!("range past the end: {e}"),
+        Ok(_) => panic!("range past the end accepted"),
+    }
+    // A range reaching past the end is cut at the end.
+    let got = read_all(
+        s,
+        path,
+        Some(ByteRange {
+            first: len - 2,
+            last: len + 100,
+        }),
+    )
+    .await;
+    assert_eq!(got, whole[len as usize - 2..]);
+}
+
+pub async fn listing_nested_folders(f: &Fixture) {
+    let s = &*f.storage;
+    for p in [
+        "repositories/library/a/tag_latest",
+        "repositories/library/a/tag_1.0",
+        "repositories/library/a/json",
+        "repositories/library/b/tag_latest",
+        "repositories/other/c/deep/er/file",
+        "images/x/json",
+    ] {
+        s.put(p, Bytes::from(p.to_owned())).await.unwrap();
+    }
+    assert_eq!(s.list("repositories").await.unwrap(), ["library", "other"]);
+    assert_eq!(s.list("repositories/library").await.unwrap(), ["a", "b"]);
+    assert_eq!(
+        s.list("repositories/library/a").await.unwrap(),
+        ["json", "tag_1.0", "tag_latest"]
+    );
+    assert_eq!(s.list("repositories/other/c").await.unwrap(), ["deep"]);
+    assert_eq!(
+        s.list("repositories/other/c/deep/er").await.unwrap(),
+        ["file"]
+    );
+    // Names sharing a prefix are not confused with children.
+    s.put("repositories/library/ab", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list("repositories/library").await.unwrap(),
+        ["a", "ab", "b"]
+    );
+    assert_eq!(s.list("repositories/library/a").await.unwrap().len(), 3);
+    assert_not_found(s.list("repositories/none").await, "list missing folder");
+    assert_not_found(s.list("repositories/librar").await, "list a name prefix");
+    assert_not_found(s.list("images/x/json").await, "list a file");
+    assert_eq!(
+        s.get("repositories/other/c/deep/er/file").await.unwrap(),
+        "repositories/other/c/deep/er/file"
+    );
+}
+
+/// More entries than one listing page of an object store holds (1000).
+pub async fn listing_many_entries(f: &Fixture) {
+    let s = &*f.storage;
+    let n = 1_150;
+    let names: Vec<String> = (0..n).map(|i| format!("{i:05}")).collect();
+    futures_util::stream::iter(names.iter())
+        .for_each_concurrent(32, |name| async move {
+            let file = if name.ends_with('7') { "json" } else { "layer" };
+            s.put(&format!("images/{name}/{file}"), Bytes::from_static(b"1"))
+                .await
+                .unwrap();
+        })
+        .await;
+    let listed = s.list("images").await.unwrap();
+    assert_eq!(listed, names);
+}
+
+pub async fn recursive_remove(f: &Fixture) {
+    let s = &*f.storage;
+    for p in ["r/a/1", "r/a/2", "r/a/b/3", "r/a/b/c/4", "r/keep", "r/ab"] {
+        s.put(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    s.put_stream("r/a/b/big", body(pattern::stream(1, 6 * 1024 * 1024)))
+        .await
+        .unwrap();
+    s.remove("r/a/1").await.unwrap();
+    assert!(!s.exists("r/a/1").await.unwrap());
+    assert!(s.exists("r/a/2").await.unwrap());
+    s.remove("r/a").await.unwrap();
+    for p in ["r/a/2", "r/a/b/3", "r/a/b/c/4", "r/a/b/big"] {
+        assert!(!s.exists(p).await.unwrap(), "{p} left");
+    }
+    assert_not_found(s.list("r/a").await, "list removed folder");
+    assert_eq!(s.list("r").await.unwrap(), ["ab", "keep"]);
+    assert_not_found(s.remove("r/a").await, "remove removed folder");
+    s.remove("r").await.unwrap();
+    assert_not_found(s.list("r").await, "list removed root folder");
+}
+
+pub async fn not_found_for_each_method(f: &Fixture) {
+    let s = &*f.storage;
+    s.put("images/here/json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    for p in [
+        "images/none/json",
+        "images/here/layer",
+        "images/here/json/deeper",
+    ] {
+        assert_not_found(s.get(p).await, "get");
+        assert_not_found(s.get_stream(p, None).await.map(|_| ()), "get_stream");
+        let r = Some(ByteRange { first: 0, last: 0 });
+        assert_not_found(s.get_stream(p, r).await.map(|_| ()), "get_stream range");
+        assert_not_found(s.size(p).await, "size");
+        assert_not_found(s.list(p).await, "list");
+        assert_not_found(s.remove(p).await, "remove");
+        assert!(!s.exists(p).await.unwrap(), "exists {p}");
+    }
+    // A folder is not a file either.
+    assert_not_found(s.get("images/here").await, "get of a folder");
+    assert_not_found(s.size("images/here").await, "size of a folder");
+}
+
+pub async fn overwrites(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "repositories/library/x/tag_latest";
+    s.put(p, Bytes::from_static(b"a-long-first-value"))
+        .await
+        .unwrap();
+    s.put(p, Bytes::from_static(b"short")).await.unwrap();
+    assert_eq!(&s.get(p).await.unwrap()[..], b"short");
+    assert_eq!(s.size(p).await.unwrap(), 5);
+    let layer = "images/x/layer";
+    s.put_stream(layer, body(pattern::stream(11, 7 * 1024 * 1024)))
+        .await
+        .unwrap();
+    s.put_stream(layer, body(pattern::stream(12, 1000)))
+        .await
+        .unwrap();
+    assert_eq!(s.size(layer).await.unwrap(), 1000);
+    assert_eq!(read_all(s, layer, None).await, pattern::bytes(12, 0, 1000));
+    s.put(layer, Bytes::from_static(b"")).await.unwrap();
+    assert_eq!(s.size(layer).await.unwrap(), 0);
+    assert_eq!(s.list("images/x").await.unwrap(), ["layer"]);
+}
+
+pub async fn concurrent_writers(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "images/c/layer";
+    let len: u64 = 6 * 1024 * 1024 + 77;
+    let seeds: Vec<u64> = (100..106).collect();
+    s.put_stream(p, body(pattern::stream(99, len)))
+        .await
+        .unwrap();
+    let writers = futures_util::future::join_all(
+        seeds
+            .iter()
+            .map(|&seed| s.put_stream(p, body(pattern::slow_stream(seed, len)))),
+    );
+    // A reader meanwhile sees some whole version each time.
+    let reader = async {
+        for _ in 0..4 {
+            let got = read_all(s, p, None).await;
+            assert_eq!(got.len() as u64, len);
+            assert!(whole_version(&got, &[99, 100, 101, 102, 103, 104, 105]));
+            tokio::task::yield_now().await;
+        }
+    };
+    let (results, ()) = futures_util::join!(writers, reader);
+    for r in results {
+        assert_eq!(r.unwrap(), len);
+    }
+    let got = read_all(s, p, None).await;
+    assert_eq!(got.len() as u64, len);
+    assert!(whole_version(&got, &seeds), "result is not one whole write");
+    assert_eq!(s.list("images/c").await.unwrap(), ["layer"]);
+}
+
+fn whole_version(got: &[u8], seeds: &[u64]) -> bool {
+    seeds
+        .iter()
+        .any(|&seed| got == &pattern::bytes(seed, 0, got.len())[..])
+}
+
+pub async fn special_names_through_layout(f: &Fixture) {
+    let s = &*f.storage;
+    let names = [
+        ("library", "abc%$_-test"),
+        ("..", ".."),
+        ("%2e%2e", "%2e%2e"),
+        ("ns", "../../etc"),
+        ("a b", "c/d"),
+        ("back\\slash", "\\..\\x"),
+        ("/abs", "/etc/passwd"),
+        ("uni", "ßü漢"),
+        (".", "."),
+    ];
+    let tags = ["latest", "a b", "x%y", "..", "/", "../../z", "\\", "ø"];
+    let id = ImageId::parse(&"0123456789abcdef".repeat(4)).unwrap();
+    for (ns, repo) in names {
+        let name = RepositoryName::new(ns, repo).unwrap();
+        for tag in tags {
+            let path = layout::tag(&name, &Tag::unchecked(tag));
+            s.put(&path, Bytes::from(id.as_str().to_owned()))
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        s.put(&layout::repository_json(&name), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let dir = layout::repository_dir(&name);
+        let mut listed: Vec<String> = s
+            .list(&dir)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|file| layout::tag_from_file_name(file))
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        listed.sort();
+        let mut expected: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        expected.sort();
+        assert_eq!(listed, expected, "tags of {name}");
+        let tag_path = layout::tag(&name, &Tag::unchecked("../../z"));
+        assert_eq!(s.get(&tag_path).await.unwrap(), id.as_str());
+    }
+    // Each namespace is one folder, spelled as the old registry did.
+    let mut namespaces = s.list("repositories").await.unwrap();
+    namespaces.sort();
+    let mut expected: Vec<String> = names
+        .iter()
+        .map(|(ns, _)| layout::escape(ns))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    expected.sort();
+    assert_eq!(namespaces, expected);
+    assert!(
+        s.list("repositories/library").await.unwrap() == ["abc%2525%2524_-test"],
+        "legacy spelling of abc%$_-test"
+    );
+    assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
+pub async fn invalid_paths_are_refused(f: &Fixture) {
+    let s = &*f.storage;
+    s.put("images/ok/json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    for p in [
+        "",
+        "..",
+        "../x",
+        "images/../../x",
+        "images/ok/../../../etc/passwd",
+        "/etc/passwd",
+        "/images/ok/json",
+        "images//ok",
+        "images/ok/",
+        "./images",
+        "images\\..\\..\\x",
+        "..\\x",
+        "images/a\0b",
+        "\0",
+    ] {
+        assert_invalid(s.get(p).await, &format!("get {p:?}"));
+        assert_invalid(
+            s.put(p, Bytes::from_static(b"x")).await,
+            &format!("put {p:?}"),
+        );
+        assert_invalid(
+            s.put_stream(p, body(pattern::stream(1, 10))).await,
+            &format!("put_stream {p:?}"),
+        );
+        assert_invalid(
+            s.get_stream(p, None).await.map(|_| ()),
+            &format!("get_stream {p:?}"),
+        );
+        assert_invalid(s.size(p).await, &format!("size {p:?}"));
+        assert_invalid(s.exists(p).await, &format!("exists {p:?}"));
+        assert_invalid(s.list(p).await, &format!("list {p:?}"));
+        assert_invalid(s.remove(p).await, &format!("remove {p:?}"));
+        assert_invalid(s.redirect_url(p).await, &format!("redirect_url {p:?}"));
+    }
+    // Percent signs are plain characters to a driver: `%2e%2e` is a name.
+    s.put("%2e%2e/x", Bytes::from_static(b"y")).await.unwrap();
+    assert_eq!(s.list("%2e%2e").await.unwrap(), ["x"]);
+    assert!(s.exists("images/ok/json").await.unwrap());
+    assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
+pub async fn interrupted_upload_keeps_old_content(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "images/i/layer";
+    s.put_stream(p, body(pattern::stream(5, 3000)))
+        .await
+        .unwrap();
+    // Enough bytes before the break that writes (and multipart parts) have
+    // already gone out.
+    let broken = pattern::stream(6, 12 * 1024 * 1024).chain(futures_util::stream::once(async {
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        ))
+    }));
+    match s.put_stream(p, body(broken)).await {
+        Err(StorageError::Interrupted(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+        other => panic!("expected Interrupted, got {other:?}"),
+    }
+    assert_eq!(s.size(p).await.unwrap(), 3000);
+    assert_eq!(read_all(s, p, None).await, pattern::bytes(5, 0, 3000));
+    assert_eq!(s.list("images/i").await.unwrap(), ["layer"]);
+    // Nothing is left of a first upload that breaks off either.
+    let broken = pattern::stream(6, 2 * 1024 * 1024).chain(futures_util::stream::once(async {
+        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short body"))
+    }));
+    let fresh = "images/j/layer";
+    assert!(matches!(
+        s.put_stream(fresh, body(broken)).await,
+        Err(StorageError::Interrupted(_))
+    ));
+    assert!(!s.exists(fresh).await.unwrap());
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+/// A download the storage hands out itself, where it can.
+pub async fn redirect_urls(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "images/d/layer";
+    s.put(p, Bytes::from_static(b"layer-bytes")).await.unwrap();
+    match s.redirect_url(p).await.unwrap() {
+        None => assert!(!f.redirects, "{} gave no redirect URL", s.name()),
+        Some(url) => {
+            assert!(f.redirects, "{} gave a redirect URL", s.name());
+            let got = reqwest::get(&url).await.unwrap();
+            assert!(got.status().is_success(), "{url}: {}", got.status());
+            assert_eq!(&got.bytes().await.unwrap()[..], b"layer-bytes");
+        }
+    }
+}
