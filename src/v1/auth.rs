@@ -46,12 +46,16 @@ impl Auth {
         let privileged_key = match &settings.privileged_key {
             None => None,
             Some(path) => {
-                let pem = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read privileged_key {}", path.display())
-                })?;
-                Some(VerifyingKey::new(parse_public_key(&pem).with_context(|| {
-                    format!("privileged_key {} is not an RSA public key (PEM)", path.display())
-                })?))
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read privileged_key {}", path.display()))?;
+                Some(VerifyingKey::new(parse_public_key(&pem).with_context(
+                    || {
+                        format!(
+                            "privileged_key {} is not an RSA public key (PEM)",
+                            path.display()
+                        )
+                    },
+                )?))
             }
         };
         let mode = if settings.standalone || settings.disable_token_auth {
@@ -122,7 +126,8 @@ impl Auth {
             log::debug!("index refused the token: {}", answer.status());
             return Err(Error::Unauthorized);
         }
-        let images: Vec<serde_json::Value> = answer.json().await.map_err(|_| Error::Unauthorized)?;
+        let images: Vec<serde_json::Value> =
+            answer.json().await.map_err(|_| Error::Unauthorized)?;
         let ids: Vec<String> = images
             .iter()
             .filter_map(|i| i.get("id").and_then(|v| v.as_str()).map(str::to_owned))
@@ -142,7 +147,8 @@ impl Auth {
         if matches!(self.mode, Mode::Open) || self.signature_valid(req) {
             return Ok(true);
         }
-        let Some(name) = Token::from_request(req).and_then(|t| RepositoryName::parse(&t.repository).ok())
+        let Some(name) =
+            Token::from_request(req).and_then(|t| RepositoryName::parse(&t.repository).ok())
         else {
             return Ok(false);
         };
@@ -156,7 +162,11 @@ impl Auth {
         let Some(key) = &self.privileged_key else {
             return false;
         };
-        let Some(header) = req.headers().get("X-Signature").and_then(|v| v.to_str().ok()) else {
+        let Some(header) = req
+            .headers()
+            .get("X-Signature")
+            .and_then(|v| v.to_str().ok())
+        else {
             return false;
         };
         let fields: HashMap<&str, &str> = header
@@ -170,7 +180,8 @@ impl Auth {
         else {
             return false;
         };
-        key.verify(signed_message(req).as_bytes(), &signature).is_ok()
+        key.verify(signed_message(req).as_bytes(), &signature)
+            .is_ok()
     }
 }
 
@@ -199,7 +210,9 @@ fn title_case(name: &str) -> String {
         .map(|word| {
             let mut chars = word.chars();
             match chars.next() {
-                Some(first) => first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase(),
+                Some(first) => {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                }
                 None => String::new(),
             }
         })
@@ -260,7 +273,9 @@ pub fn stand_in_token(name: &RepositoryName, access: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let pick = Uniform::from(0..ALPHABET.len());
     let mut rng = rand::thread_rng();
-    let signature: String = (0..16).map(|_| ALPHABET[pick.sample(&mut rng)] as char).collect();
+    let signature: String = (0..16)
+        .map(|_| ALPHABET[pick.sample(&mut rng)] as char)
+        .collect();
     format!("Token signature={signature},repository=\"{name}\",access={access}")
 }
 
@@ -272,7 +287,10 @@ mod tests {
     #[test]
     fn tokens_are_read_like_the_old_registry() {
         let req = TestRequest::default()
-            .insert_header(("Authorization", r#"Token signature=ABC,repository="ns/app",access=write"#))
+            .insert_header((
+                "Authorization",
+                r#"Token signature=ABC,repository="ns/app",access=write"#,
+            ))
             .to_http_request();
         let token = Token::from_request(&req).unwrap();
         assert_eq!(token.repository, "ns/app");
@@ -288,7 +306,8 @@ mod tests {
     fn stand_in_tokens_look_like_the_old_ones() {
         let name = RepositoryName::parse("ns/app").unwrap();
         let token = stand_in_token(&name, "read");
-        let re = Regex::new(r#"^Token signature=[A-Z0-9]{16},repository="ns/app",access=read$"#).unwrap();
+        let re = Regex::new(r#"^Token signature=[A-Z0-9]{16},repository="ns/app",access=read$"#)
+            .unwrap();
         assert!(re.is_match(&token), "{token}");
     }
 

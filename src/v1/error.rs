@@ -89,8 +89,13 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         use Error::*;
         match self {
-            InvalidImageId | ImageNotFound | RepositoryNotFound | InvalidRepositoryName
-            | TagNotFound | TagNotFoundNamed(_) | IndexImagesNotFound => StatusCode::NOT_FOUND,
+            InvalidImageId
+            | ImageNotFound
+            | RepositoryNotFound
+            | InvalidRepositoryName
+            | TagNotFound
+            | TagNotFoundNamed(_)
+            | IndexImagesNotFound => StatusCode::NOT_FOUND,
             ImageExists | ChecksumNotExpected => StatusCode::CONFLICT,
             ClientTooOld | ChecksumHeaderMissing => StatusCode::PRECONDITION_FAILED,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -102,6 +107,7 @@ impl ResponseError for Error {
             Storage(StorageError::NotFound(_)) => StatusCode::NOT_FOUND,
             Storage(StorageError::InvalidPath(_)) => StatusCode::BAD_REQUEST,
             Storage(StorageError::Interrupted(_)) => StatusCode::BAD_REQUEST,
+            Storage(StorageError::InvalidRange { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Storage(StorageError::Unavailable(_)) | Search(_) | Index(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -133,7 +139,8 @@ impl ResponseError for Error {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
             }
-            Error::RangeNotSatisfiable { size } => {
+            Error::RangeNotSatisfiable { size }
+            | Error::Storage(StorageError::InvalidRange { size, .. }) => {
                 if let Ok(v) = HeaderValue::try_from(format!("bytes */{size}")) {
                     resp.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
@@ -155,7 +162,10 @@ mod tests {
             Error::InvalidTag.to_string(),
             r"Invalid tag name (must match ^[\w][\w.-]{0,127}$)"
         );
-        assert_eq!(Error::TagNotFoundNamed("x".into()).to_string(), "Tag not found: x");
+        assert_eq!(
+            Error::TagNotFoundNamed("x".into()).to_string(),
+            "Tag not found: x"
+        );
         assert_eq!(Error::ChecksumEmpty.to_string(), "Missing Image's checksum");
     }
 

@@ -123,7 +123,8 @@ pub fn user_agent_pairs(req: &HttpRequest) -> Vec<(String, String)> {
     ua.split_whitespace()
         .filter_map(|word| {
             let (k, v) = word.split_once('/')?;
-            (!k.is_empty() && !v.is_empty() && !v.contains('/')).then(|| (k.to_owned(), v.to_owned()))
+            (!k.is_empty() && !v.is_empty() && !v.contains('/'))
+                .then(|| (k.to_owned(), v.to_owned()))
         })
         .collect()
 }
@@ -131,7 +132,10 @@ pub fn user_agent_pairs(req: &HttpRequest) -> Vec<(String, String)> {
 /// Whether the client is a docker engine older than 0.10 (the old registry
 /// meant to refuse those layer uploads; its version parse never matched).
 pub fn docker_older_than_0_10(req: &HttpRequest) -> bool {
-    let Some((_, version)) = user_agent_pairs(req).into_iter().find(|(k, _)| k == "docker") else {
+    let Some((_, version)) = user_agent_pairs(req)
+        .into_iter()
+        .find(|(k, _)| k == "docker")
+    else {
         return false;
     };
     let version = version.split('-').next().unwrap_or("");
@@ -153,7 +157,9 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn range(h: &str, size: u64) -> Result<Option<ByteRange>> {
-        let req = TestRequest::default().insert_header(("Range", h)).to_http_request();
+        let req = TestRequest::default()
+            .insert_header(("Range", h))
+            .to_http_request();
         byte_range(req.headers(), size)
     }
 
@@ -185,20 +191,35 @@ mod tests {
 
     #[test]
     fn ranges_we_do_not_understand_are_ignored() {
-        for h in ["items=0-1", "bytes=a-b", "bytes=5-2", "bytes=0-1,3-4", "bytes=-", "bytes=3"] {
+        for h in [
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-2",
+            "bytes=0-1,3-4",
+            "bytes=-",
+            "bytes=3",
+        ] {
             assert_eq!(range(h, 10).unwrap(), None, "{h}");
         }
     }
 
     #[test]
     fn old_docker_clients_are_recognised() {
-        let req = |ua: &str| TestRequest::default().insert_header(("User-Agent", ua)).to_http_request();
+        let req = |ua: &str| {
+            TestRequest::default()
+                .insert_header(("User-Agent", ua))
+                .to_http_request()
+        };
         assert!(docker_older_than_0_10(&req("docker/0.9.1 go/go1.2")));
         assert!(docker_older_than_0_10(&req("docker/0.9.1-dev go/go1.2")));
         assert!(!docker_older_than_0_10(&req("docker/0.10.0 go/go1.2")));
-        assert!(!docker_older_than_0_10(&req("docker/1.3.0 go/go1.3.3 kernel/3.16 os/linux arch/amd64")));
+        assert!(!docker_older_than_0_10(&req(
+            "docker/1.3.0 go/go1.3.3 kernel/3.16 os/linux arch/amd64"
+        )));
         assert!(!docker_older_than_0_10(&req("curl/8.0")));
-        let pairs = user_agent_pairs(&req("docker/1.3.0 go/go1.3.3 kernel/3.16 os/Linux arch/AMD64"));
+        let pairs = user_agent_pairs(&req(
+            "docker/1.3.0 go/go1.3.3 kernel/3.16 os/Linux arch/AMD64",
+        ));
         assert_eq!(pairs[0], ("docker".into(), "1.3.0".into()));
         assert_eq!(pairs.len(), 5);
     }

@@ -47,7 +47,11 @@ pub async fn put_layer(
     Ok(response::ok_true())
 }
 
-pub async fn put_checksum(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+pub async fn put_checksum(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Id,
+) -> Result<HttpResponse> {
     let storage = &*state.storage;
     state.auth.check(&req, storage, None).await?;
     let id = http::image_id(&id)?;
@@ -66,7 +70,11 @@ fn not_modified() -> HttpResponse {
     builder.finish()
 }
 
-pub async fn get_json(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+pub async fn get_json(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Id,
+) -> Result<HttpResponse> {
     let storage = &*state.storage;
     state.auth.check(&req, storage, None).await?;
     let id = http::image_id(&id)?;
@@ -89,7 +97,11 @@ pub async fn get_json(state: web::Data<AppState>, req: HttpRequest, id: Id) -> R
 const X_DOCKER_SIZE: HeaderName = HeaderName::from_static("x-docker-size");
 const X_DOCKER_CHECKSUM_PAYLOAD: HeaderName = HeaderName::from_static("x-docker-checksum-payload");
 
-pub async fn get_ancestry(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+pub async fn get_ancestry(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Id,
+) -> Result<HttpResponse> {
     let storage = &*state.storage;
     state.auth.check(&req, storage, None).await?;
     let id = http::image_id(&id)?;
@@ -101,7 +113,11 @@ pub async fn get_ancestry(state: web::Data<AppState>, req: HttpRequest, id: Id) 
     Ok(cached_json(ancestry))
 }
 
-pub async fn get_files(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+pub async fn get_files(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Id,
+) -> Result<HttpResponse> {
     let storage = &*state.storage;
     state.auth.check(&req, storage, None).await?;
     let id = http::image_id(&id)?;
@@ -124,7 +140,11 @@ fn cached_json(body: bytes::Bytes) -> HttpResponse {
     resp
 }
 
-pub async fn get_layer(state: web::Data<AppState>, req: HttpRequest, id: Id) -> Result<HttpResponse> {
+pub async fn get_layer(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Id,
+) -> Result<HttpResponse> {
     let storage = &*state.storage;
     let settings = &state.settings;
     state.auth.check(&req, storage, None).await?;
@@ -146,7 +166,10 @@ pub async fn get_layer(state: web::Data<AppState>, req: HttpRequest, id: Id) -> 
                 .insert_header(("X-Accel-Redirect", target))
                 .finish());
         }
-        log::warn!("nginx_x_accel_redirect is set, but storage {} has no local files", storage.name());
+        log::warn!(
+            "nginx_x_accel_redirect is set, but storage {} has no local files",
+            storage.name()
+        );
     }
     if settings.storage.redirect {
         if let Some(url) = storage.redirect_url(&path).await? {
@@ -160,7 +183,10 @@ pub async fn get_layer(state: web::Data<AppState>, req: HttpRequest, id: Id) -> 
     let mut builder = match range {
         Some(r) => {
             let mut b = HttpResponse::PartialContent();
-            b.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{size}", r.first, r.last)));
+            b.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", r.first, r.last),
+            ));
             b
         }
         None => HttpResponse::Ok(),

@@ -34,14 +34,24 @@ pub async fn put_auth() -> HttpResponse {
 
 /// `X-Docker-Endpoints`, `X-Docker-Token` and `WWW-Authenticate`, the way a
 /// docker 1.x client expects them from an index.
-fn with_token(mut resp: HttpResponse, state: &AppState, req: &HttpRequest, name: &RepositoryName, access: &str) -> HttpResponse {
-    let endpoints = state.settings.registry_endpoints.clone().unwrap_or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    });
+fn with_token(
+    mut resp: HttpResponse,
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepositoryName,
+    access: &str,
+) -> HttpResponse {
+    let endpoints = state
+        .settings
+        .registry_endpoints
+        .clone()
+        .unwrap_or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        });
     let token = stand_in_token(name, access);
     let headers = resp.headers_mut();
     if let Some(v) = http::header_value(&endpoints) {
@@ -109,14 +119,22 @@ pub async fn put_images(
     put_images_with(&state, &req, &repo, payload, StatusCode::NO_CONTENT).await
 }
 
-pub async fn get_images(state: web::Data<AppState>, req: HttpRequest, repo: web::Path<String>) -> Result<HttpResponse> {
+pub async fn get_images(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    repo: web::Path<String>,
+) -> Result<HttpResponse> {
     let name = authorised(&state, &req, &repo).await?;
     let images = store::index_images(&*state.storage, &name).await?;
     let resp = response::json_raw(StatusCode::OK, images);
     Ok(with_token(resp, &state, &req, &name, "read"))
 }
 
-pub async fn delete_images(state: web::Data<AppState>, req: HttpRequest, repo: web::Path<String>) -> Result<HttpResponse> {
+pub async fn delete_images(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    repo: web::Path<String>,
+) -> Result<HttpResponse> {
     let name = authorised(&state, &req, &repo).await?;
     let resp = response::json_builder(StatusCode::NO_CONTENT).finish();
     Ok(with_token(resp, &state, &req, &name, "delete"))

@@ -189,7 +189,11 @@ mod tests {
         layer(&[
             ("./", tar::EntryType::Directory, b""),
             ("./etc/", tar::EntryType::Directory, b""),
-            ("./etc/hosts", tar::EntryType::Regular, b"127.0.0.1 localhost\n"),
+            (
+                "./etc/hosts",
+                tar::EntryType::Regular,
+                b"127.0.0.1 localhost\n",
+            ),
             ("./etc/.wh.motd", tar::EntryType::Regular, b""),
             ("./.wh..wh.plnk", tar::EntryType::Directory, b""),
             ("./bin/sh", tar::EntryType::Symlink, b""),
@@ -228,14 +232,19 @@ mod tests {
     fn what_is_no_tar_is_refused() {
         assert!(listing(b"this is not a tar archive, not at all. ".repeat(20)).is_err());
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(b"compressed garbage that is no tar either").unwrap();
+        gz.write_all(b"compressed garbage that is no tar either")
+            .unwrap();
         assert!(listing(gz.finish().unwrap()).is_err());
     }
 
     #[test]
     fn the_fixture_layers_list() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/v1-images");
-        for id in ["511136ea3c5a64f264b78b5433614aec563103b4d4702f3ba7d4d2698e22c158", "xattr"] {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/v1-images");
+        for id in [
+            "511136ea3c5a64f264b78b5433614aec563103b4d4702f3ba7d4d2698e22c158",
+            "xattr",
+        ] {
             let bytes = std::fs::read(dir.join(id).join("layer.tar")).unwrap();
             assert!(listing(bytes).unwrap().is_array());
         }

@@ -40,29 +40,41 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
             .route(web::get().to(images::get_layer))
             .route(web::put().to(images::put_layer)),
     )
-    .route("/v1/images/{id}/checksum", web::put().to(images::put_checksum))
-    .route("/v1/images/{id}/ancestry", web::get().to(images::get_ancestry))
+    .route(
+        "/v1/images/{id}/checksum",
+        web::put().to(images::put_checksum),
+    )
+    .route(
+        "/v1/images/{id}/ancestry",
+        web::get().to(images::get_ancestry),
+    )
     .route("/v1/images/{id}/files", web::get().to(images::get_files));
 
     // Longest suffixes first: the repository part swallows any segments.
-    cfg.route(&format!("{REPO}/tags/{{tag}}/json"), web::get().to(tags::tag_json))
-        .service(
-            web::resource(format!("{REPO}/tags/{{tag}}"))
-                .route(web::get().to(tags::get))
-                .route(web::put().to(tags::put))
-                .route(web::delete().to(tags::delete)),
-        )
-        .service(
-            web::resource(format!("{REPO}/tags"))
-                .route(web::get().to(tags::list))
-                .route(web::delete().to(tags::delete_repository)),
-        )
-        .service(
-            web::resource(format!("{REPO}/properties"))
-                .route(web::get().to(tags::get_properties))
-                .route(web::put().to(tags::put_properties)),
-        )
-        .route(&format!("{REPO}/json"), web::get().to(tags::repository_json));
+    cfg.route(
+        &format!("{REPO}/tags/{{tag}}/json"),
+        web::get().to(tags::tag_json),
+    )
+    .service(
+        web::resource(format!("{REPO}/tags/{{tag}}"))
+            .route(web::get().to(tags::get))
+            .route(web::put().to(tags::put))
+            .route(web::delete().to(tags::delete)),
+    )
+    .service(
+        web::resource(format!("{REPO}/tags"))
+            .route(web::get().to(tags::list))
+            .route(web::delete().to(tags::delete_repository)),
+    )
+    .service(
+        web::resource(format!("{REPO}/properties"))
+            .route(web::get().to(tags::get_properties))
+            .route(web::put().to(tags::put_properties)),
+    )
+    .route(
+        &format!("{REPO}/json"),
+        web::get().to(tags::repository_json),
+    );
 
     if settings.standalone {
         cfg.service(

@@ -109,7 +109,10 @@ pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) ->
     remove_if_present(storage, &layout::image_checksum(id)).await?;
     storage.put(&json_path, body).await?;
     storage
-        .put(&layout::image_ancestry(id), to_bytes(&Value::Array(ancestry)))
+        .put(
+            &layout::image_ancestry(id),
+            to_bytes(&Value::Array(ancestry)),
+        )
         .await?;
     Ok(())
 }
@@ -258,7 +261,10 @@ pub async fn image_files(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
 // --- Tags and repositories ------------------------------------------------
 
 /// Every tag of a repository and the image it points to.
-pub async fn tags(storage: &dyn Storage, name: &RepositoryName) -> Result<BTreeMap<String, String>> {
+pub async fn tags(
+    storage: &dyn Storage,
+    name: &RepositoryName,
+) -> Result<BTreeMap<String, String>> {
     let files = storage
         .list(&layout::repository_dir(name))
         .await
@@ -271,7 +277,10 @@ pub async fn tags(storage: &dyn Storage, name: &RepositoryName) -> Result<BTreeM
         // A tag deleted between the listing and the read is simply gone.
         match storage.get(&layout::tag(name, &tag)).await {
             Ok(image) => {
-                tags.insert(tag.to_string(), String::from_utf8_lossy(&image).into_owned());
+                tags.insert(
+                    tag.to_string(),
+                    String::from_utf8_lossy(&image).into_owned(),
+                );
             }
             Err(StorageError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
@@ -311,7 +320,9 @@ pub async fn put_tag(
         .put(&layout::tag(name, tag), Bytes::from(image.to_string()))
         .await?;
     let props = to_bytes(&tag_properties(user_agent));
-    storage.put(&layout::tag_json(name, tag), props.clone()).await?;
+    storage
+        .put(&layout::tag_json(name, tag), props.clone())
+        .await?;
     if tag.as_str() == "latest" {
         storage.put(&layout::repository_json(name), props).await?;
     }
@@ -441,7 +452,11 @@ impl Properties {
     }
 }
 
-pub async fn set_private(storage: &dyn Storage, name: &RepositoryName, private: bool) -> Result<()> {
+pub async fn set_private(
+    storage: &dyn Storage,
+    name: &RepositoryName,
+    private: bool,
+) -> Result<()> {
     let flag = layout::private_flag(name);
     if private {
         storage.put(&flag, Bytes::new()).await?;
@@ -489,7 +504,9 @@ pub async fn update_index_images(
         storage.put(&path, to_bytes(&Value::Array(new))).await?;
         return Ok(IndexUpdate::Created);
     };
-    storage.put(&path, to_bytes(&merge_image_lists(new, old))).await?;
+    storage
+        .put(&path, to_bytes(&merge_image_lists(new, old)))
+        .await?;
     Ok(IndexUpdate::Updated)
 }
 
@@ -535,7 +552,11 @@ pub async fn index_images(storage: &dyn Storage, name: &RepositoryName) -> Resul
 }
 
 /// Records the images a central index says a token may push.
-pub async fn put_images_list(storage: &dyn Storage, name: &RepositoryName, ids: &[String]) -> Result<()> {
+pub async fn put_images_list(
+    storage: &dyn Storage,
+    name: &RepositoryName,
+    ids: &[String],
+) -> Result<()> {
     storage
         .put(&layout::images_list(name), to_bytes(&json!(ids)))
         .await?;
@@ -543,7 +564,11 @@ pub async fn put_images_list(storage: &dyn Storage, name: &RepositoryName, ids: 
 }
 
 /// Whether `id` is among the images a central index allowed for `name`.
-pub async fn in_images_list(storage: &dyn Storage, name: &RepositoryName, id: &ImageId) -> Result<bool> {
+pub async fn in_images_list(
+    storage: &dyn Storage,
+    name: &RepositoryName,
+    id: &ImageId,
+) -> Result<bool> {
     match storage.get(&layout::images_list(name)).await {
         Ok(bytes) => Ok(matches!(parse_json(&bytes), Some(Value::Array(list))
             if list.iter().any(|v| v.as_str() == Some(id.as_str())))),
@@ -558,7 +583,10 @@ mod tests {
 
     #[test]
     fn image_lists_merge_by_id_with_checksums_winning() {
-        let new = vec![json!({"id": "a"}), json!({"id": "b", "checksum": "sha256:new"})];
+        let new = vec![
+            json!({"id": "a"}),
+            json!({"id": "b", "checksum": "sha256:new"}),
+        ];
         let old = vec![
             json!({"id": "a", "checksum": "sha256:old"}),
             json!({"id": "b", "checksum": "sha256:older"}),
@@ -599,10 +627,16 @@ mod tests {
     fn properties_take_access_and_description() {
         assert_eq!(
             Properties::parse(br#"{"access": "private"}"#).unwrap(),
-            Properties { private: Some(true), description: None }
+            Properties {
+                private: Some(true),
+                description: None
+            }
         );
         assert_eq!(
-            Properties::parse(br#"{"description": "x"}"#).unwrap().description.as_deref(),
+            Properties::parse(br#"{"description": "x"}"#)
+                .unwrap()
+                .description
+                .as_deref(),
             Some("x")
         );
         for bad in [&b"[]"[..], b"{}", br#"{"access": "secret"}"#, b"nope"] {

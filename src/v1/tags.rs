@@ -19,7 +19,11 @@ async fn authorised(state: &AppState, req: &HttpRequest, raw: &str) -> Result<Re
     Ok(name)
 }
 
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, repo: web::Path<String>) -> Result<HttpResponse> {
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    repo: web::Path<String>,
+) -> Result<HttpResponse> {
     let name = authorised(&state, &req, &repo).await?;
     let tags = store::tags(&*state.storage, &name).await?;
     Ok(response::json(StatusCode::OK, &tags))
@@ -48,7 +52,10 @@ pub async fn put(
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let user_agent = http::user_agent_pairs(&req);
     let image = store::put_tag(&*state.storage, &name, &tag, &body, &user_agent).await?;
-    state.events.publish(Event::TagPushed { name, tag, image }).await;
+    state
+        .events
+        .publish(Event::TagPushed { name, tag, image })
+        .await;
     Ok(response::ok_true())
 }
 
@@ -93,7 +100,10 @@ pub async fn delete_repository(
 ) -> Result<HttpResponse> {
     let name = authorised(&state, &req, &repo).await?;
     store::delete_repository(&*state.storage, &name).await?;
-    state.events.publish(Event::RepositoryDeleted { name }).await;
+    state
+        .events
+        .publish(Event::RepositoryDeleted { name })
+        .await;
     Ok(response::ok_true())
 }
 
