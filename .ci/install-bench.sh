@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Tools the benchmark suite (bench/) drives: nginx (the static-file baseline),
+# wrk (the load generator), openssl (the hashing baseline), and moto's
+# S3-compatible server (the local object store of the S3 figures).
+# Idempotent; run as root on Debian bookworm.
+set -euo pipefail
+
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The Debian package enables and starts a system nginx on port 80; the
+# suite starts its own on a free loopback port and needs no system one.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+  systemctl stop nginx || true
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'moto[server]'
+fi

@@ -1,0 +1,266 @@
+//! The client side: pulls and pushes over HTTP/1.1 to 127.0.0.1, timed,
+//! each answer checked (status, byte count) so that a fast wrong answer
+//! never counts as a figure.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use futures_util::future::try_join_all;
+use reqwest::header::{CONTENT_LENGTH, RANGE};
+use reqwest::{Body, Client, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::data::Image;
+
+/// Bytes a pushed layer is read from disk in.
+const UPLOAD_CHUNK: usize = 1 << 20;
+
+pub fn client() -> Result<Client> {
+    Ok(Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(600))
+        .build()?)
+}
+
+/// What a timed transfer moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Transfer {
+    /// Decimal megabytes per second.
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// Downloads `url` (from byte `from` on, when given) and checks the status
+/// and the length; with `sha256`, the bytes too. Returns the bytes read.
+pub async fn download(
+    client: &Client,
+    url: &str,
+    from: Option<u64>,
+    expect_len: u64,
+    sha256: Option<&str>,
+) -> Result<u64> {
+    let mut req = client.get(url);
+    if let Some(from) = from {
+        req = req.header(RANGE, format!("bytes={from}-"));
+    }
+    let mut resp = req.send().await.with_context(|| format!("GET {url}"))?;
+    let want = if from.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    if resp.status() != want {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        bail!("GET {url}: {status} (expected {want}): {body:.200}");
+    }
+    let mut hasher = sha256.map(|_| Sha256::new());
+    let mut n = 0u64;
+    while let Some(chunk) = resp.chunk().await.with_context(|| format!("GET {url}"))? {
+        n += chunk.len() as u64;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+    }
+    ensure!(
+        n == expect_len,
+        "GET {url}: {n} bytes, expected {expect_len}"
+    );
+    if let (Some(h), Some(want)) = (hasher, sha256) {
+        let got = hex::encode(h.finalize());
+        ensure!(got == want, "GET {url}: sha256 {got}, expected {want}");
+    }
+    Ok(n)
+}
+
+/// `clients` concurrent downloads of `url`, each on its own connection;
+/// the time runs from the first request to the last byte.
+pub async fn parallel_download(
+    client: &Client,
+    url: &str,
+    clients: usize,
+    from: Option<u64>,
+    expect_len: u64,
+) -> Result<Transfer> {
+    let start = Instant::now();
+    let tasks = (0..clients).map(|_| {
+        let client = client.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move { download(&client, &url, from, expect_len, None).await })
+    });
+    let results = try_join_all(tasks).await?;
+    let elapsed = start.elapsed();
+    let mut bytes = 0;
+    for r in results {
+        bytes += r?;
+    }
+    Ok(Transfer { bytes, elapsed })
+}
+
+/// A file as a request body, streamed from disk with its length announced.
+async fn file_body(path: &std::path::Path) -> Result<Body> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("open {}", path.display()))?;
+    Ok(Body::wrap_stream(
+        tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK),
+    ))
+}
+
+async fn expect(resp: reqwest::Response, what: &str, want: StatusCode) -> Result<()> {
+    let status = resp.status();
+    if status != want {
+        let body = resp.text().await.unwrap_or_default();
+        bail!("{what}: {status} (expected {want}): {body:.300}");
+    }
+    Ok(())
+}
+
+/// Streams a file to `url` with PUT (raw object stores, the S3 baseline).
+pub async fn upload(client: &Client, url: &str, path: &std::path::Path, len: u64) -> Result<()> {
+    let resp = client
+        .put(url)
+        .header(CONTENT_LENGTH, len)
+        .body(file_body(path).await?)
+        .send()
+        .await
+        .with_context(|| format!("PUT {url}"))?;
+    expect(resp, &format!("PUT {url}"), StatusCode::OK).await
+}
+
+/// The three requests of an image push: json, layer (streamed from its
+/// file), checksum.
+pub async fn push_image(client: &Client, base: &str, image: &Image) -> Result<()> {
+    let url = |what: &str| format!("{base}/v1/images/{}/{what}", image.id);
+    let resp = client
+        .put(url("json"))
+        .body(image.json.clone())
+        .send()
+        .await?;
+    expect(resp, "PUT json", StatusCode::OK).await?;
+    let resp = client
+        .put(url("layer"))
+        .header(CONTENT_LENGTH, image.layer.size)
+        .body(file_body(&image.layer.path).await?)
+        .send()
+        .await?;
+    expect(resp, "PUT layer", StatusCode::OK).await?;
+    let resp = client
+        .put(url("checksum"))
+        .header("X-Docker-Checksum-Payload", &image.checksum)
+        .send()
+        .await?;
+    expect(resp, "PUT checksum", StatusCode::OK).await
+}
+
+/// The User-Agent of the docker 1.3 client whose requests we replay.
+const DOCKER_UA: &str =
+    "docker/1.3.0 go/go1.3.3 git-commit/c78088f kernel/3.16.0 os/linux arch/amd64";
+
+/// A whole `docker push` of `images` (base first) to `repo` as docker 1.x
+/// does it (legacy-registry.md 3.5), tagged `latest`.
+pub async fn docker_push(client: &Client, base: &str, repo: &str, images: &[Image]) -> Result<()> {
+    let list: Vec<_> = images
+        .iter()
+        .map(|i| serde_json::json!({"id": i.id}))
+        .collect();
+    let list = serde_json::to_vec(&list)?;
+    let repo_url = format!("{base}/v1/repositories/{repo}/");
+    let resp = client
+        .put(&repo_url)
+        .header("User-Agent", DOCKER_UA)
+        .header("X-Docker-Token", "true")
+        .body(list.clone())
+        .send()
+        .await?;
+    expect(resp, "PUT repository", StatusCode::OK).await?;
+    for image in images {
+        let resp = client
+            .get(format!("{base}/v1/images/{}/json", image.id))
+            .header("User-Agent", DOCKER_UA)
+            .send()
+            .await?;
+        expect(resp, "GET json before push", StatusCode::NOT_FOUND).await?;
+        push_image(client, base, image).await?;
+    }
+    let top = images.last().context("no images to push")?;
+    let resp = client
+        .put(format!("{base}/v1/repositories/{repo}/tags/latest"))
+        .header("User-Agent", DOCKER_UA)
+        .body(format!("\"{}\"", top.id))
+        .send()
+        .await?;
+    expect(resp, "PUT tag", StatusCode::OK).await?;
+    let resp = client
+        .put(format!("{base}/v1/repositories/{repo}/images"))
+        .header("User-Agent", DOCKER_UA)
+        .body(list)
+        .send()
+        .await?;
+    expect(resp, "PUT images", StatusCode::NO_CONTENT).await
+}
+
+/// A whole `docker pull` of `repo:latest`: image list, tags, ancestry, then
+/// each image's json and layer. Checks that it gets `images` back (with
+/// `verify`, byte for byte). Returns the layer bytes read.
+pub async fn docker_pull(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    images: &[Image],
+    verify: bool,
+) -> Result<u64> {
+    let get = |url: String| client.get(url).header("User-Agent", DOCKER_UA).send();
+    let resp = get(format!("{base}/v1/repositories/{repo}/images")).await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "GET images: {}",
+        resp.status()
+    );
+    let resp = get(format!("{base}/v1/repositories/{repo}/tags")).await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "GET tags: {}",
+        resp.status()
+    );
+    let tags: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
+    let top = tags["latest"].as_str().context("no latest tag")?.to_owned();
+    let resp = get(format!("{base}/v1/images/{top}/ancestry")).await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "GET ancestry: {}",
+        resp.status()
+    );
+    let ancestry: Vec<String> = serde_json::from_slice(&resp.bytes().await?)?;
+    ensure!(
+        ancestry.len() == images.len(),
+        "ancestry of {} images, expected {}",
+        ancestry.len(),
+        images.len()
+    );
+    let mut bytes = 0;
+    for id in ancestry.iter().rev() {
+        let image = images
+            .iter()
+            .find(|i| &i.id == id)
+            .with_context(|| format!("unknown image {id} in the ancestry"))?;
+        let resp = get(format!("{base}/v1/images/{id}/json")).await?;
+        ensure!(
+            resp.status() == StatusCode::OK,
+            "GET json: {}",
+            resp.status()
+        );
+        ensure!(resp.bytes().await? == image.json, "image {id}: other json");
+        let sha = verify.then_some(image.layer.sha256.as_str());
+        let url = format!("{base}/v1/images/{id}/layer");
+        bytes += download(client, &url, None, image.layer.size, sha).await?;
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,281 @@
+//! The benchmark suite of registry-v1 (docs/benchmarks.md): the release
+//! binary on loopback, every figure the median of several runs next to a
+//! baseline measured in the same run, a table on the terminal and
+//! BENCHMARKS.md.
+
+mod data;
+mod http;
+mod machine;
+mod objects;
+mod procs;
+mod report;
+mod stats;
+mod steps;
+mod tools;
+mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use report::{Report, Row};
+use steps::{local::Local, Ctx, Plan, MIB};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "Benchmarks registry-v1 against nginx, openssl and the S3 server, on 127.0.0.1 only",
+    after_help = "Full run: `cargo run --release -p bench` (about 10 minutes; writes BENCHMARKS.md).\n\
+                  Smoke run: `cargo run -p bench -- --smoke` (under a minute; fails if a step fails)."
+)]
+struct Args {
+    /// A short run that checks every step works and prints a figure
+    /// (meaningless ones): tiny layers, one run, 1-second loads, pulled
+    /// bytes checked. Exits non-zero if a step fails.
+    #[arg(long, env = "BENCH_SMOKE")]
+    smoke: bool,
+    /// Runs of each figure (default 3; smoke 1).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Size of the pulled and pushed layer on local storage, MiB (default 1024; smoke 8).
+    #[arg(long)]
+    layer_mib: Option<u64>,
+    /// Size of the layer on S3, MiB (default 64; smoke 4). moto moves tens
+    /// of MB/s on uploads: 1 GiB would take minutes a run.
+    #[arg(long)]
+    s3_layer_mib: Option<u64>,
+    /// Runs of each S3 figure (default: as --reps).
+    #[arg(long)]
+    s3_reps: Option<usize>,
+    /// Size of each of the 10 layers of the repository push/pull, MiB
+    /// (default 10; smoke 1).
+    #[arg(long)]
+    repo_layer_mib: Option<u64>,
+    /// Concurrent clients of the parallel pull (default 16).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of each wrk load (default 4; smoke 1).
+    #[arg(long)]
+    wrk_secs: Option<u64>,
+    /// Leave out the S3 section.
+    #[arg(long)]
+    no_s3: bool,
+    /// Use this registry-v1 binary instead of building one.
+    #[arg(long)]
+    registry_bin: Option<PathBuf>,
+    /// Build the registry in debug mode (the default of --smoke, which
+    /// then reuses the test build); full runs build release.
+    #[arg(long)]
+    debug_registry: bool,
+    /// With --smoke: build the registry in release mode anyway.
+    #[arg(long)]
+    release_registry: bool,
+    /// Fail instead of installing missing tools (nginx, wrk, openssl, moto).
+    #[arg(long)]
+    no_install: bool,
+    /// Where to write the report (default: BENCHMARKS.md at the workspace
+    /// root; smoke: target/bench-smoke/BENCHMARKS.md).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Folder for the run's scratch folder (layers, storage; needs about 4
+    /// layer sizes free). Default: the system's temporary folder.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Keep the scratch folder (its logs) after the run.
+    #[arg(long)]
+    keep_workdir: bool,
+}
+
+impl Args {
+    fn plan(&self) -> Plan {
+        let smoke = self.smoke;
+        let pick =
+            |v: Option<u64>, full: u64, small: u64| v.unwrap_or(if smoke { small } else { full });
+        let reps = self.reps.unwrap_or(if smoke { 1 } else { 3 }).max(1);
+        Plan {
+            smoke,
+            reps,
+            layer: pick(self.layer_mib, 1024, 8).max(1) * MIB,
+            s3_layer: pick(self.s3_layer_mib, 64, 4).max(1) * MIB,
+            s3_reps: self.s3_reps.unwrap_or(reps).max(1),
+            repo_layer: pick(self.repo_layer_mib, 10, 1).max(1) * MIB,
+            repo_images: 10,
+            clients: self.clients.max(1),
+            concurrency: vec![1, 16, 64],
+            wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(1)),
+            verify: smoke,
+            s3: !self.no_s3,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // rust-s3 sends the region as the bucket's location constraint, which
+    // S3 (and moto) refuse for us-east-1; its documented switch for local
+    // S3-compatible servers turns that off. Set while single-threaded.
+    std::env::set_var("RUST_S3_SKIP_LOCATION_CONSTRAINT", "true");
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here.parent().unwrap_or(here);
+    root.canonicalize().unwrap_or_else(|_| root.to_owned())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    let started = Instant::now();
+    let plan = args.plan();
+    let root = workspace_root();
+    let load_at_start = machine::loadavg_line();
+    tools::ensure(&root, plan.s3, !args.no_install)?;
+
+    let debug = args.debug_registry || (plan.smoke && !args.release_registry);
+    let (registry_bin, build) = match &args.registry_bin {
+        Some(bin) => {
+            let bin = bin
+                .canonicalize()
+                .with_context(|| format!("registry binary {}", bin.display()))?;
+            let text = format!("given binary {}", bin.display());
+            (bin, text)
+        }
+        None => (
+            tools::build_registry(&root, debug)?,
+            if debug {
+                "debug build"
+            } else {
+                "release build"
+            }
+            .to_owned(),
+        ),
+    };
+
+    let scratch_parent = args.workdir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&scratch_parent)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("registry-bench-")
+        .tempdir_in(&scratch_parent)
+        .context("create the scratch folder")?;
+    let work = scratch.path().to_owned();
+
+    let mut machine = machine::Machine::describe(&root, &build, &load_at_start);
+    println!("{}", machine.text());
+    println!("{}\nscratch folder: {}\n", plan.describe(), work.display());
+
+    let ctx = Ctx {
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        client: http::client()?,
+        registry_bin,
+        root: root.clone(),
+        work,
+        run_id: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        plan,
+    };
+
+    let mut report = Report::default();
+    let titles = [
+        "1. Layer pull (local storage)",
+        "2. Layer push (local storage)",
+        "3. Small requests (local storage)",
+        "4. Search",
+        "5. Memory (registry process, local storage)",
+        "6. A whole docker push, then pull, of a 10-image repository",
+        "7. On S3 storage (moto on loopback)",
+    ];
+    println!("== local storage: setting up");
+    match Local::setup(&ctx) {
+        Ok(mut local) => {
+            println!("== {}", titles[0]);
+            local.pull(&ctx, report.section(titles[0]));
+            println!("== {}", titles[1]);
+            local.push(&ctx, report.section(titles[1]));
+            println!("== {}", titles[2]);
+            local.small(&ctx, report.section(titles[2]));
+            println!("== {}", titles[3]);
+            steps::search::run(&ctx, report.section(titles[3]));
+            println!("== {}", titles[4]);
+            local.memory(&ctx, report.section(titles[4]));
+            println!("== {}", titles[5]);
+            local.repository(&ctx, report.section(titles[5]));
+        }
+        Err(e) => {
+            let error = format!("{e:#}");
+            println!("  FAILED: {error}");
+            for (i, title) in titles[..6].iter().enumerate() {
+                if i == 3 {
+                    steps::search::run(&ctx, report.section(title));
+                } else {
+                    report.section(title).rows.push(Row::Failed {
+                        step: "local storage set-up".into(),
+                        error: error.clone(),
+                    });
+                }
+            }
+        }
+    }
+    println!("== {}", titles[6]);
+    steps::s3::run(&ctx, report.section(titles[6]));
+
+    machine.finish();
+    let elapsed = started.elapsed();
+    println!("\n==================== registry-v1 benchmarks ====================");
+    print!("{}", report.table());
+    println!("\n(run took {:.0} s)", elapsed.as_secs_f64());
+
+    let out = args.out.clone().unwrap_or_else(|| {
+        if ctx.plan.smoke {
+            target_dir(&root).join("bench-smoke/BENCHMARKS.md")
+        } else {
+            root.join("BENCHMARKS.md")
+        }
+    });
+    let findings = std::fs::read_to_string(root.join("bench/findings.md")).unwrap_or_default();
+    let run_text = format!(
+        "{} The run took {:.0} s.",
+        ctx.plan.describe(),
+        elapsed.as_secs_f64()
+    );
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, report.markdown(&machine, &run_text, &findings))
+        .with_context(|| format!("write {}", out.display()))?;
+    println!("report written to {}", out.display());
+
+    if args.keep_workdir {
+        let kept = scratch.keep();
+        println!("scratch folder kept: {}", kept.display());
+    }
+    let failures = report.failures();
+    if failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("\n{} step(s) failed:", failures.len());
+        for f in failures {
+            eprintln!("  - {}", first_line(&f));
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
