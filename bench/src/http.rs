@@ -23,20 +23,6 @@ pub fn client() -> Result<Client> {
         .build()?)
 }
 
-/// What a timed transfer moved.
-#[derive(Debug, Clone, Copy)]
-pub struct Transfer {
-    pub bytes: u64,
-    pub elapsed: Duration,
-}
-
-impl Transfer {
-    /// Decimal megabytes per second.
-    pub fn mb_per_s(&self) -> f64 {
-        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
-    }
-}
-
 /// Downloads `url` (from byte `from` on, when given) and checks the status
 /// and the length; with `sha256`, the bytes too. Returns the bytes read.
 pub async fn download(
@@ -88,7 +74,7 @@ pub async fn parallel_download(
     clients: usize,
     from: Option<u64>,
     expect_len: u64,
-) -> Result<Transfer> {
+) -> Result<Duration> {
     let start = Instant::now();
     let tasks = (0..clients).map(|_| {
         let client = client.clone();
@@ -97,11 +83,10 @@ pub async fn parallel_download(
     });
     let results = try_join_all(tasks).await?;
     let elapsed = start.elapsed();
-    let mut bytes = 0;
     for r in results {
-        bytes += r?;
+        r?;
     }
-    Ok(Transfer { bytes, elapsed })
+    Ok(elapsed)
 }
 
 /// A file as a request body, streamed from disk with its length announced.

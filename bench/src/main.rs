@@ -63,6 +63,10 @@ struct Args {
     /// Leave out the S3 section.
     #[arg(long)]
     no_s3: bool,
+    /// Run only these sections (numbers as in the report, e.g. `1,5`):
+    /// for quick before/after comparisons while profiling.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<usize>,
     /// Use this registry-v1 binary instead of building one.
     #[arg(long)]
     registry_bin: Option<PathBuf>,
@@ -107,8 +111,12 @@ impl Args {
             concurrency: vec![1, 16, 64],
             wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(1)),
             verify: smoke,
-            s3: !self.no_s3,
+            s3: !self.no_s3 && self.wants(7),
         }
+    }
+
+    fn wants(&self, section: usize) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
     }
 }
 
@@ -200,39 +208,51 @@ fn run(args: Args) -> Result<ExitCode> {
         "6. A whole docker push, then pull, of a 10-image repository",
         "7. On S3 storage (moto on loopback)",
     ];
-    println!("== local storage: setting up");
-    match Local::setup(&ctx) {
-        Ok(mut local) => {
-            println!("== {}", titles[0]);
-            local.pull(&ctx, report.section(titles[0]));
-            println!("== {}", titles[1]);
-            local.push(&ctx, report.section(titles[1]));
-            println!("== {}", titles[2]);
-            local.small(&ctx, report.section(titles[2]));
-            println!("== {}", titles[3]);
-            steps::search::run(&ctx, report.section(titles[3]));
-            println!("== {}", titles[4]);
-            local.memory(&ctx, report.section(titles[4]));
-            println!("== {}", titles[5]);
-            local.repository(&ctx, report.section(titles[5]));
-        }
-        Err(e) => {
-            let error = format!("{e:#}");
-            println!("  FAILED: {error}");
-            for (i, title) in titles[..6].iter().enumerate() {
-                if i == 3 {
-                    steps::search::run(&ctx, report.section(title));
-                } else {
-                    report.section(title).rows.push(Row::Failed {
-                        step: "local storage set-up".into(),
-                        error: error.clone(),
-                    });
+    let want = |n: usize| args.wants(n);
+    if [1, 2, 3, 5, 6].into_iter().any(want) {
+        println!("== local storage: setting up");
+        match Local::setup(&ctx) {
+            Ok(mut local) => {
+                type Part = fn(&mut Local, &Ctx, &mut report::Section);
+                let parts: [(usize, Part); 5] = [
+                    (1, Local::pull),
+                    (2, Local::push),
+                    (3, Local::small),
+                    (5, Local::memory),
+                    (6, Local::repository),
+                ];
+                for (n, part) in parts {
+                    if n == 5 && want(4) {
+                        search_section(&ctx, &mut report, titles[3]);
+                    }
+                    if want(n) {
+                        println!("== {}", titles[n - 1]);
+                        part(&mut local, &ctx, report.section(titles[n - 1]));
+                    }
+                }
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                println!("  FAILED: {error}");
+                for n in [1, 2, 3, 4, 5, 6].into_iter().filter(|&n| want(n)) {
+                    if n == 4 {
+                        search_section(&ctx, &mut report, titles[3]);
+                    } else {
+                        report.section(titles[n - 1]).rows.push(Row::Failed {
+                            step: "local storage set-up".into(),
+                            error: error.clone(),
+                        });
+                    }
                 }
             }
         }
+    } else if want(4) {
+        search_section(&ctx, &mut report, titles[3]);
     }
-    println!("== {}", titles[6]);
-    steps::s3::run(&ctx, report.section(titles[6]));
+    if want(7) {
+        println!("== {}", titles[6]);
+        steps::s3::run(&ctx, report.section(titles[6]));
+    }
 
     machine.finish();
     let elapsed = started.elapsed();
@@ -274,6 +294,11 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn search_section(ctx: &Ctx, report: &mut Report, title: &str) {
+    println!("== {title}");
+    steps::search::run(ctx, report.section(title));
 }
 
 fn first_line(s: &str) -> &str {

@@ -87,6 +87,23 @@ impl Server {
         Ok(())
     }
 
+    /// CPU time (user and system) the process and its children (nginx's
+    /// workers) have used so far, in seconds. Unlike wall time it hardly
+    /// moves with the load of the machine: the figure to compare on a busy
+    /// machine.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let mut pids = vec![self.pid()];
+        pids.extend(children(self.pid()));
+        let mut ticks = 0;
+        for pid in pids {
+            if let Some(stat) = stat_fields(&format!("/proc/{pid}/stat")) {
+                // utime and stime: fields 14 and 15 of proc(5).
+                ticks += field(&stat, 14) + field(&stat, 15);
+            }
+        }
+        Ok(ticks as f64 / clock_ticks())
+    }
+
     /// Current resident memory of the process, KiB.
     pub fn rss_kib(&self) -> Result<u64> {
         proc_status_kib(self.pid(), "VmRSS")
@@ -120,6 +137,52 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The fields of a `/proc/PID/stat` line after the command name (which may
+/// hold spaces), so that field `n` of proc(5) is at index `n - 3`.
+fn stat_fields(path: &str) -> Option<Vec<String>> {
+    let text = fs::read_to_string(path).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Field `n` (numbered from 1 as in proc(5)) of a split stat line.
+fn field(stat: &[String], n: usize) -> u64 {
+    stat.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The direct children of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            stat_fields(&format!("/proc/{p}/stat")).is_some_and(|s| field(&s, 4) == u64::from(pid))
+        })
+        .collect()
+}
+
+/// Clock ticks a second, the unit of the CPU times in /proc.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU seconds used by the children this process has waited for (a
+/// command run to completion: openssl, dd).
+pub fn waited_children_cpu_seconds() -> f64 {
+    stat_fields("/proc/self/stat").map_or(0.0, |s| {
+        (field(&s, 16) + field(&s, 17)) as f64 / clock_ticks()
+    })
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {

@@ -12,6 +12,10 @@ pub enum Unit {
     Milliseconds,
     Mebibytes,
     Seconds,
+    /// Server CPU time per GB moved.
+    CpuMsPerGb,
+    /// Server CPU time per request.
+    CpuUsPerRequest,
 }
 
 impl Unit {
@@ -22,6 +26,8 @@ impl Unit {
             Unit::Milliseconds => "ms",
             Unit::Mebibytes => "MiB",
             Unit::Seconds => "s",
+            Unit::CpuMsPerGb => "ms CPU/GB",
+            Unit::CpuUsPerRequest => "µs CPU/req",
         }
     }
 
@@ -31,7 +37,7 @@ impl Unit {
         }
         let digits = match self {
             Unit::Milliseconds | Unit::Seconds if v < 10.0 => 2,
-            Unit::Mebibytes | Unit::Milliseconds | Unit::Seconds => 1,
+            Unit::Mebibytes | Unit::Milliseconds | Unit::Seconds | Unit::CpuUsPerRequest => 1,
             _ => 0,
         };
         format!("{v:.digits$}")

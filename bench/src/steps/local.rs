@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
-use super::layers::{pull_rows, verify_pull, PullPair};
+use super::layers::{pull_rows, throughput_and_cpu, verify_pull, PullPair};
 use super::{copy_mb_per_s, figure, rotate, small_requests, sync_disks, timed_command, Ctx};
 use super::{LoadWatch, MIB};
 use crate::data::{self, Image, Layer};
@@ -131,8 +131,10 @@ impl Local {
         let baseline = self.nginx.url("/layer");
         let pair = PullPair {
             registry: &registry,
+            registry_server: &self.registry,
             baseline_name: "nginx sendfile",
             baseline: &baseline,
+            baseline_server: &self.nginx,
             size: self.layer.size,
         };
         if ctx.plan.verify {
@@ -144,7 +146,15 @@ impl Local {
         section.step(&format!("pull {} MiB", self.layer.size / MIB), || {
             pull_rows(ctx, ctx.plan.reps, &pair, Some(PULL_GOAL))
         });
+        self.note_peak();
         self.alive(section);
+    }
+
+    /// Keeps the peak RSS so far (sections 1 and 2 together).
+    fn note_peak(&mut self) {
+        if let Ok(peak) = self.registry.peak_rss_kib() {
+            self.peak_1_2 = Some((peak, (self.load_1, crate::machine::load())));
+        }
     }
 
     /// Section 2.
@@ -153,51 +163,66 @@ impl Local {
         section.step(&format!("push {} MiB", size / MIB), || {
             let load = LoadWatch::start();
             let path = self.layer.path.display().to_string();
-            let mut openssl = || -> Result<f64> {
+            let mut openssl = || -> Result<(f64, f64)> {
+                let cpu0 = procs::waited_children_cpu_seconds();
                 let (out, t) = timed_command("openssl", &["dgst", "-sha256", &path])?;
+                let cpu = procs::waited_children_cpu_seconds() - cpu0;
                 ensure!(out.contains(&self.layer.sha256), "openssl: {out}");
-                Ok(size as f64 / t.as_secs_f64() / 1e6)
+                Ok((
+                    size as f64 / t.as_secs_f64() / 1e6,
+                    cpu * 1e3 / (size as f64 / 1e9),
+                ))
             };
             let copy_to = self.work.join("copy.bin");
-            let mut copy = || copy_mb_per_s(&self.layer.path, &copy_to, size);
+            let mut copy = || Ok((copy_mb_per_s(&self.layer.path, &copy_to, size)?, 0.0));
             let mut push = || self.timed_push(ctx);
             let got = rotate(ctx.plan.reps, &mut [&mut openssl, &mut copy, &mut push])?;
             let load = load.end();
+            let speed = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+            let cpu = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
             Ok(vec![
                 figure(
                     "push (json, layer, checksum)",
                     Unit::MegabytesPerSecond,
-                    &got[2],
-                    Some(("openssl dgst -sha256", &got[0])),
+                    &speed(&got[2]),
+                    Some(("openssl dgst -sha256", &speed(&got[0]))),
                     Some(PUSH_GOAL),
                     load,
                 ),
                 figure(
                     "push, next to a plain copy",
                     Unit::MegabytesPerSecond,
-                    &got[2],
-                    Some(("dd bs=1M conv=fdatasync", &got[1])),
+                    &speed(&got[2]),
+                    Some(("dd bs=1M conv=fdatasync", &speed(&got[1]))),
+                    None,
+                    load,
+                ),
+                figure(
+                    "push: server CPU",
+                    Unit::CpuMsPerGb,
+                    &cpu(&got[2]),
+                    Some(("openssl dgst -sha256", &cpu(&got[0]))),
                     None,
                     load,
                 ),
             ])
         });
-        if let Ok(peak) = self.registry.peak_rss_kib() {
-            self.peak_1_2 = Some((peak, (self.load_1, crate::machine::load())));
-        }
+        self.note_peak();
         self.alive(section);
     }
 
     /// One push of the 3-request sequence, timed; then checked and removed
     /// so that the next run pushes the same image again.
-    fn timed_push(&self, ctx: &Ctx) -> Result<f64> {
+    fn timed_push(&self, ctx: &Ctx) -> Result<(f64, f64)> {
         sync_disks();
-        let start = Instant::now();
-        ctx.block_on(http::push_image(&ctx.client, &self.reg(""), &self.pushed))?;
-        let elapsed = start.elapsed();
+        let got = throughput_and_cpu(&self.registry, self.layer.size, || {
+            let start = Instant::now();
+            ctx.block_on(http::push_image(&ctx.client, &self.reg(""), &self.pushed))?;
+            Ok(start.elapsed())
+        })?;
         self.check_pushed(ctx)?;
         self.remove_pushed()?;
-        Ok(self.layer.size as f64 / elapsed.as_secs_f64() / 1e6)
+        Ok(got)
     }
 
     fn check_pushed(&self, ctx: &Ctx) -> Result<()> {
@@ -240,7 +265,8 @@ impl Local {
             small_requests(
                 ctx,
                 ctx.plan.reps,
-                ("nginx static JSON", &baseline),
+                ("nginx static JSON", &baseline, &self.nginx),
+                &self.registry,
                 &targets,
                 Some(SMALL_GOAL),
             )

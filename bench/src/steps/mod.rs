@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::machine;
+use crate::procs::Server;
 use crate::report::{Figure, Goal, Row, Section, Unit};
 use crate::stats::Samples;
 use crate::wrk;
@@ -219,12 +220,17 @@ pub fn copy_mb_per_s(from: &Path, to: &Path, size: u64) -> Result<f64> {
     Ok(size as f64 / elapsed.as_secs_f64() / 1e6)
 }
 
+/// One wrk load and the server CPU per request it cost.
+type Measure<'a> = Box<dyn FnMut() -> Result<(wrk::Load, f64)> + 'a>;
+
 /// Small-request figures: for each concurrency, each registry URL against
-/// the baseline URL, requests/s (with `goal`) and p99 latency.
+/// the baseline URL: requests/s (with `goal`), p99 latency, and the
+/// server's CPU time per request.
 pub fn small_requests(
     ctx: &Ctx,
     runs: usize,
-    baseline: (&str, &str),
+    baseline: (&str, &str, &Server),
+    registry: &Server,
     targets: &[(&str, String)],
     goal: Option<Goal>,
 ) -> Result<Vec<Row>> {
@@ -232,30 +238,36 @@ pub fn small_requests(
     let mut rows = Vec::new();
     for &c in &ctx.plan.concurrency {
         let load = LoadWatch::start();
-        let mut urls = vec![baseline.1.to_owned()];
-        urls.extend(targets.iter().map(|(_, u)| u.clone()));
-        let mut closures: Vec<Box<dyn FnMut() -> Result<wrk::Load>>> = urls
+        let mut runs_of: Vec<(String, &Server)> = vec![(baseline.1.to_owned(), baseline.2)];
+        runs_of.extend(targets.iter().map(|(_, u)| (u.clone(), registry)));
+        let mut closures: Vec<Measure> = runs_of
             .iter()
-            .map(|u| {
+            .map(|(u, server)| {
                 let u = u.clone();
-                Box::new(move || wrk::run(&u, c, duration)) as Box<dyn FnMut() -> Result<_>>
+                let server: &Server = server;
+                Box::new(move || {
+                    let cpu0 = server.cpu_seconds()?;
+                    let load = wrk::run(&u, c, duration)?;
+                    let cpu = server.cpu_seconds()? - cpu0;
+                    Ok((load, cpu * 1e6 / load.requests.max(1) as f64))
+                }) as Box<dyn FnMut() -> Result<_>>
             })
             .collect();
-        let mut refs: Vec<&mut dyn FnMut() -> Result<wrk::Load>> =
+        let mut refs: Vec<&mut dyn FnMut() -> Result<(wrk::Load, f64)>> =
             closures.iter_mut().map(|b| &mut **b as _).collect();
         let results = rotate(runs, &mut refs)?;
         let load = load.end();
-        let rps = |r: &[wrk::Load]| r.iter().map(|l| l.requests_per_s).collect::<Vec<_>>();
-        let p99 = |r: &[wrk::Load]| r.iter().map(|l| l.p99_ms).collect::<Vec<_>>();
-        let base_rps = rps(&results[0]);
-        let base_p99 = p99(&results[0]);
+        let rps = |r: &[(wrk::Load, f64)]| r.iter().map(|l| l.0.requests_per_s).collect::<Vec<_>>();
+        let p99 = |r: &[(wrk::Load, f64)]| r.iter().map(|l| l.0.p99_ms).collect::<Vec<_>>();
+        let cpu = |r: &[(wrk::Load, f64)]| r.iter().map(|l| l.1).collect::<Vec<_>>();
+        let base = &results[0];
         for (i, (name, _)) in targets.iter().enumerate() {
             let r = &results[i + 1];
             rows.push(figure(
                 format!("{name}, {c} conn: throughput"),
                 Unit::RequestsPerSecond,
                 &rps(r),
-                Some((baseline.0, &base_rps)),
+                Some((baseline.0, &rps(base))),
                 goal,
                 load,
             ));
@@ -263,11 +275,19 @@ pub fn small_requests(
                 format!("{name}, {c} conn: p99 latency"),
                 Unit::Milliseconds,
                 &p99(r),
-                Some((baseline.0, &base_p99)),
+                Some((baseline.0, &p99(base))),
                 None,
                 load,
             ));
-            let errors: u64 = r.iter().map(|l| l.socket_errors).sum();
+            rows.push(figure(
+                format!("{name}, {c} conn: server CPU"),
+                Unit::CpuUsPerRequest,
+                &cpu(r),
+                Some((baseline.0, &cpu(base))),
+                None,
+                load,
+            ));
+            let errors: u64 = r.iter().map(|l| l.0.socket_errors).sum();
             if errors > 0 {
                 rows.push(Row::Note {
                     step: format!("{name}, {c} conn"),

@@ -157,8 +157,10 @@ fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {
     let registry_layer = format!("{base}/v1/images/{}/layer", pulled.id);
     let pair = PullPair {
         registry: &registry_layer,
+        registry_server: &registry,
         baseline_name: "moto GET",
         baseline: &raw_get,
+        baseline_server: &moto,
         size: layer.size,
     };
     let runs = ctx.plan.s3_reps;
@@ -218,7 +220,8 @@ fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {
         small_requests(
             ctx,
             runs,
-            ("moto GET of the tags object", &raw_tags),
+            ("moto GET of the tags object", &raw_tags, &moto),
+            &registry,
             &targets,
             None,
         )
