@@ -8,8 +8,7 @@
 //! [`WRITE_BATCH`] batches with one batch in flight while the next arrives.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -118,19 +117,17 @@ fn file_size(path: &Path) -> io::Result<u64> {
 }
 
 /// Reads up to `len` bytes at `offset`, short only at the end of the file.
+///
+/// The buffer is not zeroed first: `read_to_end` reads straight into its
+/// spare capacity (zeroing a fresh block cost as much CPU as copying it in,
+/// see BENCHMARKS.md). One read at a time per file, so the shared cursor
+/// is safe to move.
 fn read_block(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf.freeze())
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
 }
 
 /// A file streamed out block by block, the next block read while the
