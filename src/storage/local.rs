@@ -25,6 +25,9 @@ pub const READ_CHUNK: usize = 1024 * 1024;
 /// Bytes collected from a request body before one blocking write.
 pub const WRITE_BATCH: usize = 1024 * 1024;
 
+/// Bytes written to a layer between two early flushes to disk.
+pub const FLUSH_EVERY: usize = 32 * 1024 * 1024;
+
 /// Temporary files start with this, so that a crash's leftovers are never
 /// listed as content (a listing skips them).
 const TEMP_PREFIX: &str = ".registry-v1-tmp-";
@@ -215,6 +218,8 @@ impl Storage for LocalStorage {
         // content at `dest` is never touched before the final rename.
         let mut file = Some(file);
         let mut in_flight: Option<JoinHandle<io::Result<File>>> = None;
+        let mut flushing: Option<JoinHandle<io::Result<()>>> = None;
+        let mut unflushed = 0usize;
         let mut batch = BytesMut::new();
         let mut total = 0u64;
         let mut ended = false;
@@ -237,6 +242,19 @@ impl Storage for LocalStorage {
             }
             let mut f = file.take().ok_or_else(|| lost(path))?;
             let data = batch.split().freeze();
+            unflushed += data.len();
+            // Start putting what is written on disk while the body still
+            // arrives (one flush at a time, on a second handle), so that the
+            // sync before the rename waits for the tail only, not for the
+            // whole layer.
+            if unflushed >= FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished()) {
+                if let Some(done) = flushing.take() {
+                    join_flush(path, done).await?;
+                }
+                let handle = f.try_clone().map_err(|e| io_error(path, e))?;
+                flushing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+                unflushed = 0;
+            }
             in_flight = Some(tokio::task::spawn_blocking(move || {
                 f.write_all(&data)?;
                 Ok(f)
@@ -247,6 +265,9 @@ impl Storage for LocalStorage {
             Some(w) => w.await?,
             None => file.take().ok_or_else(|| lost(path))?,
         };
+        if let Some(done) = flushing.take() {
+            join_flush(path, done).await?;
+        }
         blocking(path, move || commit(file, temp, &dest)).await?;
         Ok(total)
     }
@@ -359,6 +380,16 @@ fn lost(path: &str) -> StorageError {
     StorageError::Io {
         path: path.to_owned(),
         source: io::Error::other("temporary file lost between writes"),
+    }
+}
+
+async fn join_flush(path: &str, flush: JoinHandle<io::Result<()>>) -> Result<()> {
+    match flush.await {
+        Ok(result) => result.map_err(|e| io_error(path, e)),
+        Err(join) => Err(StorageError::Io {
+            path: path.to_owned(),
+            source: io::Error::other(join.to_string()),
+        }),
     }
 }
 
