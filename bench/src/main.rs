@@ -227,7 +227,9 @@ fn run(args: Args) -> Result<ExitCode> {
                     }
                     if want(n) {
                         println!("== {}", titles[n - 1]);
+                        let start = Instant::now();
                         part(&mut local, &ctx, report.section(titles[n - 1]));
+                        println!("  ({:.0} s)", start.elapsed().as_secs_f64());
                     }
                 }
             }
@@ -251,7 +253,9 @@ fn run(args: Args) -> Result<ExitCode> {
     }
     if want(7) {
         println!("== {}", titles[6]);
+        let start = Instant::now();
         steps::s3::run(&ctx, report.section(titles[6]));
+        println!("  ({:.0} s)", start.elapsed().as_secs_f64());
     }
 
     machine.finish();

@@ -13,6 +13,8 @@ use crate::report::{Goal, Row, Unit};
 /// Where the same bytes are: the registry's layer URL and the baseline's,
 /// and the servers behind them.
 pub struct PullPair<'a> {
+    /// Put before each figure's name (`S3: `), or empty.
+    pub label: &'a str,
     pub registry: &'a str,
     pub registry_server: &'a Server,
     pub baseline_name: &'a str,
@@ -70,7 +72,7 @@ pub fn pull_rows(ctx: &Ctx, runs: usize, pair: &PullPair, goal: Option<Goal>) ->
         let speed = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
         let cpu = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
         rows.push(figure(
-            format!("pull, {name}"),
+            format!("{}pull, {name}", pair.label),
             Unit::MegabytesPerSecond,
             &speed(&got[1]),
             Some((pair.baseline_name, &speed(&got[0]))),
@@ -78,7 +80,7 @@ pub fn pull_rows(ctx: &Ctx, runs: usize, pair: &PullPair, goal: Option<Goal>) ->
             load,
         ));
         rows.push(figure(
-            format!("pull, {name}: server CPU"),
+            format!("{}pull, {name}: server CPU", pair.label),
             Unit::CpuMsPerGb,
             &cpu(&got[1]),
             Some((pair.baseline_name, &cpu(&got[0]))),

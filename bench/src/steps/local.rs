@@ -130,6 +130,7 @@ impl Local {
         let registry = self.reg(&format!("/v1/images/{}/layer", self.pulled.id));
         let baseline = self.nginx.url("/layer");
         let pair = PullPair {
+            label: "",
             registry: &registry,
             registry_server: &self.registry,
             baseline_name: "nginx sendfile",
@@ -146,19 +147,27 @@ impl Local {
         section.step(&format!("pull {} MiB", self.layer.size / MIB), || {
             pull_rows(ctx, ctx.plan.reps, &pair, Some(PULL_GOAL))
         });
-        self.note_peak();
+        self.note_peak(section);
         self.alive(section);
     }
 
     /// Keeps the peak RSS so far (sections 1 and 2 together).
-    fn note_peak(&mut self) {
-        if let Ok(peak) = self.registry.peak_rss_kib() {
-            self.peak_1_2 = Some((peak, (self.load_1, crate::machine::load())));
+    fn note_peak(&mut self, section: &mut Section) {
+        match self.registry.peak_rss_kib() {
+            Ok(peak) => self.peak_1_2 = Some((peak, (self.load_1, crate::machine::load()))),
+            Err(e) => section.rows.push(Row::Failed {
+                step: "peak RSS".into(),
+                error: format!("{e:#}"),
+            }),
         }
     }
 
     /// Section 2.
     pub fn push(&mut self, ctx: &Ctx, section: &mut Section) {
+        if self.peak_1_2.is_none() {
+            self.load_1 = crate::machine::load();
+            let _ = self.registry.reset_peak();
+        }
         let size = self.layer.size;
         section.step(&format!("push {} MiB", size / MIB), || {
             let load = LoadWatch::start();
@@ -174,7 +183,10 @@ impl Local {
                 ))
             };
             let copy_to = self.work.join("copy.bin");
-            let mut copy = || Ok((copy_mb_per_s(&self.layer.path, &copy_to, size)?, 0.0));
+            let mut copy = || {
+                sync_disks();
+                Ok((copy_mb_per_s(&self.layer.path, &copy_to, size)?, 0.0))
+            };
             let mut push = || self.timed_push(ctx);
             let got = rotate(ctx.plan.reps, &mut [&mut openssl, &mut copy, &mut push])?;
             let load = load.end();
@@ -207,7 +219,7 @@ impl Local {
                 ),
             ])
         });
-        self.note_peak();
+        self.note_peak(section);
         self.alive(section);
     }
 
@@ -294,9 +306,9 @@ impl Local {
                 Some(Goal::Below(RSS_GOAL_MIB)),
                 load,
             )),
-            None => section.rows.push(Row::Failed {
+            None => section.rows.push(Row::Skipped {
                 step: "peak RSS over sections 1 and 2".into(),
-                error: "not measured: the registry's /proc entry could not be read".into(),
+                reason: "sections 1 and 2 were not run".into(),
             }),
         }
         let clients = ctx.plan.clients;
@@ -376,6 +388,7 @@ impl Local {
             };
             let copy_to = self.work.join("copy.bin");
             let mut copy = || -> Result<f64> {
+                sync_disks();
                 let mut total = 0.0;
                 for l in &layers {
                     total += l.size as f64 / copy_mb_per_s(&l.path, &copy_to, l.size)? / 1e6;

@@ -156,6 +156,7 @@ fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {
 
     let registry_layer = format!("{base}/v1/images/{}/layer", pulled.id);
     let pair = PullPair {
+        label: "S3: ",
         registry: &registry_layer,
         registry_server: &registry,
         baseline_name: "moto GET",
