@@ -28,8 +28,9 @@ pub struct EnvUse {
 pub type Origins = BTreeMap<String, EnvUse>;
 
 /// A mapping that a variable yields may itself hold `_env:` values; a
-/// variable naming itself would otherwise never end.
-const MAX_DEPTH: usize = 16;
+/// variable naming itself would otherwise never end. Counted in levels of
+/// mappings, so the tree stays shallow enough to walk recursively.
+const MAX_DEPTH: usize = 2 * yaml::MAX_DEPTH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -44,7 +45,7 @@ pub enum EnvError {
         set: bool,
         error: YamlError,
     },
-    #[error("the environment variable {var} yields mappings nested more than {MAX_DEPTH} deep through `_env:`")]
+    #[error("the environment variable {var} yields mappings nested more than {MAX_DEPTH} levels deep through `_env:`")]
     TooDeep { key: String, var: String },
 }
 
@@ -104,7 +105,7 @@ fn expand_mapping(
         } else {
             format!("{path}.{name}")
         };
-        expand_value(value, &path, lookup, origins, depth)?;
+        expand_value(value, &path, lookup, origins, depth + 1)?;
     }
     Ok(())
 }
@@ -119,6 +120,12 @@ fn expand_value(
     let Some((var, default)) = value.as_str().and_then(spec) else {
         return expand_mapping(value, path, lookup, origins, depth);
     };
+    if depth >= MAX_DEPTH {
+        return Err(EnvError::TooDeep {
+            key: path.to_owned(),
+            var: var.to_owned(),
+        });
+    }
     let var = var.to_owned();
     let found = read_var(&var, lookup).map_err(|()| EnvError::NotUnicode {
         key: path.to_owned(),
@@ -141,16 +148,7 @@ fn expand_value(
             set,
         },
     );
-    if value.is_mapping() {
-        if depth >= MAX_DEPTH {
-            return Err(EnvError::TooDeep {
-                key: path.to_owned(),
-                var,
-            });
-        }
-        expand_mapping(value, path, lookup, origins, depth + 1)?;
-    }
-    Ok(())
+    expand_mapping(value, path, lookup, origins, depth)
 }
 
 /// `Ok(None)`: unset. A name the environment cannot hold (empty, with `=`

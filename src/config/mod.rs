@@ -241,13 +241,23 @@ pub fn from_text(
     let mut origins = env::Origins::new();
     if let Err(error) = env::expand(&mut tree, lookup, &mut origins) {
         return Err(ConfigError::Env {
-            key: error.key().to_owned(),
+            key: shorten(error.key()),
             flavor: flavor.to_owned(),
             origin: source,
             error: Box::new(error),
         });
     }
     Settings::from_tree(flavor.to_owned(), source, tree, &origins)
+}
+
+/// A dotted path fit for a one-line message (a runaway `_env:` nesting
+/// makes very long ones).
+fn shorten(path: &str) -> String {
+    const MAX: usize = 120;
+    match path.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &path[..cut]),
+        None => path.to_owned(),
+    }
 }
 
 /// The flavors a configuration text defines, in file order.

@@ -43,6 +43,10 @@ impl From<ScanError> for YamlError {
     }
 }
 
+/// Deeper nesting is refused: every later walk of the tree recurses, and no
+/// configuration needs more than a handful of levels.
+pub const MAX_DEPTH: usize = 256;
+
 /// Aliases copy the node they name; a file of nested aliases could ask for
 /// billions of copies. No real configuration comes near this many nodes.
 const MAX_ALIAS_NODES: usize = 1_000_000;
@@ -74,6 +78,7 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
             }
             Event::SequenceStart(anchor, tag) => {
                 collection_tag(tag.as_ref(), "seq", mark)?;
+                builder.check_depth(mark)?;
                 builder.stack.push(Frame::Sequence {
                     items: Vec::new(),
                     anchor,
@@ -81,6 +86,7 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
             }
             Event::MappingStart(anchor, tag) => {
                 collection_tag(tag.as_ref(), "map", mark)?;
+                builder.check_depth(mark)?;
                 builder.stack.push(Frame::Mapping {
                     entries: Vec::new(),
                     merges: Vec::new(),
@@ -129,6 +135,16 @@ struct Builder {
 }
 
 impl Builder {
+    fn check_depth(&self, mark: Marker) -> Result<(), YamlError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(YamlError::at(
+                mark,
+                format!("lists and mappings nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        Ok(())
+    }
+
     fn alias(&mut self, id: usize, mark: Marker) -> Result<(), YamlError> {
         let Some(value) = self.anchors.get(&id) else {
             return Err(YamlError::at(
@@ -645,6 +661,19 @@ mod tests {
             );
         }
         assert!(parse(&text).unwrap_err().message.contains("aliases"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep: String = (0..300)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested"), "{e}");
+        let shallow: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        assert!(parse(&shallow).is_ok());
     }
 
     #[test]
