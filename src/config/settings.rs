@@ -17,7 +17,7 @@ use super::env::{key_text, Origins};
 use super::ConfigError;
 
 /// Everything the server needs, typed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// The flavor the settings come from (`SETTINGS_FLAVOR`).
     pub flavor: String,
@@ -45,6 +45,30 @@ pub struct Settings {
     pub mirroring: bool,
     /// The resolved tree of the flavor, unknown keys included.
     pub raw: serde_yaml::Value,
+}
+
+impl fmt::Debug for Settings {
+    // Secrets never reach a log, even through `{:?}`: the raw tree is shown
+    // masked, as `registry-v1 config` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("flavor", &self.flavor)
+            .field("source", &self.source)
+            .field("loglevel", &self.loglevel)
+            .field("debug", &self.debug)
+            .field("issue", &self.issue)
+            .field("standalone", &self.standalone)
+            .field("index_endpoint", &self.index_endpoint)
+            .field("disable_token_auth", &self.disable_token_auth)
+            .field("privileged_key", &self.privileged_key)
+            .field("registry_endpoints", &self.registry_endpoints)
+            .field("storage", &self.storage)
+            .field("search", &self.search)
+            .field("cors", &self.cors)
+            .field("mirroring", &self.mirroring)
+            .field("raw", &super::mask(&self.raw))
+            .finish()
+    }
 }
 
 /// Where the configuration file came from.

@@ -350,8 +350,10 @@ fn prod_with_aws_variables_gives_typed_s3_settings() {
             port: None,
         })
     );
-    // The secret never shows in Debug.
+    // The secret never shows in Debug, of the S3 part or of the whole.
     assert!(!format!("{:?}", s.storage.s3).contains("secret/key"));
+    assert!(!format!("{s:?}").contains("secret/key"));
+    assert!(!format!("{s:?}").contains("AKIAEXAMPLE"));
     // Without a bucket the flavor loads; `serve` reports what is missing.
     assert_eq!(load_sample("prod", &[]).unwrap().storage.s3, None);
 }
