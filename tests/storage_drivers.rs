@@ -28,6 +28,7 @@ macro_rules! driver_suite {
                 special_names_through_layout,
                 invalid_paths_are_refused,
                 interrupted_upload_keeps_old_content,
+                abandoned_upload_leaves_nothing,
                 redirect_urls
             );
         }

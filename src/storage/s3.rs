@@ -725,6 +725,30 @@ mod tests {
     }
 
     #[test]
+    fn statuses_map_to_error_kinds() {
+        let s = S3Storage::new(&StorageKind::S3, &settings(), "/r").unwrap();
+        let doc = |code: &str| format!("<Error><Code>{code}</Code></Error>");
+        let kind = |status: u16, body: &str| match s.status_error("p", status, body.as_bytes()) {
+            StorageError::NotFound(_) => "not found",
+            StorageError::Unavailable(_) => "unavailable",
+            StorageError::Io { .. } => "io",
+            _ => "other",
+        };
+        assert_eq!(kind(404, &doc("NoSuchKey")), "not found");
+        assert_eq!(kind(404, ""), "not found");
+        assert_eq!(kind(404, &doc("NoSuchBucket")), "unavailable");
+        assert_eq!(kind(403, &doc("SignatureDoesNotMatch")), "unavailable");
+        assert_eq!(kind(403, &doc("InvalidAccessKeyId")), "unavailable");
+        assert_eq!(kind(401, ""), "unavailable");
+        assert_eq!(kind(503, &doc("SlowDown")), "unavailable");
+        assert_eq!(kind(400, &doc("InvalidArgument")), "io");
+        let msg = s
+            .status_error("p", 403, doc("AccessDenied").as_bytes())
+            .to_string();
+        assert!(msg.contains("AccessDenied"), "{msg}");
+    }
+
+    #[test]
     fn error_codes_are_read() {
         let body = b"<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code></Error>";
         assert_eq!(error_code(body).as_deref(), Some("NoSuchBucket"));
