@@ -111,7 +111,7 @@ async fn an_old_registry_bucket_reads_as_it_is() {
         b"{\"id\": \"x\"}"
     );
     assert_eq!(s.size(&layout::image_layer(&image)).await.unwrap(), 11);
-    assert_eq!(s.list("images").await.unwrap(), [id.clone()]);
+    assert_eq!(s.list("images").await.unwrap(), std::slice::from_ref(&id));
     let busybox = RepositoryName::parse("busybox").unwrap();
     assert_eq!(
         s.list(&layout::repository_dir(&busybox)).await.unwrap(),
