@@ -9,7 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -97,6 +97,10 @@ fn temp_beside(dest: &Path) -> io::Result<NamedTempFile> {
     fs::create_dir_all(dir)?;
     tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
+        // What a plain create gives (0666 less the umask), as the old
+        // registry's files have: a temporary file's default 0600 would hide
+        // layers from an nginx serving them (`nginx_x_accel_redirect`).
+        .permissions(fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
 }
 

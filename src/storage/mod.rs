@@ -151,9 +151,15 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Storag
                     settings.flavor
                 )
             })?;
-            Ok(Arc::new(
-                s3::S3Storage::new(s3, &settings.storage.path).await?,
-            ))
+            let storage = s3::S3Storage::new(&settings.storage.kind, s3, &settings.storage.path)?;
+            storage.check().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "storage `{}` of flavor `{}` is not usable: {e}",
+                    settings.storage.kind,
+                    settings.flavor
+                )
+            })?;
+            Ok(Arc::new(storage))
         }
         StorageKind::Unsupported(name) => anyhow::bail!(
             "storage `{name}` (flavor `{}`) is not offered by this build of registry-v1; \
