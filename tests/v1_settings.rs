@@ -70,7 +70,10 @@ fn token(repository: &str, access: &str, signature: &str) -> String {
 fn error_of(resp: Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().unwrap();
-    (status, body["error"].as_str().unwrap_or_default().to_owned())
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 #[test]
@@ -88,7 +91,10 @@ fn tokens_are_checked_with_the_central_index() {
     let json = std::fs::read(common::fixtures().join(BASE).join("json")).unwrap();
 
     // No token.
-    let resp = http.get(registry.url("/v1/repositories/ns/app/tags")).send().unwrap();
+    let resp = http
+        .get(registry.url("/v1/repositories/ns/app/tags"))
+        .send()
+        .unwrap();
     assert_eq!(resp.headers()["www-authenticate"], "Token");
     assert_eq!(error_of(resp), (401, "Requires authorization".into()));
 
@@ -109,8 +115,14 @@ fn tokens_are_checked_with_the_central_index() {
     );
     // A token the index does not know, a read token for a write, a token
     // for another repository.
-    assert_eq!(put_json(&token("ns/app", "write", "BAD"), BASE).status(), 401);
-    assert_eq!(put_json(&token("ns/app", "read", "GOOD"), BASE).status(), 401);
+    assert_eq!(
+        put_json(&token("ns/app", "write", "BAD"), BASE).status(),
+        401
+    );
+    assert_eq!(
+        put_json(&token("ns/app", "read", "GOOD"), BASE).status(),
+        401
+    );
     let other = http
         .get(registry.url("/v1/repositories/ns/other/tags"))
         .header("Authorization", token("ns/app", "read", "GOOD"))
@@ -122,10 +134,15 @@ fn tokens_are_checked_with_the_central_index() {
         .header("Authorization", token("ns/app", "read", "GOOD"))
         .send()
         .unwrap();
-    assert_eq!(error_of(read), (404, "Repository not found".into()));
+    // The repository folder exists now: it keeps the index's image list.
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().unwrap(), serde_json::json!({}));
 
     // Not standalone: the stand-in index routes are not served.
-    assert_eq!(http.get(registry.url("/v1/users")).send().unwrap().status(), 404);
+    assert_eq!(
+        http.get(registry.url("/v1/users")).send().unwrap().status(),
+        404
+    );
     let ping = http.get(registry.url("/v1/_ping")).send().unwrap();
     assert_eq!(ping.headers()["x-docker-registry-standalone"], "False");
 }
@@ -134,7 +151,10 @@ fn tokens_are_checked_with_the_central_index() {
 fn privileged_signatures_are_authorised() {
     let dir = tempfile::tempdir().unwrap();
     let key = RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
-    let pem = key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let pem = key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
     let key_file = dir.path().join("privileged.pem");
     std::fs::write(&key_file, pem).unwrap();
     let registry = start_with(
@@ -148,13 +168,19 @@ fn privileged_signatures_are_authorised() {
     let signer = SigningKey::<Sha1>::new(key);
     let sign = |message: &str| {
         let raw = signer.sign(message.as_bytes()).to_vec();
-        format!("data={};v=1", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "data={};v=1",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     };
     let http = common::client();
     let signed = http
         .get(registry.url("/v1/repositories/ns/app/tags"))
         .header("X-Docker-Token", "true")
-        .header("X-Signature", sign("GET,/v1/repositories/ns/app/tags,X-Docker-Token:true"))
+        .header(
+            "X-Signature",
+            sign("GET,/v1/repositories/ns/app/tags,X-Docker-Token:true"),
+        )
         .send()
         .unwrap();
     assert_eq!(error_of(signed), (404, "Repository not found".into()));
@@ -172,7 +198,7 @@ fn nginx_serves_layers_when_asked_to() {
     let registry = start_with(
         dir.path(),
         &format!(
-            "    storage: local\n    storage_path: {}\n    nginx_x_accel_redirect: /registry-files\n",
+            "    standalone: true\n    storage: local\n    storage_path: {}\n    nginx_x_accel_redirect: /registry-files\n",
             dir.path().join("data").display()
         ),
     );
@@ -181,8 +207,22 @@ fn nginx_serves_layers_when_asked_to() {
     let json = std::fs::read(image.join("json")).unwrap();
     let layer = std::fs::read(image.join("layer.tar")).unwrap();
     let url = |what: &str| registry.url(&format!("/v1/images/{BASE}/{what}"));
-    assert_eq!(http.put(url("json")).body(json.clone()).send().unwrap().status(), 200);
-    assert_eq!(http.put(url("layer")).body(layer.clone()).send().unwrap().status(), 200);
+    assert_eq!(
+        http.put(url("json"))
+            .body(json.clone())
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.put(url("layer"))
+            .body(layer.clone())
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
     let mut sum = <sha2::Sha256 as sha2::Digest>::new();
     sha2::Digest::update(&mut sum, &json);
     sha2::Digest::update(&mut sum, b"\n");
@@ -210,7 +250,7 @@ fn cors_is_answered_as_configured() {
     let registry = start_with(
         dir.path(),
         &format!(
-            "    storage: local\n    storage_path: {}\n    cors:\n        origins: ['https://ui.example']\n        methods: [GET, PUT]\n        headers: [Content-Type, X-Docker-Token]\n        max_age: 600\n        supports_credentials: true\n",
+            "    standalone: true\n    storage: local\n    storage_path: {}\n    cors:\n        origins: ['https://ui.example']\n        methods: [GET, PUT]\n        headers: [Content-Type, X-Docker-Token]\n        max_age: 600\n        supports_credentials: true\n",
             dir.path().join("data").display()
         ),
     );
@@ -227,19 +267,27 @@ fn cors_is_answered_as_configured() {
     assert_eq!(h["access-control-max-age"], "600");
     assert_eq!(h["access-control-allow-credentials"], "true");
     let methods = h["access-control-allow-methods"].to_str().unwrap();
-    assert!(methods.contains("GET") && methods.contains("PUT"), "{methods}");
+    assert!(
+        methods.contains("GET") && methods.contains("PUT"),
+        "{methods}"
+    );
 
     let plain = http
         .get(registry.url("/v1/_ping"))
         .header("Origin", "https://ui.example")
         .send()
         .unwrap();
-    assert_eq!(plain.headers()["access-control-allow-origin"], "https://ui.example");
+    assert_eq!(
+        plain.headers()["access-control-allow-origin"],
+        "https://ui.example"
+    );
     let stranger = http
         .request(reqwest::Method::OPTIONS, registry.url("/v1/search"))
         .header("Origin", "https://evil.example")
         .header("Access-Control-Request-Method", "GET")
         .send()
         .unwrap();
-    assert!(!stranger.headers().contains_key("access-control-allow-origin"));
+    assert!(!stranger
+        .headers()
+        .contains_key("access-control-allow-origin"));
 }

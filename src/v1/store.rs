@@ -398,10 +398,9 @@ pub async fn delete_repository(storage: &dyn Storage, name: &RepositoryName) -> 
             Err(e) => return Err(e),
         }
     }
-    storage
-        .remove(&layout::repository_dir(name))
-        .await
-        .or_not_found(Error::RepositoryNotFound)
+    // Whatever is left (index files, the private flag). In a bucket the
+    // folder may be gone with its last tag already.
+    remove_if_present(storage, &layout::repository_dir(name)).await
 }
 
 /// Whether the repository's folder exists (it has been pushed to).
