@@ -81,8 +81,7 @@ async fn put_images_with(
 ) -> Result<HttpResponse> {
     let name = authorised(state, req, raw).await?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
-    let images = store::parse_image_list(&body)?;
-    let event = match store::update_index_images(&*state.storage, &name, images).await? {
+    let event = match store::update_index_images(&*state.storage, &name, body).await? {
         IndexUpdate::Created => Event::RepositoryCreated {
             name: name.clone(),
             description: None,

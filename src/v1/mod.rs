@@ -10,6 +10,7 @@ mod http;
 mod images;
 mod index;
 mod layer_files;
+mod legacy_json;
 mod ping;
 mod store;
 mod tags;
