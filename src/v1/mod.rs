@@ -5,6 +5,7 @@
 //! statuses and messages of every error live in [`error`].
 
 mod ping;
+mod search;
 
 use actix_web::web;
 
@@ -12,5 +13,6 @@ use actix_web::web;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(ping::root))
         .route("/_ping", web::get().to(ping::ping))
-        .route("/v1/_ping", web::get().to(ping::ping));
+        .route("/v1/_ping", web::get().to(ping::ping))
+        .route("/v1/search", web::get().to(search::search));
 }
