@@ -498,7 +498,7 @@ enum Plan {
     /// `LIKE` on every row.
     Scan { like: String },
     /// The trigram index finds candidates, `LIKE` checks them.
-    Trigram { like: String, phrase: String },
+    Trigram { like: String, pieces: String },
 }
 
 impl Plan {
@@ -514,13 +514,13 @@ impl Plan {
 
     /// The trigram index holds sequences of three characters, so shorter
     /// terms are scanned. Its case folding is Unicode's, wider than `LIKE`'s
-    /// ASCII-only one, so every term that `LIKE` matches it finds too; the
+    /// ASCII-only one, so every row that `LIKE` matches it finds too; the
     /// `LIKE` check then drops the others (`É` for `é`).
     fn for_term(term: &str) -> Self {
         if term.chars().count() >= 3 && !term.contains('\0') {
             Plan::Trigram {
                 like: like_pattern(term),
-                phrase: fts_phrase(term),
+                pieces: fts_pieces(term),
             }
         } else {
             Plan::for_scan(term)
@@ -543,9 +543,26 @@ fn like_pattern(term: &str) -> String {
     pattern
 }
 
-/// The term as one FTS5 phrase: quoted, inner quotes doubled.
-fn fts_phrase(term: &str) -> String {
-    format!("\"{}\"", term.replace('"', "\"\""))
+/// An FTS5 query for the rows holding every piece of three characters
+/// that tiles the term (`abcdefgh`: `abc`, `def`, `fgh`), each quoted with
+/// inner quotes doubled. A superset of the rows holding the term, which
+/// `LIKE` then checks: cheaper than the exact phrase (every overlapping
+/// piece, with positions), which reads several times as many entries.
+fn fts_pieces(term: &str) -> String {
+    let chars: Vec<char> = term.chars().collect();
+    let last = chars.len().saturating_sub(3);
+    let mut starts: Vec<usize> = (0..=last).step_by(3).collect();
+    if starts.last() != Some(&last) {
+        starts.push(last);
+    }
+    starts
+        .into_iter()
+        .map(|start| {
+            let piece: String = chars[start..(start + 3).min(chars.len())].iter().collect();
+            format!("\"{}\"", piece.replace('"', "\"\""))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 const MATCHES: &str = "(name LIKE :like ESCAPE '\\' OR description LIKE :like ESCAPE '\\')";
@@ -582,16 +599,16 @@ fn search(conn: &mut Connection, query: &SearchQuery, plan: Plan) -> rusqlite::R
             let from = format!("FROM repository WHERE {MATCHES}");
             page_of(&tx, &from, named_params! {":like": like}, limit, offset)?
         }
-        Plan::Trigram { like, phrase } => {
+        Plan::Trigram { like, pieces } => {
             let from = format!(
-                "FROM (SELECT rowid AS id FROM repository_fts WHERE repository_fts MATCH :phrase \
+                "FROM (SELECT rowid AS id FROM repository_fts WHERE repository_fts MATCH :pieces \
                        UNION SELECT id FROM repository_fts_pending) AS candidate \
                  JOIN repository USING (id) WHERE {MATCHES}"
             );
             page_of(
                 &tx,
                 &from,
-                named_params! {":like": like, ":phrase": phrase},
+                named_params! {":like": like, ":pieces": pieces},
                 limit,
                 offset,
             )?
@@ -610,31 +627,31 @@ fn page_of(
     limit: i64,
     offset: i64,
 ) -> rusqlite::Result<SearchPage> {
-    // The count rides along with the page: one pass over the matches.
+    // The matches are found once, then counted and paged; the count comes
+    // on every row, and alone (name null) past the last page.
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT name, description, count(*) OVER () {from} \
-         ORDER BY name LIMIT :limit OFFSET :offset"
+        "WITH hit AS MATERIALIZED (SELECT name, description {from}) \
+         SELECT total, name, description \
+         FROM (SELECT count(*) AS total FROM hit) LEFT JOIN \
+              (SELECT name, description FROM hit ORDER BY name LIMIT :limit OFFSET :offset) \
+         ORDER BY name"
     ))?;
-    let mut page_args = args.to_vec();
-    page_args.extend([
+    let mut all_args = args.to_vec();
+    all_args.extend([
         (":limit", &limit as &dyn rusqlite::ToSql),
         (":offset", &offset as &dyn rusqlite::ToSql),
     ]);
     let mut total = 0u64;
-    let hits = statement
-        .query_map(page_args.as_slice(), |r| {
-            total = r.get::<_, i64>(2)? as u64;
-            Ok(SearchHit {
-                name: r.get(0)?,
-                description: r.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    if hits.is_empty() && offset > 0 {
-        // Past the last page: no row carried the count.
-        total = conn
-            .prepare_cached(&format!("SELECT count(*) {from}"))?
-            .query_row(args, |r| r.get::<_, i64>(0))? as u64;
+    let mut hits = Vec::new();
+    let mut rows = statement.query(all_args.as_slice())?;
+    while let Some(row) = rows.next()? {
+        total = row.get::<_, i64>(0)? as u64;
+        if let Some(name) = row.get::<_, Option<String>>(1)? {
+            hits.push(SearchHit {
+                name,
+                description: row.get(2)?,
+            });
+        }
     }
     Ok(SearchPage { total, hits })
 }

@@ -596,7 +596,11 @@ async fn an_index_in_memory_works_and_is_its_own() {
 #[test]
 fn terms_become_like_patterns_and_phrases() {
     assert_eq!(like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
-    assert_eq!(fts_phrase("say \"hi\""), "\"say \"\"hi\"\"\"");
+    assert_eq!(fts_pieces("abc"), r#""abc""#);
+    assert_eq!(fts_pieces("abcdefgh"), r#""abc" AND "def" AND "fgh""#);
+    assert_eq!(fts_pieces("abcdef"), r#""abc" AND "def""#);
+    assert_eq!(fts_pieces("say \"hi\""), r#""say" AND " ""h" AND "hi""""#);
+    assert_eq!(fts_pieces("日本語の"), r#""日本語" AND "本語の""#);
     assert_eq!(Plan::for_term(""), Plan::All);
     assert!(matches!(Plan::for_term("ab"), Plan::Scan { .. }));
     assert!(matches!(Plan::for_term("日本"), Plan::Scan { .. }));
