@@ -90,11 +90,12 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("docker-registry.db");
     let selective = fill(&path, repositories);
+    let old_size = file_size(&path);
 
     actix_web::rt::System::new().block_on(async move {
         let started = Instant::now();
         let index = SqliteIndex::open(
-            &DatabaseLocation::File(path),
+            &DatabaseLocation::File(path.clone()),
             &NoStorage,
             &indicatif::ProgressBar::hidden(),
         )
@@ -103,11 +104,13 @@ fn main() {
         .index;
         println!(
             "search bench: {repositories} repositories; full-text index added to the old \
-             database in {:.2} s",
-            started.elapsed().as_secs_f64()
+             database in {:.2} s ({:.1} MB before, {:.1} MB after)",
+            started.elapsed().as_secs_f64(),
+            old_size,
+            file_size(&path)
         );
         println!(
-            "{:<26} {:>8} {:>11} {:>11} {:>11} {:>11} {:>8}",
+            "{:<34} {:>8} {:>11} {:>11} {:>11} {:>11} {:>8}",
             "term", "matches", "index p50", "index p99", "scan p50", "scan p99", "x p50"
         );
         for (label, term) in [
@@ -129,7 +132,7 @@ fn main() {
             let (f50, f99) = (percentile(&fast_times, 50), percentile(&fast_times, 99));
             let (s50, s99) = (percentile(&scan_times, 50), percentile(&scan_times, 99));
             println!(
-                "{:<26} {:>8} {:>11} {:>11} {:>11} {:>11} {:>7.1}x",
+                "{:<34} {:>8} {:>11} {:>11} {:>11} {:>11} {:>7.1}x",
                 format!("{label} {term:?}"),
                 fast.total,
                 ms(f50),
@@ -200,6 +203,14 @@ where
     }
     times.sort();
     times
+}
+
+/// Megabytes of the database with its write-ahead log.
+fn file_size(path: &std::path::Path) -> f64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    (size(path) + size(std::path::Path::new(&wal))) as f64 / 1e6
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {

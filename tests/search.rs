@@ -288,7 +288,7 @@ fn two_registries_starting_at_once_build_one_index() {
         starters.into_iter().map(|s| s.join().unwrap()).collect();
     for registry in &registries {
         assert_eq!(search(registry, "q=repo&n=1")["num_results"], 300);
-        assert_eq!(names(&search(registry, "q=ns3/repo13")), ["ns3/repo13"]);
+        assert_eq!(names(&search(registry, "q=ns3/repo293")), ["ns3/repo293"]);
     }
     drop(registries);
     let rows = setup.rows();
