@@ -428,6 +428,10 @@ pub async fn is_private(storage: &dyn Storage, name: &RepositoryName) -> Result<
     Ok(storage.exists(&layout::private_flag(name)).await?)
 }
 
+/// The width of the search index's `description VARCHAR(100)` column, which
+/// the old registry's databases (and other engines than SQLite) enforce.
+pub const MAX_DESCRIPTION_CHARS: usize = 100;
+
 /// What a client may set through `PUT .../properties`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Properties {
@@ -450,6 +454,9 @@ impl Properties {
         };
         let description = match map.get("description") {
             None => None,
+            Some(Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
+                return Err(Error::DescriptionTooLong(MAX_DESCRIPTION_CHARS))
+            }
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(Error::InvalidData),
         };
@@ -658,6 +665,13 @@ mod tests {
                 .as_deref(),
             Some("x")
         );
+        let long = format!(r#"{{"description": "{}"}}"#, "é".repeat(101));
+        assert!(matches!(
+            Properties::parse(long.as_bytes()),
+            Err(Error::DescriptionTooLong(100))
+        ));
+        let fits = format!(r#"{{"description": "{}"}}"#, "é".repeat(100));
+        assert!(Properties::parse(fits.as_bytes()).is_ok());
         for bad in [&b"[]"[..], b"{}", br#"{"access": "secret"}"#, b"nope"] {
             assert!(Properties::parse(bad).is_err());
         }
