@@ -94,14 +94,22 @@ fn temp_beside(dest: &Path) -> io::Result<NamedTempFile> {
     let dir = dest
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent folder"))?;
-    fs::create_dir_all(dir)?;
-    tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        // What a plain create gives (0666 less the umask), as the old
-        // registry's files have: a temporary file's default 0600 would hide
-        // layers from an nginx serving them (`nginx_x_accel_redirect`).
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
+    let create = || {
+        fs::create_dir_all(dir)?;
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            // What a plain create gives (0666 less the umask), as the old
+            // registry's files have: a temporary file's default 0600 would
+            // hide layers from an nginx serving them (`nginx_x_accel_redirect`).
+            .permissions(fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+    };
+    match create() {
+        // The folder was removed (a concurrent delete of the image or
+        // repository) between its creation and the file's: once more.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create(),
+        other => other,
+    }
 }
 
 /// Syncs a finished temporary file and renames it over `dest`.
