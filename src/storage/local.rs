@@ -230,7 +230,7 @@ impl Storage for LocalStorage {
         // content at `dest` is never touched before the final rename.
         let mut file = Some(file);
         let mut in_flight: Option<JoinHandle<io::Result<File>>> = None;
-        let mut batch = BytesMut::new();
+        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
         let mut total = 0u64;
         let mut ended = false;
         while !ended {
@@ -251,7 +251,9 @@ impl Storage for LocalStorage {
                 file = Some(join_write(path, previous).await?);
             }
             let mut f = file.take().ok_or_else(|| lost(path))?;
-            let data = batch.split().freeze();
+            // A fresh buffer for the next batch: `split` would leave one
+            // without capacity, regrown chunk by chunk.
+            let data = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BATCH)).freeze();
             in_flight = Some(tokio::task::spawn_blocking(move || {
                 f.write_all(&data)?;
                 Ok(f)

@@ -319,7 +319,7 @@ pub async fn special_names_through_layout(f: &Fixture) {
         ("uni", "ßü漢"),
         (".", "."),
     ];
-    let tags = ["latest", "a b", "x%y", "..", "/", "../../z", "\\", "ø"];
+    let tags = ["latest", "a b", "x%y", "..", "/", "../../z", "\\", "ø", "nul\0byte"];
     let id = ImageId::parse(&"0123456789abcdef".repeat(4)).unwrap();
     for (ns, repo) in names {
         let name = RepositoryName::new(ns, repo).unwrap();
