@@ -27,7 +27,8 @@ pub const READ_CHUNK: usize = 1024 * 1024;
 pub const WRITE_BATCH: usize = 1024 * 1024;
 
 /// Temporary files start with this, so that a crash's leftovers are never
-/// listed as content (a listing skips them).
+/// listed as content (a listing skips such files, not folders: a
+/// repository may have any name).
 const TEMP_PREFIX: &str = ".registry-v1-tmp-";
 
 pub struct LocalStorage {
@@ -326,14 +327,16 @@ impl Storage for LocalStorage {
         let names = blocking(path, move || {
             let mut names = Vec::new();
             for entry in fs::read_dir(full)? {
-                let name = entry?.file_name();
+                let entry = entry?;
                 // Names on disk that are not UTF-8 were not written by a
                 // registry: they cannot be a path the registry asks for.
-                if let Some(name) = name.to_str() {
-                    if !name.starts_with(TEMP_PREFIX) {
-                        names.push(name.to_owned());
-                    }
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with(TEMP_PREFIX) && !entry.file_type()?.is_dir() {
+                    continue;
                 }
+                names.push(name);
             }
             names.sort();
             Ok(names)
