@@ -234,3 +234,30 @@ async fn new_writes_keep_the_old_format() {
     assert_eq!(mode(&root.join(&layer)), mode(&old));
     assert_eq!(s.local_path(&layer), Some(root.join(&layer)));
 }
+
+#[tokio::test]
+async fn a_crash_leftover_is_not_content() {
+    let (_dir, root, images, s) = setup();
+    // What a crash in the middle of a write leaves: a temporary file.
+    let dir = format!("images/{}", images[0].id);
+    write(
+        &root,
+        &format!("{dir}/.registry-v1-tmp-abc123"),
+        b"half a la",
+    );
+    assert_eq!(
+        s.list(&dir).await.unwrap(),
+        ["_checksum", "ancestry", "json", "layer"]
+    );
+    // A repository folder of that name is content, though.
+    write(
+        &root,
+        "repositories/library/.registry-v1-tmp-x/tag_latest",
+        b"id",
+    );
+    assert!(s
+        .list("repositories/library")
+        .await
+        .unwrap()
+        .contains(&".registry-v1-tmp-x".to_owned()));
+}

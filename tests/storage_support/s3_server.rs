@@ -6,15 +6,25 @@
 //! when this process ends, for any reason, the pipe closes and the shell
 //! kills the server, so no server outlives the tests.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The Python that has moto installed; override with `S3_TEST_PYTHON`.
+/// Where `.ci/install-storage.sh` puts moto when the system Python lacks it.
+const INSTALLED: &str = "/opt/registry-v1-s3-test/bin/python3";
+
+/// The Python that has moto installed: `S3_TEST_PYTHON`, else the one
+/// `.ci/install-storage.sh` set up, else `python3`.
 fn python() -> String {
-    std::env::var("S3_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+    if let Ok(python) = std::env::var("S3_TEST_PYTHON") {
+        return python;
+    }
+    if std::path::Path::new(INSTALLED).exists() {
+        return INSTALLED.to_owned();
+    }
+    "python3".to_owned()
 }
 
 fn launcher() -> String {
@@ -50,9 +60,12 @@ pub fn server() -> Option<&'static S3Server> {
                 panic!("S3 tests need moto's server under CI: {why} (run .ci/install-storage.sh)")
             }
             Err(why) => {
-                eprintln!(
-                    "SKIPPING S3/GCS storage tests: {why}. Install the server with \
-                     .ci/install-storage.sh (pip install 'moto[server]')."
+                // Straight to stderr: the test harness swallows `eprintln!`
+                // of passing tests, and this must be seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\nSKIPPING S3/GCS storage tests: {why}. Install the server with \
+                     .ci/install-storage.sh (pip install 'moto[server]').\n"
                 );
                 None
             }
@@ -121,7 +134,6 @@ exit 0"#;
 
 /// Whether an HTTP server answers on the port.
 fn answers(port: u16) -> bool {
-    use std::io::Write;
     let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

@@ -300,10 +300,13 @@ pub async fn concurrent_writers(f: &Fixture) {
     assert_eq!(s.list("images/c").await.unwrap(), ["layer"]);
 }
 
+/// Whether `got` is all of one seed's bytes (the seed told by its start).
 fn whole_version(got: &[u8], seeds: &[u64]) -> bool {
+    let head = got.len().min(64);
     seeds
         .iter()
-        .any(|&seed| got == &pattern::bytes(seed, 0, got.len())[..])
+        .find(|&&seed| got[..head] == pattern::bytes(seed, 0, head)[..])
+        .is_some_and(|&seed| got == &pattern::bytes(seed, 0, got.len())[..])
 }
 
 pub async fn special_names_through_layout(f: &Fixture) {
@@ -319,7 +322,17 @@ pub async fn special_names_through_layout(f: &Fixture) {
         ("uni", "ßü漢"),
         (".", "."),
     ];
-    let tags = ["latest", "a b", "x%y", "..", "/", "../../z", "\\", "ø"];
+    let tags = [
+        "latest",
+        "a b",
+        "x%y",
+        "..",
+        "/",
+        "../../z",
+        "\\",
+        "ø",
+        "nul\0byte",
+    ];
     let id = ImageId::parse(&"0123456789abcdef".repeat(4)).unwrap();
     for (ns, repo) in names {
         let name = RepositoryName::new(ns, repo).unwrap();
