@@ -229,10 +229,7 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(
-            err.contains("the-bucket") && err.contains("`dev`"),
-            "{err}"
-        );
+        assert!(err.contains("the-bucket") && err.contains("`dev`"), "{err}");
         assert!(
             !err.contains("very-secret-key") && !err.contains("AKID"),
             "{err}"
