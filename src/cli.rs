@@ -2,22 +2,28 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Environment, Settings};
 
 const ENVIRONMENT_HELP: &str = "\
 Environment:
-  DOCKER_REGISTRY_CONFIG  the YAML configuration file (default: config/config.yml
-                          if present, else the built-in config_sample.yml)
+  DOCKER_REGISTRY_CONFIG  the YAML configuration file, relative to the working
+                          directory (default: config/config.yml if present, else
+                          the built-in config_sample.yml)
   SETTINGS_FLAVOR         the flavor (top-level key) to use (default: dev)
   REGISTRY_HOST           address to listen on (default: 0.0.0.0)
   REGISTRY_PORT           port to listen on (default: 5000)
   GUNICORN_WORKERS        worker threads (default: one per core)
   RUST_LOG                log filter, overrides the `loglevel` setting
-  ...and every variable the chosen flavor names with `_env:VAR[:DEFAULT]`
-  (`registry-v1 config` shows the result).";
+
+  ...and every variable the chosen flavor names with `_env:VAR[:DEFAULT]`; in
+  the built-in sample: LOGLEVEL, DEBUG, STANDALONE, STORAGE_PATH,
+  SEARCH_BACKEND, SQLALCHEMY_INDEX_DATABASE, INDEX_ENDPOINT, STORAGE_REDIRECT,
+  DISABLE_TOKEN_AUTH, PRIVILEGED_KEY, CORS_*, MIRROR_*, SMTP_*; for S3 (flavors
+  s3, prod, ceph-s3) AWS_BUCKET, AWS_KEY, AWS_SECRET, AWS_REGION, AWS_HOST,
+  AWS_PORT, AWS_SECURE, AWS_ENCRYPT; for gcs GCS_BUCKET, GCS_KEY, GCS_SECRET.
+  `registry-v1 config` prints the resolved flavor, secrets masked.";
 
 #[derive(Debug, Parser)]
 #[command(name = "registry-v1", version, about, after_help = ENVIRONMENT_HELP)]
@@ -55,7 +61,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let env: Environment = envy::from_env().context("invalid environment")?;
+    let env = Environment::from_process()?;
     let settings = config::load(&env)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {

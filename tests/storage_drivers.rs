@@ -4,6 +4,7 @@
 
 mod storage_support;
 
+use registry_v1::config::StorageKind;
 use storage_support::fixture::Fixture;
 use storage_support::suite;
 
@@ -27,6 +28,7 @@ macro_rules! driver_suite {
                 special_names_through_layout,
                 invalid_paths_are_refused,
                 interrupted_upload_keeps_old_content,
+                abandoned_upload_leaves_nothing,
                 redirect_urls
             );
         }
@@ -45,3 +47,8 @@ macro_rules! driver_suite {
 }
 
 driver_suite!(local, async { Some(Fixture::local().await) });
+driver_suite!(s3, Fixture::bucket(StorageKind::S3, "/registry", true));
+driver_suite!(
+    gcs,
+    Fixture::bucket(StorageKind::Gcs, "/registry/gcs", false)
+);

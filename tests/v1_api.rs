@@ -905,3 +905,19 @@ fn raw_socket_answers_keep_alive() {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(&raw[split..], &base.layer[..]);
 }
+
+#[test]
+fn storage_redirect_sends_clients_to_the_bucket() {
+    let Some(backend) = Backend::s3() else { return };
+    let registry = backend.start(&[("STORAGE_REDIRECT", "true")]);
+    let docker = Docker::new(&registry);
+    let (base, _) = images();
+    docker.push_image(&base);
+    let resp = docker.get(&format!("/v1/images/{BASE}/layer"));
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("X-Amz-Signature"), "{location}");
+    let fetched = common::client().get(&location).send().unwrap();
+    assert_eq!(fetched.status(), 200, "{location}");
+    assert_eq!(fetched.bytes().unwrap(), base.layer);
+}

@@ -4,12 +4,20 @@
 //! else looks settings up by string. The tree itself is kept in
 //! [`Settings::raw`] so that keys we do not use survive (`registry-v1 config`
 //! prints them).
+//!
+//! Typing is strict where the old registry compared with `is True`: a
+//! boolean setting takes a YAML boolean (or null: false), never a string.
 
 use std::fmt;
 use std::path::PathBuf;
 
+use serde_yaml::{Mapping, Value};
+
+use super::env::{key_text, Origins};
+use super::ConfigError;
+
 /// Everything the server needs, typed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// The flavor the settings come from (`SETTINGS_FLAVOR`).
     pub flavor: String,
@@ -37,6 +45,30 @@ pub struct Settings {
     pub mirroring: bool,
     /// The resolved tree of the flavor, unknown keys included.
     pub raw: serde_yaml::Value,
+}
+
+impl fmt::Debug for Settings {
+    // Secrets never reach a log, even through `{:?}`: the raw tree is shown
+    // masked, as `registry-v1 config` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("flavor", &self.flavor)
+            .field("source", &self.source)
+            .field("loglevel", &self.loglevel)
+            .field("debug", &self.debug)
+            .field("issue", &self.issue)
+            .field("standalone", &self.standalone)
+            .field("index_endpoint", &self.index_endpoint)
+            .field("disable_token_auth", &self.disable_token_auth)
+            .field("privileged_key", &self.privileged_key)
+            .field("registry_endpoints", &self.registry_endpoints)
+            .field("storage", &self.storage)
+            .field("search", &self.search)
+            .field("cors", &self.cors)
+            .field("mirroring", &self.mirroring)
+            .field("raw", &super::mask(&self.raw))
+            .finish()
+    }
 }
 
 /// Where the configuration file came from.
@@ -172,4 +204,414 @@ pub struct CorsSettings {
     pub expose_headers: Vec<String>,
     pub supports_credentials: bool,
     pub max_age: Option<u64>,
+}
+
+/// The text served at `GET /` when `issue` is not set.
+pub const DEFAULT_ISSUE: &str = "\"docker-registry server\"";
+
+/// Storages the old registry offered through drivers this build does not
+/// have: their configuration loads, `serve` refuses to start.
+pub const UNSUPPORTED_STORAGES: &[&str] =
+    &["swift", "glance", "elliptics", "azureblob", "oss", "dumb"];
+
+/// The GCS interoperability (S3-compatible) endpoint.
+pub const GCS_HOST: &str = "storage.googleapis.com";
+
+impl LogLevel {
+    /// The old registry's level names (Python's), in any case.
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        match name.to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            "critical" | "fatal" => Some(LogLevel::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl Settings {
+    /// Types the resolved tree of one flavor. `origins` tells which settings
+    /// came from which environment variable, for the error messages.
+    pub(super) fn from_tree(
+        flavor: String,
+        source: ConfigSource,
+        raw: Value,
+        origins: &Origins,
+    ) -> Result<Settings, ConfigError> {
+        let empty = Mapping::new();
+        let context = Context {
+            flavor: &flavor,
+            source: &source,
+            origins,
+        };
+        let top = Section {
+            map: raw.as_mapping().unwrap_or(&empty),
+            prefix: String::new(),
+            context: &context,
+        };
+        let loglevel = top.loglevel()?;
+        let debug = top.bool("debug")?;
+        let issue = top
+            .string("issue")?
+            .unwrap_or_else(|| DEFAULT_ISSUE.to_owned());
+        let standalone = top.bool("standalone")?;
+        let index_endpoint = top
+            .nonempty("index_endpoint")?
+            .map(|e| e.trim_end_matches('/').to_owned());
+        let disable_token_auth = top.bool("disable_token_auth")?;
+        let privileged_key = top.privileged_key()?;
+        let registry_endpoints = top.nonempty("registry_endpoints")?;
+        let storage = top.storage()?;
+        let search = top.search()?;
+        let cors = top.section("cors")?.cors()?;
+        let mirroring = top.section("mirroring")?.nonempty("source")?.is_some();
+        Ok(Settings {
+            flavor,
+            source,
+            loglevel,
+            debug,
+            issue,
+            standalone,
+            index_endpoint,
+            disable_token_auth,
+            privileged_key,
+            registry_endpoints,
+            storage,
+            search,
+            cors,
+            mirroring,
+            raw,
+        })
+    }
+}
+
+struct Context<'a> {
+    flavor: &'a str,
+    source: &'a ConfigSource,
+    origins: &'a Origins,
+}
+
+/// One mapping of the tree (the flavor, or `cors`, ...), read key by key.
+struct Section<'a> {
+    map: &'a Mapping,
+    /// Dotted path of this mapping (`cors.`), empty at the top.
+    prefix: String,
+    context: &'a Context<'a>,
+}
+
+impl<'a> Section<'a> {
+    fn path(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The value of `key`; absent and null are the same.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        self.invalid_with(key, message, "")
+    }
+
+    /// `message`, then where the value came from, then `hint`.
+    fn invalid_with(&self, key: &str, message: String, hint: &str) -> ConfigError {
+        let path = self.path(key);
+        let from = match self.context.origins.get(&path) {
+            Some(u) if u.set => format!(" (from the environment variable {})", u.var),
+            Some(u) => format!(" (the default given with _env:{})", u.var),
+            None => String::new(),
+        };
+        ConfigError::Setting {
+            key: path,
+            flavor: self.context.flavor.to_owned(),
+            origin: self.context.source.to_string(),
+            message: format!("{message}{from}{hint}"),
+        }
+    }
+
+    fn wrong(&self, key: &str, expected: &str, found: &Value) -> ConfigError {
+        let secret = super::render::is_secret_path(&self.path(key));
+        // A quoted `"true"` or `"9000"` is text; say so when that is the slip.
+        let quoted = match found {
+            Value::String(s) => !secret && !super::yaml::parse(s).is_ok_and(|v| v.is_string()),
+            _ => false,
+        };
+        let hint = if quoted {
+            "; a quoted value is a string: write it without quotes"
+        } else {
+            ""
+        };
+        self.invalid_with(
+            key,
+            format!("must be {expected}, not {}", describe(found, secret)),
+            hint,
+        )
+    }
+
+    /// Null and absent are false, as `is True` had it in the old registry.
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.wrong(key, "true or false (or yes/no, on/off)", other)),
+        }
+    }
+
+    /// A string; an integer is taken as its decimal text (a bucket or a
+    /// password may be all digits).
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+            Some(other) => Err(self.wrong(key, "a string", other)),
+        }
+    }
+
+    /// A string where empty means unset.
+    fn nonempty(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        Ok(self.string(key)?.filter(|s| !s.is_empty()))
+    }
+
+    fn port(&self, key: &str) -> Result<Option<u16>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a port number (1-65535)", v)),
+        }
+    }
+
+    fn seconds(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a whole number of seconds", v)),
+        }
+    }
+
+    /// A list of strings, or one string of comma-separated items (as an
+    /// environment variable gives it).
+    fn list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        let expected = "a list of strings (or one comma-separated string)";
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(self.wrong(key, expected, item)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(self.wrong(key, expected, other)),
+        }
+    }
+
+    fn section(&self, key: &str) -> Result<Section<'a>, ConfigError> {
+        static EMPTY: std::sync::LazyLock<Mapping> = std::sync::LazyLock::new(Mapping::new);
+        let map = match self.get(key) {
+            None => &*EMPTY,
+            Some(Value::Mapping(m)) => m,
+            Some(other) => return Err(self.wrong(key, "a mapping", other)),
+        };
+        Ok(Section {
+            map,
+            prefix: format!("{}.", self.path(key)),
+            context: self.context,
+        })
+    }
+
+    fn loglevel(&self) -> Result<LogLevel, ConfigError> {
+        let expected = "one of debug, info, warn (warning), error, critical";
+        match self.get("loglevel") {
+            None => Ok(LogLevel::Info),
+            Some(Value::String(s)) => LogLevel::parse(s).ok_or_else(|| {
+                self.invalid(
+                    "loglevel",
+                    format!("must be {expected} (in any case), not {s:?}"),
+                )
+            }),
+            Some(other) => Err(self.wrong("loglevel", expected, other)),
+        }
+    }
+
+    /// The key is read by whoever checks signatures; a path that cannot be
+    /// read is a startup error, as it was in the old registry.
+    fn privileged_key(&self) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(path) = self.nonempty("privileged_key")? else {
+            return Ok(None);
+        };
+        let path = PathBuf::from(path);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(path)),
+            Ok(_) => Err(self.invalid(
+                "privileged_key",
+                format!("names {}, which is not a file", path.display()),
+            )),
+            Err(e) => Err(self.invalid(
+                "privileged_key",
+                format!(
+                    "names the file {}, which cannot be read: {e}",
+                    path.display()
+                ),
+            )),
+        }
+    }
+
+    fn storage(&self) -> Result<StorageSettings, ConfigError> {
+        let name = self.nonempty("storage")?.map(|s| s.to_ascii_lowercase());
+        let kind = match name.as_deref() {
+            // No storage at all: the local disk, which a newcomer expects.
+            None | Some("local") | Some("file") => StorageKind::Local,
+            Some("s3") => StorageKind::S3,
+            Some("gcs") => StorageKind::Gcs,
+            Some(other) if UNSUPPORTED_STORAGES.contains(&other) => {
+                StorageKind::Unsupported(other.to_owned())
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    "storage",
+                    format!(
+                        "names an unknown storage {other:?}: this build offers local (also \
+                         called file), s3 and gcs; the old registry also knew {}",
+                        UNSUPPORTED_STORAGES.join(", ")
+                    ),
+                ))
+            }
+        };
+        // Unset, the old drivers' own defaults: `./tmp` on disk, `/test` in
+        // a bucket; an existing store keeps being found.
+        let path = self.nonempty("storage_path")?.unwrap_or_else(|| {
+            match kind {
+                StorageKind::Local => "./tmp",
+                _ => "/test",
+            }
+            .to_owned()
+        });
+        let s3 = match kind {
+            StorageKind::S3 => self.s3()?,
+            StorageKind::Gcs => self.gcs()?,
+            _ => None,
+        };
+        Ok(StorageSettings {
+            kind,
+            path,
+            redirect: self.bool("storage_redirect")?,
+            nginx_x_accel_redirect: self.nonempty("nginx_x_accel_redirect")?,
+            s3,
+        })
+    }
+
+    /// `None` without a bucket: the configuration loads, `serve` says what
+    /// is missing.
+    fn s3(&self) -> Result<Option<S3Settings>, ConfigError> {
+        let s3_bucket = self.nonempty("s3_bucket")?;
+        let boto_bucket = self.nonempty("boto_bucket")?;
+        let settings = S3Settings {
+            bucket: String::new(),
+            region: self.nonempty("s3_region")?,
+            access_key: self.nonempty("s3_access_key")?,
+            secret_key: self.nonempty("s3_secret_key")?,
+            encrypt: self.bool("s3_encrypt")?,
+            secure: self.bool("s3_secure")?,
+            host: self.nonempty("boto_host")?,
+            port: self.port("boto_port")?,
+        };
+        Ok(s3_bucket
+            .or(boto_bucket)
+            .map(|bucket| S3Settings { bucket, ..settings }))
+    }
+
+    /// GCS through its S3-compatible interface, with HMAC keys.
+    fn gcs(&self) -> Result<Option<S3Settings>, ConfigError> {
+        let bucket = self.nonempty("boto_bucket")?;
+        let settings = S3Settings {
+            bucket: String::new(),
+            region: None,
+            access_key: self.nonempty("gs_access_key")?,
+            secret_key: self.nonempty("gs_secret_key")?,
+            encrypt: false,
+            secure: self.bool("gs_secure")?,
+            host: Some(GCS_HOST.to_owned()),
+            port: None,
+        };
+        Ok(bucket.map(|bucket| S3Settings { bucket, ..settings }))
+    }
+
+    fn search(&self) -> Result<SearchSettings, ConfigError> {
+        let backend = match self
+            .nonempty("search_backend")?
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None => SearchBackend::Disabled,
+            Some("sqlalchemy") => SearchBackend::Sqlalchemy,
+            Some(other) => {
+                return Err(self.invalid(
+                    "search_backend",
+                    format!(
+                        "names an unknown search backend {other:?}: use sqlalchemy, or leave it \
+                         empty to turn search off"
+                    ),
+                ))
+            }
+        };
+        let database = self.nonempty("sqlalchemy_index_database")?;
+        if backend == SearchBackend::Sqlalchemy && database.is_none() {
+            return Err(self.invalid(
+                "sqlalchemy_index_database",
+                "must name the database when search_backend is sqlalchemy (for example \
+                 sqlite:////var/lib/docker-registry/search.db)"
+                    .to_owned(),
+            ));
+        }
+        Ok(SearchSettings { backend, database })
+    }
+
+    fn cors(&self) -> Result<CorsSettings, ConfigError> {
+        Ok(CorsSettings {
+            origins: self.list("origins")?.filter(|o| !o.is_empty()),
+            methods: self.list("methods")?.filter(|m| !m.is_empty()),
+            headers: self
+                .list("headers")?
+                .unwrap_or_else(|| vec!["Content-Type".to_owned()]),
+            expose_headers: self.list("expose_headers")?.unwrap_or_default(),
+            supports_credentials: self.bool("supports_credentials")?,
+            max_age: self.seconds("max_age")?,
+        })
+    }
+}
+
+/// A value as a message shows it; a secret's text never appears.
+pub(super) fn describe(value: &Value, secret: bool) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) if n.is_f64() => format!("the number {n}"),
+        Value::Number(n) => format!("the integer {n}"),
+        Value::String(_) if secret => "a string (not shown: a secret)".to_owned(),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Sequence(_) => "a list".to_owned(),
+        Value::Mapping(m) if m.is_empty() => "an empty mapping".to_owned(),
+        Value::Mapping(m) => {
+            let keys: Vec<String> = m.keys().map(key_text).take(5).collect();
+            format!("a mapping (of {})", keys.join(", "))
+        }
+        Value::Tagged(_) => "a tagged value".to_owned(),
+    }
 }

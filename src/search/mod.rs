@@ -1,15 +1,41 @@
 //! Repository search: one [`SearchIndex`] trait, the SQLite index behind
 //! `search_backend: sqlalchemy`, and the empty index when search is off.
 //!
-//! OWNER: the search work (issue 5) fills this module in.
+//! The index follows the registry through the [`Event`]s the v1 API
+//! publishes (see [`subscriber`]); the first start over a storage that
+//! already holds repositories, and `registry-v1 reindex`, fill it by walking
+//! `repositories/<ns>/<repo>` (see [`walk`]).
+
+mod database_url;
+mod reindex;
+pub mod sqlite;
+pub mod walk;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+
+use crate::config::{SearchBackend, Settings};
+use crate::events::{Event, Subscriber};
+use crate::storage::Storage;
+
+pub use database_url::{DatabaseLocation, DatabaseUrlError};
+pub use reindex::reindex_command;
+
+/// `n` when the client gives none (the old Docker Hub API's default).
+pub const DEFAULT_PAGE_SIZE: u32 = 25;
+/// The largest `n` a client may ask for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// The longest term searched. SQLite refuses `LIKE` patterns over 50,000
+/// bytes; no name (95 characters in the schema) or description (100) can
+/// hold a longer term anyway.
+pub const MAX_TERM_CHARS: usize = 1000;
 
 /// One page of a search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
     /// The term, matched as a substring of name or description (ASCII
-    /// case-insensitive); empty matches everything.
+    /// case-insensitive, `%` and `_` literally); empty matches everything.
     pub term: String,
     /// From 1.
     pub page: u32,
@@ -33,6 +59,9 @@ pub struct SearchPage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
+    /// Another process held the database longer than the busy timeout.
+    #[error("search index busy: {0}")]
+    Busy(String),
     #[error("search index unavailable: {0}")]
     Unavailable(String),
 }
@@ -41,12 +70,13 @@ pub enum SearchError {
 #[async_trait]
 pub trait SearchIndex: Send + Sync {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError>;
-    /// Adds a repository, or updates its description (`None`: keep it).
+    /// Adds a repository (with `description`, or `""` when `None`), or
+    /// updates its description (`None`: keep it).
     async fn upsert(&self, name: &str, description: Option<&str>) -> Result<(), SearchError>;
     async fn remove(&self, name: &str) -> Result<(), SearchError>;
 }
 
-/// INTERIM: replaced by the search work. Search is off: no results.
+/// Search is off (`search_backend` empty): no results, nothing indexed.
 struct Disabled;
 
 #[async_trait]
@@ -65,29 +95,220 @@ impl SearchIndex for Disabled {
     }
 }
 
-/// INTERIM
+/// The index the settings ask for. With `sqlalchemy`, the database is opened
+/// (and built from `storage` on first start) before the server listens.
 pub async fn from_settings(
-    _settings: &crate::config::Settings,
-    _storage: std::sync::Arc<dyn crate::storage::Storage>,
-) -> anyhow::Result<std::sync::Arc<dyn SearchIndex>> {
-    Ok(std::sync::Arc::new(Disabled))
-}
-
-/// INTERIM
-pub fn subscriber(
-    index: std::sync::Arc<dyn SearchIndex>,
-) -> std::sync::Arc<dyn crate::events::Subscriber> {
-    struct Sub(std::sync::Arc<dyn SearchIndex>);
-    #[async_trait]
-    impl crate::events::Subscriber for Sub {
-        async fn on_event(&self, _event: &crate::events::Event) {
-            let _ = &self.0;
+    settings: &Settings,
+    storage: Arc<dyn Storage>,
+) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    match settings.search.backend {
+        SearchBackend::Disabled => Ok(Arc::new(Disabled)),
+        SearchBackend::Sqlalchemy => {
+            let location = database_location(settings)?;
+            let opened = sqlite::SqliteIndex::open(
+                &location,
+                storage.as_ref(),
+                &indicatif::ProgressBar::hidden(),
+            )
+            .await?;
+            if let Some(built) = &opened.built {
+                log::info!(
+                    "search index {location} built from storage: {} repositories",
+                    built.added
+                );
+            }
+            Ok(Arc::new(opened.index))
         }
     }
-    std::sync::Arc::new(Sub(index))
 }
 
-/// INTERIM
-pub async fn reindex_command(_settings: crate::config::Settings) -> anyhow::Result<()> {
-    anyhow::bail!("reindex: search index not built yet")
+/// Where `sqlalchemy_index_database` points, or why it cannot be used.
+fn database_location(settings: &Settings) -> anyhow::Result<DatabaseLocation> {
+    let url = settings.search.database.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "search_backend is sqlalchemy but sqlalchemy_index_database is not set \
+             (flavor `{}`, {})",
+            settings.flavor,
+            settings.source
+        )
+    })?;
+    DatabaseLocation::parse(url).map_err(|e| {
+        anyhow::anyhow!(
+            "sqlalchemy_index_database of flavor `{}` ({}): {e}",
+            settings.flavor,
+            settings.source
+        )
+    })
+}
+
+/// Keeps `index` in step with the repositories the API creates, pushes to,
+/// describes and deletes.
+pub fn subscriber(index: Arc<dyn SearchIndex>) -> Arc<dyn Subscriber> {
+    Arc::new(IndexFollower(index))
+}
+
+struct IndexFollower(Arc<dyn SearchIndex>);
+
+#[async_trait]
+impl Subscriber for IndexFollower {
+    async fn on_event(&self, event: &Event) {
+        let (name, result) = match event {
+            // A repository made anew starts with the description it was
+            // created with, or none, whatever a stale row said.
+            Event::RepositoryCreated { name, description } => (
+                name,
+                self.0
+                    .upsert(
+                        &name.to_string(),
+                        Some(description.as_deref().unwrap_or("")),
+                    )
+                    .await,
+            ),
+            // A push again keeps the description; setting one replaces it.
+            Event::RepositoryUpdated { name, description } => (
+                name,
+                self.0
+                    .upsert(&name.to_string(), description.as_deref())
+                    .await,
+            ),
+            Event::RepositoryDeleted { name } => (name, self.0.remove(&name.to_string()).await),
+            Event::TagPushed { .. } | Event::TagDeleted { .. } => return,
+        };
+        if let Err(e) = result {
+            log::error!("search index not updated for {name}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Events;
+    use crate::names::RepositoryName;
+
+    async fn index_with_events() -> (Arc<sqlite::SqliteIndex>, Events, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DatabaseLocation::File(dir.path().join("index.db"));
+        let storage = walk::tests::MemoryStorage::default();
+        let opened =
+            sqlite::SqliteIndex::open(&location, &storage, &indicatif::ProgressBar::hidden())
+                .await
+                .unwrap();
+        let index = Arc::new(opened.index);
+        let events = Events::new();
+        events.subscribe(subscriber(index.clone()));
+        (index, events, dir)
+    }
+
+    async fn all(index: &sqlite::SqliteIndex) -> Vec<(String, Option<String>)> {
+        let page = index
+            .search(&SearchQuery {
+                term: String::new(),
+                page: 1,
+                per_page: 100,
+            })
+            .await
+            .unwrap();
+        page.hits
+            .into_iter()
+            .map(|h| (h.name, h.description))
+            .collect()
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    #[actix_web::test]
+    async fn events_of_the_api_drive_the_index() {
+        let (index, events, _dir) = index_with_events().await;
+        let app = RepositoryName::parse("me/app").unwrap();
+        let other = RepositoryName::parse("tool").unwrap();
+
+        events
+            .publish(Event::RepositoryCreated {
+                name: app.clone(),
+                description: None,
+            })
+            .await;
+        events
+            .publish(Event::RepositoryCreated {
+                name: other.clone(),
+                description: Some("A tool".into()),
+            })
+            .await;
+        assert_eq!(
+            all(&index).await,
+            [
+                ("library/tool".into(), some("A tool")),
+                ("me/app".into(), some(""))
+            ]
+        );
+
+        // Describing, then pushing again: the description stays.
+        events
+            .publish(Event::RepositoryUpdated {
+                name: app.clone(),
+                description: Some("My app".into()),
+            })
+            .await;
+        events
+            .publish(Event::RepositoryUpdated {
+                name: app.clone(),
+                description: None,
+            })
+            .await;
+        events
+            .publish(Event::TagPushed {
+                name: app.clone(),
+                tag: crate::names::Tag::parse("latest").unwrap(),
+                image: crate::names::ImageId::parse("0123456789abcdef").unwrap(),
+            })
+            .await;
+        assert_eq!(all(&index).await[1], ("me/app".into(), some("My app")));
+        let found = index
+            .search(&SearchQuery {
+                term: "my ap".into(),
+                page: 1,
+                per_page: 25,
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.total, 1);
+        assert_eq!(found.hits[0].name, "me/app");
+
+        events
+            .publish(Event::RepositoryDeleted { name: app.clone() })
+            .await;
+        assert_eq!(all(&index).await, [("library/tool".into(), some("A tool"))]);
+
+        // Created again: a fresh repository, without the old description.
+        events
+            .publish(Event::RepositoryUpdated {
+                name: app.clone(),
+                description: Some("stale".into()),
+            })
+            .await;
+        events
+            .publish(Event::RepositoryCreated {
+                name: app.clone(),
+                description: None,
+            })
+            .await;
+        assert_eq!(all(&index).await[1], ("me/app".into(), some("")));
+    }
+
+    #[actix_web::test]
+    async fn search_off_answers_nothing() {
+        let page = Disabled
+            .search(&SearchQuery {
+                term: String::new(),
+                page: 1,
+                per_page: 25,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, 0);
+        assert!(page.hits.is_empty());
+    }
 }

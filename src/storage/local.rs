@@ -9,6 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ pub const WRITE_BATCH: usize = 1024 * 1024;
 pub const FLUSH_EVERY: usize = 32 * 1024 * 1024;
 
 /// Temporary files start with this, so that a crash's leftovers are never
-/// listed as content (a listing skips them).
+/// listed as content (a listing skips such files, not folders: a
+/// repository may have any name).
 const TEMP_PREFIX: &str = ".registry-v1-tmp-";
 
 pub struct LocalStorage {
@@ -96,10 +98,22 @@ fn temp_beside(dest: &Path) -> io::Result<NamedTempFile> {
     let dir = dest
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent folder"))?;
-    fs::create_dir_all(dir)?;
-    tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
+    let create = || {
+        fs::create_dir_all(dir)?;
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            // What a plain create gives (0666 less the umask), as the old
+            // registry's files have: a temporary file's default 0600 would
+            // hide layers from an nginx serving them (`nginx_x_accel_redirect`).
+            .permissions(fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+    };
+    match create() {
+        // The folder was removed (a concurrent delete of the image or
+        // repository) between its creation and the file's: once more.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create(),
+        other => other,
+    }
 }
 
 /// Syncs a finished temporary file and renames it over `dest`.
@@ -220,7 +234,7 @@ impl Storage for LocalStorage {
         let mut in_flight: Option<JoinHandle<io::Result<File>>> = None;
         let mut flushing: Option<JoinHandle<io::Result<()>>> = None;
         let mut unflushed = 0usize;
-        let mut batch = BytesMut::new();
+        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
         let mut total = 0u64;
         let mut ended = false;
         while !ended {
@@ -241,7 +255,9 @@ impl Storage for LocalStorage {
                 file = Some(join_write(path, previous).await?);
             }
             let mut f = file.take().ok_or_else(|| lost(path))?;
-            let data = batch.split().freeze();
+            // A fresh buffer for the next batch: `split` would leave one
+            // without capacity, regrown chunk by chunk.
+            let data = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BATCH)).freeze();
             unflushed += data.len();
             // Start putting what is written on disk while the body still
             // arrives (one flush at a time, on a second handle), so that the
@@ -330,14 +346,16 @@ impl Storage for LocalStorage {
         let names = blocking(path, move || {
             let mut names = Vec::new();
             for entry in fs::read_dir(full)? {
-                let name = entry?.file_name();
+                let entry = entry?;
                 // Names on disk that are not UTF-8 were not written by a
                 // registry: they cannot be a path the registry asks for.
-                if let Some(name) = name.to_str() {
-                    if !name.starts_with(TEMP_PREFIX) {
-                        names.push(name.to_owned());
-                    }
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with(TEMP_PREFIX) && !entry.file_type()?.is_dir() {
+                    continue;
                 }
+                names.push(name);
             }
             names.sort();
             Ok(names)

@@ -151,9 +151,15 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Storag
                     settings.flavor
                 )
             })?;
-            Ok(Arc::new(
-                s3::S3Storage::new(s3, &settings.storage.path).await?,
-            ))
+            let storage = s3::S3Storage::new(&settings.storage.kind, s3, &settings.storage.path)?;
+            storage.check().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "storage `{}` of flavor `{}` is not usable: {e}",
+                    settings.storage.kind,
+                    settings.flavor
+                )
+            })?;
+            Ok(Arc::new(storage))
         }
         StorageKind::Unsupported(name) => anyhow::bail!(
             "storage `{name}` (flavor `{}`) is not offered by this build of registry-v1; \
@@ -167,6 +173,82 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Storag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Environment, S3Settings};
+
+    fn settings(kind: StorageKind, path: &str, s3: Option<S3Settings>) -> Settings {
+        let env = Environment {
+            docker_registry_config: None,
+            settings_flavor: "dev".into(),
+            registry_host: "127.0.0.1".into(),
+            registry_port: 5000,
+            gunicorn_workers: None,
+        };
+        let mut settings = crate::config::load(&env).expect("settings");
+        settings.storage.kind = kind;
+        settings.storage.path = path.into();
+        settings.storage.s3 = s3;
+        settings
+    }
+
+    #[tokio::test]
+    async fn drivers_are_built_from_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("new").join("registry");
+        let local = from_settings(&settings(StorageKind::Local, root.to_str().unwrap(), None))
+            .await
+            .unwrap();
+        assert_eq!(local.name(), "local");
+        assert!(root.is_dir(), "storage_path is created");
+
+        let err = from_settings(&settings(StorageKind::S3, "/registry", None))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("needs a bucket"), "{err}");
+
+        // Nobody listens on the port: the server does not start, and says
+        // which bucket and flavor, never the keys.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s3 = S3Settings {
+            bucket: "the-bucket".into(),
+            region: None,
+            access_key: Some("AKIDSECRETLOOKING".into()),
+            secret_key: Some("very-secret-key".into()),
+            encrypt: false,
+            secure: false,
+            host: Some("127.0.0.1".into()),
+            port: Some(port),
+        };
+        let err = from_settings(&settings(StorageKind::Gcs, "/registry", Some(s3)))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("the-bucket") && err.contains("`dev`"), "{err}");
+        assert!(
+            !err.contains("very-secret-key") && !err.contains("AKID"),
+            "{err}"
+        );
+
+        let err = from_settings(&settings(
+            StorageKind::Unsupported("swift".into()),
+            "/registry",
+            None,
+        ))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("swift") && err.contains("local (file)"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn paths_that_could_escape_are_refused() {

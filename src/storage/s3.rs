@@ -1,41 +1,757 @@
-//! INTERIM placeholder: the S3 driver is being written (issue 3).
-use super::*;
+//! The `s3` driver (flavors `s3`, `prod`, `ceph-s3`) and the `gcs` driver,
+//! which is the same one talking to Google Cloud Storage's S3-compatible XML
+//! interface with HMAC keys.
+//!
+//! Keys are `storage_path` without its leading `/`, then `/`, then the
+//! path, as the old registry's boto drivers wrote them, so an existing
+//! bucket reads as it is. A custom endpoint (`boto_host`/`boto_port`: Ceph,
+//! MinIO, GCS, any S3-compatible store) is addressed path-style.
+//!
+//! rust-s3's `fail-on-err` feature is off: every response's status is
+//! checked here and mapped to a [`StorageError`].
 
-pub struct S3Storage;
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use ::s3::command::Command;
+use ::s3::creds::Credentials;
+use ::s3::error::S3Error;
+use ::s3::request::tokio_backend::ReqwestRequest;
+use ::s3::request::Request;
+use ::s3::serde_types::{ListBucketResult, Part};
+use ::s3::{Bucket, Region};
+use bytes::BytesMut;
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::config::S3Settings;
+
+/// Bytes of a multipart upload part; S3 wants 5 MiB or more for every part
+/// but the last. Parts grow by this much every [`PARTS_PER_STEP`] parts so
+/// that the 10,000-part limit allows objects of over 400 GiB.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+const PARTS_PER_STEP: u32 = 1000;
+const MAX_PARTS: u32 = 10_000;
+
+/// Parts being uploaded while the next one is read from the body: the
+/// memory an upload holds is at most `(PARTS_IN_FLIGHT + 1)` parts.
+pub const PARTS_IN_FLIGHT: usize = 3;
+
+/// How long a presigned download URL stays valid (as the old registry).
+pub const REDIRECT_EXPIRY_SECS: u32 = 1200;
+
+/// Requests with a small body or none.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+/// One part of a multipart upload.
+const PART_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Deletes sent at once when a folder is removed. One request per object:
+/// GCS's XML interface has no multi-object delete.
+const DELETES_IN_FLIGHT: usize = 16;
+
+pub struct S3Storage {
+    name: &'static str,
+    /// Key prefix: `storage_path` without its slashes, plus `/`; or empty.
+    prefix: String,
+    /// `bucket` at `endpoint`, for messages.
+    place: String,
+    /// Small requests.
+    control: Box<Bucket>,
+    /// Object creation (PUT, initiate multipart): carries the
+    /// server-side encryption header when `encrypt` is set, which S3 refuses
+    /// on other requests.
+    create: Box<Bucket>,
+    /// Multipart parts.
+    parts: Box<Bucket>,
+    /// Downloads: no overall timeout, a layer may take long to reach a slow
+    /// client.
+    streaming: Box<Bucket>,
+}
 
 impl S3Storage {
-    pub async fn new(_s3: &crate::config::S3Settings, _prefix: &str) -> anyhow::Result<Self> {
-        anyhow::bail!("S3 storage not built yet")
+    /// A driver for the bucket `s3` names, keys under `storage_path`.
+    /// `gcs` selects Google's endpoint when no `host` is set. Nothing is
+    /// sent to the backend yet; see [`S3Storage::check`].
+    pub fn new(kind: &StorageKind, s3: &S3Settings, storage_path: &str) -> anyhow::Result<Self> {
+        let gcs = *kind == StorageKind::Gcs;
+        let scheme = if s3.secure { "https" } else { "http" };
+        let (region, path_style) = match (&s3.host, gcs) {
+            (Some(host), _) => {
+                let endpoint = match s3.port {
+                    Some(port) => format!("{scheme}://{host}:{port}"),
+                    None => format!("{scheme}://{host}"),
+                };
+                let region = s3.region.clone().unwrap_or_else(|| "us-east-1".to_owned());
+                (Region::Custom { region, endpoint }, true)
+            }
+            (None, true) => {
+                let region = s3.region.clone().unwrap_or_else(|| "auto".to_owned());
+                let endpoint = format!("{scheme}://storage.googleapis.com");
+                (Region::Custom { region, endpoint }, true)
+            }
+            (None, false) => {
+                let name = s3.region.as_deref().unwrap_or("us-east-1");
+                let known: Region = name.parse()?;
+                let host = match known {
+                    Region::Custom { .. } => format!("s3.{name}.amazonaws.com"),
+                    known => known.endpoint(),
+                };
+                let region = Region::Custom {
+                    region: name.to_owned(),
+                    endpoint: format!("{scheme}://{host}"),
+                };
+                // Virtual-hosted names with dots do not match the TLS
+                // certificate of `*.s3.amazonaws.com`.
+                (region, s3.bucket.contains('.'))
+            }
+        };
+        let endpoint = region.endpoint();
+        let credentials = match (&s3.access_key, &s3.secret_key) {
+            (Some(access), Some(secret)) => {
+                Credentials::new(Some(access), Some(secret), None, None, None)?
+            }
+            (Some(_), None) | (None, Some(_)) => anyhow::bail!(
+                "storage `{kind}`: an access key needs its secret key and the other way round"
+            ),
+            // As boto did: the environment (AWS_ACCESS_KEY_ID, ...) or the
+            // profile file, else anonymous requests (a public bucket).
+            (None, None) => Credentials::default().or_else(|_| {
+                log::warn!("storage `{kind}`: no keys configured or found, requests are anonymous");
+                Credentials::anonymous()
+            })?,
+        };
+        let mut control = Bucket::new(&s3.bucket, region, credentials)?;
+        if path_style {
+            control.set_path_style();
+        }
+        control.set_request_timeout(Some(CONTROL_TIMEOUT));
+        let mut create = control.clone();
+        if s3.encrypt {
+            create.add_header("x-amz-server-side-encryption", "AES256");
+        }
+        let mut parts = control.clone();
+        parts.set_request_timeout(Some(PART_TIMEOUT));
+        let mut streaming = control.clone();
+        streaming.set_request_timeout(None);
+        let trimmed = storage_path.trim_matches('/');
+        Ok(S3Storage {
+            name: if gcs { "gcs" } else { "s3" },
+            prefix: if trimmed.is_empty() {
+                String::new()
+            } else {
+                format!("{trimmed}/")
+            },
+            place: format!("bucket `{}` at {endpoint}", s3.bucket),
+            control,
+            create,
+            parts,
+            streaming,
+        })
+    }
+
+    /// Checks that the bucket answers and takes the credentials, so that a
+    /// wrong setting stops the server at startup instead of every request.
+    pub async fn check(&self) -> Result<()> {
+        self.list_page(&self.prefix, Some("/"), None, Some(1))
+            .await
+            .map(|_| ())
+    }
+
+    /// The key of a storage path.
+    fn key(&self, path: &str) -> Result<String> {
+        check_path(path)?;
+        Ok(format!("{}{path}", self.prefix))
+    }
+
+    /// A transport-level failure (no answer, TLS, credentials lookup).
+    fn failed(&self, path: &str, e: S3Error) -> StorageError {
+        match e {
+            S3Error::HttpFailWithBody(status, body) => {
+                self.status_error(path, status, body.as_bytes())
+            }
+            S3Error::Reqwest(_) | S3Error::Credentials(_) | S3Error::HttpFail => {
+                StorageError::Unavailable(format!("{}: {e}", self.place))
+            }
+            other => StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(format!("{}: {other}", self.place)),
+            },
+        }
+    }
+
+    /// An answer that is not a success.
+    fn status_error(&self, path: &str, status: u16, body: &[u8]) -> StorageError {
+        let code = error_code(body);
+        match (status, code.as_deref()) {
+            (404, Some("NoSuchBucket")) => {
+                StorageError::Unavailable(format!("{}: the bucket does not exist", self.place))
+            }
+            (404, _) => StorageError::NotFound(path.to_owned()),
+            (401 | 403, _) => StorageError::Unavailable(format!(
+                "{} refused the credentials ({status} {})",
+                self.place,
+                code.as_deref().unwrap_or("")
+            )),
+            (500..=599, _) => StorageError::Unavailable(format!(
+                "{} answered {status} {}",
+                self.place,
+                code.as_deref().unwrap_or("")
+            )),
+            _ => StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(format!(
+                    "{} answered {status} {}",
+                    self.place,
+                    code.as_deref().unwrap_or("")
+                )),
+            },
+        }
+    }
+
+    /// One page of a listing; a request of our own so that the status is
+    /// checked before the body is read as a listing.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation_token: Option<String>,
+        max_keys: Option<usize>,
+    ) -> Result<ListBucketResult> {
+        let command = Command::ListObjectsV2 {
+            prefix: prefix.to_owned(),
+            delimiter: delimiter.map(str::to_owned),
+            continuation_token,
+            start_after: None,
+            max_keys,
+        };
+        let request = ReqwestRequest::new(&self.control, "/", command)
+            .await
+            .map_err(|e| self.failed(prefix, e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| self.failed(prefix, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(prefix, response.status_code(), response.as_slice()));
+        }
+        quick_xml::de::from_reader(response.as_slice()).map_err(|e| StorageError::Io {
+            path: prefix.to_owned(),
+            source: io::Error::other(format!("{}: unreadable listing: {e}", self.place)),
+        })
+    }
+
+    /// Every key under `prefix`, or the direct children with a delimiter.
+    async fn list_all(&self, prefix: &str, delimiter: Option<&str>) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.list_page(prefix, delimiter, token, None).await?;
+            for object in page.contents {
+                names.push(object.key);
+            }
+            for common in page.common_prefixes.into_iter().flatten() {
+                names.push(common.prefix);
+            }
+            match page.next_continuation_token {
+                Some(next) if page.is_truncated => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(names)
+    }
+
+    /// The object's size, or NotFound.
+    async fn head(&self, path: &str, key: &str) -> Result<u64> {
+        let (head, status) = self
+            .control
+            .head_object(key)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&status) {
+            return Err(self.status_error(path, status, b""));
+        }
+        Ok(head.content_length.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn delete_key(&self, path: &str, key: &str) -> Result<()> {
+        let response = self
+            .control
+            .delete_object(key)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        match response.status_code() {
+            200..=299 | 404 => Ok(()),
+            status => Err(self.status_error(path, status, response.as_slice())),
+        }
+    }
+
+    /// Streams a body to `key` in parts; the body's first `first` bytes
+    /// are already read.
+    async fn put_multipart(
+        &self,
+        path: &str,
+        key: &str,
+        first: BytesMut,
+        mut body: ByteStream,
+    ) -> Result<u64> {
+        let started = self
+            .create
+            .initiate_multipart_upload(key, "application/octet-stream")
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let mut upload = Upload {
+            bucket: self.parts.clone(),
+            key: key.to_owned(),
+            id: started.upload_id,
+            parts: Vec::new(),
+            in_flight: VecDeque::new(),
+            next: 1,
+            finished: false,
+        };
+        let mut total = first.len() as u64;
+        let mut batch = first;
+        let mut ended = false;
+        while !ended {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    total += chunk.len() as u64;
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() < part_size(upload.next) {
+                        continue;
+                    }
+                }
+                Some(Err(e)) => {
+                    upload.abort().await;
+                    return Err(StorageError::Interrupted(e));
+                }
+                None => ended = true,
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let size = part_size(upload.next).min(batch.len());
+            let part = batch.split_to(size);
+            if let Err(e) = upload.send(part).await {
+                upload.abort().await;
+                return Err(self.failed(path, e));
+            }
+            // The body may have delivered more than a part at once.
+            while batch.len() >= part_size(upload.next) {
+                let part = batch.split_to(part_size(upload.next));
+                if let Err(e) = upload.send(part).await {
+                    upload.abort().await;
+                    return Err(self.failed(path, e));
+                }
+            }
+            if ended && !batch.is_empty() {
+                let part = batch.split();
+                if let Err(e) = upload.send(part).await {
+                    upload.abort().await;
+                    return Err(self.failed(path, e));
+                }
+            }
+        }
+        upload.complete().await.map_err(|e| self.failed(path, e))?;
+        Ok(total)
+    }
+}
+
+fn part_size(number: u32) -> usize {
+    PART_SIZE * (1 + ((number.saturating_sub(1)) / PARTS_PER_STEP) as usize)
+}
+
+/// The `<Code>` of an S3 error document, else the start of whatever the
+/// body is.
+fn error_code(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let code = text
+        .find("<Code>")
+        .map(|at| &text[at + "<Code>".len()..])
+        .and_then(|rest| Some(&rest[..rest.find("</Code>")?]));
+    match code {
+        Some(code) => Some(code.to_owned()),
+        None if text.trim().is_empty() => None,
+        None => Some(text.chars().take(200).collect()),
+    }
+}
+
+/// A multipart upload under way. If it is dropped unfinished (an error,
+/// or the request's future dropped when the client goes away), it is
+/// aborted in the background so that no parts are left in the bucket and
+/// the old object stays as it was.
+struct Upload {
+    bucket: Box<Bucket>,
+    key: String,
+    id: String,
+    parts: Vec<Part>,
+    in_flight: VecDeque<JoinHandle<Result<Part, S3Error>>>,
+    next: u32,
+    finished: bool,
+}
+
+impl Upload {
+    /// Starts uploading the next part, first waiting for the oldest one if
+    /// [`PARTS_IN_FLIGHT`] are under way.
+    async fn send(&mut self, data: BytesMut) -> Result<(), S3Error> {
+        if self.next > MAX_PARTS {
+            return Err(S3Error::HttpFailWithBody(
+                400,
+                "<Code>EntityTooLarge</Code>".to_owned(),
+            ));
+        }
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.wait_oldest().await?;
+        }
+        let bucket = self.bucket.clone();
+        let key = self.key.clone();
+        let id = self.id.clone();
+        let number = self.next;
+        self.next += 1;
+        self.in_flight.push_back(tokio::spawn(async move {
+            bucket
+                .put_multipart_chunk(
+                    Vec::from(data),
+                    &key,
+                    number,
+                    &id,
+                    "application/octet-stream",
+                )
+                .await
+        }));
+        Ok(())
+    }
+
+    async fn wait_oldest(&mut self) -> Result<(), S3Error> {
+        if let Some(handle) = self.in_flight.pop_front() {
+            let part = handle
+                .await
+                .map_err(|e| S3Error::Io(io::Error::other(e.to_string())))??;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    async fn complete(mut self) -> Result<(), S3Error> {
+        while !self.in_flight.is_empty() {
+            self.wait_oldest().await?;
+        }
+        let parts = std::mem::take(&mut self.parts);
+        let response = match self
+            .bucket
+            .complete_multipart_upload(&self.key, &self.id, parts)
+            .await
+        {
+            Ok(response) => response,
+            // rust-s3 wants the root element AWS sends; some compatible
+            // stores name it otherwise. Only an <Error> means failure.
+            Err(S3Error::HttpFailWithBody(200, body)) if !body.contains("<Error>") => {
+                self.finished = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if !(200..300).contains(&response.status_code()) {
+            return Err(S3Error::HttpFailWithBody(
+                response.status_code(),
+                String::from_utf8_lossy(response.as_slice()).into_owned(),
+            ));
+        }
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Aborts the upload now (the old object stays as it was).
+    async fn abort(mut self) {
+        self.finished = true;
+        let in_flight = std::mem::take(&mut self.in_flight);
+        abort_after(&self.bucket, &self.key, &self.id, in_flight).await;
+    }
+}
+
+/// Waits for the parts still being sent (an abort does not stop them),
+/// then aborts the upload.
+async fn abort_after(
+    bucket: &Bucket,
+    key: &str,
+    id: &str,
+    in_flight: VecDeque<JoinHandle<Result<Part, S3Error>>>,
+) {
+    for handle in in_flight {
+        let _ = handle.await;
+    }
+    if let Err(e) = bucket.abort_upload(key, id).await {
+        // A failed part aborts the upload itself; anything else leaves
+        // parts that a bucket lifecycle rule must clean up.
+        if !matches!(e, S3Error::HttpFailWithBody(404, _)) {
+            log::warn!("could not abort the unfinished upload of {key}: {e}");
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let bucket = self.bucket.clone();
+        let key = std::mem::take(&mut self.key);
+        let id = std::mem::take(&mut self.id);
+        let in_flight = std::mem::take(&mut self.in_flight);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { abort_after(&bucket, &key, &id, in_flight).await });
+            }
+            Err(_) => log::warn!("could not abort the unfinished upload of {key}: no runtime"),
+        }
     }
 }
 
 #[async_trait(?Send)]
 impl Storage for S3Storage {
     fn name(&self) -> &'static str {
-        "s3"
+        self.name
     }
-    async fn get(&self, p: &str) -> Result<Bytes> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let key = self.key(path)?;
+        let response = self
+            .control
+            .get_object(&key)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(path, response.status_code(), response.as_slice()));
+        }
+        Ok(response.into_bytes())
     }
-    async fn put(&self, p: &str, _d: Bytes) -> Result<()> {
-        Err(StorageError::Unavailable(p.into()))
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        let key = self.key(path)?;
+        let response = self
+            .create
+            .put_object(&key, &data)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(path, response.status_code(), response.as_slice()));
+        }
+        Ok(())
     }
-    async fn put_stream(&self, p: &str, _b: ByteStream) -> Result<u64> {
-        Err(StorageError::Unavailable(p.into()))
+
+    async fn put_stream(&self, path: &str, mut body: ByteStream) -> Result<u64> {
+        let key = self.key(path)?;
+        // A body smaller than one part is sent in one PUT, which is atomic
+        // by itself; a larger one becomes an object only when the
+        // multipart upload completes.
+        let mut first = BytesMut::new();
+        while first.len() < PART_SIZE {
+            match body.next().await {
+                Some(Ok(chunk)) => first.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(StorageError::Interrupted(e)),
+                None => {
+                    let len = first.len() as u64;
+                    self.put(path, first.freeze()).await?;
+                    return Ok(len);
+                }
+            }
+        }
+        self.put_multipart(path, &key, first, body).await
     }
-    async fn get_stream(&self, p: &str, _r: Option<ByteRange>) -> Result<ByteStream> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+        let key = self.key(path)?;
+        let command = match range {
+            None => Command::GetObject,
+            Some(r) => Command::GetObjectRange {
+                start: r.first,
+                end: Some(r.last.max(r.first)),
+            },
+        };
+        let request = ReqwestRequest::new(&self.streaming, &key, command)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let mut response = request
+            .response_data_to_stream()
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        match response.status_code {
+            200..=299 => {}
+            416 => {
+                let size = self.head(path, &key).await?;
+                return Err(StorageError::InvalidRange {
+                    path: path.to_owned(),
+                    size,
+                });
+            }
+            status => {
+                // An error document is small; read it for its code.
+                let mut body = Vec::new();
+                while let Some(Ok(chunk)) = response.bytes.next().await {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > 64 * 1024 {
+                        break;
+                    }
+                }
+                return Err(self.status_error(path, status, &body));
+            }
+        }
+        Ok(Box::pin(response.bytes.map_err(io::Error::other)))
     }
-    async fn size(&self, p: &str) -> Result<u64> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn size(&self, path: &str) -> Result<u64> {
+        let key = self.key(path)?;
+        self.head(path, &key).await
     }
-    async fn exists(&self, _p: &str) -> Result<bool> {
-        Ok(false)
+
+    async fn exists(&self, path: &str) -> Result<bool> {
+        let key = self.key(path)?;
+        match self.head(path, &key).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
-    async fn list(&self, p: &str) -> Result<Vec<String>> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        let prefix = format!("{}/", self.key(path)?);
+        let mut names: Vec<String> = self
+            .list_all(&prefix, Some("/"))
+            .await?
+            .into_iter()
+            .filter_map(|key| {
+                let name = key.strip_prefix(&prefix)?.trim_end_matches('/');
+                // `prefix` itself: a folder marker some tools create.
+                (!name.is_empty()).then(|| name.to_owned())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        Ok(names)
     }
-    async fn remove(&self, p: &str) -> Result<()> {
-        Err(StorageError::NotFound(p.into()))
+
+    async fn remove(&self, path: &str) -> Result<()> {
+        let key = self.key(path)?;
+        match self.head(path, &key).await {
+            Ok(_) => return self.delete_key(path, &key).await,
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let keys = self.list_all(&format!("{key}/"), None).await?;
+        if keys.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        futures_util::stream::iter(keys)
+            .map(|key| async move { self.delete_key(path, &key).await })
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>> {
+        let key = self.key(path)?;
+        self.head(path, &key).await?;
+        let url = self
+            .control
+            .presign_get(&key, REDIRECT_EXPIRY_SECS, None)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        Ok(Some(url))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> S3Settings {
+        S3Settings {
+            bucket: "b".into(),
+            region: None,
+            access_key: Some("AK".into()),
+            secret_key: Some("SK".into()),
+            encrypt: false,
+            secure: true,
+            host: None,
+            port: None,
+        }
+    }
+
+    #[test]
+    fn keys_are_storage_path_without_its_slashes() {
+        for (storage_path, key) in [
+            ("/registry", "registry/images/x/json"),
+            ("/registry/", "registry/images/x/json"),
+            ("registry/sub", "registry/sub/images/x/json"),
+            ("/", "images/x/json"),
+            ("", "images/x/json"),
+        ] {
+            let s = S3Storage::new(&StorageKind::S3, &settings(), storage_path).unwrap();
+            assert_eq!(s.key("images/x/json").unwrap(), key, "{storage_path:?}");
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        let s = S3Storage::new(&StorageKind::S3, &settings(), "/r").unwrap();
+        assert_eq!(s.control.url(), "https://b.s3.amazonaws.com");
+        let mut eu = settings();
+        eu.region = Some("eu-west-1".into());
+        let s = S3Storage::new(&StorageKind::S3, &eu, "/r").unwrap();
+        assert_eq!(s.control.url(), "https://b.s3-eu-west-1.amazonaws.com");
+        let mut ceph = settings();
+        ceph.host = Some("ceph.local".into());
+        ceph.port = Some(7480);
+        ceph.secure = false;
+        let s = S3Storage::new(&StorageKind::S3, &ceph, "/r").unwrap();
+        assert_eq!(s.control.url(), "http://ceph.local:7480/b");
+        let s = S3Storage::new(&StorageKind::Gcs, &settings(), "/r").unwrap();
+        assert_eq!(s.control.url(), "https://storage.googleapis.com/b");
+        assert_eq!(s.name(), "gcs");
+    }
+
+    #[test]
+    fn part_sizes_grow_to_reach_large_objects() {
+        assert_eq!(part_size(1), PART_SIZE);
+        assert_eq!(part_size(1000), PART_SIZE);
+        assert_eq!(part_size(1001), 2 * PART_SIZE);
+        let reach: u64 = (1..=MAX_PARTS).map(|n| part_size(n) as u64).sum();
+        assert!(reach > 400 * (1 << 30), "{reach}");
+    }
+
+    #[test]
+    fn statuses_map_to_error_kinds() {
+        let s = S3Storage::new(&StorageKind::S3, &settings(), "/r").unwrap();
+        let doc = |code: &str| format!("<Error><Code>{code}</Code></Error>");
+        let kind = |status: u16, body: &str| match s.status_error("p", status, body.as_bytes()) {
+            StorageError::NotFound(_) => "not found",
+            StorageError::Unavailable(_) => "unavailable",
+            StorageError::Io { .. } => "io",
+            _ => "other",
+        };
+        assert_eq!(kind(404, &doc("NoSuchKey")), "not found");
+        assert_eq!(kind(404, ""), "not found");
+        assert_eq!(kind(404, &doc("NoSuchBucket")), "unavailable");
+        assert_eq!(kind(403, &doc("SignatureDoesNotMatch")), "unavailable");
+        assert_eq!(kind(403, &doc("InvalidAccessKeyId")), "unavailable");
+        assert_eq!(kind(401, ""), "unavailable");
+        assert_eq!(kind(503, &doc("SlowDown")), "unavailable");
+        assert_eq!(kind(400, &doc("InvalidArgument")), "io");
+        let msg = s
+            .status_error("p", 403, doc("AccessDenied").as_bytes())
+            .to_string();
+        assert!(msg.contains("AccessDenied"), "{msg}");
+    }
+
+    #[test]
+    fn error_codes_are_read() {
+        let body = b"<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code></Error>";
+        assert_eq!(error_code(body).as_deref(), Some("NoSuchBucket"));
+        assert_eq!(error_code(b""), None);
     }
 }

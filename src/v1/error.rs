@@ -62,6 +62,8 @@ pub enum Error {
     InvalidTag,
     #[error("Invalid data")]
     InvalidData,
+    #[error("Description too long (at most {0} characters)")]
+    DescriptionTooLong(usize),
     #[error("Error Decoding JSON")]
     JsonDecoding,
     #[error("images not found")]
@@ -101,16 +103,29 @@ impl ResponseError for Error {
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Unauthorized => StatusCode::UNAUTHORIZED,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ImageInProgress | InvalidJson | MissingId | WrongId | MissingParent
-            | NotInRepository | ChecksumEmpty | ChecksumMismatch | LayerFormat | InvalidTag
-            | InvalidData | JsonDecoding | Interrupted | BadQuery(_) => StatusCode::BAD_REQUEST,
+            ImageInProgress
+            | InvalidJson
+            | MissingId
+            | WrongId
+            | MissingParent
+            | NotInRepository
+            | ChecksumEmpty
+            | ChecksumMismatch
+            | LayerFormat
+            | InvalidTag
+            | InvalidData
+            | DescriptionTooLong(_)
+            | JsonDecoding
+            | Interrupted
+            | BadQuery(_) => StatusCode::BAD_REQUEST,
             Storage(StorageError::NotFound(_)) => StatusCode::NOT_FOUND,
             Storage(StorageError::InvalidPath(_)) => StatusCode::BAD_REQUEST,
             Storage(StorageError::Interrupted(_)) => StatusCode::BAD_REQUEST,
             Storage(StorageError::InvalidRange { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
-            Storage(StorageError::Unavailable(_)) | Search(_) | Index(_) => {
+            Storage(StorageError::Unavailable(_)) | Search(SearchError::Busy(_)) | Index(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Search(SearchError::Unavailable(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Storage(StorageError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,10 +138,12 @@ impl ResponseError for Error {
                 log::error!("{self}");
                 "Internal server error".to_owned()
             }
-            Error::Storage(StorageError::Unavailable(_)) | Error::Search(_) | Error::Index(_) => {
+            Error::Storage(StorageError::Unavailable(_)) | Error::Index(_) => {
                 log::error!("{self}");
                 "Service unavailable, retry later".to_owned()
             }
+            Error::Search(SearchError::Busy(_)) => "Search index busy, retry later".to_owned(),
+            Error::Search(SearchError::Unavailable(_)) => "Search index unavailable".to_owned(),
             Error::Storage(StorageError::NotFound(path)) => {
                 log::debug!("not found in storage: {path}");
                 "Not found".to_owned()

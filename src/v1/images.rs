@@ -8,10 +8,24 @@ use futures_util::StreamExt;
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::store;
+use crate::names::ImageId;
 use crate::server::{response, AppState};
 use crate::storage::{layout, ByteStream};
 
 type Id = web::Path<String>;
+
+/// The image a request names, once the request is allowed.
+async fn authorised(state: &AppState, req: &HttpRequest, raw: &str) -> Result<ImageId> {
+    state.auth.check(req, &*state.storage, None).await?;
+    http::image_id(raw)
+}
+
+/// The image a pull names: allowed, and completely pushed.
+async fn pullable(state: &AppState, req: &HttpRequest, raw: &str) -> Result<ImageId> {
+    let id = authorised(state, req, raw).await?;
+    store::require_complete(&*state.storage, &id).await?;
+    Ok(id)
+}
 
 pub async fn put_json(
     state: web::Data<AppState>,
@@ -20,8 +34,7 @@ pub async fn put_json(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    state.auth.check(&req, storage, None).await?;
-    let id = http::image_id(&id)?;
+    let id = authorised(&state, &req, &id).await?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     if !state.auth.image_allowed(&req, storage, &id).await? {
         return Err(Error::NotInRepository);
@@ -37,8 +50,7 @@ pub async fn put_layer(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    state.auth.check(&req, storage, None).await?;
-    let id = http::image_id(&id)?;
+    let id = authorised(&state, &req, &id).await?;
     if http::docker_older_than_0_10(&req) {
         return Err(Error::ClientTooOld);
     }
@@ -53,8 +65,7 @@ pub async fn put_checksum(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    state.auth.check(&req, storage, None).await?;
-    let id = http::image_id(&id)?;
+    let id = authorised(&state, &req, &id).await?;
     let checksum = req
         .headers()
         .get(X_DOCKER_CHECKSUM_PAYLOAD)
@@ -76,9 +87,7 @@ pub async fn get_json(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    state.auth.check(&req, storage, None).await?;
-    let id = http::image_id(&id)?;
-    store::require_complete(storage, &id).await?;
+    let id = pullable(&state, &req, &id).await?;
     let image = store::image_json(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());
@@ -103,9 +112,7 @@ pub async fn get_ancestry(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    state.auth.check(&req, storage, None).await?;
-    let id = http::image_id(&id)?;
-    store::require_complete(storage, &id).await?;
+    let id = pullable(&state, &req, &id).await?;
     let ancestry = store::image_ancestry(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());
@@ -119,9 +126,7 @@ pub async fn get_files(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    state.auth.check(&req, storage, None).await?;
-    let id = http::image_id(&id)?;
-    store::require_complete(storage, &id).await?;
+    let id = pullable(&state, &req, &id).await?;
     if !store::image_exists(storage, &id).await? {
         return Err(Error::ImageNotFound);
     }
@@ -147,9 +152,7 @@ pub async fn get_layer(
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
     let settings = &state.settings;
-    state.auth.check(&req, storage, None).await?;
-    let id = http::image_id(&id)?;
-    store::require_complete(storage, &id).await?;
+    let id = pullable(&state, &req, &id).await?;
     let size = store::layer_size(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());

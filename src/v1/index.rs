@@ -64,12 +64,6 @@ fn with_token(
     resp
 }
 
-async fn authorised(state: &AppState, req: &HttpRequest, raw: &str) -> Result<RepositoryName> {
-    let name = http::repository(raw)?;
-    state.auth.check(req, &*state.storage, Some(&name)).await?;
-    Ok(name)
-}
-
 /// `PUT /v1/repositories/<ns>/<repo>/` (200) and `.../images` (204): the
 /// image list of a push, merged into what the repository had.
 async fn put_images_with(
@@ -79,10 +73,9 @@ async fn put_images_with(
     payload: web::Payload,
     status: StatusCode,
 ) -> Result<HttpResponse> {
-    let name = authorised(state, req, raw).await?;
+    let name = http::authorised_repository(state, req, raw).await?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
-    let images = store::parse_image_list(&body)?;
-    let event = match store::update_index_images(&*state.storage, &name, images).await? {
+    let event = match store::update_index_images(&*state.storage, &name, body).await? {
         IndexUpdate::Created => Event::RepositoryCreated {
             name: name.clone(),
             description: None,
@@ -124,7 +117,7 @@ pub async fn get_images(
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let images = store::index_images(&*state.storage, &name).await?;
     let resp = response::json_raw(StatusCode::OK, images);
     Ok(with_token(resp, &state, &req, &name, "read"))
@@ -135,7 +128,7 @@ pub async fn delete_images(
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let resp = response::json_builder(StatusCode::NO_CONTENT).finish();
     Ok(with_token(resp, &state, &req, &name, "delete"))
 }

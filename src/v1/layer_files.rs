@@ -61,7 +61,7 @@ fn list_tar(file: std::fs::File) -> io::Result<Bytes> {
     } else {
         entries(reader)?
     };
-    Ok(Bytes::from(Value::Array(entries).to_string()))
+    Ok(super::legacy_json::to_bytes(&entries))
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -146,7 +146,9 @@ fn describe<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Option<Value>> {
         deleted,
         header.size()?,
         header.mtime()?,
-        header.mode()? & 0o7777,
+        // The header's mode field as it is, file-type bits included, as the
+        // old registry (Python's tarfile) reported it.
+        header.mode()?,
         header.uid()?,
         header.gid()?,
     ])))

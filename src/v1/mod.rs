@@ -10,7 +10,9 @@ mod http;
 mod images;
 mod index;
 mod layer_files;
+mod legacy_json;
 mod ping;
+mod search;
 mod store;
 mod tags;
 
@@ -28,7 +30,8 @@ const REPO: &str = "/v1/repositories/{repository:.+}";
 pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.route("/", web::get().to(ping::root))
         .route("/_ping", web::get().to(ping::ping))
-        .route("/v1/_ping", web::get().to(ping::ping));
+        .route("/v1/_ping", web::get().to(ping::ping))
+        .route("/v1/search", web::get().to(search::search));
 
     cfg.service(
         web::resource("/v1/images/{id}/json")

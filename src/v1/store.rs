@@ -45,7 +45,7 @@ fn parse_json(bytes: &[u8]) -> Option<Value> {
 }
 
 fn to_bytes(value: &Value) -> Bytes {
-    Bytes::from(value.to_string())
+    super::legacy_json::to_bytes(value)
 }
 
 // --- Images -------------------------------------------------------------
@@ -329,21 +329,33 @@ pub async fn put_tag(
     Ok(image)
 }
 
-/// `tag<tag>_json`: when and by which client a tag was pushed.
+/// `tag<tag>_json`: when and by which client a tag was pushed, keys in the
+/// old registry's order.
 fn tag_properties(user_agent: &[(String, String)]) -> Value {
     let mut props = Map::new();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     props.insert("last_update".into(), json!(now));
-    for (key, value) in user_agent {
-        let (field, value) = match key.as_str() {
-            "docker" => ("docker_version", value.clone()),
-            "go" => ("docker_go_version", value.clone()),
-            "arch" | "kernel" | "os" => (key.as_str(), value.to_lowercase()),
-            _ => continue,
-        };
-        props.insert(field.to_owned(), Value::String(value));
+    // A product named twice: the last one counts, as in a Python dict.
+    let find = |product: &str| {
+        user_agent
+            .iter()
+            .rev()
+            .find(|(k, _)| k == product)
+            .map(|(_, v)| v.clone())
+    };
+    for (field, product, lower) in [
+        ("docker_version", "docker", false),
+        ("docker_go_version", "go", false),
+        ("arch", "arch", true),
+        ("kernel", "kernel", true),
+        ("os", "os", true),
+    ] {
+        if let Some(value) = find(product) {
+            let value = if lower { value.to_lowercase() } else { value };
+            props.insert(field.to_owned(), Value::String(value));
+        }
     }
     Value::Object(props)
 }
@@ -398,10 +410,9 @@ pub async fn delete_repository(storage: &dyn Storage, name: &RepositoryName) -> 
             Err(e) => return Err(e),
         }
     }
-    storage
-        .remove(&layout::repository_dir(name))
-        .await
-        .or_not_found(Error::RepositoryNotFound)
+    // Whatever is left (index files, the private flag). In a bucket the
+    // folder may be gone with its last tag already.
+    remove_if_present(storage, &layout::repository_dir(name)).await
 }
 
 /// Whether the repository's folder exists (it has been pushed to).
@@ -416,6 +427,10 @@ pub async fn repository_exists(storage: &dyn Storage, name: &RepositoryName) -> 
 pub async fn is_private(storage: &dyn Storage, name: &RepositoryName) -> Result<bool> {
     Ok(storage.exists(&layout::private_flag(name)).await?)
 }
+
+/// The width of the search index's `description VARCHAR(100)` column, which
+/// the old registry's databases (and other engines than SQLite) enforce.
+pub const MAX_DESCRIPTION_CHARS: usize = 100;
 
 /// What a client may set through `PUT .../properties`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -439,6 +454,9 @@ impl Properties {
         };
         let description = match map.get("description") {
             None => None,
+            Some(Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
+                return Err(Error::DescriptionTooLong(MAX_DESCRIPTION_CHARS))
+            }
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(Error::InvalidData),
         };
@@ -475,34 +493,30 @@ pub enum IndexUpdate {
     Updated,
 }
 
-/// Parses an image list body: a JSON list (of `{"id", "checksum"?}`).
-pub fn parse_image_list(body: &[u8]) -> Result<Vec<Value>> {
-    match serde_json::from_slice::<Value>(body) {
-        Err(_) => Err(Error::JsonDecoding),
-        Ok(Value::Array(list)) => Ok(list),
-        Ok(_) => Err(Error::InvalidData),
-    }
-}
-
-/// Merges `new` into `_index_images` by id, an entry with a checksum
-/// winning over one without; the first time, the list is stored as sent.
+/// Merges the image list of a push (a JSON list of `{"id", "checksum"?}`)
+/// into `_index_images` by id, an entry with a checksum winning over one
+/// without; the first time, the list is stored as sent.
 pub async fn update_index_images(
     storage: &dyn Storage,
     name: &RepositoryName,
-    new: Vec<Value>,
+    body: Bytes,
 ) -> Result<IndexUpdate> {
+    let new = match serde_json::from_slice::<Value>(&body) {
+        Err(_) => return Err(Error::JsonDecoding),
+        Ok(Value::Array(list)) => list,
+        Ok(_) => return Err(Error::InvalidData),
+    };
     let path = layout::index_images(name);
     let old = match storage.get(&path).await {
         Ok(bytes) => match parse_json(&bytes) {
-            Some(Value::Array(list)) => Some(list),
-            _ => Some(Vec::new()),
+            Some(Value::Array(list)) => list,
+            _ => Vec::new(),
         },
-        Err(StorageError::NotFound(_)) => None,
+        Err(StorageError::NotFound(_)) => {
+            storage.put(&path, body).await?;
+            return Ok(IndexUpdate::Created);
+        }
         Err(e) => return Err(e.into()),
-    };
-    let Some(old) = old else {
-        storage.put(&path, to_bytes(&Value::Array(new))).await?;
-        return Ok(IndexUpdate::Created);
     };
     storage
         .put(&path, to_bytes(&merge_image_lists(new, old)))
@@ -620,6 +634,18 @@ mod tests {
         assert_eq!(props["os"], "linux");
         assert_eq!(props["arch"], "amd64");
         assert!(props["last_update"].as_u64().unwrap() > 1_600_000_000);
+        let keys: Vec<&String> = props.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "last_update",
+                "docker_version",
+                "docker_go_version",
+                "arch",
+                "kernel",
+                "os"
+            ]
+        );
         assert!(props.get("git-commit").is_none());
     }
 
@@ -639,6 +665,13 @@ mod tests {
                 .as_deref(),
             Some("x")
         );
+        let long = format!(r#"{{"description": "{}"}}"#, "é".repeat(101));
+        assert!(matches!(
+            Properties::parse(long.as_bytes()),
+            Err(Error::DescriptionTooLong(100))
+        ));
+        let fits = format!(r#"{{"description": "{}"}}"#, "é".repeat(100));
+        assert!(Properties::parse(fits.as_bytes()).is_ok());
         for bad in [&b"[]"[..], b"{}", br#"{"access": "secret"}"#, b"nope"] {
             assert!(Properties::parse(bad).is_err());
         }

@@ -9,22 +9,15 @@ use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::store;
 use crate::events::Event;
-use crate::names::{RepositoryName, Tag};
+use crate::names::Tag;
 use crate::server::{response, AppState};
-
-/// Checks access to the repository the URL names.
-async fn authorised(state: &AppState, req: &HttpRequest, raw: &str) -> Result<RepositoryName> {
-    let name = http::repository(raw)?;
-    state.auth.check(req, &*state.storage, Some(&name)).await?;
-    Ok(name)
-}
 
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let tags = store::tags(&*state.storage, &name).await?;
     Ok(response::json(StatusCode::OK, &tags))
 }
@@ -35,7 +28,7 @@ pub async fn get(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let image = store::tag(&*state.storage, &name, &Tag::unchecked(&tag)).await?;
     Ok(response::json(StatusCode::OK, &image))
 }
@@ -47,7 +40,7 @@ pub async fn put(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let tag = Tag::parse(&tag).ok_or(Error::InvalidTag)?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let user_agent = http::user_agent_pairs(&req);
@@ -65,7 +58,7 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let tag = Tag::unchecked(&tag);
     store::delete_tag(&*state.storage, &name, &tag).await?;
     state.events.publish(Event::TagDeleted { name, tag }).await;
@@ -78,7 +71,7 @@ pub async fn tag_json(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let json = store::tag_json(&*state.storage, &name, &Tag::unchecked(&tag)).await?;
     Ok(response::json_raw(StatusCode::OK, json))
 }
@@ -88,7 +81,7 @@ pub async fn repository_json(
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let json = store::repository_json(&*state.storage, &name).await?;
     Ok(response::json_raw(StatusCode::OK, json))
 }
@@ -98,7 +91,7 @@ pub async fn delete_repository(
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     store::delete_repository(&*state.storage, &name).await?;
     state
         .events
@@ -112,7 +105,7 @@ pub async fn get_properties(
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let access = if store::is_private(&*state.storage, &name).await? {
         "private"
     } else {
@@ -129,7 +122,7 @@ pub async fn put_properties(
     repo: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let name = authorised(&state, &req, &repo).await?;
+    let name = http::authorised_repository(&state, &req, &repo).await?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let properties = store::Properties::parse(&body)?;
     let storage = &*state.storage;

@@ -79,6 +79,12 @@ impl Registry {
             .env("REGISTRY_HOST", "127.0.0.1")
             .env("REGISTRY_PORT", port.to_string())
             .env("GUNICORN_WORKERS", "2")
+            // `dev` searches by default: a database of its own, not the
+            // machine-wide /tmp/docker-registry.db.
+            .env(
+                "SQLALCHEMY_INDEX_DATABASE",
+                format!("sqlite:///{}", dir.path().join("search.db").display()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

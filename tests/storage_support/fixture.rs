@@ -2,10 +2,17 @@
 //! outside its root.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use registry_v1::config::{S3Settings, StorageKind};
 use registry_v1::storage::local::LocalStorage;
+use registry_v1::storage::s3::S3Storage;
 use registry_v1::storage::Storage;
+use s3::creds::Credentials;
+use s3::{Bucket, BucketConfiguration, Region};
+
+use super::s3_server;
 
 pub struct Fixture {
     pub storage: Arc<dyn Storage>,
@@ -19,6 +26,51 @@ enum Place {
         dir: tempfile::TempDir,
         root: PathBuf,
     },
+    Bucket {
+        bucket: Box<Bucket>,
+        prefix: String,
+    },
+}
+
+/// Settings for a bucket of the local S3 server.
+pub fn s3_settings(port: u16, bucket: &str, encrypt: bool) -> S3Settings {
+    S3Settings {
+        bucket: bucket.to_owned(),
+        region: Some("eu-west-1".to_owned()),
+        access_key: Some("test-access".to_owned()),
+        secret_key: Some("test-secret".to_owned()),
+        encrypt,
+        secure: false,
+        host: Some("127.0.0.1".to_owned()),
+        port: Some(port),
+    }
+}
+
+/// A new, empty bucket on the local S3 server, for inspecting it directly.
+pub async fn new_bucket(port: u16) -> Box<Bucket> {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "t{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::SeqCst)
+    );
+    let region = Region::Custom {
+        region: "eu-west-1".to_owned(),
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let creds = Credentials::new(Some("test-access"), Some("test-secret"), None, None, None)
+        .expect("credentials");
+    let created =
+        Bucket::create_with_path_style(&name, region, creds, BucketConfiguration::default())
+            .await
+            .expect("create bucket");
+    assert!(
+        created.success(),
+        "create bucket {name}: {} {}",
+        created.response_code,
+        created.response_text
+    );
+    created.bucket
 }
 
 impl Fixture {
@@ -33,6 +85,37 @@ impl Fixture {
         }
     }
 
+    /// S3 (or GCS, through the same interface) on the local S3 server, in
+    /// a bucket of its own; `None` when the server is not installed.
+    pub async fn bucket(kind: StorageKind, storage_path: &str, encrypt: bool) -> Option<Fixture> {
+        let server = s3_server::server()?;
+        let bucket = new_bucket(server.port).await;
+        let settings = s3_settings(server.port, &bucket.name(), encrypt);
+        let storage = S3Storage::new(&kind, &settings, storage_path).expect("s3 driver");
+        storage.check().await.expect("bucket check");
+        let trimmed = storage_path.trim_matches('/');
+        Some(Fixture {
+            storage: Arc::new(storage),
+            redirects: true,
+            place: Place::Bucket {
+                bucket,
+                prefix: if trimmed.is_empty() {
+                    String::new()
+                } else {
+                    format!("{trimmed}/")
+                },
+            },
+        })
+    }
+
+    /// The bucket behind an S3 fixture.
+    pub fn raw_bucket(&self) -> Option<&Bucket> {
+        match &self.place {
+            Place::Bucket { bucket, .. } => Some(bucket),
+            Place::Local { .. } => None,
+        }
+    }
+
     /// Whatever the tests wrote outside the storage root: must stay empty.
     pub async fn outside(&self) -> Vec<String> {
         match &self.place {
@@ -40,6 +123,11 @@ impl Fixture {
                 .into_iter()
                 .filter(|p| !p.starts_with(root))
                 .map(|p| p.display().to_string())
+                .collect(),
+            Place::Bucket { bucket, prefix } => all_keys(bucket)
+                .await
+                .into_iter()
+                .filter(|k| !k.starts_with(prefix.as_str()))
                 .collect(),
         }
     }
@@ -57,8 +145,28 @@ impl Fixture {
                 })
                 .map(|p| p.display().to_string())
                 .collect(),
+            Place::Bucket { bucket, .. } => bucket
+                .list_multiparts_uploads(None, None)
+                .await
+                .expect("list uploads")
+                .into_iter()
+                .flat_map(|page| page.uploads)
+                .map(|u| format!("unfinished upload of {}", u.key))
+                .collect(),
         }
     }
+}
+
+/// Every key in a bucket.
+pub async fn all_keys(bucket: &Bucket) -> Vec<String> {
+    bucket
+        .list(String::new(), None)
+        .await
+        .expect("list bucket")
+        .into_iter()
+        .flat_map(|page| page.contents)
+        .map(|o| o.key)
+        .collect()
 }
 
 /// Every file (not folder) under `dir`.

@@ -1,7 +1,9 @@
 //! Deterministic bytes addressable by offset: large bodies are generated
 //! and checked on the fly, never held whole in memory.
 
+use std::collections::BTreeMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -13,17 +15,41 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The bytes of a seed repeat with this period: a prime, so that no
+/// buffer, batch or part size (powers of two) lines up with it and a
+/// block at a wrong offset shows.
+const PERIOD: usize = 1_048_573;
+
+/// One period of a seed's bytes, made once: filling is then copying, fast
+/// even in the unoptimized test build.
+fn table(seed: u64) -> Arc<Vec<u8>> {
+    static TABLES: Mutex<BTreeMap<u64, Arc<Vec<u8>>>> = Mutex::new(BTreeMap::new());
+    let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    tables
+        .entry(seed)
+        .or_insert_with(|| {
+            let mut t = Vec::with_capacity(PERIOD + 8);
+            let mut i = 0u64;
+            while t.len() < PERIOD {
+                t.extend_from_slice(&splitmix(seed.wrapping_mul(0x1_0000_0001) ^ i).to_le_bytes());
+                i += 1;
+            }
+            t.truncate(PERIOD);
+            Arc::new(t)
+        })
+        .clone()
+}
+
 /// The bytes `seed` has at `offset..offset + buf.len()`.
 pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
-    let mut pos = offset;
+    let t = table(seed);
+    let mut pos = (offset % PERIOD as u64) as usize;
     let mut i = 0;
     while i < buf.len() {
-        let word = splitmix(seed.wrapping_mul(0x1_0000_0001) ^ (pos / 8)).to_le_bytes();
-        let start = (pos % 8) as usize;
-        let n = (8 - start).min(buf.len() - i);
-        buf[i..i + n].copy_from_slice(&word[start..start + n]);
+        let n = (PERIOD - pos).min(buf.len() - i);
+        buf[i..i + n].copy_from_slice(&t[pos..pos + n]);
         i += n;
-        pos += n as u64;
+        pos = 0;
     }
 }
 

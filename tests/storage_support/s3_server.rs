@@ -1,19 +1,38 @@
-//! A real S3-compatible server (`moto_server`) on a free loopback port,
-//! started once per test binary and stopped when the binary exits.
+//! A real S3-compatible server (moto's, from PyPI `moto[server]`, run by
+//! `s3_test_server.py`) on a free loopback port, started once per test
+//! binary and stopped when the binary exits.
 //!
 //! The server runs under a small shell that waits on its standard input:
 //! when this process ends, for any reason, the pipe closes and the shell
 //! kills the server, so no server outlives the tests.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The program started; override with `MOTO_SERVER`.
-fn program() -> String {
-    std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_owned())
+/// Where `.ci/install-storage.sh` puts moto when the system Python lacks it.
+const INSTALLED: &str = "/opt/registry-v1-s3-test/bin/python3";
+
+/// The Python that has moto installed: `S3_TEST_PYTHON`, else the one
+/// `.ci/install-storage.sh` set up, else `python3`.
+fn python() -> String {
+    if let Ok(python) = std::env::var("S3_TEST_PYTHON") {
+        return python;
+    }
+    if std::path::Path::new(INSTALLED).exists() {
+        return INSTALLED.to_owned();
+    }
+    "python3".to_owned()
+}
+
+fn launcher() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/storage_support/s3_test_server.py"
+    )
+    .to_owned()
 }
 
 pub struct S3Server {
@@ -31,22 +50,22 @@ impl S3Server {
 
 static SERVER: OnceLock<Option<S3Server>> = OnceLock::new();
 
-/// The shared server, or `None` (with a message) when `moto_server` is not
+/// The shared server, or `None` (with a message) when moto's server is not
 /// installed. Under CI (`CI` set) a missing server fails loudly instead.
 pub fn server() -> Option<&'static S3Server> {
     SERVER
         .get_or_init(|| match start() {
             Ok(server) => Some(server),
             Err(why) if std::env::var_os("CI").is_some() => {
-                panic!(
-                    "S3 tests need {} under CI: {why} (run .ci/install-storage.sh)",
-                    program()
-                )
+                panic!("S3 tests need moto's server under CI: {why} (run .ci/install-storage.sh)")
             }
             Err(why) => {
-                eprintln!(
-                    "SKIPPING S3/GCS storage tests: {why}. Install the server with \
-                     .ci/install-storage.sh (pip install 'moto[server]')."
+                // Straight to stderr: the test harness swallows `eprintln!`
+                // of passing tests, and this must be seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\nSKIPPING S3/GCS storage tests: {why}. Install the server with \
+                     .ci/install-storage.sh (pip install 'moto[server]').\n"
                 );
                 None
             }
@@ -62,40 +81,46 @@ fn free_port() -> u16 {
 }
 
 fn start() -> Result<S3Server, String> {
-    let program = program();
-    let found = Command::new("sh")
-        .args(["-c", "command -v \"$1\"", "sh", &program])
+    let python = python();
+    let found = Command::new(&python)
+        .args([
+            "-c",
+            "import moto.moto_server.werkzeug_app, flask, werkzeug",
+        ])
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !found {
-        return Err(format!("`{program}` is not on PATH"));
+        return Err(format!(
+            "`{python}` cannot import moto's server (moto[server])"
+        ));
     }
     let port = free_port();
-    let script = r#""$1" -H 127.0.0.1 -p "$2" >/dev/null 2>&1 &
+    let script = r#""$1" "$2" 127.0.0.1 "$3" >/dev/null 2>&1 &
 server=$!
 read -r _ignored
 kill "$server" 2>/dev/null
 wait "$server" 2>/dev/null
 exit 0"#;
     let mut child = Command::new("sh")
-        .args(["-c", script, "sh", &program, &port.to_string()])
+        .args(["-c", script, "sh", &python, &launcher(), &port.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
+        .map_err(|e| format!("cannot start the S3 test server: {e}"))?;
     let stdin = child.stdin.take().ok_or("no stdin pipe")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !answers(port) {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{program} exited at start: {status}"));
+            return Err(format!("the S3 test server exited at start: {status}"));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             return Err(format!(
-                "{program} did not answer on port {port} within 60 s"
+                "the S3 test server did not answer on port {port} within 60 s"
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -109,7 +134,6 @@ exit 0"#;
 
 /// Whether an HTTP server answers on the port.
 fn answers(port: u16) -> bool {
-    use std::io::Write;
     let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

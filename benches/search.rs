@@ -1,0 +1,260 @@
+//! Search latency at scale: the trigram full-text path against the plain
+//! `LIKE` scan the old registry ran, on the same database, in the same run.
+//!
+//! `cargo bench --bench search` fills 100,000 repositories (in the old
+//! registry's schema, as an existing `docker-registry.db` would be), lets the
+//! index add its full-text tables, then times searches for a selective term,
+//! a common term and the empty term, each way, and prints p50/p99 latency.
+//! `SEARCH_BENCH_SMOKE=1` runs a short version (2,000 repositories).
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use registry_v1::search::sqlite::SqliteIndex;
+use registry_v1::search::{DatabaseLocation, SearchIndex, SearchPage, SearchQuery};
+use registry_v1::storage::{ByteRange, ByteStream, Storage, StorageError};
+
+const WORDS: &[&str] = &[
+    "alpine",
+    "ubuntu",
+    "debian",
+    "centos",
+    "fedora",
+    "python",
+    "golang",
+    "node",
+    "java",
+    "ruby",
+    "rust",
+    "nginx",
+    "apache",
+    "redis",
+    "postgres",
+    "mysql",
+    "mongo",
+    "kafka",
+    "zookeeper",
+    "elastic",
+    "kibana",
+    "grafana",
+    "prometheus",
+    "consul",
+    "vault",
+    "etcd",
+    "haproxy",
+    "traefik",
+    "jenkins",
+    "gitlab",
+    "runner",
+    "builder",
+    "worker",
+    "api",
+    "gateway",
+    "frontend",
+    "backend",
+    "service",
+    "proxy",
+    "cache",
+    "queue",
+    "scheduler",
+    "monitor",
+    "logger",
+    "agent",
+    "daemon",
+    "server",
+    "client",
+    "tools",
+    "base",
+    "slim",
+    "minimal",
+    "devel",
+    "runtime",
+    "sdk",
+    "cli",
+    "web",
+    "app",
+    "db",
+    "storage",
+];
+
+fn main() {
+    let smoke = std::env::var_os("SEARCH_BENCH_SMOKE").is_some();
+    let (repositories, runs, scan_runs) = if smoke {
+        (2_000, 20, 10)
+    } else {
+        (100_000, 400, 60)
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("docker-registry.db");
+    let selective = fill(&path, repositories);
+    let old_size = file_size(&path);
+
+    actix_web::rt::System::new().block_on(async move {
+        let started = Instant::now();
+        let index = SqliteIndex::open(
+            &DatabaseLocation::File(path.clone()),
+            &NoStorage,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .await
+        .expect("open the index")
+        .index;
+        println!(
+            "search bench: {repositories} repositories; full-text index added to the old \
+             database in {:.2} s ({:.1} MB before, {:.1} MB after)",
+            started.elapsed().as_secs_f64(),
+            old_size,
+            file_size(&path)
+        );
+        println!(
+            "{:<34} {:>8} {:>11} {:>11} {:>11} {:>11} {:>8}",
+            "term", "matches", "index p50", "index p99", "scan p50", "scan p99", "x p50"
+        );
+        for (label, term) in [
+            ("selective", selective.as_str()),
+            ("common", "postgres"),
+            ("short (scanned)", "db"),
+            ("empty", ""),
+        ] {
+            let query = SearchQuery {
+                term: term.to_owned(),
+                page: 1,
+                per_page: 25,
+            };
+            let fast = index.search(&query).await.expect("search");
+            let slow = index.search_scan(&query).await.expect("scan");
+            assert_eq!(fast, slow, "the two paths disagree on {term:?}");
+            let fast_times = time(runs, || index.search(&query)).await;
+            let scan_times = time(scan_runs, || index.search_scan(&query)).await;
+            let (f50, f99) = (percentile(&fast_times, 50), percentile(&fast_times, 99));
+            let (s50, s99) = (percentile(&scan_times, 50), percentile(&scan_times, 99));
+            println!(
+                "{:<34} {:>8} {:>11} {:>11} {:>11} {:>11} {:>7.1}x",
+                format!("{label} {term:?}"),
+                fast.total,
+                ms(f50),
+                ms(f99),
+                ms(s50),
+                ms(s99),
+                s50.as_secs_f64() / f50.as_secs_f64()
+            );
+        }
+    });
+}
+
+/// The old registry's database with `count` repositories; returns a term
+/// that matches one of them and few others.
+fn fill(path: &std::path::Path, count: usize) -> String {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut conn = rusqlite::Connection::open(path).expect("create the database");
+    conn.execute_batch(
+        "CREATE TABLE version (id INTEGER PRIMARY KEY);
+         CREATE TABLE repository (id INTEGER PRIMARY KEY, name VARCHAR(95) NOT NULL UNIQUE,
+                                  description VARCHAR(100));
+         INSERT INTO version (id) VALUES (1);",
+    )
+    .expect("schema");
+    let tx = conn.transaction().expect("transaction");
+    let mut selective = String::new();
+    {
+        let mut insert = tx
+            .prepare("INSERT OR IGNORE INTO repository (name, description) VALUES (?1, ?2)")
+            .expect("insert");
+        let word = |rng: &mut StdRng| WORDS[rng.gen_range(0..WORDS.len())];
+        for i in 0..count {
+            let repository = format!(
+                "{}-{}-{}",
+                word(&mut rng),
+                word(&mut rng),
+                rng.gen_range(0..100_000)
+            );
+            let name = format!("user{}/{repository}", rng.gen_range(0..5_000));
+            let description: Option<String> = rng.gen_bool(0.7).then(|| {
+                (0..rng.gen_range(3..9))
+                    .map(|_| word(&mut rng))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            if i == count / 2 {
+                selective = repository;
+            }
+            insert
+                .execute(rusqlite::params![name, description])
+                .expect("row");
+        }
+    }
+    tx.commit().expect("commit");
+    selective
+}
+
+async fn time<F, Fut>(runs: usize, search: F) -> Vec<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<SearchPage, registry_v1::search::SearchError>>,
+{
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        std::hint::black_box(search().await.expect("search"));
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times
+}
+
+/// Megabytes of the database with its write-ahead log.
+fn file_size(path: &std::path::Path) -> f64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    (size(path) + size(std::path::Path::new(&wal))) as f64 / 1e6
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The database is not new, so storage is never walked.
+struct NoStorage;
+
+#[async_trait(?Send)]
+impl Storage for NoStorage {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
+        Err(StorageError::NotFound(path.into()))
+    }
+    async fn put(&self, path: &str, _data: Bytes) -> Result<(), StorageError> {
+        Err(StorageError::Unavailable(path.into()))
+    }
+    async fn put_stream(&self, path: &str, _body: ByteStream) -> Result<u64, StorageError> {
+        Err(StorageError::Unavailable(path.into()))
+    }
+    async fn get_stream(
+        &self,
+        path: &str,
+        _range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError> {
+        Err(StorageError::NotFound(path.into()))
+    }
+    async fn size(&self, path: &str) -> Result<u64, StorageError> {
+        Err(StorageError::NotFound(path.into()))
+    }
+    async fn exists(&self, _path: &str) -> Result<bool, StorageError> {
+        Ok(false)
+    }
+    async fn list(&self, path: &str) -> Result<Vec<String>, StorageError> {
+        Err(StorageError::NotFound(path.into()))
+    }
+    async fn remove(&self, path: &str) -> Result<(), StorageError> {
+        Err(StorageError::NotFound(path.into()))
+    }
+}

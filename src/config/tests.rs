@@ -1,0 +1,724 @@
+//! The configuration engine end to end, below the binary: the sample's
+//! flavors, typing, and the errors.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+fn load_sample(flavor: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    from_text(SAMPLE, ConfigSource::BuiltIn, flavor, &lookup_from(env))
+}
+
+fn load_text(text: &str, flavor: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let source = ConfigSource::File("test.yml".into());
+    from_text(text, source, flavor, &lookup_from(env))
+}
+
+/// The flavors of the old registry's sample file.
+const SAMPLE_FLAVORS: &[&str] = &[
+    "common",
+    "local",
+    "s3",
+    "cloudfronts3",
+    "azureblob",
+    "ceph-s3",
+    "gcs",
+    "swift",
+    "glance",
+    "openstack",
+    "glance-swift",
+    "openstack-swift",
+    "elliptics",
+    "oss",
+    "dev",
+    "test",
+    "prod",
+];
+
+/// Every variable the sample reads, set to a value a deployment might use.
+fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
+    let pairs: &[(&str, &str)] = &[
+        ("LOGLEVEL", "WARNING"),
+        ("DEBUG", "no"),
+        ("STANDALONE", "false"),
+        ("INDEX_ENDPOINT", "https://index.example.com/"),
+        ("STORAGE_REDIRECT", "on"),
+        ("DISABLE_TOKEN_AUTH", "True"),
+        ("SEARCH_BACKEND", "SQLAlchemy"),
+        (
+            "SQLALCHEMY_INDEX_DATABASE",
+            "sqlite:////var/lib/registry/search.db",
+        ),
+        ("MIRROR_SOURCE", "https://registry-1.docker.io"),
+        ("MIRROR_SOURCE_INDEX", "https://index.docker.io"),
+        ("MIRROR_TAGS_CACHE_TTL", "3600"),
+        ("CACHE_REDIS_HOST", "redis"),
+        ("CACHE_REDIS_PORT", "6379"),
+        ("CACHE_REDIS_DB", "1"),
+        ("CACHE_REDIS_PASSWORD", "cachepw"),
+        ("CACHE_LRU_REDIS_HOST", "redis-lru"),
+        ("CACHE_LRU_REDIS_PORT", "6380"),
+        ("CACHE_LRU_REDIS_DB", "2"),
+        ("CACHE_LRU_REDIS_PASSWORD", "lrupw"),
+        ("SMTP_HOST", "mail.example.com"),
+        ("SMTP_PORT", "587"),
+        ("SMTP_LOGIN", "registry"),
+        ("SMTP_PASSWORD", "smtppw"),
+        ("SMTP_SECURE", "true"),
+        ("SMTP_FROM_ADDR", "registry@example.com"),
+        ("SMTP_TO_ADDR", "ops@example.com"),
+        ("BUGSNAG", "0123abcd"),
+        (
+            "CORS_ORIGINS",
+            "[https://a.example.com, https://b.example.com]",
+        ),
+        ("CORS_METHODS", "GET, HEAD"),
+        ("CORS_HEADERS", "[Content-Type, Authorization]"),
+        ("CORS_EXPOSE_HEADERS", "X-Docker-Token"),
+        ("CORS_SUPPORTS_CREDENTIALS", "yes"),
+        ("CORS_MAX_AGE", "600"),
+        ("CORS_SEND_WILDCARD", "false"),
+        ("CORS_ALWAYS_SEND", "true"),
+        ("CORS_AUTOMATIC_OPTIONS", "true"),
+        ("CORS_VARY_HEADER", "true"),
+        ("CORS_RESOURCES", "'/v1/*'"),
+        ("STORAGE_PATH", "/srv/registry"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_BUCKET", "my-bucket"),
+        ("AWS_ENCRYPT", "false"),
+        ("AWS_SECURE", "false"),
+        ("AWS_KEY", "AKIAEXAMPLE"),
+        ("AWS_SECRET", "s3cr3t/with+chars"),
+        ("AWS_USE_SIGV4", "true"),
+        ("AWS_HOST", "minio.local"),
+        ("AWS_PORT", "9000"),
+        (
+            "AWS_CALLING_FORMAT",
+            "boto.s3.connection.OrdinaryCallingFormat",
+        ),
+        ("AWS_DEBUG", "1"),
+        ("CF_BASE_URL", "https://d111111abcdef8.cloudfront.net"),
+        ("CF_KEYID", "APKAEXAMPLE"),
+        ("CF_KEYSECRET", "/etc/cf.pem"),
+        ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+        ("AZURE_STORAGE_ACCOUNT_KEY", "azkey"),
+        ("AZURE_STORAGE_CONTAINER", "images"),
+        ("AZURE_USE_HTTPS", "false"),
+        ("GCS_BUCKET", "gcs-bucket"),
+        ("GCS_SECURE", "false"),
+        ("GCS_KEY", "GOOGEXAMPLE"),
+        ("GCS_SECRET", "gcssecret"),
+        ("GCS_OAUTH2", "false"),
+        ("OS_AUTH_URL", "https://keystone.example.com/v2.0"),
+        ("OS_CONTAINER", "registry"),
+        ("OS_USERNAME", "user"),
+        ("OS_PASSWORD", "ospw"),
+        ("OS_TENANT_NAME", "tenant"),
+        ("OS_REGION_NAME", "region1"),
+        ("GLANCE_STORAGE_ALTERNATE", "swift"),
+        ("ELLIPTICS_NODES", "[node1:1025:2, node2:1025:2]"),
+        ("ELLIPTICS_WAIT_TIMEOUT", "30"),
+        ("ELLIPTICS_CHECK_TIMEOUT", "30"),
+        ("ELLIPTICS_IO_THREAD_NUM", "4"),
+        ("ELLIPTICS_NET_THREAD_NUM", "4"),
+        ("ELLIPTICS_NONBLOCKING_IO_THREAD_NUM", "4"),
+        ("ELLIPTICS_GROUPS", "[1, 2]"),
+        ("ELLIPTICS_VERBOSITY", "2"),
+        ("ELLIPTICS_LOGFILE", "/var/log/elliptics.log"),
+        ("ELLIPTICS_ADDR_FAMILY", "10"),
+        ("OSS_HOST", "oss.aliyuncs.com"),
+        ("OSS_BUCKET", "oss-bucket"),
+        ("OSS_KEY", "osskey"),
+        ("OSS_SECRET", "osssecret"),
+    ];
+    let mut env: Vec<(&'static str, String)> =
+        pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    env.push(("PRIVILEGED_KEY", key_file.to_owned()));
+    env
+}
+
+/// Every `NAME` of `_env:NAME` in a tree, not expanded.
+fn env_names(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::String(s) => {
+            if let Some(rest) = s.strip_prefix("_env:") {
+                out.insert(rest.split(':').next().unwrap_or("").to_owned());
+            }
+        }
+        Value::Mapping(m) => m.values().for_each(|v| env_names(v, out)),
+        Value::Sequence(items) => items.iter().for_each(|v| env_names(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_sample_defines_the_old_flavors_in_order() {
+    assert_eq!(flavors(SAMPLE).unwrap(), SAMPLE_FLAVORS);
+}
+
+#[test]
+fn every_sample_flavor_resolves_without_environment() {
+    for flavor in SAMPLE_FLAVORS {
+        let settings = load_sample(flavor, &[]).unwrap_or_else(|e| panic!("{flavor}: {e}"));
+        assert_eq!(settings.flavor, *flavor);
+        assert_eq!(settings.issue, "\"docker-registry server\"");
+        assert!(settings.standalone, "{flavor}");
+        assert_eq!(
+            settings.index_endpoint.as_deref(),
+            Some(if *flavor == "test" {
+                "https://registry-stage.hub.docker.com"
+            } else {
+                "https://index.docker.io"
+            })
+        );
+        assert_eq!(settings.cors.headers, ["Content-Type"], "{flavor}");
+        assert_eq!(settings.cors.origins, None);
+        assert!(!settings.mirroring);
+        assert!(settings.raw["email_exceptions"]["smtp_port"] == Value::Number(25.into()));
+    }
+}
+
+#[test]
+fn every_sample_flavor_resolves_with_its_whole_environment() {
+    let key = tempfile::NamedTempFile::new().unwrap();
+    let key_path = key.path().to_str().unwrap().to_owned();
+    let env = full_environment(&key_path);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // The table covers every variable the sample reads.
+    let mut names = BTreeSet::new();
+    env_names(&yaml::parse(SAMPLE).unwrap(), &mut names);
+    let covered: BTreeSet<String> = env.iter().map(|(k, _)| (*k).to_owned()).collect();
+    let missing: Vec<_> = names.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "variables without a test value: {missing:?}"
+    );
+
+    for flavor in SAMPLE_FLAVORS {
+        let s = load_sample(flavor, &env).unwrap_or_else(|e| panic!("{flavor}: {e}"));
+        assert_eq!(s.loglevel, LogLevel::Warn);
+        assert!(!s.debug && s.disable_token_auth);
+        // `test` sets standalone itself.
+        assert_eq!(s.standalone, *flavor == "test");
+        assert_eq!(
+            s.index_endpoint.as_deref(),
+            Some(if *flavor == "test" {
+                "https://registry-stage.hub.docker.com"
+            } else {
+                "https://index.example.com"
+            })
+        );
+        assert_eq!(s.privileged_key.as_deref(), Some(key.path()));
+        assert_eq!(s.search.backend, SearchBackend::Sqlalchemy);
+        assert_eq!(
+            s.search.database.as_deref(),
+            Some("sqlite:////var/lib/registry/search.db")
+        );
+        assert!(s.mirroring);
+        assert!(s.storage.redirect);
+        // Flavors without a storage_path get their driver's own default.
+        let path = match (s.raw.get("storage_path"), &s.storage.kind) {
+            (Some(_), _) => "/srv/registry",
+            (None, StorageKind::Local) => "./tmp",
+            (None, _) => "/test",
+        };
+        assert_eq!(s.storage.path, path, "{flavor}");
+        assert_eq!(
+            s.cors.origins.as_deref(),
+            Some(
+                &[
+                    "https://a.example.com".to_owned(),
+                    "https://b.example.com".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(
+            s.cors.methods.as_deref(),
+            Some(&["GET".to_owned(), "HEAD".to_owned()][..])
+        );
+        assert_eq!(s.cors.headers, ["Content-Type", "Authorization"]);
+        assert_eq!(s.cors.expose_headers, ["X-Docker-Token"]);
+        assert!(s.cors.supports_credentials);
+        assert_eq!(s.cors.max_age, Some(600));
+        // Unknown keys survive, typed as YAML 1.1 reads them.
+        assert_eq!(s.raw["cache"]["port"], Value::Number(6379.into()));
+        assert_eq!(s.raw["cors"]["resources"], Value::String("/v1/*".into()));
+        assert_eq!(s.raw["email_exceptions"]["smtp_secure"], Value::Bool(true));
+    }
+}
+
+#[test]
+fn storage_kinds_of_the_sample() {
+    let kinds: Vec<(&str, StorageKind)> = SAMPLE_FLAVORS
+        .iter()
+        .map(|f| (*f, load_sample(f, &[]).unwrap().storage.kind))
+        .collect();
+    let unsupported = |n: &str| StorageKind::Unsupported(n.to_owned());
+    assert_eq!(
+        kinds,
+        [
+            ("common", StorageKind::Local),
+            ("local", StorageKind::Local),
+            ("s3", StorageKind::S3),
+            ("cloudfronts3", StorageKind::S3),
+            ("azureblob", unsupported("azureblob")),
+            ("ceph-s3", StorageKind::S3),
+            ("gcs", StorageKind::Gcs),
+            ("swift", unsupported("swift")),
+            ("glance", unsupported("glance")),
+            ("openstack", unsupported("glance")),
+            ("glance-swift", unsupported("glance")),
+            ("openstack-swift", unsupported("glance")),
+            ("elliptics", unsupported("elliptics")),
+            ("oss", unsupported("oss")),
+            ("dev", StorageKind::Local),
+            ("test", StorageKind::Local),
+            ("prod", StorageKind::S3),
+        ]
+    );
+}
+
+#[test]
+fn dev_is_local_verbose_and_searchable() {
+    let s = load_sample("dev", &[]).unwrap();
+    assert_eq!(s.source, ConfigSource::BuiltIn);
+    assert_eq!(s.loglevel, LogLevel::Debug);
+    assert!(s.debug);
+    assert_eq!(s.storage.kind, StorageKind::Local);
+    assert_eq!(s.storage.path, "/tmp/registry");
+    assert!(s.storage.s3.is_none() && !s.storage.redirect);
+    assert_eq!(s.search.backend, SearchBackend::Sqlalchemy);
+    assert_eq!(
+        s.search.database.as_deref(),
+        Some("sqlite:////tmp/docker-registry.db")
+    );
+    // `common` alone: search off, info.
+    let c = load_sample("common", &[]).unwrap();
+    assert_eq!(c.search.backend, SearchBackend::Disabled);
+    assert_eq!(c.loglevel, LogLevel::Info);
+    assert!(!c.debug);
+}
+
+#[test]
+fn inheritance_three_levels_deep() {
+    // test → dev → local → common: each level's own keys win.
+    let t = load_sample("test", &[]).unwrap();
+    assert_eq!(t.storage.path, "./tmp/test"); // test's own
+    assert_eq!(t.loglevel, LogLevel::Debug); // dev's
+    assert_eq!(t.storage.kind, StorageKind::Local); // local's
+    assert_eq!(t.issue, DEFAULT_ISSUE); // common's
+    assert_eq!(
+        t.index_endpoint.as_deref(),
+        Some("https://registry-stage.hub.docker.com")
+    );
+    // A merged chain in a user file, where a deeper level overrides.
+    let text = "base: &base\n  loglevel: error\n  debug: false\n  storage_path: /a\n\
+                mid: &mid\n  <<: *base\n  debug: true\n  storage_path: /b\n\
+                top:\n  <<: *mid\n  storage_path: /c\n";
+    let s = load_text(text, "top", &[]).unwrap();
+    assert_eq!(
+        (s.loglevel, s.debug, s.storage.path.as_str()),
+        (LogLevel::Error, true, "/c")
+    );
+}
+
+#[test]
+fn prod_with_aws_variables_gives_typed_s3_settings() {
+    let s = load_sample(
+        "prod",
+        &[
+            ("AWS_BUCKET", "my-bucket"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_KEY", "AKIAEXAMPLE"),
+            ("AWS_SECRET", "secret/key+x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.storage.kind, StorageKind::S3);
+    assert_eq!(s.storage.path, "/prod");
+    assert_eq!(
+        s.storage.s3,
+        Some(S3Settings {
+            bucket: "my-bucket".into(),
+            region: Some("eu-west-1".into()),
+            access_key: Some("AKIAEXAMPLE".into()),
+            secret_key: Some("secret/key+x".into()),
+            encrypt: true,
+            secure: true,
+            host: None,
+            port: None,
+        })
+    );
+    // The secret never shows in Debug, of the S3 part or of the whole.
+    assert!(!format!("{:?}", s.storage.s3).contains("secret/key"));
+    assert!(!format!("{s:?}").contains("secret/key"));
+    assert!(!format!("{s:?}").contains("AKIAEXAMPLE"));
+    // Without a bucket the flavor loads; `serve` reports what is missing.
+    assert_eq!(load_sample("prod", &[]).unwrap().storage.s3, None);
+}
+
+#[test]
+fn ceph_s3_talks_plain_http_to_its_own_host() {
+    let s = load_sample(
+        "ceph-s3",
+        &[
+            ("AWS_BUCKET", "b"),
+            ("AWS_HOST", "rgw.local"),
+            ("AWS_PORT", "7480"),
+        ],
+    )
+    .unwrap();
+    let s3 = s.storage.s3.unwrap();
+    assert_eq!((s3.secure, s3.encrypt, s3.region), (false, false, None));
+    assert_eq!(
+        (s3.host.as_deref(), s3.port),
+        (Some("rgw.local"), Some(7480))
+    );
+}
+
+#[test]
+fn bucket_is_s3_bucket_else_boto_bucket() {
+    let text = "a:\n  storage: s3\n  boto_bucket: boto\nb:\n  storage: s3\n  s3_bucket: s3b\n  boto_bucket: boto\n";
+    assert_eq!(
+        load_text(text, "a", &[])
+            .unwrap()
+            .storage
+            .s3
+            .unwrap()
+            .bucket,
+        "boto"
+    );
+    assert_eq!(
+        load_text(text, "b", &[])
+            .unwrap()
+            .storage
+            .s3
+            .unwrap()
+            .bucket,
+        "s3b"
+    );
+}
+
+#[test]
+fn gcs_uses_the_interoperability_endpoint() {
+    let s = load_sample(
+        "gcs",
+        &[
+            ("GCS_BUCKET", "g"),
+            ("GCS_KEY", "GOOG1"),
+            ("GCS_SECRET", "sec"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.storage.kind, StorageKind::Gcs);
+    assert_eq!(
+        s.storage.s3,
+        Some(S3Settings {
+            bucket: "g".into(),
+            region: None,
+            access_key: Some("GOOG1".into()),
+            secret_key: Some("sec".into()),
+            encrypt: false,
+            secure: true,
+            host: Some(GCS_HOST.into()),
+            port: None,
+        })
+    );
+}
+
+#[test]
+fn storage_names_and_defaults() {
+    let with = |storage: &str| load_text(&format!("f:\n  storage: {storage}\n"), "f", &[]);
+    assert_eq!(with("file").unwrap().storage.kind, StorageKind::Local);
+    assert_eq!(with("LOCAL").unwrap().storage.kind, StorageKind::Local);
+    assert_eq!(with("S3").unwrap().storage.kind, StorageKind::S3);
+    assert_eq!(
+        with("dumb").unwrap().storage.kind,
+        StorageKind::Unsupported("dumb".into())
+    );
+    // The old drivers' own default paths.
+    assert_eq!(with("local").unwrap().storage.path, "./tmp");
+    assert_eq!(with("s3").unwrap().storage.path, "/test");
+    let e = with("ftp").unwrap_err().to_string();
+    assert!(
+        e.contains("`storage`") && e.contains("`f`") && e.contains("\"ftp\""),
+        "{e}"
+    );
+    // No storage key: the local disk.
+    assert_eq!(
+        load_text("f: {}\n", "f", &[]).unwrap().storage.kind,
+        StorageKind::Local
+    );
+    assert_eq!(
+        load_text("f:\n", "f", &[]).unwrap().storage.kind,
+        StorageKind::Local
+    );
+}
+
+#[test]
+fn search_backend_values() {
+    let with = |v: &str| {
+        load_text(
+            &format!("f:\n  search_backend: {v}\n  sqlalchemy_index_database: sqlite://\n"),
+            "f",
+            &[],
+        )
+    };
+    assert_eq!(with("~").unwrap().search.backend, SearchBackend::Disabled);
+    assert_eq!(with("''").unwrap().search.backend, SearchBackend::Disabled);
+    assert_eq!(
+        with("sqlalchemy").unwrap().search.backend,
+        SearchBackend::Sqlalchemy
+    );
+    let e = with("elasticsearch").unwrap_err().to_string();
+    assert!(
+        e.contains("search_backend") && e.contains("elasticsearch"),
+        "{e}"
+    );
+    let e = load_text("f:\n  search_backend: sqlalchemy\n", "f", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sqlalchemy_index_database"), "{e}");
+}
+
+#[test]
+fn an_old_style_file_loads() {
+    // Keys set directly in the flavor, and an empty default written quoted.
+    let text = r#"
+dev:
+    loglevel: debug
+    storage: local
+    storage_path: /tmp/registry
+    search_backend: "_env:SEARCH_BACKEND:"
+    sqlalchemy_index_database: "_env:SQLALCHEMY_INDEX_DATABASE:sqlite:////tmp/docker-registry.db"
+    smtp_host: localhost
+    smtp_login: ~
+    from_addr: docker-registry@localdomain.local
+    to_addr: noise+dockerregistry@localdomain.local
+    secret_key: REPLACEME
+"#;
+    let s = load_text(text, "dev", &[]).unwrap();
+    assert_eq!(s.search.backend, SearchBackend::Disabled);
+    assert_eq!(s.raw["smtp_host"], Value::String("localhost".into()));
+    assert_eq!(
+        s.raw["to_addr"],
+        Value::String("noise+dockerregistry@localdomain.local".into())
+    );
+    let s = load_text(text, "dev", &[("SEARCH_BACKEND", "sqlalchemy")]).unwrap();
+    assert_eq!(s.search.backend, SearchBackend::Sqlalchemy);
+}
+
+#[test]
+fn misc_settings() {
+    let text = "f:\n  index_endpoint: https://index.example.com///\n  issue: '\"hello\"'\n  \
+                registry_endpoints: reg.example.com\n  nginx_x_accel_redirect: /registry\n  \
+                mirroring: {source: 'https://registry-1.docker.io'}\n  cors: {origins: '*'}\n";
+    let s = load_text(text, "f", &[]).unwrap();
+    assert_eq!(
+        s.index_endpoint.as_deref(),
+        Some("https://index.example.com")
+    );
+    assert_eq!(s.issue, "\"hello\"");
+    assert_eq!(s.registry_endpoints.as_deref(), Some("reg.example.com"));
+    assert_eq!(
+        s.storage.nginx_x_accel_redirect.as_deref(),
+        Some("/registry")
+    );
+    assert!(s.mirroring);
+    assert_eq!(s.cors.origins.as_deref(), Some(&["*".to_owned()][..]));
+    assert_eq!(s.cors.headers, ["Content-Type"]);
+    // Absent and null booleans are false, as `is True` had them.
+    assert!(!s.standalone && !s.debug && !s.disable_token_auth);
+}
+
+#[test]
+fn loglevels() {
+    for (text, level) in [
+        ("debug", LogLevel::Debug),
+        ("INFO", LogLevel::Info),
+        ("warn", LogLevel::Warn),
+        ("Warning", LogLevel::Warn),
+        ("error", LogLevel::Error),
+        ("CRITICAL", LogLevel::Critical),
+    ] {
+        let s = load_sample("dev", &[("LOGLEVEL", text)]).unwrap();
+        assert_eq!(s.loglevel, level, "{text}");
+    }
+    assert_eq!(LogLevel::Critical.as_filter(), log::LevelFilter::Error);
+    let e = load_sample("dev", &[("LOGLEVEL", "verbose")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`loglevel`") && e.contains("verbose") && e.contains("LOGLEVEL"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_types_name_the_key_the_flavor_and_the_variable() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("DEBUG", "'true'", "`debug`"),
+        ("DEBUG", "1", "`debug`"),
+        ("STANDALONE", "\"yes\"", "`standalone`"),
+        ("CORS_MAX_AGE", "soon", "`cors.max_age`"),
+        (
+            "CORS_SUPPORTS_CREDENTIALS",
+            "'on'",
+            "`cors.supports_credentials`",
+        ),
+        ("CORS_ORIGINS", "{a: b}", "`cors.origins`"),
+        ("STORAGE_PATH", "[a, b]", "`storage_path`"),
+    ];
+    for (var, value, key) in cases {
+        let e = load_sample("dev", &[(var, value)]).unwrap_err().to_string();
+        assert!(
+            e.contains(key) && e.contains("`dev`") && e.contains(var),
+            "{e}"
+        );
+        assert!(e.contains("built-in config_sample.yml"), "{e}");
+    }
+    let e = load_sample("prod", &[("AWS_BUCKET", "b"), ("AWS_PORT", "http")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`boto_port`") && e.contains("`prod`") && e.contains("port"),
+        "{e}"
+    );
+    let e = load_sample("prod", &[("AWS_BUCKET", "b"), ("AWS_PORT", "70000")]).unwrap_err();
+    assert!(e.to_string().contains("70000"), "{e}");
+    // In a file: a quoted boolean is a string.
+    let e = load_text("f:\n  storage_redirect: \"true\"\n", "f", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`storage_redirect`") && e.contains("test.yml"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secrets_stay_out_of_type_errors() {
+    let e = load_sample("prod", &[("AWS_BUCKET", "b"), ("AWS_SECRET", "[hunter2]")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("s3_secret_key") && !e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn integers_serve_as_text_where_text_is_expected() {
+    let s = load_sample("prod", &[("AWS_BUCKET", "123456"), ("AWS_KEY", "0x10")]).unwrap();
+    let s3 = s.storage.s3.unwrap();
+    assert_eq!(s3.bucket, "123456");
+    // YAML 1.1 reads 0x10 as 16, as the old registry did; quote to keep text.
+    assert_eq!(s3.access_key.as_deref(), Some("16"));
+}
+
+#[test]
+fn privileged_key_must_be_readable() {
+    let e = load_sample("dev", &[("PRIVILEGED_KEY", "/nonexistent/key.pem")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("privileged_key") && e.contains("/nonexistent/key.pem"),
+        "{e}"
+    );
+}
+
+#[test]
+fn flavor_errors() {
+    let e = load_sample("staging", &[]).unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "The specified flavor (staging) is missing in your config file \
+             (built-in config_sample.yml)"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("dev, test, prod"), "{e}");
+    let e = load_text("- a\n- b\n", "dev", &[]).unwrap_err().to_string();
+    assert!(e.contains("no flavors") && e.contains("test.yml"), "{e}");
+    let e = load_text("", "dev", &[]).unwrap_err().to_string();
+    assert!(e.contains("no flavors"), "{e}");
+    let e = load_text("dev: local\n", "dev", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`dev`") && e.contains("mapping"), "{e}");
+    let e = load_text("dev: {a: 1\n", "dev", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("test.yml") && e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn env_errors_name_key_flavor_variable_and_value() {
+    let e = load_sample("dev", &[("CORS_HEADERS", "[Content-Type")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`cors.headers`")
+            && e.contains("`dev`")
+            && e.contains("CORS_HEADERS")
+            && e.contains("`[Content-Type`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn environment_errors_name_the_variable() {
+    let env = |pairs: &[(&str, &str)]| Environment::from_lookup(&lookup_from(pairs));
+    let e = env(&[("REGISTRY_PORT", "abc")]).unwrap_err().to_string();
+    assert!(e.contains("REGISTRY_PORT") && e.contains("abc"), "{e}");
+    let e = env(&[("GUNICORN_WORKERS", "many")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("GUNICORN_WORKERS"), "{e}");
+    assert!(env(&[("GUNICORN_WORKERS", "0")]).is_err());
+    let ok = env(&[
+        ("REGISTRY_PORT", "8080"),
+        ("SETTINGS_FLAVOR", ""),
+        ("DOCKER_REGISTRY_CONFIG", "/etc/registry.yml"),
+        ("GUNICORN_WORKERS", "3"),
+    ])
+    .unwrap();
+    assert_eq!(ok.registry_port, 8080);
+    assert_eq!(ok.settings_flavor, "dev");
+    assert_eq!(ok.registry_host, "0.0.0.0");
+    assert_eq!(ok.gunicorn_workers, Some(3));
+    assert_eq!(
+        ok.docker_registry_config.as_deref(),
+        Some(std::path::Path::new("/etc/registry.yml"))
+    );
+}
+
+#[test]
+fn render_masks_secrets_and_reads_back() {
+    let s = load_sample(
+        "prod",
+        &[
+            ("AWS_BUCKET", "b"),
+            ("AWS_KEY", "AKIAXXXX"),
+            ("AWS_SECRET", "topsecret"),
+        ],
+    )
+    .unwrap();
+    let text = render(&s, false).unwrap();
+    assert!(
+        !text.contains("topsecret") && !text.contains("AKIAXXXX"),
+        "{text}"
+    );
+    assert!(text.starts_with("# registry-v1: flavor `prod`"), "{text}");
+    assert_eq!(yaml::parse(&text).unwrap(), mask(&s.raw));
+    let json: serde_json::Value = serde_json::from_str(&render(&s, true).unwrap()).unwrap();
+    assert_eq!(json["s3_secret_key"], MASK);
+    assert_eq!(json["s3_bucket"], "b");
+    assert_eq!(json["s3_encrypt"], true);
+    assert_eq!(json["cors"]["headers"][0], "Content-Type");
+}
+
+#[test]
+fn render_falls_back_to_json_form_when_yaml_would_misread() {
+    let s = load_text("f:\n  odd: '1_000'\n  n: 3\n", "f", &[]).unwrap();
+    let text = render(&s, false).unwrap();
+    assert_eq!(yaml::parse(&text).unwrap(), s.raw, "{text}");
+}

@@ -1,0 +1,185 @@
+//! Which repositories storage holds: the folders `repositories/<ns>/<repo>`,
+//! named the way clients spell them.
+
+use indicatif::ProgressBar;
+
+use crate::names::RepositoryName;
+use crate::storage::{layout, Storage, StorageError};
+
+/// Every repository in storage, sorted, each once. The progress bar counts
+/// namespaces. A namespace that vanishes while we walk is skipped; any other
+/// storage error ends the walk, so that no index is built from half a
+/// listing.
+pub async fn repositories(
+    storage: &dyn Storage,
+    progress: &ProgressBar,
+) -> Result<Vec<RepositoryName>, StorageError> {
+    let namespaces = match storage.list(layout::REPOSITORIES).await {
+        Ok(names) => names,
+        Err(StorageError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    progress.set_length(namespaces.len() as u64);
+    let mut found = Vec::new();
+    for namespace in namespaces {
+        let folder = format!("{}/{namespace}", layout::REPOSITORIES);
+        let repositories = match storage.list(&folder).await {
+            Ok(names) => names,
+            Err(StorageError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        // The old registry escaped the repository part twice, the namespace
+        // once (see `layout`).
+        let namespace = layout::unescape(&namespace);
+        for repository in repositories {
+            let repository = layout::unescape(&layout::unescape(&repository));
+            match RepositoryName::new(&namespace, &repository) {
+                Ok(name) => found.push(name),
+                Err(e) => log::warn!("{folder}: skipped, {e}"),
+            }
+        }
+        progress.inc(1);
+        progress.set_message(format!("{} repositories", found.len()));
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    use crate::storage::{ByteRange, ByteStream, Result};
+
+    /// Files in a map, listed like folders: enough to walk.
+    #[derive(Default)]
+    pub(crate) struct MemoryStorage {
+        pub files: Mutex<BTreeMap<String, Bytes>>,
+        /// Listing this folder fails as an unreachable backend would.
+        pub broken: Option<String>,
+    }
+
+    impl MemoryStorage {
+        /// A storage holding `repositories/<folder>/json` for each folder.
+        pub fn with_repositories(folders: &[&str]) -> Self {
+            let storage = Self::default();
+            for folder in folders {
+                storage
+                    .files
+                    .lock()
+                    .unwrap()
+                    .insert(format!("repositories/{folder}/json"), Bytes::new());
+            }
+            storage
+        }
+    }
+
+    #[async_trait(?Send)]
+    impl Storage for MemoryStorage {
+        fn name(&self) -> &'static str {
+            "memory"
+        }
+        async fn get(&self, path: &str) -> Result<Bytes> {
+            let files = self.files.lock().unwrap();
+            files
+                .get(path)
+                .cloned()
+                .ok_or_else(|| StorageError::NotFound(path.into()))
+        }
+        async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+            self.files.lock().unwrap().insert(path.into(), data);
+            Ok(())
+        }
+        async fn put_stream(&self, path: &str, _body: ByteStream) -> Result<u64> {
+            Err(StorageError::Unavailable(path.into()))
+        }
+        async fn get_stream(&self, path: &str, _range: Option<ByteRange>) -> Result<ByteStream> {
+            Err(StorageError::Unavailable(path.into()))
+        }
+        async fn size(&self, path: &str) -> Result<u64> {
+            Ok(self.get(path).await?.len() as u64)
+        }
+        async fn exists(&self, path: &str) -> Result<bool> {
+            Ok(self.files.lock().unwrap().contains_key(path))
+        }
+        async fn list(&self, path: &str) -> Result<Vec<String>> {
+            if self.broken.as_deref() == Some(path) {
+                return Err(StorageError::Unavailable("connection refused".into()));
+            }
+            let prefix = format!("{path}/");
+            let files = self.files.lock().unwrap();
+            let mut children: Vec<String> = files
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+                .collect();
+            children.dedup();
+            if children.is_empty() {
+                return Err(StorageError::NotFound(path.into()));
+            }
+            Ok(children)
+        }
+        async fn remove(&self, path: &str) -> Result<()> {
+            let prefix = format!("{path}/");
+            self.files
+                .lock()
+                .unwrap()
+                .retain(|k, _| k != path && !k.starts_with(&prefix));
+            Ok(())
+        }
+    }
+
+    fn names(found: &[RepositoryName]) -> Vec<String> {
+        found.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[actix_web::test]
+    async fn folders_become_names_as_clients_spell_them() {
+        let storage = MemoryStorage::with_repositories(&[
+            "library/busybox",
+            "me/app",
+            // `abc%$_-test`, escaped twice by the old registry.
+            "library/abc%2525%2524_-test",
+            "my+ns/a%252Fb",
+            "me/app2",
+        ]);
+        let found = repositories(&storage, &ProgressBar::hidden())
+            .await
+            .unwrap();
+        assert_eq!(
+            names(&found),
+            [
+                "library/abc%$_-test",
+                "library/busybox",
+                "me/app",
+                "me/app2",
+                "my ns/a/b"
+            ]
+        );
+    }
+
+    #[actix_web::test]
+    async fn an_empty_storage_holds_no_repository() {
+        let storage = MemoryStorage::default();
+        let found = repositories(&storage, &ProgressBar::hidden())
+            .await
+            .unwrap();
+        assert!(found.is_empty());
+    }
+
+    #[actix_web::test]
+    async fn a_storage_failure_ends_the_walk() {
+        let mut storage = MemoryStorage::with_repositories(&["a/x", "b/y"]);
+        storage.broken = Some("repositories/b".into());
+        let err = repositories(&storage, &ProgressBar::hidden())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+    }
+}
