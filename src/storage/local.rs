@@ -13,8 +13,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use futures_util::StreamExt;
 use tempfile::{NamedTempFile, TempPath};
 use tokio::task::JoinHandle;
 
@@ -223,7 +221,7 @@ impl Storage for LocalStorage {
         .await
     }
 
-    async fn put_stream(&self, path: &str, mut body: ByteStream) -> Result<u64> {
+    async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
         let dest = self.resolve(path)?;
         let d = dest.clone();
         let (file, temp) = blocking(path, move || temp_beside(&d)).await?.into_parts();
@@ -234,30 +232,14 @@ impl Storage for LocalStorage {
         let mut in_flight: Option<JoinHandle<io::Result<File>>> = None;
         let mut flushing: Option<JoinHandle<io::Result<()>>> = None;
         let mut unflushed = 0usize;
-        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
-        let mut total = 0u64;
-        let mut ended = false;
-        while !ended {
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    total += chunk.len() as u64;
-                    batch.extend_from_slice(&chunk);
-                    if batch.len() < WRITE_BATCH {
-                        continue;
-                    }
-                }
-                Some(Err(e)) => return Err(StorageError::Interrupted(e)),
-                None => ended = true,
-            }
+        let mut blocks = Blocks::new(body);
+        while let Some(data) = blocks.next(WRITE_BATCH).await? {
             // Wait for the previous batch, then hand this one to the pool
             // and go on reading the body while it is written.
             if let Some(previous) = in_flight.take() {
                 file = Some(join_write(path, previous).await?);
             }
             let mut f = file.take().ok_or_else(|| lost(path))?;
-            // A fresh buffer for the next batch: `split` would leave one
-            // without capacity, regrown chunk by chunk.
-            let data = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BATCH)).freeze();
             unflushed += data.len();
             // Start putting what is written on disk while the body still
             // arrives (one flush at a time, on a second handle), so that the
@@ -285,7 +267,7 @@ impl Storage for LocalStorage {
             join_flush(path, done).await?;
         }
         blocking(path, move || commit(file, temp, &dest)).await?;
-        Ok(total)
+        Ok(blocks.total())
     }
 
     async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {

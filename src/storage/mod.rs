@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 use crate::config::{Settings, StorageKind};
 
@@ -118,6 +118,64 @@ pub trait Storage: Send + Sync {
     /// one (serving shortcuts such as `nginx_x_accel_redirect`).
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
+    }
+}
+
+/// A request body cut into blocks of a chosen size, the unit a driver
+/// writes in (a disk write, a multipart part), so that each driver batches
+/// the same way and a body that breaks off is told apart in one place.
+pub struct Blocks {
+    body: ByteStream,
+    /// What a chunk brought beyond the last block: kept as a slice of the
+    /// chunk, not copied, until the next block takes it.
+    carry: Option<Bytes>,
+    /// The body said it was done: a stream must not be polled again then.
+    ended: bool,
+    total: u64,
+}
+
+impl Blocks {
+    pub fn new(body: ByteStream) -> Self {
+        Self {
+            body,
+            carry: None,
+            ended: false,
+            total: 0,
+        }
+    }
+
+    /// The next `size` bytes of the body (fewer only at its end), or `None`
+    /// after the end. A body that fails is [`StorageError::Interrupted`].
+    pub async fn next(&mut self, size: usize) -> Result<Option<bytes::BytesMut>> {
+        let mut block = bytes::BytesMut::with_capacity(size);
+        while block.len() < size {
+            let chunk = match self.carry.take() {
+                Some(chunk) => chunk,
+                None if self.ended => break,
+                None => match self.body.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => return Err(StorageError::Interrupted(e)),
+                    None => {
+                        self.ended = true;
+                        break;
+                    }
+                },
+            };
+            let room = size - block.len();
+            if chunk.len() > room {
+                block.extend_from_slice(&chunk[..room]);
+                self.carry = Some(chunk.slice(room..));
+            } else {
+                block.extend_from_slice(&chunk);
+            }
+        }
+        self.total += block.len() as u64;
+        Ok((!block.is_empty()).then_some(block))
+    }
+
+    /// The bytes handed out so far.
+    pub fn total(&self) -> u64 {
+        self.total
     }
 }
 
@@ -248,6 +306,48 @@ mod tests {
             err.contains("swift") && err.contains("local (file)"),
             "{err}"
         );
+    }
+
+    fn body(chunks: &[&'static [u8]], fail: bool) -> ByteStream {
+        let mut items: Vec<io::Result<Bytes>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        if fail {
+            items.push(Err(io::Error::other("client gone")));
+        }
+        // `unfold` panics when polled after its end, as actix payloads may
+        // misbehave: the test catches a second poll.
+        Box::pin(futures_util::stream::unfold(
+            items.into_iter(),
+            |mut it| async move { it.next().map(|item| (item, it)) },
+        ))
+    }
+
+    #[actix_web::test]
+    async fn blocks_have_the_asked_size_whatever_the_chunks() {
+        let mut blocks = Blocks::new(body(&[b"abc", b"defgh", b"", b"ijklmnop", b"q"], false));
+        let mut seen = Vec::new();
+        while let Some(block) = blocks.next(4).await.unwrap() {
+            seen.push(String::from_utf8(block.to_vec()).unwrap());
+        }
+        assert_eq!(seen, ["abcd", "efgh", "ijkl", "mnop", "q"]);
+        assert_eq!(blocks.total(), 17);
+        assert!(blocks.next(4).await.unwrap().is_none());
+        // The size may change from one block to the next.
+        let mut blocks = Blocks::new(body(&[b"abcdefgh"], false));
+        assert_eq!(&blocks.next(3).await.unwrap().unwrap()[..], b"abc");
+        assert_eq!(&blocks.next(10).await.unwrap().unwrap()[..], b"defgh");
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_breaks_off_is_interrupted() {
+        let mut blocks = Blocks::new(body(&[b"abcdef"], true));
+        assert_eq!(&blocks.next(4).await.unwrap().unwrap()[..], b"abcd");
+        assert!(matches!(
+            blocks.next(4).await,
+            Err(StorageError::Interrupted(_))
+        ));
+        let mut empty = Blocks::new(body(&[], false));
+        assert!(empty.next(4).await.unwrap().is_none());
     }
 
     #[test]

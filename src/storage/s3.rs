@@ -294,7 +294,7 @@ impl S3Storage {
         path: &str,
         key: &str,
         first: BytesMut,
-        mut body: ByteStream,
+        mut blocks: Blocks,
     ) -> Result<u64> {
         let started = self
             .create
@@ -310,51 +310,22 @@ impl S3Storage {
             next: 1,
             finished: false,
         };
-        let mut total = first.len() as u64;
-        let mut batch = first;
-        let mut ended = false;
-        while !ended {
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    total += chunk.len() as u64;
-                    batch.extend_from_slice(&chunk);
-                    if batch.len() < part_size(upload.next) {
-                        continue;
-                    }
-                }
-                Some(Err(e)) => {
-                    upload.abort().await;
-                    return Err(StorageError::Interrupted(e));
-                }
-                None => ended = true,
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let size = part_size(upload.next).min(batch.len());
-            let part = batch.split_to(size);
-            if let Err(e) = upload.send(part).await {
+        let mut part = Some(first);
+        while let Some(data) = part {
+            if let Err(e) = upload.send(data).await {
                 upload.abort().await;
                 return Err(self.failed(path, e));
             }
-            // The body may have delivered more than a part at once.
-            while batch.len() >= part_size(upload.next) {
-                let part = batch.split_to(part_size(upload.next));
-                if let Err(e) = upload.send(part).await {
+            part = match blocks.next(part_size(upload.next)).await {
+                Ok(next) => next,
+                Err(e) => {
                     upload.abort().await;
-                    return Err(self.failed(path, e));
+                    return Err(e);
                 }
-            }
-            if ended && !batch.is_empty() {
-                let part = batch.split();
-                if let Err(e) = upload.send(part).await {
-                    upload.abort().await;
-                    return Err(self.failed(path, e));
-                }
-            }
+            };
         }
         upload.complete().await.map_err(|e| self.failed(path, e))?;
-        Ok(total)
+        Ok(blocks.total())
     }
 }
 
@@ -540,24 +511,18 @@ impl Storage for S3Storage {
         Ok(())
     }
 
-    async fn put_stream(&self, path: &str, mut body: ByteStream) -> Result<u64> {
+    async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
         let key = self.key(path)?;
         // A body smaller than one part is sent in one PUT, which is atomic
         // by itself; a larger one becomes an object only when the
         // multipart upload completes.
-        let mut first = BytesMut::new();
-        while first.len() < PART_SIZE {
-            match body.next().await {
-                Some(Ok(chunk)) => first.extend_from_slice(&chunk),
-                Some(Err(e)) => return Err(StorageError::Interrupted(e)),
-                None => {
-                    let len = first.len() as u64;
-                    self.put(path, first.freeze()).await?;
-                    return Ok(len);
-                }
-            }
+        let mut blocks = Blocks::new(body);
+        let first = blocks.next(PART_SIZE).await?.unwrap_or_default();
+        if first.len() < PART_SIZE {
+            self.put(path, first.freeze()).await?;
+            return Ok(blocks.total());
         }
-        self.put_multipart(path, &key, first, body).await
+        self.put_multipart(path, &key, first, blocks).await
     }
 
     async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
