@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tools the benchmark suite (bench/) drives: nginx (the static-file baseline),
-# wrk (the load generator), openssl (the hashing baseline), and moto's
-# S3-compatible server (the local object store of the S3 figures).
+# wrk (the load generator), openssl (the hashing baseline), from Debian; and
+# moto's S3-compatible server (the S3 figures), through install-storage.sh.
 # Idempotent; run as root on Debian bookworm.
 set -euo pipefail
+cd "$(dirname "$0")"
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
@@ -14,12 +15,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# The Debian package enables and starts a system nginx on port 80; the
-# suite starts its own on a free loopback port and needs no system one.
+# The Debian package enables a system nginx on port 80; the suite starts its
+# own on a free loopback port and needs none.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
   systemctl stop nginx || true
 fi
 
-if ! command -v moto_server >/dev/null 2>&1; then
-  python3 -m pip install --quiet 'moto[server]'
-fi
+bash ./install-storage.sh

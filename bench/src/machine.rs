@@ -106,8 +106,8 @@ impl Machine {
             ("openssl".into(), tools::version("openssl", &["version"])),
             (
                 "moto".into(),
-                tools::version(
-                    "python3",
+                tools::version_of(
+                    Path::new(&tools::moto_python()),
                     &["-c", "import moto; print('moto', moto.__version__)"],
                 ),
             ),

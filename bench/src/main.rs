@@ -28,14 +28,14 @@ use steps::{local::Local, Ctx, Plan, MIB};
 #[command(
     name = "bench",
     about = "Benchmarks registry-v1 against nginx, openssl and the S3 server, on 127.0.0.1 only",
-    after_help = "Full run: `cargo run --release -p bench` (about 10 minutes; writes BENCHMARKS.md).\n\
-                  Smoke run: `cargo run -p bench -- --smoke` (under a minute; fails if a step fails)."
+    after_help = "Full run: `bash bench/run` (release; about 10 minutes; writes BENCHMARKS.md).\n\
+                  Smoke run: `BENCH_SMOKE=1 bash bench/run` (under a minute; fails if a step fails)."
 )]
 struct Args {
     /// A short run that checks every step works and prints a figure
     /// (meaningless ones): tiny layers, one run, 1-second loads, pulled
     /// bytes checked. Exits non-zero if a step fails.
-    #[arg(long, env = "BENCH_SMOKE")]
+    #[arg(long, env = "BENCH_SMOKE", value_parser = clap::builder::FalseyValueParser::new())]
     smoke: bool,
     /// Runs of each figure (default 3; smoke 1).
     #[arg(long)]

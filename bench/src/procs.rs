@@ -294,9 +294,14 @@ http {{
 /// spooled temporary files.
 pub fn moto(dir: &Path) -> Result<Server> {
     let port = free_port()?;
-    let mut cmd = Command::new("moto_server");
-    cmd.current_dir(dir)
-        .env("TMPDIR", dir)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut cmd = Command::new(crate::tools::moto_python());
+    cmd.current_dir(dir).env("TMPDIR", dir).args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
     Server::spawn("moto_server", cmd, port, dir.join("moto.log"))
 }

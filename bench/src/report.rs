@@ -332,12 +332,12 @@ impl Report {
             md,
             "## How to reproduce\n\n\
              ```\n\
-             bash .ci/install-bench.sh       # once, as root: nginx, wrk, openssl, moto\n\
-             cargo run --release -p bench    # about 10 minutes; writes BENCHMARKS.md\n\
-             cargo run -p bench -- --smoke   # a short check that every step runs\n\
+             bash .ci/install-bench.sh      # once, as root: nginx, wrk, openssl, moto\n\
+             bash bench/run                 # about 10 minutes; writes BENCHMARKS.md\n\
+             BENCH_SMOKE=1 bash bench/run   # a short check that every step runs\n\
              ```\n\n\
-             `cargo run --release -p bench -- --help` lists the sizes, repetitions and \
-             durations that can be changed."
+             `bash bench/run --help` lists the sizes, repetitions and durations that can be \
+             changed; docs/benchmarks.md says what each figure measures."
         );
         md
     }

@@ -19,12 +19,40 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn missing(s3: bool) -> Vec<&'static str> {
-    let mut tools = vec!["nginx", "wrk", "openssl", "dd"];
-    if s3 {
-        tools.push("moto_server");
+/// Where `.ci/install-storage.sh` puts moto when the system Python lacks it
+/// (the storage tests look there too).
+const MOTO_VENV_PYTHON: &str = "/opt/registry-v1-s3-test/bin/python3";
+
+/// The Python that runs moto's server: `S3_TEST_PYTHON`, else the one
+/// `.ci/install-storage.sh` set up, else `python3`.
+pub fn moto_python() -> String {
+    if let Ok(python) = std::env::var("S3_TEST_PYTHON") {
+        return python;
     }
-    tools.into_iter().filter(|t| which(t).is_none()).collect()
+    if Path::new(MOTO_VENV_PYTHON).exists() {
+        return MOTO_VENV_PYTHON.to_owned();
+    }
+    "python3".to_owned()
+}
+
+fn moto_found() -> bool {
+    Command::new(moto_python())
+        .args(["-c", "import moto.server, flask, werkzeug"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn missing(s3: bool) -> Vec<&'static str> {
+    let mut absent: Vec<&'static str> = ["nginx", "wrk", "openssl", "dd"]
+        .into_iter()
+        .filter(|t| which(t).is_none())
+        .collect();
+    if s3 && !moto_found() {
+        absent.push("moto (PyPI moto[server])");
+    }
+    absent
 }
 
 /// Makes sure every tool is there, running the install script (apt-get,
@@ -62,12 +90,37 @@ pub fn ensure(root: &Path, s3: bool, install: bool) -> Result<()> {
     Ok(())
 }
 
+/// A cargo command in `root`, without the variables `cargo run` gave this
+/// process: build scripts (ring's) watch some of them, and would be rerun,
+/// and their crates rebuilt, on every change between the outer and the inner
+/// cargo.
+pub fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_BIN_NAME",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "RUST_S3_SKIP_LOCATION_CONSTRAINT",
+            ]
+            .contains(&key)
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(root);
+    cmd
+}
+
 /// Builds `registry-v1` (release unless `debug`) with cargo and returns the
 /// executable cargo reports.
 pub fn build_registry(root: &Path, debug: bool) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).args([
+    let mut cmd = cargo(root);
+    cmd.args([
         "build",
         "--package",
         "registry-v1",
