@@ -120,6 +120,28 @@ pub async fn upload(client: &Client, url: &str, path: &std::path::Path, len: u64
     expect(resp, &format!("PUT {url}"), StatusCode::OK).await
 }
 
+/// Tags `image` as `repo:latest` and answers the repository's tag list, the
+/// body the small-request figures fetch.
+pub async fn tag_latest(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    image: &Image,
+) -> Result<bytes::Bytes> {
+    let r = client
+        .put(format!("{base}/v1/repositories/{repo}/tags/latest"))
+        .body(format!("\"{}\"", image.id))
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "PUT tag: {}", r.status());
+    let r = client
+        .get(format!("{base}/v1/repositories/{repo}/tags"))
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "GET tags: {}", r.status());
+    Ok(r.bytes().await?)
+}
+
 /// The three requests of an image push: json, layer (streamed from its
 /// file), checksum.
 pub async fn push_image(client: &Client, base: &str, image: &Image) -> Result<()> {

@@ -80,22 +80,7 @@ impl Local {
         let pushed = data::image(&data::image_id(ctx.run_id, 1), None, &layer)?;
         ctx.block_on(http::push_image(&ctx.client, &base, &pulled))
             .context("push the layer to pull")?;
-        let tags = ctx.block_on(async {
-            let r = ctx
-                .client
-                .put(format!("{base}/v1/repositories/{REPO}/tags/latest"))
-                .body(format!("\"{}\"", pulled.id))
-                .send()
-                .await?;
-            ensure!(r.status() == 200, "PUT tag: {}", r.status());
-            let r = ctx
-                .client
-                .get(format!("{base}/v1/repositories/{REPO}/tags"))
-                .send()
-                .await?;
-            ensure!(r.status() == 200, "GET tags: {}", r.status());
-            Ok(r.bytes().await?)
-        })?;
+        let tags = ctx.block_on(http::tag_latest(&ctx.client, &base, REPO, &pulled))?;
         // nginx serves the stored layer itself and the tags answer as a
         // static file: the same bytes as the registry.
         link(

@@ -130,22 +130,7 @@ fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {
     ctx.block_on(store.delete_prefix(&format!("{prefix}images/{}/", pulled.id)))?;
     ctx.block_on(http::push_image(&ctx.client, &base, &pulled))
         .context("push to S3")?;
-    let tags = ctx.block_on(async {
-        let r = ctx
-            .client
-            .put(format!("{base}/v1/repositories/{REPO}/tags/latest"))
-            .body(format!("\"{}\"", pulled.id))
-            .send()
-            .await?;
-        ensure!(r.status() == 200, "PUT tag: {}", r.status());
-        let r = ctx
-            .client
-            .get(format!("{base}/v1/repositories/{REPO}/tags"))
-            .send()
-            .await?;
-        ensure!(r.status() == 200, "GET tags: {}", r.status());
-        Ok(r.bytes().await?)
-    })?;
+    let tags = ctx.block_on(http::tag_latest(&ctx.client, &base, REPO, &pulled))?;
     let raw_get = ctx.block_on(async {
         let put = store.put_url("raw/layer").await?;
         http::upload(&ctx.client, &put, &layer.path, layer.size).await?;
