@@ -60,11 +60,36 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// How many malloc pools glibc may keep (`MALLOC_ARENA_MAX` overrides).
+///
+/// Layers move in 1 MiB blocks that are allocated on one thread (a blocking
+/// read, a request body) and freed on another (after the send, after the
+/// write). glibc's default of up to 8 pools a core then keeps freed blocks
+/// spread over pools that never give them back: a push during 16 pulls
+/// peaked at 106 MiB and stayed at 92 MiB; with 2 pools, 50 MiB falling back
+/// to about 20 (BENCHMARKS.md, section 5).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ARENAS: libc::c_int = 2;
+
+/// Applies [`MALLOC_ARENAS`] before any thread starts, unless the operator
+/// chose a value through glibc's own variable.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of the allocator; no thread
+        // other than this one exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Environment::from_process()?;
     let settings = config::load(&env)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            limit_malloc_arenas();
             init_logging(&settings);
             actix_web::rt::System::new().block_on(crate::server::run(settings, &env))
         }

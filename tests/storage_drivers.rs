@@ -17,6 +17,7 @@ macro_rules! driver_suite {
             use super::*;
             driver_suite!(@tests $make;
                 small_round_trip,
+                whole_files_of_any_size,
                 large_round_trip,
                 ranges_at_the_edges,
                 listing_nested_folders,

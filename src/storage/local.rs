@@ -2,10 +2,17 @@
 //!
 //! Every write goes to a temporary file in the destination folder and is
 //! renamed into place once complete and synced, so a reader (and a restart
-//! after a crash) sees the old file or the new one, never a part. Blocking
-//! file calls run on tokio's blocking pool in large batches: reads in
+//! after a crash) sees the old file or the new one, never a part.
+//!
+//! Where a file call runs is chosen by its cost. Lookups (open, stat, a
+//! folder listing) and reads of small files run on the calling thread, as
+//! nginx does them: served from the kernel's caches they take a few
+//! microseconds, less than a round trip to tokio's blocking pool (which
+//! doubled the CPU of an image-json request, BENCHMARKS.md). Whatever may
+//! take long runs on the blocking pool in large batches: layer reads in
 //! [`READ_CHUNK`] blocks with one block read ahead, writes in
-//! [`WRITE_BATCH`] batches with one batch in flight while the next arrives.
+//! [`WRITE_BATCH`] batches with one batch in flight while the next arrives,
+//! syncs, renames, removals, and reads of files over [`INLINE_READ`].
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -23,6 +30,9 @@ pub const READ_CHUNK: usize = 1024 * 1024;
 
 /// Bytes collected from a request body before one blocking write.
 pub const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Largest file [`Storage::get`] reads on the calling thread.
+pub const INLINE_READ: u64 = 64 * 1024;
 
 /// Bytes written to a layer between two early flushes to disk.
 pub const FLUSH_EVERY: usize = 32 * 1024 * 1024;
@@ -77,6 +87,11 @@ fn io_error(path: &str, e: io::Error) -> StorageError {
     }
 }
 
+/// Runs a quick file call (a lookup, a small read) on the calling thread.
+fn quick<T>(path: &str, work: impl FnOnce() -> io::Result<T>) -> Result<T> {
+    work().map_err(|e| io_error(path, e))
+}
+
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(
     path: &str,
@@ -129,6 +144,16 @@ fn file_size(path: &Path) -> io::Result<u64> {
         return Err(io::Error::from(io::ErrorKind::IsADirectory));
     }
     Ok(meta.len())
+}
+
+/// Opens a file for reading, with its size; a folder is not a file.
+fn open_file(path: &Path) -> io::Result<(File, u64)> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::IsADirectory));
+    }
+    Ok((file, meta.len()))
 }
 
 /// Reads up to `len` bytes at `offset`, short only at the end of the file.
@@ -207,7 +232,21 @@ impl Storage for LocalStorage {
 
     async fn get(&self, path: &str) -> Result<Bytes> {
         let full = self.resolve(path)?;
-        let data = blocking(path, move || fs::read(full)).await?;
+        // No stat first: reading a folder fails as reading a missing file
+        // does, and a file's first bytes tell whether it is small.
+        let (file, mut data) = quick(path, || {
+            let file = File::open(&full)?;
+            let mut head = Vec::with_capacity(8 * 1024);
+            (&file).take(INLINE_READ + 1).read_to_end(&mut head)?;
+            Ok((file, head))
+        })?;
+        if data.len() as u64 > INLINE_READ {
+            data = blocking(path, move || {
+                (&file).read_to_end(&mut data)?;
+                Ok(data)
+            })
+            .await?;
+        }
         Ok(Bytes::from(data))
     }
 
@@ -272,15 +311,7 @@ impl Storage for LocalStorage {
 
     async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
         let full = self.resolve(path)?;
-        let (file, size) = blocking(path, move || {
-            let file = File::open(&full)?;
-            let meta = file.metadata()?;
-            if meta.is_dir() {
-                return Err(io::Error::from(io::ErrorKind::IsADirectory));
-            }
-            Ok((file, meta.len()))
-        })
-        .await?;
+        let (file, size) = quick(path, || open_file(&full))?;
         let (offset, remaining) = match range {
             Some(r) if r.first >= size || r.last < r.first => {
                 return Err(StorageError::InvalidRange {
@@ -303,12 +334,12 @@ impl Storage for LocalStorage {
 
     async fn size(&self, path: &str) -> Result<u64> {
         let full = self.resolve(path)?;
-        blocking(path, move || file_size(&full)).await
+        quick(path, || file_size(&full))
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
         let full = self.resolve(path)?;
-        blocking(path, move || match fs::metadata(full) {
+        quick(path, || match fs::metadata(full) {
             Ok(meta) => Ok(meta.is_file()),
             Err(e)
                 if matches!(
@@ -320,12 +351,11 @@ impl Storage for LocalStorage {
             }
             Err(e) => Err(e),
         })
-        .await
     }
 
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         let full = self.resolve(path)?;
-        let names = blocking(path, move || {
+        let names = quick(path, || {
             let mut names = Vec::new();
             for entry in fs::read_dir(full)? {
                 let entry = entry?;
@@ -341,8 +371,7 @@ impl Storage for LocalStorage {
             }
             names.sort();
             Ok(names)
-        })
-        .await?;
+        })?;
         if names.is_empty() {
             // As in the old registry, and as in a bucket where an empty
             // folder cannot exist.

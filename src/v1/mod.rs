@@ -22,11 +22,16 @@ use actix_web::web;
 
 use crate::config::Settings;
 
-/// A repository name in a URL: one or more path segments.
-const REPO: &str = "/v1/repositories/{repository:.+}";
+/// A repository name in a URL, inside the `/v1/repositories` scope: one or
+/// more path segments.
+const REPO: &str = "/{repository:.+}";
 
 /// Registers every v1 route. The stand-in index only exists for a
 /// standalone registry; otherwise a real index answers those.
+///
+/// Images and repositories are scopes: a request is matched against the
+/// patterns of its own scope only (each pattern is a regex run; they were
+/// 5 to 8 % of the CPU of a small request when tried one after another).
 pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.route("/", web::get().to(ping::root))
         .route("/_ping", web::get().to(ping::ping))
@@ -34,26 +39,39 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .route("/v1/search", web::get().to(search::search));
 
     cfg.service(
-        web::resource("/v1/images/{id}/json")
-            .route(web::get().to(images::get_json))
-            .route(web::put().to(images::put_json)),
-    )
-    .service(
-        web::resource("/v1/images/{id}/layer")
-            .route(web::get().to(images::get_layer))
-            .route(web::put().to(images::put_layer)),
-    )
-    .route(
-        "/v1/images/{id}/checksum",
-        web::put().to(images::put_checksum),
-    )
-    .route(
-        "/v1/images/{id}/ancestry",
-        web::get().to(images::get_ancestry),
-    )
-    .route("/v1/images/{id}/files", web::get().to(images::get_files));
+        web::scope("/v1/images")
+            .service(
+                web::resource("/{id}/json")
+                    .route(web::get().to(images::get_json))
+                    .route(web::put().to(images::put_json)),
+            )
+            .service(
+                web::resource("/{id}/layer")
+                    .route(web::get().to(images::get_layer))
+                    .route(web::put().to(images::put_layer)),
+            )
+            .route("/{id}/checksum", web::put().to(images::put_checksum))
+            .route("/{id}/ancestry", web::get().to(images::get_ancestry))
+            .route("/{id}/files", web::get().to(images::get_files)),
+    );
 
-    // Longest suffixes first: the repository part swallows any segments.
+    if settings.standalone {
+        cfg.service(
+            web::resource(["/v1/users", "/v1/users/"])
+                .route(web::get().to(index::get_users))
+                .route(web::post().to(index::post_users)),
+        )
+        .route("/v1/users/{username}/", web::put().to(index::put_user));
+    }
+    cfg.service(
+        web::scope("/v1/repositories")
+            .configure(|repos| repository_routes(repos, settings.standalone)),
+    );
+}
+
+/// The routes under `/v1/repositories`, longest suffixes first: the
+/// repository part swallows any segments.
+fn repository_routes(cfg: &mut web::ServiceConfig, standalone: bool) {
     cfg.route(
         &format!("{REPO}/tags/{{tag}}/json"),
         web::get().to(tags::tag_json),
@@ -79,14 +97,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
         web::get().to(tags::repository_json),
     );
 
-    if settings.standalone {
+    if standalone {
         cfg.service(
-            web::resource(["/v1/users", "/v1/users/"])
-                .route(web::get().to(index::get_users))
-                .route(web::post().to(index::post_users)),
-        )
-        .route("/v1/users/{username}/", web::put().to(index::put_user))
-        .service(
             web::resource(format!("{REPO}/images"))
                 .route(web::get().to(index::get_images))
                 .route(web::put().to(index::put_images))

@@ -65,6 +65,29 @@ pub async fn small_round_trip(f: &Fixture) {
     assert!(f.outside().await.is_empty());
 }
 
+/// `get` reads whole files of any size; the local driver reads small ones
+/// on the calling thread and larger ones on the blocking pool, so sizes
+/// around that bound are read back byte for byte.
+pub async fn whole_files_of_any_size(f: &Fixture) {
+    let s = &*f.storage;
+    let bound = 64 * 1024;
+    for (seed, len) in [
+        (1, 1),
+        (2, bound - 1),
+        (3, bound),
+        (4, bound + 1),
+        (5, 5 * bound + 3),
+    ] {
+        let path = format!("images/sized/{len}");
+        let data = pattern::bytes(seed, 0, len);
+        s.put(&path, Bytes::from(data.clone())).await.unwrap();
+        let got = s.get(&path).await.unwrap();
+        assert_eq!(got.len(), len, "{path}");
+        assert!(got[..] == data[..], "{path}: other bytes came back");
+    }
+    assert_not_found(s.get("images/sized").await, "a folder read as a file");
+}
+
 pub async fn large_round_trip(f: &Fixture) {
     let s = &*f.storage;
     let path = "images/big/layer";
