@@ -16,6 +16,9 @@ Environment:
   REGISTRY_PORT           port to listen on (default: 5000)
   GUNICORN_WORKERS        worker threads (default: one per core)
   RUST_LOG                log filter, overrides the `loglevel` setting
+  MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_
+                          glibc's malloc settings; `serve` sets 2, 4 MiB and
+                          16 MiB unless they are given (see the README)
 
   ...and every variable the chosen flavor names with `_env:VAR[:DEFAULT]`; in
   the built-in sample: LOGLEVEL, DEBUG, STANDALONE, STORAGE_PATH,
