@@ -70,7 +70,7 @@ pub async fn small_round_trip(f: &Fixture) {
 /// around that bound are read back byte for byte.
 pub async fn whole_files_of_any_size(f: &Fixture) {
     let s = &*f.storage;
-    let bound = 64 * 1024;
+    let bound = registry_v1::storage::local::INLINE_READ as usize;
     for (seed, len) in [
         (1, 1),
         (2, bound - 1),
