@@ -29,6 +29,15 @@ async fn open(path: &Path, storage: &MemoryStorage) -> Opened {
     .unwrap()
 }
 
+/// A new index over empty storage, in a folder deleted with the guard.
+async fn empty_index() -> (tempfile::TempDir, SqliteIndex) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open(&dir.path().join("i.db"), &MemoryStorage::default())
+        .await
+        .index;
+    (dir, index)
+}
+
 /// A database file as the old registry left it: its schema, a few rows.
 fn old_database(path: &Path, rows: &[(&str, Option<&str>)]) {
     let conn = Connection::open(path).unwrap();
@@ -265,10 +274,7 @@ fn of_two_openings_at_once_one_builds() {
 
 #[actix_web::test]
 async fn writes_follow_the_registry() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = open(&dir.path().join("i.db"), &MemoryStorage::default())
-        .await
-        .index;
+    let (_dir, index) = empty_index().await;
     index.upsert("me/app", None).await.unwrap();
     index
         .upsert("me/app", Some("Web application"))
@@ -365,10 +371,7 @@ async fn the_old_registry_can_keep_writing() {
 
 #[actix_web::test]
 async fn wildcards_are_literal_and_case_folds_as_like_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = open(&dir.path().join("i.db"), &MemoryStorage::default())
-        .await
-        .index;
+    let (_dir, index) = empty_index().await;
     for (name, description) in [
         ("a/100%_sure", "percent and underscore"),
         ("a/100x-sure", "no wildcard here"),
@@ -416,10 +419,7 @@ async fn wildcards_are_literal_and_case_folds_as_like_does() {
 /// of every row and for terms that match nothing, in any case.
 #[actix_web::test]
 async fn the_trigram_path_answers_as_the_scan_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = open(&dir.path().join("i.db"), &MemoryStorage::default())
-        .await
-        .index;
+    let (_dir, index) = empty_index().await;
     let rows = [
         ("library/ubuntu", "Ubuntu is a Debian-based Linux"),
         ("library/debian", "Debian GNU/Linux"),
@@ -461,10 +461,7 @@ async fn the_trigram_path_answers_as_the_scan_does() {
 
 #[actix_web::test]
 async fn pages_are_slices_of_the_matches_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = open(&dir.path().join("i.db"), &MemoryStorage::default())
-        .await
-        .index;
+    let (_dir, index) = empty_index().await;
     for i in 0..23 {
         index.upsert(&format!("ns/app{i:02}"), None).await.unwrap();
     }
