@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod names;
+pub mod registry;
 pub mod search;
 pub mod server;
 pub mod storage;

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use registry_v1::names::{ImageId, RepositoryName, Tag};
+use registry_v1::storage::layout::legacy;
 use registry_v1::storage::local::LocalStorage;
-use registry_v1::storage::{layout, ByteRange, Storage};
+use registry_v1::storage::{ByteRange, Storage};
 use sha2::{Digest, Sha256};
 
 /// An image of the fixtures: its id, parent, json and layer bytes.
@@ -129,32 +130,32 @@ async fn read_stream(s: &dyn Storage, path: &str, range: Option<ByteRange>) -> V
 #[tokio::test]
 async fn images_read_as_the_old_registry_wrote_them() {
     let (_dir, _root, images, s) = setup();
-    let mut listed = s.list(layout::IMAGES).await.unwrap();
+    let mut listed = s.list(legacy::IMAGES).await.unwrap();
     listed.sort();
     let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
     assert_eq!(listed, ids);
     for (n, image) in images.iter().enumerate() {
         let id = ImageId::parse(&image.id).expect("fixture id is valid");
-        assert_eq!(s.get(&layout::image_json(&id)).await.unwrap(), image.json);
-        let layer = layout::image_layer(&id);
+        assert_eq!(s.get(&legacy::image_json(&id)).await.unwrap(), image.json);
+        let layer = legacy::image_layer(&id);
         assert_eq!(s.size(&layer).await.unwrap(), image.layer.len() as u64);
         assert_eq!(read_stream(&s, &layer, None).await, image.layer);
         let last = image.layer.len() as u64 - 1;
         let tail = read_stream(&s, &layer, Some(ByteRange { first: 512, last })).await;
         assert_eq!(tail, &image.layer[512..]);
         let ancestry: Vec<String> =
-            serde_json::from_slice(&s.get(&layout::image_ancestry(&id)).await.unwrap()).unwrap();
+            serde_json::from_slice(&s.get(&legacy::image_ancestry(&id)).await.unwrap()).unwrap();
         assert_eq!(ancestry[0], image.id);
         assert_eq!(ancestry.get(1), image.parent.as_ref());
-        let checksum = s.get(&layout::image_checksum(&id)).await.unwrap();
+        let checksum = s.get(&legacy::image_checksum(&id)).await.unwrap();
         let checksum: serde_json::Value = if n == 0 {
             serde_json::Value::String(String::from_utf8(checksum.to_vec()).unwrap())
         } else {
             serde_json::from_slice(&checksum).unwrap()
         };
         assert!(checksum.to_string().contains("sha256:"), "{checksum}");
-        assert!(!s.exists(&layout::image_mark(&id)).await.unwrap());
-        assert!(!s.exists(&layout::image_files(&id)).await.unwrap());
+        assert!(!s.exists(&legacy::image_mark(&id)).await.unwrap());
+        assert!(!s.exists(&legacy::image_files(&id)).await.unwrap());
     }
 }
 
@@ -162,44 +163,44 @@ async fn images_read_as_the_old_registry_wrote_them() {
 async fn repositories_and_tags_read_as_the_old_registry_wrote_them() {
     let (_dir, _root, images, s) = setup();
     assert_eq!(
-        s.list(layout::REPOSITORIES).await.unwrap(),
+        s.list(legacy::REPOSITORIES).await.unwrap(),
         ["library", "team"]
     );
     let busybox = RepositoryName::parse("busybox").unwrap();
     let mut tags: Vec<String> = s
-        .list(&layout::repository_dir(&busybox))
+        .list(&legacy::repository_dir(&busybox))
         .await
         .unwrap()
         .iter()
-        .filter_map(|f| layout::tag_from_file_name(f))
+        .filter_map(|f| legacy::tag_from_file_name(f))
         .map(|t| t.as_str().to_owned())
         .collect();
     tags.sort();
     assert_eq!(tags, ["1.0", "latest"]);
     let latest = Tag::parse("latest").unwrap();
     assert_eq!(
-        s.get(&layout::tag(&busybox, &latest)).await.unwrap(),
+        s.get(&legacy::tag(&busybox, &latest)).await.unwrap(),
         images[0].id
     );
     let info: serde_json::Value =
-        serde_json::from_slice(&s.get(&layout::tag_json(&busybox, &latest)).await.unwrap())
+        serde_json::from_slice(&s.get(&legacy::tag_json(&busybox, &latest)).await.unwrap())
             .unwrap();
     assert_eq!(info["docker_version"], "1.3.2");
     assert_eq!(
-        s.get(&layout::repository_json(&busybox)).await.unwrap(),
-        s.get(&layout::tag_json(&busybox, &latest)).await.unwrap()
+        s.get(&legacy::repository_json(&busybox)).await.unwrap(),
+        s.get(&legacy::tag_json(&busybox, &latest)).await.unwrap()
     );
     let index: serde_json::Value =
-        serde_json::from_slice(&s.get(&layout::index_images(&busybox)).await.unwrap()).unwrap();
+        serde_json::from_slice(&s.get(&legacy::index_images(&busybox)).await.unwrap()).unwrap();
     assert_eq!(index.as_array().unwrap().len(), images.len());
     // The twice-escaped folder of a name with special characters.
     let odd = RepositoryName::new("library", "abc%$_-test").unwrap();
     let v1 = Tag::parse("v1").unwrap();
-    assert_eq!(s.get(&layout::tag(&odd, &v1)).await.unwrap(), images[2].id);
+    assert_eq!(s.get(&legacy::tag(&odd, &v1)).await.unwrap(), images[2].id);
     let secret = RepositoryName::parse("team/secret").unwrap();
-    assert!(s.exists(&layout::private_flag(&secret)).await.unwrap());
-    assert!(!s.exists(&layout::private_flag(&busybox)).await.unwrap());
-    assert!(!s.exists(&layout::images_list(&busybox)).await.unwrap());
+    assert!(s.exists(&legacy::private_flag(&secret)).await.unwrap());
+    assert!(!s.exists(&legacy::private_flag(&busybox)).await.unwrap());
+    assert!(!s.exists(&legacy::images_list(&busybox)).await.unwrap());
 }
 
 #[tokio::test]
@@ -208,7 +209,7 @@ async fn new_writes_keep_the_old_format() {
     let busybox = RepositoryName::parse("busybox").unwrap();
     let tag = Tag::parse("2.0").unwrap();
     s.put(
-        &layout::tag(&busybox, &tag),
+        &legacy::tag(&busybox, &tag),
         Bytes::from(images[1].id.clone()),
     )
     .await
@@ -221,7 +222,7 @@ async fn new_writes_keep_the_old_format() {
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&on_disk), mode(&old));
     let id = ImageId::parse(&images[0].id).unwrap();
-    let layer = layout::image_layer(&id);
+    let layer = legacy::image_layer(&id);
     let body = futures_util::stream::iter(
         images[0]
             .layer

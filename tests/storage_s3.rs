@@ -7,8 +7,9 @@ mod storage_support;
 use bytes::Bytes;
 use registry_v1::config::StorageKind;
 use registry_v1::names::{ImageId, RepositoryName, Tag};
+use registry_v1::storage::layout::legacy;
 use registry_v1::storage::s3::S3Storage;
-use registry_v1::storage::{layout, Storage, StorageError};
+use registry_v1::storage::{Storage, StorageError};
 use s3::Bucket;
 use storage_support::fixture::{all_keys, new_bucket, s3_settings};
 use storage_support::{pattern, s3_server};
@@ -107,25 +108,25 @@ async fn an_old_registry_bucket_reads_as_it_is() {
     }
     let image = ImageId::parse(&id).unwrap();
     assert_eq!(
-        &s.get(&layout::image_json(&image)).await.unwrap()[..],
+        &s.get(&legacy::image_json(&image)).await.unwrap()[..],
         b"{\"id\": \"x\"}"
     );
-    assert_eq!(s.size(&layout::image_layer(&image)).await.unwrap(), 11);
+    assert_eq!(s.size(&legacy::image_layer(&image)).await.unwrap(), 11);
     assert_eq!(s.list("images").await.unwrap(), std::slice::from_ref(&id));
     let busybox = RepositoryName::parse("busybox").unwrap();
     assert_eq!(
-        s.list(&layout::repository_dir(&busybox)).await.unwrap(),
+        s.list(&legacy::repository_dir(&busybox)).await.unwrap(),
         ["tag_latest"]
     );
     assert_eq!(
-        s.get(&layout::tag(&busybox, &Tag::parse("latest").unwrap()))
+        s.get(&legacy::tag(&busybox, &Tag::parse("latest").unwrap()))
             .await
             .unwrap(),
         id
     );
     let odd = RepositoryName::new("library", "abc%$_-test").unwrap();
     assert_eq!(
-        s.get(&layout::tag(&odd, &Tag::parse("v1").unwrap()))
+        s.get(&legacy::tag(&odd, &Tag::parse("v1").unwrap()))
             .await
             .unwrap(),
         id
@@ -135,7 +136,7 @@ async fn an_old_registry_bucket_reads_as_it_is() {
         ["abc%2525%2524_-test", "busybox"]
     );
     // Removing the repository takes the marker too.
-    s.remove(&layout::repository_dir(&busybox)).await.unwrap();
+    s.remove(&legacy::repository_dir(&busybox)).await.unwrap();
     assert!(all_keys(&bucket)
         .await
         .iter()

@@ -4,7 +4,8 @@
 use indicatif::ProgressBar;
 
 use crate::names::RepositoryName;
-use crate::storage::{layout, Storage, StorageError};
+use crate::storage::layout::legacy;
+use crate::storage::{Storage, StorageError};
 
 /// Every repository in storage, sorted, each once. The progress bar counts
 /// namespaces. A namespace that vanishes while we walk is skipped; any other
@@ -14,7 +15,7 @@ pub async fn repositories(
     storage: &dyn Storage,
     progress: &ProgressBar,
 ) -> Result<Vec<RepositoryName>, StorageError> {
-    let namespaces = match storage.list(layout::REPOSITORIES).await {
+    let namespaces = match storage.list(legacy::REPOSITORIES).await {
         Ok(names) => names,
         Err(StorageError::NotFound(_)) => Vec::new(),
         Err(e) => return Err(e),
@@ -22,7 +23,7 @@ pub async fn repositories(
     progress.set_length(namespaces.len() as u64);
     let mut found = Vec::new();
     for namespace in namespaces {
-        let folder = format!("{}/{namespace}", layout::REPOSITORIES);
+        let folder = format!("{}/{namespace}", legacy::REPOSITORIES);
         let repositories = match storage.list(&folder).await {
             Ok(names) => names,
             Err(StorageError::NotFound(_)) => Vec::new(),
@@ -30,9 +31,9 @@ pub async fn repositories(
         };
         // The old registry escaped the repository part twice, the namespace
         // once (see `layout`).
-        let namespace = layout::unescape(&namespace);
+        let namespace = legacy::unescape(&namespace);
         for repository in repositories {
-            let repository = layout::unescape(&layout::unescape(&repository));
+            let repository = legacy::unescape(&legacy::unescape(&repository));
             match RepositoryName::new(&namespace, &repository) {
                 Ok(name) => found.push(name),
                 Err(e) => log::warn!("{folder}: skipped, {e}"),

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use super::error::{Error, Result};
 use crate::names::{ImageId, RepositoryName};
-use crate::server::AppState;
+use crate::registry::AppState;
 use crate::storage::ByteRange;
 
 /// The most a JSON body (image json, tag, image list, properties) may

@@ -9,8 +9,10 @@ use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::store;
 use crate::names::ImageId;
-use crate::server::{response, AppState};
-use crate::storage::{layout, ByteStream};
+use crate::registry::AppState;
+use crate::server::response;
+use crate::storage::layout::legacy;
+use crate::storage::ByteStream;
 
 type Id = web::Path<String>;
 
@@ -157,7 +159,7 @@ pub async fn get_layer(
     if http::not_modified(&req) {
         return Ok(not_modified());
     }
-    let path = layout::image_layer(&id);
+    let path = legacy::image_layer(&id);
 
     if let Some(prefix) = &settings.storage.nginx_x_accel_redirect {
         if storage.local_path(&path).is_some() {

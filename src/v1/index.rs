@@ -12,7 +12,8 @@ use super::http::{self, JSON_BODY_LIMIT};
 use super::store::{self, IndexUpdate};
 use crate::events::Event;
 use crate::names::RepositoryName;
-use crate::server::{response, AppState};
+use crate::registry::AppState;
+use crate::server::response;
 
 pub async fn get_users() -> HttpResponse {
     response::json(StatusCode::OK, "OK")

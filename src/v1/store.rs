@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Error, Result};
 use crate::names::{ImageId, RepositoryName, Tag};
-use crate::storage::{layout, ByteStream, Storage, StorageError};
+use crate::storage::layout::legacy;
+use crate::storage::{ByteStream, Storage, StorageError};
 
 /// Turns "not found" into the error the caller's context calls for.
 trait OrNotFound<T> {
@@ -52,7 +53,7 @@ fn to_bytes(value: &Value) -> Bytes {
 
 /// Refuses an image whose push is not finished.
 pub async fn require_complete(storage: &dyn Storage, id: &ImageId) -> Result<()> {
-    if storage.exists(&layout::image_mark(id)).await? {
+    if storage.exists(&legacy::image_mark(id)).await? {
         Err(Error::ImageInProgress)
     } else {
         Ok(())
@@ -61,7 +62,7 @@ pub async fn require_complete(storage: &dyn Storage, id: &ImageId) -> Result<()>
 
 /// Whether the image's json is stored (complete or not).
 pub async fn image_exists(storage: &dyn Storage, id: &ImageId) -> Result<bool> {
-    Ok(storage.exists(&layout::image_json(id)).await?)
+    Ok(storage.exists(&legacy::image_json(id)).await?)
 }
 
 /// First step of a push: the image JSON, stored as sent.
@@ -87,15 +88,15 @@ pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) ->
         }
         Some(_) => return Err(Error::MissingParent),
     };
-    let json_path = layout::image_json(id);
-    let mark_path = layout::image_mark(id);
+    let json_path = legacy::image_json(id);
+    let mark_path = legacy::image_mark(id);
     if storage.exists(&json_path).await? && !storage.exists(&mark_path).await? {
         return Err(Error::ImageExists);
     }
     let mut ancestry = vec![Value::String(id.to_string())];
     if let Some(parent) = &parent {
         let stored = storage
-            .get(&layout::image_ancestry(parent))
+            .get(&legacy::image_ancestry(parent))
             .await
             .or_not_found(Error::MissingParent)?;
         match parse_json(&stored) {
@@ -106,11 +107,11 @@ pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) ->
     // The mark goes first: whatever happens next, the image is not
     // pullable until its checksum is accepted.
     storage.put(&mark_path, Bytes::from_static(b"true")).await?;
-    remove_if_present(storage, &layout::image_checksum(id)).await?;
+    remove_if_present(storage, &legacy::image_checksum(id)).await?;
     storage.put(&json_path, body).await?;
     storage
         .put(
-            &layout::image_ancestry(id),
+            &legacy::image_ancestry(id),
             to_bytes(&Value::Array(ancestry)),
         )
         .await?;
@@ -121,11 +122,11 @@ pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) ->
 /// `sha256(json + "\n" + layer)` is computed, never read back.
 pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStream) -> Result<()> {
     let json = storage
-        .get(&layout::image_json(id))
+        .get(&legacy::image_json(id))
         .await
         .or_not_found(Error::ImageNotFound)?;
-    let layer_path = layout::image_layer(id);
-    let mark_path = layout::image_mark(id);
+    let layer_path = legacy::image_layer(id);
+    let mark_path = legacy::image_mark(id);
     if storage.exists(&layer_path).await? && !storage.exists(&mark_path).await? {
         return Err(Error::ImageExists);
     }
@@ -156,7 +157,7 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
         .finalize();
     let checksums = json!([format!("sha256:{}", hex::encode(digest))]);
     storage
-        .put(&layout::image_checksum(id), to_bytes(&checksums))
+        .put(&legacy::image_checksum(id), to_bytes(&checksums))
         .await?;
     Ok(())
 }
@@ -164,7 +165,7 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
 /// The checksums computed for an image: a JSON list, or (older data) one
 /// bare string.
 async fn checksums(storage: &dyn Storage, id: &ImageId) -> Result<Vec<String>, StorageError> {
-    let data = storage.get(&layout::image_checksum(id)).await?;
+    let data = storage.get(&legacy::image_checksum(id)).await?;
     Ok(match parse_json(&data) {
         Some(Value::Array(list)) => list
             .into_iter()
@@ -188,7 +189,7 @@ pub async fn put_image_checksum(
     if !image_exists(storage, id).await? {
         return Err(Error::ImageNotFound);
     }
-    let mark_path = layout::image_mark(id);
+    let mark_path = legacy::image_mark(id);
     if !storage.exists(&mark_path).await? {
         return Err(Error::ChecksumNotExpected);
     }
@@ -211,10 +212,10 @@ pub struct ImageJson {
 
 pub async fn image_json(storage: &dyn Storage, id: &ImageId) -> Result<ImageJson> {
     let json = storage
-        .get(&layout::image_json(id))
+        .get(&legacy::image_json(id))
         .await
         .or_not_found(Error::ImageNotFound)?;
-    let layer_size = storage.size(&layout::image_layer(id)).await.ok();
+    let layer_size = storage.size(&legacy::image_layer(id)).await.ok();
     let checksum = checksums(storage, id)
         .await
         .ok()
@@ -228,7 +229,7 @@ pub async fn image_json(storage: &dyn Storage, id: &ImageId) -> Result<ImageJson
 
 pub async fn image_ancestry(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
     storage
-        .get(&layout::image_ancestry(id))
+        .get(&legacy::image_ancestry(id))
         .await
         .or_not_found(Error::ImageNotFound)
 }
@@ -236,21 +237,21 @@ pub async fn image_ancestry(storage: &dyn Storage, id: &ImageId) -> Result<Bytes
 /// The size of a stored layer.
 pub async fn layer_size(storage: &dyn Storage, id: &ImageId) -> Result<u64> {
     storage
-        .size(&layout::image_layer(id))
+        .size(&legacy::image_layer(id))
         .await
         .or_not_found(Error::ImageNotFound)
 }
 
 /// The `/files` listing, computed once and kept in `_files`.
 pub async fn image_files(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
-    let cache = layout::image_files(id);
+    let cache = legacy::image_files(id);
     match storage.get(&cache).await {
         Ok(cached) => return Ok(cached),
         Err(StorageError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
     let layer = storage
-        .get_stream(&layout::image_layer(id), None)
+        .get_stream(&legacy::image_layer(id), None)
         .await
         .or_not_found(Error::ImageNotFound)?;
     let listing = super::layer_files::list(layer).await?;
@@ -266,16 +267,16 @@ pub async fn tags(
     name: &RepositoryName,
 ) -> Result<BTreeMap<String, String>> {
     let files = storage
-        .list(&layout::repository_dir(name))
+        .list(&legacy::repository_dir(name))
         .await
         .or_not_found(Error::RepositoryNotFound)?;
     let mut tags = BTreeMap::new();
     for file in files {
-        let Some(tag) = layout::tag_from_file_name(&file) else {
+        let Some(tag) = legacy::tag_from_file_name(&file) else {
             continue;
         };
         // A tag deleted between the listing and the read is simply gone.
-        match storage.get(&layout::tag(name, &tag)).await {
+        match storage.get(&legacy::tag(name, &tag)).await {
             Ok(image) => {
                 tags.insert(
                     tag.to_string(),
@@ -291,7 +292,7 @@ pub async fn tags(
 
 pub async fn tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag) -> Result<String> {
     let image = storage
-        .get(&layout::tag(name, tag))
+        .get(&legacy::tag(name, tag))
         .await
         .or_not_found(Error::TagNotFound)?;
     Ok(String::from_utf8_lossy(&image).into_owned())
@@ -317,14 +318,14 @@ pub async fn put_tag(
         return Err(Error::ImageNotFound);
     }
     storage
-        .put(&layout::tag(name, tag), Bytes::from(image.to_string()))
+        .put(&legacy::tag(name, tag), Bytes::from(image.to_string()))
         .await?;
     let props = to_bytes(&tag_properties(user_agent));
     storage
-        .put(&layout::tag_json(name, tag), props.clone())
+        .put(&legacy::tag_json(name, tag), props.clone())
         .await?;
     if tag.as_str() == "latest" {
-        storage.put(&layout::repository_json(name), props).await?;
+        storage.put(&legacy::repository_json(name), props).await?;
     }
     Ok(image)
 }
@@ -373,11 +374,11 @@ fn default_tag_json() -> Bytes {
 }
 
 pub async fn tag_json(storage: &dyn Storage, name: &RepositoryName, tag: &Tag) -> Result<Bytes> {
-    stored_or_default(storage, &layout::tag_json(name, tag)).await
+    stored_or_default(storage, &legacy::tag_json(name, tag)).await
 }
 
 pub async fn repository_json(storage: &dyn Storage, name: &RepositoryName) -> Result<Bytes> {
-    stored_or_default(storage, &layout::repository_json(name)).await
+    stored_or_default(storage, &legacy::repository_json(name)).await
 }
 
 async fn stored_or_default(storage: &dyn Storage, path: &str) -> Result<Bytes> {
@@ -391,12 +392,12 @@ async fn stored_or_default(storage: &dyn Storage, path: &str) -> Result<Bytes> {
 /// Removes a tag and its JSON (and the repository JSON for `latest`).
 pub async fn delete_tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag) -> Result<()> {
     storage
-        .remove(&layout::tag(name, tag))
+        .remove(&legacy::tag(name, tag))
         .await
         .or_not_found(Error::TagNotFoundNamed(tag.to_string()))?;
-    remove_if_present(storage, &layout::tag_json(name, tag)).await?;
+    remove_if_present(storage, &legacy::tag_json(name, tag)).await?;
     if tag.as_str() == "latest" {
-        remove_if_present(storage, &layout::repository_json(name)).await?;
+        remove_if_present(storage, &legacy::repository_json(name)).await?;
     }
     Ok(())
 }
@@ -412,12 +413,12 @@ pub async fn delete_repository(storage: &dyn Storage, name: &RepositoryName) -> 
     }
     // Whatever is left (index files, the private flag). In a bucket the
     // folder may be gone with its last tag already.
-    remove_if_present(storage, &layout::repository_dir(name)).await
+    remove_if_present(storage, &legacy::repository_dir(name)).await
 }
 
 /// Whether the repository's folder exists (it has been pushed to).
 pub async fn repository_exists(storage: &dyn Storage, name: &RepositoryName) -> Result<bool> {
-    match storage.list(&layout::repository_dir(name)).await {
+    match storage.list(&legacy::repository_dir(name)).await {
         Ok(_) => Ok(true),
         Err(StorageError::NotFound(_)) => Ok(false),
         Err(e) => Err(e.into()),
@@ -425,7 +426,7 @@ pub async fn repository_exists(storage: &dyn Storage, name: &RepositoryName) -> 
 }
 
 pub async fn is_private(storage: &dyn Storage, name: &RepositoryName) -> Result<bool> {
-    Ok(storage.exists(&layout::private_flag(name)).await?)
+    Ok(storage.exists(&legacy::private_flag(name)).await?)
 }
 
 /// The width of the search index's `description VARCHAR(100)` column, which
@@ -475,7 +476,7 @@ pub async fn set_private(
     name: &RepositoryName,
     private: bool,
 ) -> Result<()> {
-    let flag = layout::private_flag(name);
+    let flag = legacy::private_flag(name);
     if private {
         storage.put(&flag, Bytes::new()).await?;
     } else {
@@ -506,7 +507,7 @@ pub async fn update_index_images(
         Ok(Value::Array(list)) => list,
         Ok(_) => return Err(Error::InvalidData),
     };
-    let path = layout::index_images(name);
+    let path = legacy::index_images(name);
     let old = match storage.get(&path).await {
         Ok(bytes) => match parse_json(&bytes) {
             Some(Value::Array(list)) => list,
@@ -560,7 +561,7 @@ fn merge_image_lists(new: Vec<Value>, old: Vec<Value>) -> Value {
 
 pub async fn index_images(storage: &dyn Storage, name: &RepositoryName) -> Result<Bytes> {
     storage
-        .get(&layout::index_images(name))
+        .get(&legacy::index_images(name))
         .await
         .or_not_found(Error::IndexImagesNotFound)
 }
@@ -572,7 +573,7 @@ pub async fn put_images_list(
     ids: &[String],
 ) -> Result<()> {
     storage
-        .put(&layout::images_list(name), to_bytes(&json!(ids)))
+        .put(&legacy::images_list(name), to_bytes(&json!(ids)))
         .await?;
     Ok(())
 }
@@ -583,7 +584,7 @@ pub async fn in_images_list(
     name: &RepositoryName,
     id: &ImageId,
 ) -> Result<bool> {
-    match storage.get(&layout::images_list(name)).await {
+    match storage.get(&legacy::images_list(name)).await {
         Ok(bytes) => Ok(matches!(parse_json(&bytes), Some(Value::Array(list))
             if list.iter().any(|v| v.as_str() == Some(id.as_str())))),
         Err(StorageError::NotFound(_)) => Ok(false),

@@ -10,7 +10,8 @@ use super::http::{self, JSON_BODY_LIMIT};
 use super::store;
 use crate::events::Event;
 use crate::names::Tag;
-use crate::server::{response, AppState};
+use crate::registry::AppState;
+use crate::server::response;
 
 pub async fn list(
     state: web::Data<AppState>,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use registry_v1::names::{ImageId, RepositoryName, Tag};
-use registry_v1::storage::{layout, ByteRange, ByteStream, Storage, StorageError};
+use registry_v1::storage::layout::legacy;
+use registry_v1::storage::{ByteRange, ByteStream, Storage, StorageError};
 
 use super::fixture::Fixture;
 use super::pattern;
@@ -360,28 +361,28 @@ pub async fn special_names_through_layout(f: &Fixture) {
     for (ns, repo) in names {
         let name = RepositoryName::new(ns, repo).unwrap();
         for tag in tags {
-            let path = layout::tag(&name, &Tag::unchecked(tag));
+            let path = legacy::tag(&name, &Tag::unchecked(tag));
             s.put(&path, Bytes::from(id.as_str().to_owned()))
                 .await
                 .unwrap_or_else(|e| panic!("{path}: {e}"));
         }
-        s.put(&layout::repository_json(&name), Bytes::from_static(b"{}"))
+        s.put(&legacy::repository_json(&name), Bytes::from_static(b"{}"))
             .await
             .unwrap();
-        let dir = layout::repository_dir(&name);
+        let dir = legacy::repository_dir(&name);
         let mut listed: Vec<String> = s
             .list(&dir)
             .await
             .unwrap()
             .iter()
-            .filter_map(|file| layout::tag_from_file_name(file))
+            .filter_map(|file| legacy::tag_from_file_name(file))
             .map(|t| t.as_str().to_owned())
             .collect();
         listed.sort();
         let mut expected: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
         expected.sort();
         assert_eq!(listed, expected, "tags of {name}");
-        let tag_path = layout::tag(&name, &Tag::unchecked("../../z"));
+        let tag_path = legacy::tag(&name, &Tag::unchecked("../../z"));
         assert_eq!(s.get(&tag_path).await.unwrap(), id.as_str());
     }
     // Each namespace is one folder, spelled as the old registry did.
@@ -389,7 +390,7 @@ pub async fn special_names_through_layout(f: &Fixture) {
     namespaces.sort();
     let mut expected: Vec<String> = names
         .iter()
-        .map(|(ns, _)| layout::escape(ns))
+        .map(|(ns, _)| legacy::escape(ns))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();

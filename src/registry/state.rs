@@ -1,0 +1,37 @@
+//! The application state: what every handler of either API can reach.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::events::Events;
+use crate::search::SearchIndex;
+use crate::storage::Storage;
+
+/// What every handler can reach. Cheap to clone: all shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub storage: Arc<dyn Storage>,
+    pub search: Arc<dyn SearchIndex>,
+    pub events: Events,
+    pub auth: Arc<crate::v1::auth::Auth>,
+}
+
+impl AppState {
+    /// Opens the storage and the search index the settings name, and wires
+    /// the index to the events of the API.
+    pub async fn open(settings: Settings) -> anyhow::Result<Self> {
+        let auth = Arc::new(crate::v1::auth::Auth::from_settings(&settings)?);
+        let storage = crate::storage::from_settings(&settings).await?;
+        let search = crate::search::from_settings(&settings, storage.clone()).await?;
+        let events = Events::new();
+        events.subscribe(crate::search::subscriber(search.clone()));
+        Ok(Self {
+            settings: Arc::new(settings),
+            storage,
+            search,
+            events,
+            auth,
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! Where things live in a folder or bucket: one file a tree, each drawing
+//! its tree in its header comment.
+//!
+//! - [`legacy`]: the v1 tree of the Python registry (`images/`,
+//!   `repositories/` directly under `storage_path`), byte for byte;
+//! - [`distribution`]: the v2 tree of the reference registry
+//!   (`docker/registry/v2/` under `storage_path`), key for key.
+//!
+//! The two do not overlap, so one `storage_path` holds both.
+
+pub mod legacy;
