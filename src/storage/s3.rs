@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use ::s3::command::Command;
+use ::s3::command::{Command, Multipart};
 use ::s3::creds::Credentials;
 use ::s3::error::S3Error;
 use ::s3::request::tokio_backend::ReqwestRequest;
@@ -39,6 +39,15 @@ const MAX_PARTS: u32 = 10_000;
 /// memory an upload holds is at most `(PARTS_IN_FLIGHT + 1)` parts.
 pub const PARTS_IN_FLIGHT: usize = 3;
 
+/// The smallest part S3 takes, for every part but the last: a writer
+/// keeps fewer closed bytes than this in its state object instead.
+pub const MIN_PART: usize = 5 * 1024 * 1024;
+
+/// Suffix of the object, beside a file in progress, that keeps its
+/// writer's state: the multipart upload, its closed parts, then the closed
+/// bytes too few for a part. One object, so that a close is one atomic PUT.
+pub const WRITER_SUFFIX: &str = ".writer";
+
 /// How long a presigned download URL stays valid (as the old registry).
 pub const REDIRECT_EXPIRY_SECS: u32 = 1200;
 
@@ -51,6 +60,7 @@ const PART_TIMEOUT: Duration = Duration::from_secs(300);
 /// GCS's XML interface has no multi-object delete.
 const DELETES_IN_FLIGHT: usize = 16;
 
+#[derive(Clone)]
 pub struct S3Storage {
     name: &'static str,
     /// Key prefix: `storage_path` without its slashes, plus `/`; or empty.
@@ -264,6 +274,11 @@ impl S3Storage {
 
     /// The object's size, or NotFound.
     async fn head(&self, path: &str, key: &str) -> Result<u64> {
+        Ok(self.head_info(path, key).await?.size)
+    }
+
+    /// The object's size and modification time, or NotFound.
+    async fn head_info(&self, path: &str, key: &str) -> Result<FileInfo> {
         let (head, status) = self
             .control
             .head_object(key)
@@ -272,7 +287,86 @@ impl S3Storage {
         if !(200..300).contains(&status) {
             return Err(self.status_error(path, status, b""));
         }
-        Ok(head.content_length.unwrap_or(0).max(0) as u64)
+        let modified = head
+            .last_modified
+            .as_deref()
+            .and_then(|date| httpdate::parse_http_date(date).ok())
+            .ok_or_else(|| StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(format!(
+                    "{}: no readable Last-Modified for the object",
+                    self.place
+                )),
+            })?;
+        Ok(FileInfo {
+            size: head.content_length.unwrap_or(0).max(0) as u64,
+            modified,
+        })
+    }
+
+    /// Copies `from_key` over `to_key` on the server side.
+    async fn copy_key(&self, path: &str, from_key: &str, to_key: &str) -> Result<()> {
+        // The copy source is a URL path: keys may hold `%`, spaces and
+        // other bytes that must be escaped there.
+        let source = format!(
+            "/{}/{}",
+            self.create.name(),
+            percent_encoding::utf8_percent_encode(from_key, COPY_SOURCE)
+        );
+        let request =
+            ReqwestRequest::new(&self.create, to_key, Command::CopyObject { from: &source })
+                .await
+                .map_err(|e| self.failed(path, e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let status = response.status_code();
+        // S3 may answer 200 and still fail, with an error document.
+        if !(200..300).contains(&status) || response.as_slice().windows(7).any(|w| w == b"<Error>")
+        {
+            return Err(self.status_error(path, status.max(400), response.as_slice()));
+        }
+        Ok(())
+    }
+
+    async fn put_key(&self, path: &str, key: &str, data: &[u8]) -> Result<()> {
+        let response = self
+            .create
+            .put_object(key, data)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(path, response.status_code(), response.as_slice()));
+        }
+        Ok(())
+    }
+
+    /// Aborts a multipart upload; one already gone is fine.
+    async fn abort_key(&self, path: &str, key: &str, id: &str) -> Result<()> {
+        match self.control.abort_upload(key, id).await {
+            Ok(()) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
+            Err(e) => Err(self.failed(path, e)),
+        }
+    }
+
+    /// The state a writer of `path` closed last, and its tail.
+    async fn read_writer_state(&self, path: &str, state_key: &str) -> Result<(WriterState, Bytes)> {
+        let response = self
+            .control
+            .get_object(state_key)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(path, response.status_code(), response.as_slice()));
+        }
+        WriterState::decode(response.bytes()).ok_or_else(|| StorageError::Io {
+            path: path.to_owned(),
+            source: io::Error::other(format!(
+                "{}: unreadable writer state {state_key}",
+                self.place
+            )),
+        })
     }
 
     async fn delete_key(&self, path: &str, key: &str) -> Result<()> {
@@ -328,6 +422,15 @@ impl S3Storage {
         Ok(blocks.total())
     }
 }
+
+/// What a key keeps unescaped in `x-amz-copy-source`: the characters
+/// URL paths allow, `/` included.
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn part_size(number: u32) -> usize {
     PART_SIZE * (1 + ((number.saturating_sub(1)) / PARTS_PER_STEP) as usize)
@@ -409,26 +512,7 @@ impl Upload {
             self.wait_oldest().await?;
         }
         let parts = std::mem::take(&mut self.parts);
-        let response = match self
-            .bucket
-            .complete_multipart_upload(&self.key, &self.id, parts)
-            .await
-        {
-            Ok(response) => response,
-            // rust-s3 wants the root element AWS sends; some compatible
-            // stores name it otherwise. Only an <Error> means failure.
-            Err(S3Error::HttpFailWithBody(200, body)) if !body.contains("<Error>") => {
-                self.finished = true;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        if !(200..300).contains(&response.status_code()) {
-            return Err(S3Error::HttpFailWithBody(
-                response.status_code(),
-                String::from_utf8_lossy(response.as_slice()).into_owned(),
-            ));
-        }
+        complete_upload(&self.bucket, &self.key, &self.id, parts).await?;
         self.finished = true;
         Ok(())
     }
@@ -439,6 +523,29 @@ impl Upload {
         let in_flight = std::mem::take(&mut self.in_flight);
         abort_after(&self.bucket, &self.key, &self.id, in_flight).await;
     }
+}
+
+/// Makes a multipart upload the object at `key`.
+async fn complete_upload(
+    bucket: &Bucket,
+    key: &str,
+    id: &str,
+    parts: Vec<Part>,
+) -> Result<(), S3Error> {
+    let response = match bucket.complete_multipart_upload(key, id, parts).await {
+        Ok(response) => response,
+        // rust-s3 wants the root element AWS sends; some compatible
+        // stores name it otherwise. Only an <Error> means failure.
+        Err(S3Error::HttpFailWithBody(200, body)) if !body.contains("<Error>") => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !(200..300).contains(&response.status_code()) {
+        return Err(S3Error::HttpFailWithBody(
+            response.status_code(),
+            String::from_utf8_lossy(response.as_slice()).into_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Waits for the parts still being sent (an abort does not stop them),
@@ -479,6 +586,181 @@ impl Drop for Upload {
     }
 }
 
+/// What a writer closed: the multipart upload of its path and the parts
+/// sent to it, in order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WriterState {
+    upload_id: String,
+    parts: Vec<SentPart>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SentPart {
+    number: u32,
+    etag: String,
+    size: u64,
+}
+
+impl WriterState {
+    /// The state as one line of JSON, then the tail's bytes.
+    fn encode(&self, tail: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = serde_json::to_vec(self)?;
+        out.push(b'\n');
+        out.extend_from_slice(tail);
+        Ok(out)
+    }
+
+    fn decode(data: &Bytes) -> Option<(Self, Bytes)> {
+        let end = data.iter().position(|&b| b == b'\n')?;
+        let state = serde_json::from_slice(&data[..end]).ok()?;
+        Some((state, data.slice(end + 1..)))
+    }
+
+    fn sent(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+}
+
+/// A file written across requests as one multipart upload. Bytes are
+/// collected into parts of [`part_size`]; at most one part is held.
+struct S3Writer {
+    storage: S3Storage,
+    path: String,
+    key: String,
+    state_key: String,
+    state: WriterState,
+    sent: u64,
+    /// The bytes after the sent parts, fewer than one part.
+    buffer: BytesMut,
+}
+
+impl S3Writer {
+    fn next_number(&self) -> u32 {
+        self.state.parts.last().map_or(1, |p| p.number + 1)
+    }
+
+    /// Sends the buffer as the next part. The buffer is kept until the
+    /// part is in, so that a failed part can be sent again.
+    async fn send_part(&mut self) -> Result<()> {
+        let s = &self.storage;
+        let number = self.next_number();
+        if number > MAX_PARTS {
+            return Err(s.status_error(&self.path, 400, b"<Code>EntityTooLarge</Code>"));
+        }
+        let command = Command::PutObject {
+            content: &self.buffer,
+            multipart: Some(Multipart::new(number, &self.state.upload_id)),
+            custom_headers: None,
+            content_type: "application/octet-stream",
+        };
+        let request = ReqwestRequest::new(&s.parts, &self.key, command)
+            .await
+            .map_err(|e| s.failed(&self.path, e))?;
+        let response = request
+            .response_data(true)
+            .await
+            .map_err(|e| s.failed(&self.path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(s.status_error(&self.path, response.status_code(), b""));
+        }
+        let etag = response
+            .as_str()
+            .map_err(|e| s.failed(&self.path, S3Error::Utf8(e)))?;
+        if etag.is_empty() {
+            return Err(s.status_error(&self.path, 502, b"<Code>NoETagForPart</Code>"));
+        }
+        let size = self.buffer.len() as u64;
+        self.state.parts.push(SentPart {
+            number,
+            etag: etag.to_owned(),
+            size,
+        });
+        self.sent += size;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Records the sent parts and the tail beside the path, in one PUT.
+    async fn save(&self) -> Result<()> {
+        let s = &self.storage;
+        let state = self
+            .state
+            .encode(&self.buffer)
+            .map_err(|e| StorageError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        s.put_key(&self.path, &self.state_key, &state).await
+    }
+}
+
+#[async_trait(?Send)]
+impl FileWriter for S3Writer {
+    fn size(&self) -> u64 {
+        self.sent + self.buffer.len() as u64
+    }
+
+    async fn write(&mut self, mut data: Bytes) -> Result<()> {
+        loop {
+            let target = part_size(self.next_number());
+            if self.buffer.len() >= target {
+                self.send_part().await?;
+                continue;
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            let take = (target - self.buffer.len()).min(data.len());
+            self.buffer.extend_from_slice(&data.split_to(take));
+        }
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<u64> {
+        // What is kept in the state object stays under one minimal part.
+        if self.buffer.len() >= MIN_PART {
+            self.send_part().await?;
+        }
+        self.save().await?;
+        Ok(self.size())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64> {
+        let size = self.size();
+        let s = self.storage.clone();
+        if self.state.parts.is_empty() {
+            // Less than a part in all: one PUT, atomic by itself.
+            s.put_key(&self.path, &self.key, &self.buffer).await?;
+            s.abort_key(&self.path, &self.key, &self.state.upload_id)
+                .await?;
+        } else {
+            if !self.buffer.is_empty() {
+                self.send_part().await?;
+            }
+            let parts = self
+                .state
+                .parts
+                .iter()
+                .map(|p| Part {
+                    part_number: p.number,
+                    etag: p.etag.clone(),
+                })
+                .collect();
+            complete_upload(&s.control, &self.key, &self.state.upload_id, parts)
+                .await
+                .map_err(|e| s.failed(&self.path, e))?;
+        }
+        s.delete_key(&self.path, &self.state_key).await?;
+        Ok(size)
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        let s = &self.storage;
+        s.abort_key(&self.path, &self.key, &self.state.upload_id)
+            .await?;
+        s.delete_key(&self.path, &self.state_key).await
+    }
+}
+
 #[async_trait(?Send)]
 impl Storage for S3Storage {
     fn name(&self) -> &'static str {
@@ -500,15 +782,7 @@ impl Storage for S3Storage {
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let key = self.key(path)?;
-        let response = self
-            .create
-            .put_object(&key, &data)
-            .await
-            .map_err(|e| self.failed(path, e))?;
-        if !(200..300).contains(&response.status_code()) {
-            return Err(self.status_error(path, response.status_code(), response.as_slice()));
-        }
-        Ok(())
+        self.put_key(path, &key, &data).await
     }
 
     async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
@@ -616,6 +890,94 @@ impl Storage for S3Storage {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    async fn writer(&self, path: &str, resume: Option<u64>) -> Result<Box<dyn FileWriter>> {
+        let key = self.key(path)?;
+        let state_key = format!("{key}{WRITER_SUFFIX}");
+        let Some(n) = resume else {
+            // A file in progress here before is dropped, parts and all.
+            match self.read_writer_state(path, &state_key).await {
+                Ok((old, _)) => self.abort_key(path, &key, &old.upload_id).await?,
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            // Started now and recorded at once, so that parts a writer
+            // sends and never closes belong to an upload that `cancel` or
+            // `commit` ends, not to one nobody knows of.
+            let started = self
+                .create
+                .initiate_multipart_upload(&key, "application/octet-stream")
+                .await
+                .map_err(|e| self.failed(path, e))?;
+            let writer = S3Writer {
+                storage: self.clone(),
+                path: path.to_owned(),
+                key,
+                state_key,
+                state: WriterState {
+                    upload_id: started.upload_id,
+                    parts: Vec::new(),
+                },
+                sent: 0,
+                buffer: BytesMut::new(),
+            };
+            writer.save().await?;
+            return Ok(Box::new(writer));
+        };
+        let (mut state, tail) = self.read_writer_state(path, &state_key).await?;
+        let sent = state.sent();
+        let buffer = if n >= sent && n - sent <= tail.len() as u64 {
+            BytesMut::from(&tail[..(n - sent) as usize])
+        } else {
+            // Sent parts cannot be cut: a resume inside them is possible
+            // only where one ends. The error names the furthest offset,
+            // at most `n`, that can be resumed at.
+            let mut end = 0;
+            let mut keep = 0;
+            for part in &state.parts {
+                if end + part.size > n {
+                    break;
+                }
+                end += part.size;
+                keep += 1;
+            }
+            if n > sent {
+                end = sent + tail.len() as u64;
+            }
+            if end != n {
+                return Err(StorageError::InvalidRange {
+                    path: path.to_owned(),
+                    size: end,
+                });
+            }
+            state.parts.truncate(keep);
+            BytesMut::new()
+        };
+        Ok(Box::new(S3Writer {
+            storage: self.clone(),
+            path: path.to_owned(),
+            key,
+            state_key,
+            sent: state.sent(),
+            state,
+            buffer,
+        }))
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let from_key = self.key(from)?;
+        let to_key = self.key(to)?;
+        // A copy is whole or nothing, so `to` never shows a part; `from`
+        // goes only once the copy is there.
+        self.head(from, &from_key).await?;
+        self.copy_key(from, &from_key, &to_key).await?;
+        self.delete_key(from, &from_key).await
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        let key = self.key(path)?;
+        self.head_info(path, &key).await
     }
 
     async fn redirect_url(&self, path: &str) -> Result<Option<String>> {
