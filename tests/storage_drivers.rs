@@ -1,5 +1,5 @@
 //! The shared storage driver suite, run against every driver: local on a
-//! temporary folder, S3 and GCS against a real S3-compatible server on
+//! temporary folder, memory, S3 and GCS against a real S3-compatible server on
 //! loopback (see `storage_support::s3_server`).
 
 mod storage_support;
@@ -30,7 +30,14 @@ macro_rules! driver_suite {
                 invalid_paths_are_refused,
                 interrupted_upload_keeps_old_content,
                 abandoned_upload_leaves_nothing,
-                redirect_urls
+                redirect_urls,
+                writer_resumes_across_writers,
+                resume_drops_bytes_after_the_last_close,
+                writer_errors,
+                cancel_leaves_nothing,
+                commit_makes_a_plain_file,
+                rename_replaces_atomically,
+                stat_gives_size_and_time
             );
         }
     };
@@ -48,6 +55,7 @@ macro_rules! driver_suite {
 }
 
 driver_suite!(local, async { Some(Fixture::local().await) });
+driver_suite!(memory, async { Some(Fixture::memory().await) });
 driver_suite!(s3, Fixture::bucket(StorageKind::S3, "/registry", true));
 driver_suite!(
     gcs,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use registry_v1::config::{S3Settings, StorageKind};
 use registry_v1::storage::local::LocalStorage;
+use registry_v1::storage::memory::MemoryStorage;
 use registry_v1::storage::s3::S3Storage;
 use registry_v1::storage::Storage;
 use s3::creds::Credentials;
@@ -30,6 +31,7 @@ enum Place {
         bucket: Box<Bucket>,
         prefix: String,
     },
+    Memory(MemoryStorage),
 }
 
 /// Settings for a bucket of the local S3 server.
@@ -85,6 +87,15 @@ impl Fixture {
         }
     }
 
+    pub async fn memory() -> Fixture {
+        let storage = MemoryStorage::new();
+        Fixture {
+            storage: Arc::new(storage.clone()),
+            redirects: false,
+            place: Place::Memory(storage),
+        }
+    }
+
     /// S3 (or GCS, through the same interface) on the local S3 server, in
     /// a bucket of its own; `None` when the server is not installed.
     pub async fn bucket(kind: StorageKind, storage_path: &str, encrypt: bool) -> Option<Fixture> {
@@ -112,7 +123,7 @@ impl Fixture {
     pub fn raw_bucket(&self) -> Option<&Bucket> {
         match &self.place {
             Place::Bucket { bucket, .. } => Some(bucket),
-            Place::Local { .. } => None,
+            Place::Local { .. } | Place::Memory(_) => None,
         }
     }
 
@@ -129,6 +140,8 @@ impl Fixture {
                 .into_iter()
                 .filter(|k| !k.starts_with(prefix.as_str()))
                 .collect(),
+            // A map has no outside.
+            Place::Memory(_) => Vec::new(),
         }
     }
 
@@ -152,6 +165,11 @@ impl Fixture {
                 .into_iter()
                 .flat_map(|page| page.uploads)
                 .map(|u| format!("unfinished upload of {}", u.key))
+                .collect(),
+            Place::Memory(storage) => storage
+                .unfinished()
+                .into_iter()
+                .map(|p| format!("unfinished write of {p}"))
                 .collect(),
         }
     }
