@@ -7,6 +7,12 @@
 //! bucket reads as it is. A custom endpoint (`boto_host`/`boto_port`: Ceph,
 //! MinIO, GCS, any S3-compatible store) is addressed path-style.
 //!
+//! A [`FileWriter`] is one multipart upload, started when the writer is
+//! and recorded, with its closed parts and the closed bytes too few for a
+//! part, in one object beside the file (`<path>.writer`); any instance can
+//! resume it from there. `rename` is a server-side copy (CopyObject, so
+//! up to 5 GiB) and a delete.
+//!
 //! rust-s3's `fail-on-err` feature is off: every response's status is
 //! checked here and mapped to a [`StorageError`].
 
@@ -971,6 +977,10 @@ impl Storage for S3Storage {
         // A copy is whole or nothing, so `to` never shows a part; `from`
         // goes only once the copy is there.
         self.head(from, &from_key).await?;
+        if from_key == to_key {
+            // S3 refuses to copy an object onto itself unchanged.
+            return Ok(());
+        }
         self.copy_key(from, &from_key, &to_key).await?;
         self.delete_key(from, &from_key).await
     }

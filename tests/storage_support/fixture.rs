@@ -30,6 +30,10 @@ enum Place {
     Bucket {
         bucket: Box<Bucket>,
         prefix: String,
+        /// What the driver was built from, to build another.
+        kind: StorageKind,
+        settings: S3Settings,
+        storage_path: String,
     },
     Memory(MemoryStorage),
 }
@@ -103,6 +107,7 @@ impl Fixture {
         let bucket = new_bucket(server.port).await;
         let settings = s3_settings(server.port, &bucket.name(), encrypt);
         let storage = S3Storage::new(&kind, &settings, storage_path).expect("s3 driver");
+        let storage_path = storage_path.to_owned();
         storage.check().await.expect("bucket check");
         let trimmed = storage_path.trim_matches('/');
         Some(Fixture {
@@ -115,8 +120,29 @@ impl Fixture {
                 } else {
                     format!("{trimmed}/")
                 },
+                kind,
+                settings,
+                storage_path,
             },
         })
+    }
+
+    /// Another driver on the same place, as another instance of the
+    /// registry (or the same one after a restart) would open it. The
+    /// memory driver's place is its map: the same one.
+    pub fn reopen(&self) -> Arc<dyn Storage> {
+        match &self.place {
+            Place::Local { root, .. } => {
+                Arc::new(LocalStorage::new(root.to_str().expect("utf-8 temp path")).expect("local"))
+            }
+            Place::Bucket {
+                kind,
+                settings,
+                storage_path,
+                ..
+            } => Arc::new(S3Storage::new(kind, settings, storage_path).expect("s3 driver")),
+            Place::Memory(storage) => Arc::new(storage.clone()),
+        }
     }
 
     /// The bucket behind an S3 fixture.
@@ -135,7 +161,7 @@ impl Fixture {
                 .filter(|p| !p.starts_with(root))
                 .map(|p| p.display().to_string())
                 .collect(),
-            Place::Bucket { bucket, prefix } => all_keys(bucket)
+            Place::Bucket { bucket, prefix, .. } => all_keys(bucket)
                 .await
                 .into_iter()
                 .filter(|k| !k.starts_with(prefix.as_str()))

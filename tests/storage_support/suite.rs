@@ -642,6 +642,30 @@ pub async fn resume_drops_bytes_after_the_last_close(f: &Fixture) {
     assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
 }
 
+/// A file closed by one instance is resumed and committed by another.
+pub async fn resume_on_another_instance(f: &Fixture) {
+    let p = "uploads/moved/data";
+    let mut w = f.storage.writer(p, None).await.unwrap();
+    write_pattern(&mut *w, 41, BIG_WRITE, 1).await;
+    write_pattern(&mut *w, 41, SMALL_WRITE, 5).await;
+    let closed = w.close().await.unwrap();
+    let other = f.reopen();
+    let mut w = resume(&*other, p, closed).await;
+    write_pattern(&mut *w, 41, BIG_WRITE, 2).await;
+    let closed = w.close().await.unwrap();
+    let mut w = resume(&*f.storage, p, closed).await;
+    write_pattern(&mut *w, 41, SMALL_WRITE, 1).await;
+    let closed = w.close().await.unwrap();
+    let w = resume(&*other, p, closed).await;
+    let total = w.commit().await.unwrap();
+    assert_eq!(total, (3 * BIG_WRITE + 6 * SMALL_WRITE) as u64);
+    let checked = pattern::verify(41, 0, f.storage.get_stream(p, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, total);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
 pub async fn writer_errors(f: &Fixture) {
     let s = &*f.storage;
     for n in [0, 10] {
@@ -774,6 +798,8 @@ pub async fn rename_replaces_atomically(f: &Fixture) {
     assert_eq!(&s.get("r/to").await.unwrap()[..], b"new");
     assert!(!s.exists("r/from").await.unwrap());
     assert_eq!(s.list("r").await.unwrap(), ["to"]);
+    s.rename("r/to", "r/to").await.unwrap();
+    assert_eq!(&s.get("r/to").await.unwrap()[..], b"new");
     // Into folders that do not exist yet, with names that need escaping
     // on the wire.
     let len = 6 * 1024 * 1024 + 1;
