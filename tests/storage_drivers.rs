@@ -34,6 +34,7 @@ macro_rules! driver_suite {
                 writer_resumes_across_writers,
                 resume_drops_bytes_after_the_last_close,
                 resume_on_another_instance,
+                resume_before_the_last_close,
                 writer_errors,
                 cancel_leaves_nothing,
                 commit_makes_a_plain_file,

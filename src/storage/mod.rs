@@ -84,7 +84,9 @@ pub struct FileInfo {
 ///
 /// What a reader sees at the writer's path before `commit` depends on the
 /// driver (local: the bytes written so far; memory and S3: nothing new),
-/// so callers write in-progress files to paths of their own.
+/// and S3 lists the writer's state (`<name>.writer`) beside it: callers
+/// write in-progress files to folders of their own. One writer at a time
+/// per path; a second one's close replaces the first one's.
 #[async_trait(?Send)]
 pub trait FileWriter {
     /// Bytes in the file so far; the next write appends after them.
@@ -144,7 +146,10 @@ pub trait Storage: Send + Sync {
     /// dropped). `Some(n)`: continue a file whose first `n` bytes an
     /// earlier writer closed; bytes written after its last close are
     /// dropped. `NotFound` when there is no such file in progress,
-    /// `InvalidRange { .. }` when fewer than `n` bytes were closed.
+    /// `InvalidRange { .. }` when fewer than `n` bytes were closed. Its
+    /// `size` is the furthest offset, at most `n`, a resume can continue
+    /// at: the closed size, or on S3, where a part once sent cannot be
+    /// cut, the end of the last part before `n` when `n` falls inside one.
     async fn writer(&self, path: &str, resume: Option<u64>) -> Result<Box<dyn FileWriter>>;
 
     /// Moves a plain file to `to`, replacing it atomically (local: rename;
