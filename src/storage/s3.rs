@@ -10,8 +10,8 @@
 //! A [`FileWriter`] is one multipart upload, started when the writer is
 //! and recorded, with its closed parts and the closed bytes too few for a
 //! part, in one object beside the file (`<path>.writer`); any instance can
-//! resume it from there. `rename` is a server-side copy (CopyObject, so
-//! up to 5 GiB) and a delete.
+//! resume it from there. `rename` is a server-side copy (CopyObject, in
+//! parts past 5 GiB) and a delete.
 //!
 //! rust-s3's `fail-on-err` feature is off: every response's status is
 //! checked here and mapped to a [`StorageError`].
@@ -53,6 +53,14 @@ pub const MIN_PART: usize = 5 * 1024 * 1024;
 /// writer's state: the multipart upload, its closed parts, then the closed
 /// bytes too few for a part. One object, so that a close is one atomic PUT.
 pub const WRITER_SUFFIX: &str = ".writer";
+
+/// The largest object one CopyObject copies; larger ones are copied in
+/// parts (UploadPartCopy).
+pub const COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Bytes a part of a copy in parts holds, at least: few requests, and
+/// 10,000 of them reach S3's largest object.
+pub const COPY_PART: u64 = 512 * 1024 * 1024;
 
 /// How long a presigned download URL stays valid (as the old registry).
 pub const REDIRECT_EXPIRY_SECS: u32 = 1200;
@@ -310,15 +318,118 @@ impl S3Storage {
         })
     }
 
-    /// Copies `from_key` over `to_key` on the server side.
-    async fn copy_key(&self, path: &str, from_key: &str, to_key: &str) -> Result<()> {
-        // The copy source is a URL path: keys may hold `%`, spaces and
-        // other bytes that must be escaped there.
-        let source = format!(
+    /// The `x-amz-copy-source` of a key: a URL path, where keys may hold
+    /// `%`, spaces and other bytes that must be escaped.
+    fn copy_source(&self, key: &str) -> String {
+        format!(
             "/{}/{}",
             self.create.name(),
-            percent_encoding::utf8_percent_encode(from_key, COPY_SOURCE)
+            percent_encoding::utf8_percent_encode(key, COPY_SOURCE)
+        )
+    }
+
+    /// Copies the object at `from` (of `size` bytes) to `to` in parts of
+    /// `part` bytes or more, on the server side: the way past
+    /// [`COPY_LIMIT`], which [`Storage::rename`] takes for larger objects.
+    /// `to` appears whole when the copy completes, or not at all.
+    pub async fn copy_in_parts(&self, from: &str, to: &str, size: u64, part: u64) -> Result<()> {
+        let from_key = self.key(from)?;
+        let to_key = self.key(to)?;
+        let part = part
+            .max(size.div_ceil(u64::from(MAX_PARTS)))
+            .max(MIN_PART as u64);
+        let started = self
+            .create
+            .initiate_multipart_upload(&to_key, "application/octet-stream")
+            .await
+            .map_err(|e| self.failed(from, e))?;
+        let id = started.upload_id;
+        let mut parts = Vec::new();
+        let mut first = 0;
+        let mut number = 1;
+        let copied = loop {
+            let last = (first + part).min(size) - 1;
+            match self
+                .copy_part(from, &from_key, &to_key, &id, number, first, last)
+                .await
+            {
+                Ok(etag) => parts.push(Part {
+                    part_number: number,
+                    etag,
+                }),
+                Err(e) => break Err(e),
+            }
+            first = last + 1;
+            number += 1;
+            if first >= size {
+                break complete_upload(&self.control, &to_key, &id, parts)
+                    .await
+                    .map_err(|e| self.failed(from, e));
+            }
+        };
+        if copied.is_err() {
+            if let Err(e) = self.abort_key(from, &to_key, &id).await {
+                log::warn!("could not abort the unfinished copy to {to_key}: {e}");
+            }
+        }
+        copied
+    }
+
+    /// Copies bytes `first..=last` of `from_key` as part `number` of the
+    /// upload `id`; returns the part's ETag.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_part(
+        &self,
+        path: &str,
+        from_key: &str,
+        to_key: &str,
+        id: &str,
+        number: u32,
+        first: u64,
+        last: u64,
+    ) -> Result<String> {
+        let header = |value: String| {
+            reqwest::header::HeaderValue::from_str(&value).map_err(|e| StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(e),
+            })
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-amz-copy-source", header(self.copy_source(from_key))?);
+        headers.insert(
+            "x-amz-copy-source-range",
+            header(format!("bytes={first}-{last}"))?,
         );
+        let command = Command::PutObject {
+            content: &[],
+            multipart: Some(Multipart::new(number, id)),
+            custom_headers: Some(headers),
+            content_type: "application/octet-stream",
+        };
+        let request = ReqwestRequest::new(&self.parts, to_key, command)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let body = String::from_utf8_lossy(response.as_slice());
+        let etag = body
+            .find("<ETag>")
+            .map(|at| &body[at + "<ETag>".len()..])
+            .and_then(|rest| Some(&rest[..rest.find("</ETag>")?]));
+        match etag {
+            Some(etag) if (200..300).contains(&response.status_code()) => {
+                // The document escapes the ETag's quotes.
+                Ok(etag.replace("&quot;", "\"").replace("&#34;", "\""))
+            }
+            _ => Err(self.status_error(path, response.status_code().max(400), response.as_slice())),
+        }
+    }
+
+    /// Copies `from_key` over `to_key` on the server side.
+    async fn copy_key(&self, path: &str, from_key: &str, to_key: &str) -> Result<()> {
+        let source = self.copy_source(from_key);
         let request =
             ReqwestRequest::new(&self.create, to_key, Command::CopyObject { from: &source })
                 .await
@@ -976,12 +1087,16 @@ impl Storage for S3Storage {
         let to_key = self.key(to)?;
         // A copy is whole or nothing, so `to` never shows a part; `from`
         // goes only once the copy is there.
-        self.head(from, &from_key).await?;
+        let size = self.head(from, &from_key).await?;
         if from_key == to_key {
             // S3 refuses to copy an object onto itself unchanged.
             return Ok(());
         }
-        self.copy_key(from, &from_key, &to_key).await?;
+        if size > COPY_LIMIT {
+            self.copy_in_parts(from, to, size, COPY_PART).await?;
+        } else {
+            self.copy_key(from, &from_key, &to_key).await?;
+        }
         self.delete_key(from, &from_key).await
     }
 
