@@ -9,7 +9,9 @@
 pub mod blob;
 pub mod body;
 pub mod range;
-pub mod tap;
+
+/// The hashing tap on a body stream; the model computes digests with it too.
+pub use crate::registry::tap;
 
 use actix_web::http::header::HeaderValue;
 

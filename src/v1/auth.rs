@@ -20,9 +20,9 @@ use rsa::RsaPublicKey;
 use sha1::Sha1;
 
 use super::error::{Error, Result};
-use super::store;
 use crate::config::Settings;
 use crate::names::RepositoryName;
+use crate::registry::legacy as store;
 use crate::storage::Storage;
 
 /// The authorisation policy, built once at startup.
@@ -152,7 +152,7 @@ impl Auth {
         else {
             return Ok(false);
         };
-        store::in_images_list(storage, &name, id).await
+        Ok(store::in_images_list(storage, &name, id).await?)
     }
 
     /// `X-Signature: data=<base64>;...` over

@@ -9,9 +9,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::stand_in_token;
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
-use super::store::{self, IndexUpdate};
 use crate::events::Event;
 use crate::names::RepositoryName;
+use crate::registry::legacy::{self as store, IndexUpdate};
 use crate::registry::AppState;
 use crate::server::response;
 

@@ -1,19 +1,17 @@
 //! The v1 registry API, grouped as the API is: status (`ping`), `images`,
 //! `tags` (and repositories), the stand-in `index`, `search`.
 //!
-//! Handlers parse the request, call the model in [`store`], and map the
-//! result; the statuses and messages of every error live in [`error`].
+//! Handlers parse the request, call the model in
+//! [`crate::registry::legacy`], and map the result; the statuses and
+//! messages of every error live in [`error`].
 
 pub mod auth;
 mod error;
 mod http;
 mod images;
 mod index;
-mod layer_files;
-mod legacy_json;
 mod ping;
 mod search;
-mod store;
 mod tags;
 
 pub use error::Error;

@@ -7,9 +7,9 @@ use serde_json::json;
 
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
-use super::store;
 use crate::events::Event;
 use crate::names::Tag;
+use crate::registry::legacy as store;
 use crate::registry::AppState;
 use crate::server::response;
 

@@ -3,7 +3,9 @@
 //! and never by reading the stored file back.
 //!
 //! Generic over the hasher and how it is fed, so that any digest crate (and
-//! any version of one) fits:
+//! any version of one) fits. It lives in the model because the model
+//! computes the digests (v1's layer checksum, v2's blob digests); the wire
+//! layer re-exports it as `http::tap`.
 //! ```ignore
 //! let (body, tap) = tap::tap(body, Sha256::new(), |h, bytes| h.update(bytes));
 //! storage.put_stream(&path, body).await?;
