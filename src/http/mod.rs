@@ -1,13 +1,15 @@
 //! What both APIs share on the wire, below their handlers and above the
 //! model: bounded request bodies ([`body`]), the hashing tap on a body on
 //! its way to storage ([`tap`]), `Range` headers ([`range`]) and serving a
-//! stored file ([`blob`]: ranges, redirects, X-Accel-Redirect, streaming).
+//! stored file ([`blob`]: ranges, redirects, X-Accel-Redirect, streaming),
+//! and the auth [`gate`] every gated route passes before its handler.
 //!
 //! Nothing here knows an API's error shape: each function returns a small
 //! error of its own, which v1 and v2 map to their wire errors.
 
 pub mod blob;
 pub mod body;
+pub mod gate;
 pub mod range;
 
 /// The hashing tap on a body stream; the model computes digests with it too.

@@ -3,6 +3,7 @@
 //! returning domain errors that each API maps to its wire. Nothing here
 //! imports an API module or `http`.
 
+pub mod auth;
 pub mod failure;
 pub mod legacy;
 mod state;

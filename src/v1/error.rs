@@ -10,6 +10,7 @@ use crate::http::blob::BlobError;
 use crate::http::body::BodyError;
 use crate::http::range::Unsatisfiable;
 use crate::names::TAG_PATTERN;
+use crate::registry::auth::Denial;
 use crate::registry::{legacy, Classify, Failure};
 use crate::search::SearchError;
 use crate::server::response;
@@ -128,6 +129,15 @@ impl From<legacy::Error> for Error {
             E::JsonDecoding => Error::JsonDecoding,
             E::IndexImagesNotFound => Error::IndexImagesNotFound,
             E::Storage(e) => Error::Storage(e),
+        }
+    }
+}
+
+impl From<Denial> for Error {
+    fn from(e: Denial) -> Self {
+        match e {
+            Denial::Unauthorized => Error::Unauthorized,
+            Denial::IndexUnavailable(why) => Error::Index(why),
         }
     }
 }

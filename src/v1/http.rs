@@ -10,7 +10,6 @@ use bytes::Bytes;
 
 use super::error::{Error, Result};
 use crate::names::{ImageId, RepositoryName};
-use crate::registry::AppState;
 
 /// The most a JSON body (image json, tag, image list, properties) may
 /// weigh. Real image JSON is a few KiB; a repository's image list of
@@ -28,17 +27,6 @@ pub fn image_id(raw: &str) -> Result<ImageId> {
 
 pub fn repository(raw: &str) -> Result<RepositoryName> {
     RepositoryName::parse(raw).map_err(|_| Error::InvalidRepositoryName)
-}
-
-/// The repository a request names, once the request is allowed on it.
-pub async fn authorised_repository(
-    state: &AppState,
-    req: &HttpRequest,
-    raw: &str,
-) -> Result<RepositoryName> {
-    let name = repository(raw)?;
-    state.auth.check(req, &*state.storage, Some(&name)).await?;
-    Ok(name)
 }
 
 /// Seconds a pulled image may be cached: images never change once pushed.

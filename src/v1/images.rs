@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::{Error, Result};
+use super::gate;
 use super::http::{self, JSON_BODY_LIMIT};
 use crate::http::blob::Serving;
 use crate::http::body;
@@ -16,15 +17,9 @@ use crate::storage::layout::legacy;
 
 type Id = web::Path<String>;
 
-/// The image a request names, once the request is allowed.
-async fn authorised(state: &AppState, req: &HttpRequest, raw: &str) -> Result<ImageId> {
-    state.auth.check(req, &*state.storage, None).await?;
-    http::image_id(raw)
-}
-
 /// The image a pull names: allowed, and completely pushed.
-async fn pullable(state: &AppState, req: &HttpRequest, raw: &str) -> Result<ImageId> {
-    let id = authorised(state, req, raw).await?;
+async fn pullable(state: &AppState, raw: &str) -> Result<ImageId> {
+    let id = http::image_id(raw)?;
     store::require_complete(&*state.storage, &id).await?;
     Ok(id)
 }
@@ -36,9 +31,9 @@ pub async fn put_json(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = authorised(&state, &req, &id).await?;
+    let id = http::image_id(&id)?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
-    if !state.auth.image_allowed(&req, storage, &id).await? {
+    if !gate::may_push_image(&req, &id) {
         return Err(Error::NotInRepository);
     }
     store::put_image_json(storage, &id, body).await?;
@@ -52,7 +47,7 @@ pub async fn put_layer(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = authorised(&state, &req, &id).await?;
+    let id = http::image_id(&id)?;
     if http::docker_older_than_0_10(&req) {
         return Err(Error::ClientTooOld);
     }
@@ -66,7 +61,7 @@ pub async fn put_checksum(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = authorised(&state, &req, &id).await?;
+    let id = http::image_id(&id)?;
     let checksum = req
         .headers()
         .get(X_DOCKER_CHECKSUM_PAYLOAD)
@@ -88,7 +83,7 @@ pub async fn get_json(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     let image = store::image_json(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());
@@ -113,7 +108,7 @@ pub async fn get_ancestry(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     let ancestry = store::image_ancestry(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());
@@ -127,7 +122,7 @@ pub async fn get_files(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     if !store::image_exists(storage, &id).await? {
         return Err(Error::ImageNotFound);
     }
@@ -153,7 +148,7 @@ pub async fn get_layer(
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
     let settings = &state.settings;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     let size = store::layer_size(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::{json, parse_json, Error, OrNotFound, Result};
-use crate::names::{ImageId, RepositoryName};
+use crate::names::RepositoryName;
 use crate::storage::layout::legacy;
 use crate::storage::{Storage, StorageError};
 
@@ -101,20 +101,6 @@ pub async fn put_images_list(
         .put(&legacy::images_list(name), json::to_bytes(&json!(ids)))
         .await?;
     Ok(())
-}
-
-/// Whether `id` is among the images a central index allowed for `name`.
-pub async fn in_images_list(
-    storage: &dyn Storage,
-    name: &RepositoryName,
-    id: &ImageId,
-) -> Result<bool> {
-    match storage.get(&legacy::images_list(name)).await {
-        Ok(bytes) => Ok(matches!(parse_json(&bytes), Some(Value::Array(list))
-            if list.iter().any(|v| v.as_str() == Some(id.as_str())))),
-        Err(StorageError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]
