@@ -1,7 +1,13 @@
-//! The registry below both APIs: the application state and the models of
-//! what is stored (v1 images and tags, OCI blobs, uploads, manifests, tags,
-//! referrers), returning domain errors that each API maps to its wire.
+//! The registry below both APIs: the application state, the auth policy,
+//! and the models of what is stored (v1 images and tags in [`legacy`]),
+//! returning domain errors that each API maps to its wire. Nothing here
+//! imports an API module or `http`.
 
+pub mod auth;
+pub mod failure;
+pub mod legacy;
 mod state;
+pub mod tap;
 
+pub use failure::{Classify, Failure};
 pub use state::AppState;

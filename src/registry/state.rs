@@ -14,14 +14,14 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub search: Arc<dyn SearchIndex>,
     pub events: Events,
-    pub auth: Arc<crate::v1::auth::Auth>,
+    pub auth: Arc<crate::registry::auth::Auth>,
 }
 
 impl AppState {
     /// Opens the storage and the search index the settings name, and wires
     /// the index to the events of the API.
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
-        let auth = Arc::new(crate::v1::auth::Auth::from_settings(&settings)?);
+        let auth = Arc::new(crate::registry::auth::Auth::from_settings(&settings)?);
         let storage = crate::storage::from_settings(&settings).await?;
         let search = crate::search::from_settings(&settings, storage.clone()).await?;
         let events = Events::new();

@@ -6,7 +6,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::http::blob::BlobError;
+use crate::http::body::BodyError;
+use crate::http::range::Unsatisfiable;
 use crate::names::TAG_PATTERN;
+use crate::registry::auth::Denial;
+use crate::registry::{legacy, Classify, Failure};
 use crate::search::SearchError;
 use crate::server::response;
 use crate::storage::StorageError;
@@ -87,6 +92,80 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The statuses of lower-layer failures, whoever reported them.
+fn failure_status(failure: Failure) -> StatusCode {
+    match failure {
+        Failure::NotFound => StatusCode::NOT_FOUND,
+        Failure::InvalidPath | Failure::Interrupted => StatusCode::BAD_REQUEST,
+        Failure::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The model's refusals, as the old registry worded them.
+impl From<legacy::Error> for Error {
+    fn from(e: legacy::Error) -> Self {
+        use legacy::Error as E;
+        match e {
+            E::ImageNotFound => Error::ImageNotFound,
+            E::ImageExists => Error::ImageExists,
+            E::ImageInProgress => Error::ImageInProgress,
+            E::InvalidJson => Error::InvalidJson,
+            E::MissingId => Error::MissingId,
+            E::WrongId => Error::WrongId,
+            E::MissingParent => Error::MissingParent,
+            E::ChecksumMissing => Error::ChecksumHeaderMissing,
+            E::ChecksumEmpty => Error::ChecksumEmpty,
+            E::ChecksumNotExpected => Error::ChecksumNotExpected,
+            E::ChecksumMismatch => Error::ChecksumMismatch,
+            E::LayerFormat => Error::LayerFormat,
+            E::Interrupted => Error::Interrupted,
+            E::RepositoryNotFound => Error::RepositoryNotFound,
+            E::TagNotFound => Error::TagNotFound,
+            E::TagToDeleteNotFound(tag) => Error::TagNotFoundNamed(tag.to_string()),
+            E::InvalidData => Error::InvalidData,
+            E::DescriptionTooLong(max) => Error::DescriptionTooLong(max),
+            E::JsonDecoding => Error::JsonDecoding,
+            E::IndexImagesNotFound => Error::IndexImagesNotFound,
+            E::Storage(e) => Error::Storage(e),
+        }
+    }
+}
+
+impl From<Denial> for Error {
+    fn from(e: Denial) -> Self {
+        match e {
+            Denial::Unauthorized => Error::Unauthorized,
+            Denial::IndexUnavailable(why) => Error::Index(why),
+        }
+    }
+}
+
+impl From<BodyError> for Error {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge(limit) => Error::TooLarge(limit),
+            BodyError::Interrupted => Error::Interrupted,
+        }
+    }
+}
+
+impl From<Unsatisfiable> for Error {
+    fn from(e: Unsatisfiable) -> Self {
+        Error::RangeNotSatisfiable { size: e.size }
+    }
+}
+
+impl From<BlobError> for Error {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Range(range) => range.into(),
+            BlobError::Storage(storage) => storage.into(),
+        }
+    }
+}
+
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         use Error::*;
@@ -118,15 +197,9 @@ impl ResponseError for Error {
             | JsonDecoding
             | Interrupted
             | BadQuery(_) => StatusCode::BAD_REQUEST,
-            Storage(StorageError::NotFound(_)) => StatusCode::NOT_FOUND,
-            Storage(StorageError::InvalidPath(_)) => StatusCode::BAD_REQUEST,
-            Storage(StorageError::Interrupted(_)) => StatusCode::BAD_REQUEST,
-            Storage(StorageError::InvalidRange { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
-            Storage(StorageError::Unavailable(_)) | Search(SearchError::Busy(_)) | Index(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Search(SearchError::Unavailable(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            Storage(StorageError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            Storage(e) => failure_status(e.failure()),
+            Search(e) => failure_status(e.failure()),
+            Index(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

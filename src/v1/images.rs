@@ -3,28 +3,23 @@
 use actix_web::http::header::{self, HeaderName};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use super::error::{Error, Result};
+use super::gate;
 use super::http::{self, JSON_BODY_LIMIT};
-use super::store;
+use crate::http::blob::Serving;
+use crate::http::body;
 use crate::names::ImageId;
+use crate::registry::legacy as store;
 use crate::registry::AppState;
 use crate::server::response;
 use crate::storage::layout::legacy;
-use crate::storage::ByteStream;
 
 type Id = web::Path<String>;
 
-/// The image a request names, once the request is allowed.
-async fn authorised(state: &AppState, req: &HttpRequest, raw: &str) -> Result<ImageId> {
-    state.auth.check(req, &*state.storage, None).await?;
-    http::image_id(raw)
-}
-
 /// The image a pull names: allowed, and completely pushed.
-async fn pullable(state: &AppState, req: &HttpRequest, raw: &str) -> Result<ImageId> {
-    let id = authorised(state, req, raw).await?;
+async fn pullable(state: &AppState, raw: &str) -> Result<ImageId> {
+    let id = http::image_id(raw)?;
     store::require_complete(&*state.storage, &id).await?;
     Ok(id)
 }
@@ -36,9 +31,9 @@ pub async fn put_json(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = authorised(&state, &req, &id).await?;
+    let id = http::image_id(&id)?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
-    if !state.auth.image_allowed(&req, storage, &id).await? {
+    if !gate::may_push_image(&req, &id) {
         return Err(Error::NotInRepository);
     }
     store::put_image_json(storage, &id, body).await?;
@@ -52,12 +47,11 @@ pub async fn put_layer(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = authorised(&state, &req, &id).await?;
+    let id = http::image_id(&id)?;
     if http::docker_older_than_0_10(&req) {
         return Err(Error::ClientTooOld);
     }
-    let body: ByteStream = Box::pin(payload.map(|chunk| chunk.map_err(std::io::Error::other)));
-    store::put_image_layer(storage, &id, body).await?;
+    store::put_image_layer(storage, &id, body::stream(payload)).await?;
     Ok(response::ok_true())
 }
 
@@ -67,7 +61,7 @@ pub async fn put_checksum(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = authorised(&state, &req, &id).await?;
+    let id = http::image_id(&id)?;
     let checksum = req
         .headers()
         .get(X_DOCKER_CHECKSUM_PAYLOAD)
@@ -89,7 +83,7 @@ pub async fn get_json(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     let image = store::image_json(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());
@@ -114,7 +108,7 @@ pub async fn get_ancestry(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     let ancestry = store::image_ancestry(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());
@@ -128,7 +122,7 @@ pub async fn get_files(
     id: Id,
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     if !store::image_exists(storage, &id).await? {
         return Err(Error::ImageNotFound);
     }
@@ -154,56 +148,14 @@ pub async fn get_layer(
 ) -> Result<HttpResponse> {
     let storage = &*state.storage;
     let settings = &state.settings;
-    let id = pullable(&state, &req, &id).await?;
+    let id = pullable(&state, &id).await?;
     let size = store::layer_size(storage, &id).await?;
     if http::not_modified(&req) {
         return Ok(not_modified());
     }
     let path = legacy::image_layer(&id);
-
-    if let Some(prefix) = &settings.storage.nginx_x_accel_redirect {
-        if storage.local_path(&path).is_some() {
-            let target = format!("{}/{path}", prefix.trim_end_matches('/'));
-            let mut builder = HttpResponse::Ok();
-            http::cache_headers(&mut builder);
-            return Ok(builder
-                .content_type("application/octet-stream")
-                .insert_header(("X-Accel-Redirect", target))
-                .finish());
-        }
-        log::warn!(
-            "nginx_x_accel_redirect is set, but storage {} has no local files",
-            storage.name()
-        );
-    }
-    if settings.storage.redirect {
-        if let Some(url) = storage.redirect_url(&path).await? {
-            return Ok(HttpResponse::Found()
-                .insert_header((header::LOCATION, url))
-                .finish());
-        }
-    }
-
-    let range = http::byte_range(req.headers(), size)?;
-    let mut builder = match range {
-        Some(r) => {
-            let mut b = HttpResponse::PartialContent();
-            b.insert_header((
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{size}", r.first, r.last),
-            ));
-            b
-        }
-        None => HttpResponse::Ok(),
-    };
-    builder
-        .content_type("application/octet-stream")
-        .insert_header((header::ACCEPT_RANGES, "bytes"));
-    http::cache_headers(&mut builder);
-    let length = range.map_or(size, |r| r.len());
-    if length == 0 {
-        return Ok(builder.finish());
-    }
-    let stream = storage.get_stream(&path, range).await?;
-    Ok(builder.no_chunking(length).streaming(stream))
+    let serving = Serving::from_settings(&settings.storage, storage);
+    Ok(serving
+        .serve(&req, &path, size, StatusCode::FOUND, http::cache_headers)
+        .await?)
 }

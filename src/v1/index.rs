@@ -6,12 +6,12 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::auth::stand_in_token;
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
-use super::store::{self, IndexUpdate};
 use crate::events::Event;
 use crate::names::RepositoryName;
+use crate::registry::auth::stand_in_token;
+use crate::registry::legacy::{self as store, IndexUpdate};
 use crate::registry::AppState;
 use crate::server::response;
 
@@ -74,7 +74,7 @@ async fn put_images_with(
     payload: web::Payload,
     status: StatusCode,
 ) -> Result<HttpResponse> {
-    let name = http::authorised_repository(state, req, raw).await?;
+    let name = http::repository(raw)?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let event = match store::update_index_images(&*state.storage, &name, body).await? {
         IndexUpdate::Created => Event::RepositoryCreated {
@@ -118,7 +118,7 @@ pub async fn get_images(
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let images = store::index_images(&*state.storage, &name).await?;
     let resp = response::json_raw(StatusCode::OK, images);
     Ok(with_token(resp, &state, &req, &name, "read"))
@@ -129,7 +129,7 @@ pub async fn delete_images(
     req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let resp = response::json_builder(StatusCode::NO_CONTENT).finish();
     Ok(with_token(resp, &state, &req, &name, "delete"))
 }

@@ -1,24 +1,29 @@
 //! The v1 registry API, grouped as the API is: status (`ping`), `images`,
 //! `tags` (and repositories), the stand-in `index`, `search`.
 //!
-//! Handlers parse the request, call the model in [`store`], and map the
-//! result; the statuses and messages of every error live in [`error`].
+//! Handlers parse the request, call the model in
+//! [`crate::registry::legacy`], and map the result; the statuses and
+//! messages of every error live in [`error`].
 
-pub mod auth;
 mod error;
+mod gate;
 mod http;
 mod images;
 mod index;
-mod layer_files;
-mod legacy_json;
 mod ping;
 mod search;
-mod store;
 mod tags;
 
 pub use error::Error;
 
-use actix_web::web;
+use std::rc::Rc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{guard, web, Resource};
+
+use crate::http::gate::Gate;
+use gate::Route;
 
 use crate::config::Settings;
 
@@ -26,33 +31,51 @@ use crate::config::Settings;
 /// more path segments.
 const REPO: &str = "/{repository:.+}";
 
-/// Registers every v1 route. The stand-in index only exists for a
-/// standalone registry; otherwise a real index answers those.
+/// Registers every v1 route.
+///
+/// Every route that acts on images or repositories is a [`gated`]
+/// resource: the auth gate checks the request before its handler runs.
+/// Only the status routes, search and the stand-in index's user and auth
+/// routes are open, as they were in the old registry.
 ///
 /// Images and repositories are scopes: a request is matched against the
 /// patterns of its own scope only (each pattern is a regex run; they were
 /// 5 to 8 % of the CPU of a small request when tried one after another).
 pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    let auth = Rc::new(gate::Auth);
     cfg.route("/", web::get().to(ping::root))
         .route("/_ping", web::get().to(ping::ping))
         .route("/v1/_ping", web::get().to(ping::ping))
         .route("/v1/search", web::get().to(search::search));
 
+    let image = |path: &str| gated(&auth, Route::Image, path);
     cfg.service(
         web::scope("/v1/images")
             .service(
-                web::resource("/{id}/json")
+                image("/{id}/json")
                     .route(web::get().to(images::get_json))
                     .route(web::put().to(images::put_json)),
             )
             .service(
-                web::resource("/{id}/layer")
+                image("/{id}/layer")
                     .route(web::get().to(images::get_layer))
                     .route(web::put().to(images::put_layer)),
             )
-            .route("/{id}/checksum", web::put().to(images::put_checksum))
-            .route("/{id}/ancestry", web::get().to(images::get_ancestry))
-            .route("/{id}/files", web::get().to(images::get_files)),
+            .service(
+                image("/{id}/checksum")
+                    .guard(guard::Put())
+                    .route(web::put().to(images::put_checksum)),
+            )
+            .service(
+                image("/{id}/ancestry")
+                    .guard(guard::Get())
+                    .route(web::get().to(images::get_ancestry)),
+            )
+            .service(
+                image("/{id}/files")
+                    .guard(guard::Get())
+                    .route(web::get().to(images::get_files)),
+            ),
     );
 
     if settings.standalone {
@@ -65,47 +88,80 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     }
     cfg.service(
         web::scope("/v1/repositories")
-            .configure(|repos| repository_routes(repos, settings.standalone)),
+            .configure(|repos| repository_routes(repos, &auth, settings.standalone)),
     );
+}
+
+/// A resource whose requests pass the auth gate first. A resource made
+/// with only a method guard and one route matches exactly as
+/// `ServiceConfig::route` does (other methods fall through to the next
+/// resource, then to the JSON 404).
+fn gated(
+    auth: &Rc<gate::Auth>,
+    route: Route,
+    path: &str,
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path).wrap(Gate::new(auth.clone(), route))
 }
 
 /// The routes under `/v1/repositories`, longest suffixes first: the
 /// repository part swallows any segments.
-fn repository_routes(cfg: &mut web::ServiceConfig, standalone: bool) {
-    cfg.route(
-        &format!("{REPO}/tags/{{tag}}/json"),
-        web::get().to(tags::tag_json),
+fn repository_routes(cfg: &mut web::ServiceConfig, auth: &Rc<gate::Auth>, standalone: bool) {
+    let repository = |path: String| gated(auth, Route::Repository, &path);
+    cfg.service(
+        repository(format!("{REPO}/tags/{{tag}}/json"))
+            .guard(guard::Get())
+            .route(web::get().to(tags::tag_json)),
     )
     .service(
-        web::resource(format!("{REPO}/tags/{{tag}}"))
+        repository(format!("{REPO}/tags/{{tag}}"))
             .route(web::get().to(tags::get))
             .route(web::put().to(tags::put))
             .route(web::delete().to(tags::delete)),
     )
     .service(
-        web::resource(format!("{REPO}/tags"))
+        repository(format!("{REPO}/tags"))
             .route(web::get().to(tags::list))
             .route(web::delete().to(tags::delete_repository)),
     )
     .service(
-        web::resource(format!("{REPO}/properties"))
+        repository(format!("{REPO}/properties"))
             .route(web::get().to(tags::get_properties))
             .route(web::put().to(tags::put_properties)),
     )
-    .route(
-        &format!("{REPO}/json"),
-        web::get().to(tags::repository_json),
+    .service(
+        repository(format!("{REPO}/json"))
+            .guard(guard::Get())
+            .route(web::get().to(tags::repository_json)),
     );
 
     if standalone {
         cfg.service(
-            web::resource(format!("{REPO}/images"))
+            repository(format!("{REPO}/images"))
                 .route(web::get().to(index::get_images))
                 .route(web::put().to(index::put_images))
                 .route(web::delete().to(index::delete_images)),
         )
+        // The old registry asked no credentials here: the stand-in index
+        // hands them out.
         .route(&format!("{REPO}/auth"), web::put().to(index::put_auth))
-        .route(REPO, web::put().to(index::put_repository));
+        .service(
+            repository(REPO.to_owned())
+                .guard(guard::Put())
+                .route(web::put().to(index::put_repository)),
+        );
     }
-    cfg.route(REPO, web::delete().to(tags::delete_repository));
+    cfg.service(
+        repository(REPO.to_owned())
+            .guard(guard::Delete())
+            .route(web::delete().to(tags::delete_repository)),
+    );
 }

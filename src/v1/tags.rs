@@ -7,29 +7,24 @@ use serde_json::json;
 
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
-use super::store;
 use crate::events::Event;
 use crate::names::Tag;
+use crate::registry::legacy as store;
 use crate::registry::AppState;
 use crate::server::response;
 
-pub async fn list(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    repo: web::Path<String>,
-) -> Result<HttpResponse> {
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+pub async fn list(state: web::Data<AppState>, repo: web::Path<String>) -> Result<HttpResponse> {
+    let name = http::repository(&repo)?;
     let tags = store::tags(&*state.storage, &name).await?;
     Ok(response::json(StatusCode::OK, &tags))
 }
 
 pub async fn get(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let image = store::tag(&*state.storage, &name, &Tag::unchecked(&tag)).await?;
     Ok(response::json(StatusCode::OK, &image))
 }
@@ -41,7 +36,7 @@ pub async fn put(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let tag = Tag::parse(&tag).ok_or(Error::InvalidTag)?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let user_agent = http::user_agent_pairs(&req);
@@ -55,11 +50,10 @@ pub async fn put(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let tag = Tag::unchecked(&tag);
     store::delete_tag(&*state.storage, &name, &tag).await?;
     state.events.publish(Event::TagDeleted { name, tag }).await;
@@ -68,31 +62,28 @@ pub async fn delete(
 
 pub async fn tag_json(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let json = store::tag_json(&*state.storage, &name, &Tag::unchecked(&tag)).await?;
     Ok(response::json_raw(StatusCode::OK, json))
 }
 
 pub async fn repository_json(
     state: web::Data<AppState>,
-    req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let json = store::repository_json(&*state.storage, &name).await?;
     Ok(response::json_raw(StatusCode::OK, json))
 }
 
 pub async fn delete_repository(
     state: web::Data<AppState>,
-    req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     store::delete_repository(&*state.storage, &name).await?;
     state
         .events
@@ -103,10 +94,9 @@ pub async fn delete_repository(
 
 pub async fn get_properties(
     state: web::Data<AppState>,
-    req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let access = if store::is_private(&*state.storage, &name).await? {
         "private"
     } else {
@@ -119,11 +109,10 @@ pub async fn get_properties(
 /// description is what search shows for the repository.
 pub async fn put_properties(
     state: web::Data<AppState>,
-    req: HttpRequest,
     repo: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let name = http::authorised_repository(&state, &req, &repo).await?;
+    let name = http::repository(&repo)?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let properties = store::Properties::parse(&body)?;
     let storage = &*state.storage;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::error::{Error, Result};
+use super::{Error, Result};
 use crate::storage::{ByteStream, StorageError};
 
 /// Lists the members of the layer `layer` streams.
@@ -61,7 +61,7 @@ fn list_tar(file: std::fs::File) -> io::Result<Bytes> {
     } else {
         entries(reader)?
     };
-    Ok(super::legacy_json::to_bytes(&entries))
+    Ok(super::json::to_bytes(&entries))
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

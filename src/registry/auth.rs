@@ -5,12 +5,18 @@
 //! `privileged_key`, or an `Authorization: Token ...` that names the
 //! repository of the URL, grants the access the method needs, and that the
 //! central index (`index_endpoint`) confirms.
+//!
+//! Decisions only: given what a request carries (method, path, headers)
+//! and what it targets, [`Auth::decide`] grants or denies. It writes
+//! nothing: what a grant carries (the image list a central index gave the
+//! token) is the caller's to record. The HTTP side, checking every request
+//! once before its handler runs, is `http::gate`.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use actix_web::http::header::HeaderMap;
 use actix_web::http::Method;
-use actix_web::HttpRequest;
 use anyhow::Context;
 use base64::Engine;
 use regex::Regex;
@@ -19,11 +25,8 @@ use rsa::signature::Verifier;
 use rsa::RsaPublicKey;
 use sha1::Sha1;
 
-use super::error::{Error, Result};
-use super::store;
 use crate::config::Settings;
-use crate::names::RepositoryName;
-use crate::storage::Storage;
+use crate::names::{ImageId, RepositoryName};
 
 /// The authorisation policy, built once at startup.
 pub struct Auth {
@@ -81,35 +84,29 @@ impl Auth {
         })
     }
 
-    /// Lets the request through or answers 401. `repository` is the one the
-    /// URL names, if any.
-    pub async fn check(
-        &self,
-        req: &HttpRequest,
-        storage: &dyn Storage,
-        repository: Option<&RepositoryName>,
-    ) -> Result<()> {
-        if self.signature_valid(req) {
-            return Ok(());
+    /// Grants or denies `request` on `target`.
+    pub async fn decide(&self, request: &Request<'_>, target: Target<'_>) -> Result<Grant, Denial> {
+        if self.signature_valid(request) {
+            return Ok(Grant::Everything);
         }
         let Mode::Token {
             index_endpoint,
             client,
         } = &self.mode
         else {
-            return Ok(());
+            return Ok(Grant::Everything);
         };
-        let token = Token::from_request(req).ok_or(Error::Unauthorized)?;
-        if let Some(repository) = repository {
+        let token = Token::from_headers(request.headers).ok_or(Denial::Unauthorized)?;
+        if let Target::Repository(repository) = target {
             if token.repository != repository.to_string() {
                 log::debug!("token for {} used on {repository}", token.repository);
-                return Err(Error::Unauthorized);
+                return Err(Denial::Unauthorized);
             }
         }
-        if !token.allows(req.method()) {
-            return Err(Error::Unauthorized);
+        if !token.allows(request.method) {
+            return Err(Denial::Unauthorized);
         }
-        let name = RepositoryName::parse(&token.repository).map_err(|_| Error::Unauthorized)?;
+        let name = RepositoryName::parse(&token.repository).map_err(|_| Denial::Unauthorized)?;
         // The index answers the image list of the repository to a valid token.
         let url = format!(
             "{index_endpoint}/v1/repositories/{}/{}/images",
@@ -121,52 +118,31 @@ impl Auth {
             .header("Authorization", token.header)
             .send()
             .await
-            .map_err(|e| Error::Index(format!("{url}: {e}")))?;
+            .map_err(|e| Denial::IndexUnavailable(format!("{url}: {e}")))?;
         if !answer.status().is_success() {
             log::debug!("index refused the token: {}", answer.status());
-            return Err(Error::Unauthorized);
+            return Err(Denial::Unauthorized);
         }
         let images: Vec<serde_json::Value> =
-            answer.json().await.map_err(|_| Error::Unauthorized)?;
-        let ids: Vec<String> = images
+            answer.json().await.map_err(|_| Denial::Unauthorized)?;
+        let images = images
             .iter()
             .filter_map(|i| i.get("id").and_then(|v| v.as_str()).map(str::to_owned))
             .collect();
-        store::put_images_list(storage, &name, &ids).await?;
-        Ok(())
-    }
-
-    /// Whether `id` may be pushed: with a central index, only the images it
-    /// listed for the token's repository (privileged clients: any).
-    pub async fn image_allowed(
-        &self,
-        req: &HttpRequest,
-        storage: &dyn Storage,
-        id: &crate::names::ImageId,
-    ) -> Result<bool> {
-        if matches!(self.mode, Mode::Open) || self.signature_valid(req) {
-            return Ok(true);
-        }
-        let Some(name) =
-            Token::from_request(req).and_then(|t| RepositoryName::parse(&t.repository).ok())
-        else {
-            return Ok(false);
-        };
-        store::in_images_list(storage, &name, id).await
+        Ok(Grant::Token {
+            repository: name,
+            images,
+        })
     }
 
     /// `X-Signature: data=<base64>;...` over
     /// `METHOD,PATH,X-Docker-A:value,X-Docker-B:value` (headers sorted),
     /// RSA PKCS#1 v1.5 with SHA-1, as the old registry verified it.
-    fn signature_valid(&self, req: &HttpRequest) -> bool {
+    fn signature_valid(&self, req: &Request<'_>) -> bool {
         let Some(key) = &self.privileged_key else {
             return false;
         };
-        let Some(header) = req
-            .headers()
-            .get("X-Signature")
-            .and_then(|v| v.to_str().ok())
-        else {
+        let Some(header) = req.headers.get("X-Signature").and_then(|v| v.to_str().ok()) else {
             return false;
         };
         let fields: HashMap<&str, &str> = header
@@ -185,10 +161,63 @@ impl Auth {
     }
 }
 
+/// What a request carries that the policy reads.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    /// The URL path, without the query (a signature covers it).
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// What a request acts on, as far as the policy cares.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A repository named in the URL: a token must be for that one.
+    Repository(&'a RepositoryName),
+    /// Something not tied to a repository in the URL (a v1 image): the
+    /// token's own repository counts.
+    Unnamed,
+}
+
+/// What a granted request may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// Open registry or a privileged signature: anything.
+    Everything,
+    /// A token the central index confirmed, for `repository`, listing the
+    /// images a push may write.
+    Token {
+        repository: RepositoryName,
+        images: Vec<String>,
+    },
+}
+
+impl Grant {
+    /// Whether image `id` may be pushed under this grant: with a token,
+    /// only the images the central index listed for its repository.
+    pub fn may_push_image(&self, id: &ImageId) -> bool {
+        match self {
+            Grant::Everything => true,
+            Grant::Token { images, .. } => images.iter().any(|i| i == id.as_str()),
+        }
+    }
+}
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Denial {
+    /// No credentials, or credentials that do not cover the request.
+    #[error("requires authorization")]
+    Unauthorized,
+    /// The central index could not be asked.
+    #[error("index unavailable: {0}")]
+    IndexUnavailable(String),
+}
+
 /// The text a privileged client signs for a request.
-pub fn signed_message(req: &HttpRequest) -> String {
+pub fn signed_message(req: &Request<'_>) -> String {
     let mut docker_headers: Vec<(String, String)> = req
-        .headers()
+        .headers
         .iter()
         .filter_map(|(name, value)| {
             let title = title_case(name.as_str());
@@ -198,7 +227,7 @@ pub fn signed_message(req: &HttpRequest) -> String {
         })
         .collect();
     docker_headers.sort();
-    let mut parts = vec![req.method().to_string(), req.path().to_owned()];
+    let mut parts = vec![req.method.to_string(), req.path.to_owned()];
     parts.extend(docker_headers.into_iter().map(|(k, v)| format!("{k}:{v}")));
     parts.join(",")
 }
@@ -239,8 +268,8 @@ static TOKEN_FIELD: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"(\w+)[:=][\s"]?([^",]+)"?"#).expect("static regex"));
 
 impl Token {
-    fn from_request(req: &HttpRequest) -> Option<Self> {
-        let header = req.headers().get("Authorization")?.to_str().ok()?;
+    fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let header = headers.get("Authorization")?.to_str().ok()?;
         let (scheme, rest) = header.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("token") {
             return None;
@@ -292,14 +321,14 @@ mod tests {
                 r#"Token signature=ABC,repository="ns/app",access=write"#,
             ))
             .to_http_request();
-        let token = Token::from_request(&req).unwrap();
+        let token = Token::from_headers(req.headers()).unwrap();
         assert_eq!(token.repository, "ns/app");
         assert!(token.allows(&Method::PUT) && token.allows(&Method::POST));
         assert!(!token.allows(&Method::GET) && !token.allows(&Method::DELETE));
         let basic = TestRequest::default()
             .insert_header(("Authorization", "Basic Zm9vOmJhcg=="))
             .to_http_request();
-        assert!(Token::from_request(&basic).is_none());
+        assert!(Token::from_headers(basic.headers()).is_none());
     }
 
     #[test]
@@ -319,8 +348,13 @@ mod tests {
             .insert_header(("X-Docker-Checksum-Payload", "sha256:00"))
             .insert_header(("Content-Type", "application/json"))
             .to_http_request();
+        let request = Request {
+            method: req.method(),
+            path: req.path(),
+            headers: req.headers(),
+        };
         assert_eq!(
-            signed_message(&req),
+            signed_message(&request),
             "PUT,/v1/images/abc/json,X-Docker-Checksum-Payload:sha256:00,X-Docker-Token:true"
         );
     }

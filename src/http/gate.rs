@@ -1,0 +1,165 @@
+//! The auth gate: every request to a gated route is checked once, after
+//! routing and before its handler runs, so that no handler can forget it.
+//!
+//! An API plugs in with its own [`Policy`]: what each route declares of
+//! its requests (`Policy::Route`, e.g. "names a repository"), how a
+//! request is decided (usually by calling `registry::auth::Auth::decide`),
+//! and how a denial is rendered (v1: 401 `{"error": ...}` with
+//! `WWW-Authenticate: Token`; v2: 401 `UNAUTHORIZED` in its own JSON shape).
+//! A policy may leave what it granted in the request's extensions for the
+//! handler to read (v1 leaves the `Grant`).
+//!
+//! Wrap a resource (not the App: before routing, the route and its match
+//! info are not known yet):
+//! ```ignore
+//! let gate = Gate::new(Rc::new(V2Policy), V2Route::Blob);
+//! cfg.service(web::resource("/v2/{name:.+}/blobs/{digest}").wrap(gate).route(...));
+//! ```
+
+use std::future::{ready, Ready};
+use std::rc::Rc;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::HttpResponse;
+use futures_util::future::LocalBoxFuture;
+
+/// An API's side of the gate.
+pub trait Policy: 'static {
+    /// What a route declares of its requests.
+    type Route: 'static;
+
+    /// Decides on a request that matched `route` (its match info is set).
+    /// `Ok`: the handler runs. `Err`: this answer is sent instead.
+    fn admit<'a>(
+        &'a self,
+        route: &'a Self::Route,
+        req: &'a ServiceRequest,
+    ) -> LocalBoxFuture<'a, Result<(), HttpResponse>>;
+}
+
+/// The middleware: one per gated resource, sharing the API's policy.
+pub struct Gate<P: Policy> {
+    policy: Rc<P>,
+    route: Rc<P::Route>,
+}
+
+impl<P: Policy> Gate<P> {
+    pub fn new(policy: Rc<P>, route: P::Route) -> Self {
+        Self {
+            policy,
+            route: Rc::new(route),
+        }
+    }
+}
+
+impl<S, B, P> Transform<S, ServiceRequest> for Gate<P>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+    P: Policy,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = GateService<S, P>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(GateService {
+            service: Rc::new(service),
+            policy: self.policy.clone(),
+            route: self.route.clone(),
+        }))
+    }
+}
+
+pub struct GateService<S, P: Policy> {
+    service: Rc<S>,
+    policy: Rc<P>,
+    route: Rc<P::Route>,
+}
+
+impl<S, B, P> Service<ServiceRequest> for GateService<S, P>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+    P: Policy,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = self.service.clone();
+        let policy = self.policy.clone();
+        let route = self.route.clone();
+        Box::pin(async move {
+            let decision = policy.admit(&route, &req).await;
+            match decision {
+                Ok(()) => service
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_left_body),
+                Err(answer) => Ok(req.into_response(answer).map_into_right_body()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{test, web, App, HttpMessage};
+
+    /// Admits requests with `X-Pass: <route's word>`, recording the word.
+    struct Words;
+
+    impl Policy for Words {
+        type Route = &'static str;
+
+        fn admit<'a>(
+            &'a self,
+            route: &'a &'static str,
+            req: &'a ServiceRequest,
+        ) -> LocalBoxFuture<'a, Result<(), HttpResponse>> {
+            Box::pin(async move {
+                let pass = req.headers().get("x-pass").and_then(|v| v.to_str().ok());
+                if pass == Some(*route) {
+                    req.extensions_mut().insert(route.to_string());
+                    Ok(())
+                } else {
+                    Err(HttpResponse::Unauthorized().body("no"))
+                }
+            })
+        }
+    }
+
+    #[actix_web::test]
+    async fn the_policy_decides_before_the_handler_runs() {
+        let policy = Rc::new(Words);
+        let app = test::init_service(
+            App::new().service(
+                web::resource("/a/{x}")
+                    .wrap(Gate::new(policy.clone(), "open-a"))
+                    .route(web::get().to(|req: actix_web::HttpRequest| async move {
+                        req.extensions()
+                            .get::<String>()
+                            .cloned()
+                            .unwrap_or_default()
+                    })),
+            ),
+        )
+        .await;
+        let denied = test::call_service(&app, test::TestRequest::get().uri("/a/1").to_request());
+        assert_eq!(denied.await.status(), 401);
+        let allowed = test::TestRequest::get()
+            .uri("/a/1")
+            .insert_header(("X-Pass", "open-a"))
+            .to_request();
+        let body = test::call_and_read_body(&app, allowed).await;
+        assert_eq!(&body[..], b"open-a");
+    }
+}

@@ -1,0 +1,23 @@
+//! What both APIs share on the wire, below their handlers and above the
+//! model: bounded request bodies ([`body`]), the hashing tap on a body on
+//! its way to storage ([`tap`]), `Range` headers ([`range`]) and serving a
+//! stored file ([`blob`]: ranges, redirects, X-Accel-Redirect, streaming),
+//! and the auth [`gate`] every gated route passes before its handler.
+//!
+//! Nothing here knows an API's error shape: each function returns a small
+//! error of its own, which v1 and v2 map to their wire errors.
+
+pub mod blob;
+pub mod body;
+pub mod gate;
+pub mod range;
+
+/// The hashing tap on a body stream; the model computes digests with it too.
+pub use crate::registry::tap;
+
+use actix_web::http::header::HeaderValue;
+
+/// A header value from text we produced; `None` if it cannot be one.
+pub fn header_value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::try_from(s).ok()
+}

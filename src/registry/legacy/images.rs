@@ -1,0 +1,208 @@
+//! Images: the three steps of a push (json, layer, checksum) and what a
+//! pull reads.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{json, parse_json, remove_if_present, Error, OrNotFound, Result};
+use crate::names::ImageId;
+use crate::registry::tap::tap;
+use crate::storage::layout::legacy;
+use crate::storage::{ByteStream, Storage, StorageError};
+
+/// Refuses an image whose push is not finished.
+pub async fn require_complete(storage: &dyn Storage, id: &ImageId) -> Result<()> {
+    if storage.exists(&legacy::image_mark(id)).await? {
+        Err(Error::ImageInProgress)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the image's json is stored (complete or not).
+pub async fn image_exists(storage: &dyn Storage, id: &ImageId) -> Result<bool> {
+    Ok(storage.exists(&legacy::image_json(id)).await?)
+}
+
+/// First step of a push: the image JSON, stored as sent.
+pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) -> Result<()> {
+    let data = match parse_json(&body) {
+        Some(Value::Object(map)) if !map.is_empty() => map,
+        _ => return Err(Error::InvalidJson),
+    };
+    match data.get("id") {
+        None => return Err(Error::MissingId),
+        Some(Value::String(s)) if s == id.as_str() => {}
+        Some(_) => return Err(Error::WrongId),
+    }
+    let parent = match data.get("parent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => {
+            let parent = ImageId::parse(s).ok_or(Error::MissingParent)?;
+            if !image_exists(storage, &parent).await? {
+                return Err(Error::MissingParent);
+            }
+            Some(parent)
+        }
+        Some(_) => return Err(Error::MissingParent),
+    };
+    let json_path = legacy::image_json(id);
+    let mark_path = legacy::image_mark(id);
+    if storage.exists(&json_path).await? && !storage.exists(&mark_path).await? {
+        return Err(Error::ImageExists);
+    }
+    let mut ancestry = vec![Value::String(id.to_string())];
+    if let Some(parent) = &parent {
+        let stored = storage
+            .get(&legacy::image_ancestry(parent))
+            .await
+            .or_not_found(Error::MissingParent)?;
+        match parse_json(&stored) {
+            Some(Value::Array(list)) => ancestry.extend(list),
+            _ => ancestry.push(Value::String(parent.to_string())),
+        }
+    }
+    // The mark goes first: whatever happens next, the image is not
+    // pullable until its checksum is accepted.
+    storage.put(&mark_path, Bytes::from_static(b"true")).await?;
+    remove_if_present(storage, &legacy::image_checksum(id)).await?;
+    storage.put(&json_path, body).await?;
+    storage
+        .put(
+            &legacy::image_ancestry(id),
+            json::to_bytes(&Value::Array(ancestry)),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Second step: the layer, streamed to storage while its checksum
+/// `sha256(json + "\n" + layer)` is computed, never read back.
+pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStream) -> Result<()> {
+    let json = storage
+        .get(&legacy::image_json(id))
+        .await
+        .or_not_found(Error::ImageNotFound)?;
+    let layer_path = legacy::image_layer(id);
+    let mark_path = legacy::image_mark(id);
+    if storage.exists(&layer_path).await? && !storage.exists(&mark_path).await? {
+        return Err(Error::ImageExists);
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&json);
+    hasher.update(b"\n");
+    let (hashed, layer) = tap(body, hasher, |h, bytes| h.update(bytes));
+    match storage.put_stream(&layer_path, hashed).await {
+        Ok(_) => {}
+        Err(StorageError::Interrupted(e)) => {
+            log::info!("upload of layer {id} interrupted: {e}");
+            return Err(Error::Interrupted);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let digest = layer.finish().0.finalize();
+    let checksums = json!([format!("sha256:{}", hex::encode(digest))]);
+    storage
+        .put(&legacy::image_checksum(id), json::to_bytes(&checksums))
+        .await?;
+    Ok(())
+}
+
+/// The checksums computed for an image: a JSON list, or (older data) one
+/// bare string.
+async fn checksums(storage: &dyn Storage, id: &ImageId) -> Result<Vec<String>, StorageError> {
+    let data = storage.get(&legacy::image_checksum(id)).await?;
+    Ok(match parse_json(&data) {
+        Some(Value::Array(list)) => list
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => vec![s],
+        _ => vec![String::from_utf8_lossy(&data).trim().to_owned()],
+    })
+}
+
+/// Last step: the client's checksum; a match completes the image.
+pub async fn put_image_checksum(
+    storage: &dyn Storage,
+    id: &ImageId,
+    checksum: Option<&str>,
+) -> Result<()> {
+    let checksum = checksum.ok_or(Error::ChecksumMissing)?;
+    if checksum.is_empty() {
+        return Err(Error::ChecksumEmpty);
+    }
+    if !image_exists(storage, id).await? {
+        return Err(Error::ImageNotFound);
+    }
+    let mark_path = legacy::image_mark(id);
+    if !storage.exists(&mark_path).await? {
+        return Err(Error::ChecksumNotExpected);
+    }
+    let known = checksums(storage, id)
+        .await
+        .or_not_found(Error::ChecksumMismatch)?;
+    if !known.iter().any(|c| c == checksum) {
+        log::debug!("checksum mismatch for {id}: got {checksum}, expected {known:?}");
+        return Err(Error::ChecksumMismatch);
+    }
+    remove_if_present(storage, &mark_path).await
+}
+
+/// What `GET /v1/images/<id>/json` answers with.
+pub struct ImageJson {
+    pub json: Bytes,
+    pub layer_size: Option<u64>,
+    pub checksum: Option<String>,
+}
+
+pub async fn image_json(storage: &dyn Storage, id: &ImageId) -> Result<ImageJson> {
+    let json = storage
+        .get(&legacy::image_json(id))
+        .await
+        .or_not_found(Error::ImageNotFound)?;
+    let layer_size = storage.size(&legacy::image_layer(id)).await.ok();
+    let checksum = checksums(storage, id)
+        .await
+        .ok()
+        .and_then(|c| c.into_iter().next());
+    Ok(ImageJson {
+        json,
+        layer_size,
+        checksum,
+    })
+}
+
+pub async fn image_ancestry(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
+    storage
+        .get(&legacy::image_ancestry(id))
+        .await
+        .or_not_found(Error::ImageNotFound)
+}
+
+/// The size of a stored layer.
+pub async fn layer_size(storage: &dyn Storage, id: &ImageId) -> Result<u64> {
+    storage
+        .size(&legacy::image_layer(id))
+        .await
+        .or_not_found(Error::ImageNotFound)
+}
+
+/// The `/files` listing, computed once and kept in `_files`.
+pub async fn image_files(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
+    let cache = legacy::image_files(id);
+    match storage.get(&cache).await {
+        Ok(cached) => return Ok(cached),
+        Err(StorageError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let layer = storage
+        .get_stream(&legacy::image_layer(id), None)
+        .await
+        .or_not_found(Error::ImageNotFound)?;
+    let listing = super::layer_files::list(layer).await?;
+    storage.put(&cache, listing.clone()).await?;
+    Ok(listing)
+}
