@@ -9,13 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use registry_v1::search::sqlite::SqliteIndex;
 use registry_v1::search::{DatabaseLocation, SearchIndex, SearchPage, SearchQuery};
-use registry_v1::storage::{ByteRange, ByteStream, Storage, StorageError};
+use registry_v1::storage::memory::MemoryStorage;
 
 const WORDS: &[&str] = &[
     "alpine",
@@ -96,7 +94,8 @@ fn main() {
         let started = Instant::now();
         let index = SqliteIndex::open(
             &DatabaseLocation::File(path.clone()),
-            &NoStorage,
+            // The database is not new: storage is never walked.
+            &MemoryStorage::new(),
             &indicatif::ProgressBar::hidden(),
         )
         .await
@@ -219,42 +218,4 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// The database is not new, so storage is never walked.
-struct NoStorage;
-
-#[async_trait(?Send)]
-impl Storage for NoStorage {
-    fn name(&self) -> &'static str {
-        "none"
-    }
-    async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
-        Err(StorageError::NotFound(path.into()))
-    }
-    async fn put(&self, path: &str, _data: Bytes) -> Result<(), StorageError> {
-        Err(StorageError::Unavailable(path.into()))
-    }
-    async fn put_stream(&self, path: &str, _body: ByteStream) -> Result<u64, StorageError> {
-        Err(StorageError::Unavailable(path.into()))
-    }
-    async fn get_stream(
-        &self,
-        path: &str,
-        _range: Option<ByteRange>,
-    ) -> Result<ByteStream, StorageError> {
-        Err(StorageError::NotFound(path.into()))
-    }
-    async fn size(&self, path: &str) -> Result<u64, StorageError> {
-        Err(StorageError::NotFound(path.into()))
-    }
-    async fn exists(&self, _path: &str) -> Result<bool, StorageError> {
-        Ok(false)
-    }
-    async fn list(&self, path: &str) -> Result<Vec<String>, StorageError> {
-        Err(StorageError::NotFound(path.into()))
-    }
-    async fn remove(&self, path: &str) -> Result<(), StorageError> {
-        Err(StorageError::NotFound(path.into()))
-    }
 }

@@ -1,5 +1,5 @@
 //! The shared storage driver suite, run against every driver: local on a
-//! temporary folder, S3 and GCS against a real S3-compatible server on
+//! temporary folder, memory, S3 and GCS against a real S3-compatible server on
 //! loopback (see `storage_support::s3_server`).
 
 mod storage_support;
@@ -30,7 +30,16 @@ macro_rules! driver_suite {
                 invalid_paths_are_refused,
                 interrupted_upload_keeps_old_content,
                 abandoned_upload_leaves_nothing,
-                redirect_urls
+                redirect_urls,
+                writer_resumes_across_writers,
+                resume_drops_bytes_after_the_last_close,
+                resume_on_another_instance,
+                resume_before_the_last_close,
+                writer_errors,
+                cancel_leaves_nothing,
+                commit_makes_a_plain_file,
+                rename_replaces_atomically,
+                stat_gives_size_and_time
             );
         }
     };
@@ -48,8 +57,54 @@ macro_rules! driver_suite {
 }
 
 driver_suite!(local, async { Some(Fixture::local().await) });
+driver_suite!(memory, async { Some(Fixture::memory().await) });
 driver_suite!(s3, Fixture::bucket(StorageKind::S3, "/registry", true));
 driver_suite!(
     gcs,
     Fixture::bucket(StorageKind::Gcs, "/registry/gcs", false)
 );
+
+/// Past 5 GiB a rename copies in parts; the same copy, in 5 MiB parts,
+/// on an object of a few parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_copies_in_parts() {
+    use registry_v1::storage::s3::{S3Storage, MIN_PART};
+    use storage_support::pattern;
+    let Some(fixture) = Fixture::bucket(StorageKind::S3, "/registry", false).await else {
+        return;
+    };
+    let Some(server) = storage_support::s3_server::server() else {
+        return;
+    };
+    let bucket = fixture.raw_bucket().expect("a bucket").name();
+    let settings = storage_support::fixture::s3_settings(server.port, &bucket, false);
+    let s3 = S3Storage::new(&StorageKind::S3, &settings, "/registry").unwrap();
+    let s = &*fixture.storage;
+    let len = 2 * MIN_PART as u64 + 12_345;
+    s.put_stream("a/from", Box::pin(pattern::stream(61, len)))
+        .await
+        .unwrap();
+    s3.copy_in_parts("a/from", "b/c d%/to", len, MIN_PART as u64)
+        .await
+        .unwrap();
+    assert_eq!(s.size("b/c d%/to").await.unwrap(), len);
+    let checked = pattern::verify(61, 0, s.get_stream("b/c d%/to", None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, len);
+    assert!(s.exists("a/from").await.unwrap(), "a copy keeps its source");
+    assert!(
+        matches!(
+            s3.copy_in_parts("a/none", "b/x", len, MIN_PART as u64)
+                .await,
+            Err(registry_v1::storage::StorageError::NotFound(_))
+        ),
+        "a missing source"
+    );
+    assert!(!s.exists("b/x").await.unwrap());
+    assert!(
+        fixture.leftovers().await.is_empty(),
+        "{:?}",
+        fixture.leftovers().await
+    );
+}

@@ -50,89 +50,74 @@ pub async fn repositories(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use async_trait::async_trait;
     use bytes::Bytes;
 
-    use crate::storage::{ByteRange, ByteStream, Result};
+    use crate::storage::memory;
+    use crate::storage::{ByteRange, ByteStream, FileInfo, FileWriter, Result};
 
-    /// Files in a map, listed like folders: enough to walk.
+    /// The memory driver, with one folder whose listing fails as an
+    /// unreachable backend's would.
     #[derive(Default)]
     pub(crate) struct MemoryStorage {
-        pub files: Mutex<BTreeMap<String, Bytes>>,
-        /// Listing this folder fails as an unreachable backend would.
+        pub storage: memory::MemoryStorage,
         pub broken: Option<String>,
     }
 
     impl MemoryStorage {
         /// A storage holding `repositories/<folder>/json` for each folder.
         pub fn with_repositories(folders: &[&str]) -> Self {
-            let storage = Self::default();
-            for folder in folders {
-                storage
-                    .files
-                    .lock()
-                    .unwrap()
-                    .insert(format!("repositories/{folder}/json"), Bytes::new());
+            let files = folders
+                .iter()
+                .map(|folder| (format!("repositories/{folder}/json"), Bytes::new()));
+            Self {
+                storage: memory::MemoryStorage::with_files(files).expect("valid test paths"),
+                broken: None,
             }
-            storage
         }
     }
 
     #[async_trait(?Send)]
     impl Storage for MemoryStorage {
         fn name(&self) -> &'static str {
-            "memory"
+            self.storage.name()
         }
         async fn get(&self, path: &str) -> Result<Bytes> {
-            let files = self.files.lock().unwrap();
-            files
-                .get(path)
-                .cloned()
-                .ok_or_else(|| StorageError::NotFound(path.into()))
+            self.storage.get(path).await
         }
         async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-            self.files.lock().unwrap().insert(path.into(), data);
-            Ok(())
+            self.storage.put(path, data).await
         }
-        async fn put_stream(&self, path: &str, _body: ByteStream) -> Result<u64> {
-            Err(StorageError::Unavailable(path.into()))
+        async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
+            self.storage.put_stream(path, body).await
         }
-        async fn get_stream(&self, path: &str, _range: Option<ByteRange>) -> Result<ByteStream> {
-            Err(StorageError::Unavailable(path.into()))
+        async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+            self.storage.get_stream(path, range).await
         }
         async fn size(&self, path: &str) -> Result<u64> {
-            Ok(self.get(path).await?.len() as u64)
+            self.storage.size(path).await
         }
         async fn exists(&self, path: &str) -> Result<bool> {
-            Ok(self.files.lock().unwrap().contains_key(path))
+            self.storage.exists(path).await
         }
         async fn list(&self, path: &str) -> Result<Vec<String>> {
             if self.broken.as_deref() == Some(path) {
                 return Err(StorageError::Unavailable("connection refused".into()));
             }
-            let prefix = format!("{path}/");
-            let files = self.files.lock().unwrap();
-            let mut children: Vec<String> = files
-                .keys()
-                .filter_map(|k| k.strip_prefix(&prefix))
-                .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
-                .collect();
-            children.dedup();
-            if children.is_empty() {
-                return Err(StorageError::NotFound(path.into()));
-            }
-            Ok(children)
+            self.storage.list(path).await
         }
         async fn remove(&self, path: &str) -> Result<()> {
-            let prefix = format!("{path}/");
-            self.files
-                .lock()
-                .unwrap()
-                .retain(|k, _| k != path && !k.starts_with(&prefix));
-            Ok(())
+            self.storage.remove(path).await
+        }
+        async fn writer(&self, path: &str, resume: Option<u64>) -> Result<Box<dyn FileWriter>> {
+            self.storage.writer(path, resume).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> Result<()> {
+            self.storage.rename(from, to).await
+        }
+        async fn stat(&self, path: &str) -> Result<FileInfo> {
+            self.storage.stat(path).await
         }
     }
 

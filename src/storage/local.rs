@@ -16,10 +16,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use tempfile::{NamedTempFile, TempPath};
 use tokio::task::JoinHandle;
 
@@ -138,6 +139,59 @@ fn commit(file: File, temp: TempPath, dest: &Path) -> io::Result<()> {
     temp.persist(dest).map_err(|e| e.error)
 }
 
+/// Syncs a folder, so that names created or moved in it survive a power
+/// loss as the files' data does.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn parent(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent folder"))
+}
+
+/// Opens the file a [`LocalWriter`] appends to: a new, empty one (its
+/// folder created as needed), or an existing one cut to its first
+/// `resume` bytes.
+fn open_for_writing(full: &Path, resume: Option<u64>) -> io::Result<(File, Option<u64>)> {
+    match resume {
+        None => {
+            let dir = parent(full)?;
+            let create = || {
+                fs::create_dir_all(dir)?;
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o666)
+                    .open(full)
+            };
+            let file = match create() {
+                // The folder was removed meanwhile (see `temp_beside`).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => create()?,
+                other => other?,
+            };
+            Ok((file, None))
+        }
+        Some(n) => {
+            let mut file = fs::OpenOptions::new().write(true).open(full)?;
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            }
+            if meta.len() < n {
+                return Ok((file, Some(meta.len())));
+            }
+            if meta.len() > n {
+                // Bytes an abandoned writer left after the last close.
+                file.set_len(n)?;
+            }
+            file.seek(SeekFrom::Start(n))?;
+            Ok((file, None))
+        }
+    }
+}
+
 fn file_size(path: &Path) -> io::Result<u64> {
     let meta = fs::metadata(path)?;
     if meta.is_dir() {
@@ -221,6 +275,122 @@ impl BlockReader {
         self.remaining = 0;
         self.ahead = None;
         self
+    }
+}
+
+/// A file written in place, appended to across requests: what is written
+/// is collected into [`WRITE_BATCH`] batches, each written on the blocking
+/// pool.
+struct LocalWriter {
+    path: String,
+    full: PathBuf,
+    root: PathBuf,
+    /// Taken by the write in flight; gone after a failed write.
+    file: Option<File>,
+    pending: BytesMut,
+    size: u64,
+    /// A file this writer created: its folder entry is synced once, at the
+    /// first close.
+    new_entry: bool,
+}
+
+impl LocalWriter {
+    async fn write_out(&mut self, data: Bytes) -> Result<()> {
+        let mut file = self.file.take().ok_or_else(|| failed_before(&self.path))?;
+        let file = blocking(&self.path, move || {
+            file.write_all(&data)?;
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.pending).freeze();
+        self.write_out(data).await
+    }
+
+    /// Writes out what is pending and syncs it (and a new file's name).
+    async fn sync(&mut self) -> Result<u64> {
+        self.flush().await?;
+        let file = self.file.take().ok_or_else(|| failed_before(&self.path))?;
+        let full = self.full.clone();
+        let new_entry = std::mem::take(&mut self.new_entry);
+        blocking(&self.path, move || {
+            file.sync_data()?;
+            if new_entry {
+                sync_dir(parent(&full)?)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(self.size)
+    }
+}
+
+/// A writer whose earlier write failed: what is on disk is unknown.
+fn failed_before(path: &str) -> StorageError {
+    StorageError::Io {
+        path: path.to_owned(),
+        source: io::Error::other("an earlier write to this file failed"),
+    }
+}
+
+#[async_trait(?Send)]
+impl FileWriter for LocalWriter {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.size += data.len() as u64;
+        if self.pending.len() + data.len() < WRITE_BATCH {
+            self.pending.extend_from_slice(&data);
+            return Ok(());
+        }
+        self.flush().await?;
+        if data.len() >= WRITE_BATCH {
+            self.write_out(data).await
+        } else {
+            self.pending.extend_from_slice(&data);
+            Ok(())
+        }
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<u64> {
+        self.sync().await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64> {
+        // The file is already at its path.
+        self.sync().await
+    }
+
+    async fn cancel(mut self: Box<Self>) -> Result<()> {
+        self.file = None;
+        let full = self.full.clone();
+        let root = self.root.clone();
+        blocking(&self.path, move || {
+            match fs::remove_file(&full) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            // The folders the file was alone in go too, as they would in a
+            // bucket: an upload cancelled leaves nothing to list. Only empty
+            // folders are removed, and a writer creating a file in one
+            // meanwhile creates it again (see `open_for_writing`).
+            for dir in full.ancestors().skip(1) {
+                if dir == root || !dir.starts_with(&root) || fs::remove_dir(dir).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -391,6 +561,61 @@ impl Storage for LocalStorage {
             }
         })
         .await
+    }
+
+    async fn writer(&self, path: &str, resume: Option<u64>) -> Result<Box<dyn FileWriter>> {
+        let full = self.resolve(path)?;
+        let f = full.clone();
+        let (file, short) = blocking(path, move || open_for_writing(&f, resume)).await?;
+        if let Some(size) = short {
+            return Err(StorageError::InvalidRange {
+                path: path.to_owned(),
+                size,
+            });
+        }
+        Ok(Box::new(LocalWriter {
+            path: path.to_owned(),
+            full,
+            root: self.root.clone(),
+            file: Some(file),
+            pending: BytesMut::new(),
+            size: resume.unwrap_or(0),
+            new_entry: resume.is_none(),
+        }))
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let source = self.resolve(from)?;
+        let dest = self.resolve(to)?;
+        blocking(from, move || {
+            if fs::metadata(&source)?.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            }
+            let dir = parent(&dest)?;
+            fs::create_dir_all(dir)?;
+            fs::rename(&source, &dest)?;
+            sync_dir(dir)?;
+            let source_dir = parent(&source)?;
+            if source_dir != dir {
+                sync_dir(source_dir)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        let full = self.resolve(path)?;
+        quick(path, || {
+            let meta = fs::metadata(full)?;
+            if meta.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            }
+            Ok(FileInfo {
+                size: meta.len(),
+                modified: meta.modified()?,
+            })
+        })
     }
 
     async fn redirect_url(&self, path: &str) -> Result<Option<String>> {

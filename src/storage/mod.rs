@@ -7,6 +7,7 @@
 
 pub mod layout;
 pub mod local;
+pub mod memory;
 pub mod s3;
 
 use std::io;
@@ -72,6 +73,39 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Size and modification time of a stored file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileInfo {
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
+/// A file written across several requests (an upload in progress).
+///
+/// What a reader sees at the writer's path before `commit` depends on the
+/// driver (local: the bytes written so far; memory and S3: nothing new),
+/// and S3 lists the writer's state (`<name>.writer`) beside it: callers
+/// write in-progress files to folders of their own. One writer at a time
+/// per path; a second one's close replaces the first one's.
+#[async_trait(?Send)]
+pub trait FileWriter {
+    /// Bytes in the file so far; the next write appends after them.
+    fn size(&self) -> u64;
+    /// Appends bytes (the caller passes blocks; the driver may buffer up to
+    /// one backend part, e.g. 5 MiB on S3, never more).
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+    /// Makes everything written so far durable and ends this writer. A
+    /// later `writer(path, Some(self.size()))` continues at that offset,
+    /// in this process, after a restart, or (S3) on another instance.
+    async fn close(self: Box<Self>) -> Result<u64>;
+    /// Ends the file: it becomes a plain file at its path, readable by
+    /// get/get_stream/size (S3: completes the multipart upload; a file
+    /// under 5 MiB may be put whole). Returns its size.
+    async fn commit(self: Box<Self>) -> Result<u64>;
+    /// Throws away the file and any state the driver kept for it.
+    async fn cancel(self: Box<Self>) -> Result<()>;
+}
+
 /// The operations the registry needs from a place to keep blobs.
 ///
 /// Every write is atomic: a reader sees the old content or the new one,
@@ -107,6 +141,23 @@ pub trait Storage: Send + Sync {
 
     /// Removes a file, or a folder and everything under it.
     async fn remove(&self, path: &str) -> Result<()>;
+
+    /// A writer for `path`. `None`: a new file (anything there before is
+    /// dropped). `Some(n)`: continue a file whose first `n` bytes an
+    /// earlier writer closed; bytes written after its last close are
+    /// dropped. `NotFound` when there is no such file in progress,
+    /// `InvalidRange { .. }` when fewer than `n` bytes were closed. Its
+    /// `size` is the furthest offset, at most `n`, a resume can continue
+    /// at: the closed size, or on S3, where a part once sent cannot be
+    /// cut, the end of the last part before `n` when `n` falls inside one.
+    async fn writer(&self, path: &str, resume: Option<u64>) -> Result<Box<dyn FileWriter>>;
+
+    /// Moves a plain file to `to`, replacing it atomically (local: rename;
+    /// S3: copy then delete). `NotFound` when `from` is missing.
+    async fn rename(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Size and modification time of a file. `NotFound` when missing.
+    async fn stat(&self, path: &str) -> Result<FileInfo>;
 
     /// A URL a client can download `path` from directly, where the backend
     /// offers one (`storage_redirect`).

@@ -7,6 +7,12 @@
 //! bucket reads as it is. A custom endpoint (`boto_host`/`boto_port`: Ceph,
 //! MinIO, GCS, any S3-compatible store) is addressed path-style.
 //!
+//! A [`FileWriter`] is one multipart upload, started when the writer is
+//! and recorded, with its closed parts and the closed bytes too few for a
+//! part, in one object beside the file (`<path>.writer`); any instance can
+//! resume it from there. `rename` is a server-side copy (CopyObject, in
+//! parts past 5 GiB) and a delete.
+//!
 //! rust-s3's `fail-on-err` feature is off: every response's status is
 //! checked here and mapped to a [`StorageError`].
 
@@ -14,7 +20,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use ::s3::command::Command;
+use ::s3::command::{Command, Multipart};
 use ::s3::creds::Credentials;
 use ::s3::error::S3Error;
 use ::s3::request::tokio_backend::ReqwestRequest;
@@ -39,6 +45,23 @@ const MAX_PARTS: u32 = 10_000;
 /// memory an upload holds is at most `(PARTS_IN_FLIGHT + 1)` parts.
 pub const PARTS_IN_FLIGHT: usize = 3;
 
+/// The smallest part S3 takes, for every part but the last: a writer
+/// keeps fewer closed bytes than this in its state object instead.
+pub const MIN_PART: usize = 5 * 1024 * 1024;
+
+/// Suffix of the object, beside a file in progress, that keeps its
+/// writer's state: the multipart upload, its closed parts, then the closed
+/// bytes too few for a part. One object, so that a close is one atomic PUT.
+pub const WRITER_SUFFIX: &str = ".writer";
+
+/// The largest object one CopyObject copies; larger ones are copied in
+/// parts (UploadPartCopy).
+pub const COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Bytes a part of a copy in parts holds, at least: few requests, and
+/// 10,000 of them reach S3's largest object.
+pub const COPY_PART: u64 = 512 * 1024 * 1024;
+
 /// How long a presigned download URL stays valid (as the old registry).
 pub const REDIRECT_EXPIRY_SECS: u32 = 1200;
 
@@ -51,6 +74,7 @@ const PART_TIMEOUT: Duration = Duration::from_secs(300);
 /// GCS's XML interface has no multi-object delete.
 const DELETES_IN_FLIGHT: usize = 16;
 
+#[derive(Clone)]
 pub struct S3Storage {
     name: &'static str,
     /// Key prefix: `storage_path` without its slashes, plus `/`; or empty.
@@ -264,6 +288,11 @@ impl S3Storage {
 
     /// The object's size, or NotFound.
     async fn head(&self, path: &str, key: &str) -> Result<u64> {
+        Ok(self.head_info(path, key).await?.size)
+    }
+
+    /// The object's size and modification time, or NotFound.
+    async fn head_info(&self, path: &str, key: &str) -> Result<FileInfo> {
         let (head, status) = self
             .control
             .head_object(key)
@@ -272,7 +301,189 @@ impl S3Storage {
         if !(200..300).contains(&status) {
             return Err(self.status_error(path, status, b""));
         }
-        Ok(head.content_length.unwrap_or(0).max(0) as u64)
+        let modified = head
+            .last_modified
+            .as_deref()
+            .and_then(|date| httpdate::parse_http_date(date).ok())
+            .ok_or_else(|| StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(format!(
+                    "{}: no readable Last-Modified for the object",
+                    self.place
+                )),
+            })?;
+        Ok(FileInfo {
+            size: head.content_length.unwrap_or(0).max(0) as u64,
+            modified,
+        })
+    }
+
+    /// The `x-amz-copy-source` of a key: a URL path, where keys may hold
+    /// `%`, spaces and other bytes that must be escaped.
+    fn copy_source(&self, key: &str) -> String {
+        format!(
+            "/{}/{}",
+            self.create.name(),
+            percent_encoding::utf8_percent_encode(key, COPY_SOURCE)
+        )
+    }
+
+    /// Copies the object at `from` (of `size` bytes) to `to` in parts of
+    /// `part` bytes or more, on the server side: the way past
+    /// [`COPY_LIMIT`], which [`Storage::rename`] takes for larger objects.
+    /// `to` appears whole when the copy completes, or not at all.
+    pub async fn copy_in_parts(&self, from: &str, to: &str, size: u64, part: u64) -> Result<()> {
+        let from_key = self.key(from)?;
+        let to_key = self.key(to)?;
+        let part = part
+            .max(size.div_ceil(u64::from(MAX_PARTS)))
+            .max(MIN_PART as u64);
+        let started = self
+            .create
+            .initiate_multipart_upload(&to_key, "application/octet-stream")
+            .await
+            .map_err(|e| self.failed(from, e))?;
+        let id = started.upload_id;
+        let mut parts = Vec::new();
+        let mut first = 0;
+        let mut number = 1;
+        let copied = loop {
+            let last = (first + part).min(size) - 1;
+            match self
+                .copy_part(from, &from_key, &to_key, &id, number, first, last)
+                .await
+            {
+                Ok(etag) => parts.push(Part {
+                    part_number: number,
+                    etag,
+                }),
+                Err(e) => break Err(e),
+            }
+            first = last + 1;
+            number += 1;
+            if first >= size {
+                break complete_upload(&self.control, &to_key, &id, parts)
+                    .await
+                    .map_err(|e| self.failed(from, e));
+            }
+        };
+        if copied.is_err() {
+            if let Err(e) = self.abort_key(from, &to_key, &id).await {
+                log::warn!("could not abort the unfinished copy to {to_key}: {e}");
+            }
+        }
+        copied
+    }
+
+    /// Copies bytes `first..=last` of `from_key` as part `number` of the
+    /// upload `id`; returns the part's ETag.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_part(
+        &self,
+        path: &str,
+        from_key: &str,
+        to_key: &str,
+        id: &str,
+        number: u32,
+        first: u64,
+        last: u64,
+    ) -> Result<String> {
+        let header = |value: String| {
+            reqwest::header::HeaderValue::from_str(&value).map_err(|e| StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(e),
+            })
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-amz-copy-source", header(self.copy_source(from_key))?);
+        headers.insert(
+            "x-amz-copy-source-range",
+            header(format!("bytes={first}-{last}"))?,
+        );
+        let command = Command::PutObject {
+            content: &[],
+            multipart: Some(Multipart::new(number, id)),
+            custom_headers: Some(headers),
+            content_type: "application/octet-stream",
+        };
+        let request = ReqwestRequest::new(&self.parts, to_key, command)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let body = String::from_utf8_lossy(response.as_slice());
+        let etag = body
+            .find("<ETag>")
+            .map(|at| &body[at + "<ETag>".len()..])
+            .and_then(|rest| Some(&rest[..rest.find("</ETag>")?]));
+        match etag {
+            Some(etag) if (200..300).contains(&response.status_code()) => {
+                // The document escapes the ETag's quotes.
+                Ok(etag.replace("&quot;", "\"").replace("&#34;", "\""))
+            }
+            _ => Err(self.status_error(path, response.status_code().max(400), response.as_slice())),
+        }
+    }
+
+    /// Copies `from_key` over `to_key` on the server side.
+    async fn copy_key(&self, path: &str, from_key: &str, to_key: &str) -> Result<()> {
+        let source = self.copy_source(from_key);
+        let request =
+            ReqwestRequest::new(&self.create, to_key, Command::CopyObject { from: &source })
+                .await
+                .map_err(|e| self.failed(path, e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        let status = response.status_code();
+        // S3 may answer 200 and still fail, with an error document.
+        if !(200..300).contains(&status) || response.as_slice().windows(7).any(|w| w == b"<Error>")
+        {
+            return Err(self.status_error(path, status.max(400), response.as_slice()));
+        }
+        Ok(())
+    }
+
+    async fn put_key(&self, path: &str, key: &str, data: &[u8]) -> Result<()> {
+        let response = self
+            .create
+            .put_object(key, data)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(path, response.status_code(), response.as_slice()));
+        }
+        Ok(())
+    }
+
+    /// Aborts a multipart upload; one already gone is fine.
+    async fn abort_key(&self, path: &str, key: &str, id: &str) -> Result<()> {
+        match self.control.abort_upload(key, id).await {
+            Ok(()) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
+            Err(e) => Err(self.failed(path, e)),
+        }
+    }
+
+    /// The state a writer of `path` closed last, and its tail.
+    async fn read_writer_state(&self, path: &str, state_key: &str) -> Result<(WriterState, Bytes)> {
+        let response = self
+            .control
+            .get_object(state_key)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(path, response.status_code(), response.as_slice()));
+        }
+        WriterState::decode(response.bytes()).ok_or_else(|| StorageError::Io {
+            path: path.to_owned(),
+            source: io::Error::other(format!(
+                "{}: unreadable writer state {state_key}",
+                self.place
+            )),
+        })
     }
 
     async fn delete_key(&self, path: &str, key: &str) -> Result<()> {
@@ -328,6 +539,15 @@ impl S3Storage {
         Ok(blocks.total())
     }
 }
+
+/// What a key keeps unescaped in `x-amz-copy-source`: the characters
+/// URL paths allow, `/` included.
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn part_size(number: u32) -> usize {
     PART_SIZE * (1 + ((number.saturating_sub(1)) / PARTS_PER_STEP) as usize)
@@ -409,26 +629,7 @@ impl Upload {
             self.wait_oldest().await?;
         }
         let parts = std::mem::take(&mut self.parts);
-        let response = match self
-            .bucket
-            .complete_multipart_upload(&self.key, &self.id, parts)
-            .await
-        {
-            Ok(response) => response,
-            // rust-s3 wants the root element AWS sends; some compatible
-            // stores name it otherwise. Only an <Error> means failure.
-            Err(S3Error::HttpFailWithBody(200, body)) if !body.contains("<Error>") => {
-                self.finished = true;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        if !(200..300).contains(&response.status_code()) {
-            return Err(S3Error::HttpFailWithBody(
-                response.status_code(),
-                String::from_utf8_lossy(response.as_slice()).into_owned(),
-            ));
-        }
+        complete_upload(&self.bucket, &self.key, &self.id, parts).await?;
         self.finished = true;
         Ok(())
     }
@@ -439,6 +640,29 @@ impl Upload {
         let in_flight = std::mem::take(&mut self.in_flight);
         abort_after(&self.bucket, &self.key, &self.id, in_flight).await;
     }
+}
+
+/// Makes a multipart upload the object at `key`.
+async fn complete_upload(
+    bucket: &Bucket,
+    key: &str,
+    id: &str,
+    parts: Vec<Part>,
+) -> Result<(), S3Error> {
+    let response = match bucket.complete_multipart_upload(key, id, parts).await {
+        Ok(response) => response,
+        // rust-s3 wants the root element AWS sends; some compatible
+        // stores name it otherwise. Only an <Error> means failure.
+        Err(S3Error::HttpFailWithBody(200, body)) if !body.contains("<Error>") => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !(200..300).contains(&response.status_code()) {
+        return Err(S3Error::HttpFailWithBody(
+            response.status_code(),
+            String::from_utf8_lossy(response.as_slice()).into_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Waits for the parts still being sent (an abort does not stop them),
@@ -479,6 +703,181 @@ impl Drop for Upload {
     }
 }
 
+/// What a writer closed: the multipart upload of its path and the parts
+/// sent to it, in order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WriterState {
+    upload_id: String,
+    parts: Vec<SentPart>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SentPart {
+    number: u32,
+    etag: String,
+    size: u64,
+}
+
+impl WriterState {
+    /// The state as one line of JSON, then the tail's bytes.
+    fn encode(&self, tail: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = serde_json::to_vec(self)?;
+        out.push(b'\n');
+        out.extend_from_slice(tail);
+        Ok(out)
+    }
+
+    fn decode(data: &Bytes) -> Option<(Self, Bytes)> {
+        let end = data.iter().position(|&b| b == b'\n')?;
+        let state = serde_json::from_slice(&data[..end]).ok()?;
+        Some((state, data.slice(end + 1..)))
+    }
+
+    fn sent(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+}
+
+/// A file written across requests as one multipart upload. Bytes are
+/// collected into parts of [`part_size`]; at most one part is held.
+struct S3Writer {
+    storage: S3Storage,
+    path: String,
+    key: String,
+    state_key: String,
+    state: WriterState,
+    sent: u64,
+    /// The bytes after the sent parts, fewer than one part.
+    buffer: BytesMut,
+}
+
+impl S3Writer {
+    fn next_number(&self) -> u32 {
+        self.state.parts.last().map_or(1, |p| p.number + 1)
+    }
+
+    /// Sends the buffer as the next part. The buffer is kept until the
+    /// part is in, so that a failed part can be sent again.
+    async fn send_part(&mut self) -> Result<()> {
+        let s = &self.storage;
+        let number = self.next_number();
+        if number > MAX_PARTS {
+            return Err(s.status_error(&self.path, 400, b"<Code>EntityTooLarge</Code>"));
+        }
+        let command = Command::PutObject {
+            content: &self.buffer,
+            multipart: Some(Multipart::new(number, &self.state.upload_id)),
+            custom_headers: None,
+            content_type: "application/octet-stream",
+        };
+        let request = ReqwestRequest::new(&s.parts, &self.key, command)
+            .await
+            .map_err(|e| s.failed(&self.path, e))?;
+        let response = request
+            .response_data(true)
+            .await
+            .map_err(|e| s.failed(&self.path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(s.status_error(&self.path, response.status_code(), b""));
+        }
+        let etag = response
+            .as_str()
+            .map_err(|e| s.failed(&self.path, S3Error::Utf8(e)))?;
+        if etag.is_empty() {
+            return Err(s.status_error(&self.path, 502, b"<Code>NoETagForPart</Code>"));
+        }
+        let size = self.buffer.len() as u64;
+        self.state.parts.push(SentPart {
+            number,
+            etag: etag.to_owned(),
+            size,
+        });
+        self.sent += size;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Records the sent parts and the tail beside the path, in one PUT.
+    async fn save(&self) -> Result<()> {
+        let s = &self.storage;
+        let state = self
+            .state
+            .encode(&self.buffer)
+            .map_err(|e| StorageError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        s.put_key(&self.path, &self.state_key, &state).await
+    }
+}
+
+#[async_trait(?Send)]
+impl FileWriter for S3Writer {
+    fn size(&self) -> u64 {
+        self.sent + self.buffer.len() as u64
+    }
+
+    async fn write(&mut self, mut data: Bytes) -> Result<()> {
+        loop {
+            let target = part_size(self.next_number());
+            if self.buffer.len() >= target {
+                self.send_part().await?;
+                continue;
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            let take = (target - self.buffer.len()).min(data.len());
+            self.buffer.extend_from_slice(&data.split_to(take));
+        }
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<u64> {
+        // What is kept in the state object stays under one minimal part.
+        if self.buffer.len() >= MIN_PART {
+            self.send_part().await?;
+        }
+        self.save().await?;
+        Ok(self.size())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64> {
+        let size = self.size();
+        let s = self.storage.clone();
+        if self.state.parts.is_empty() {
+            // Less than a part in all: one PUT, atomic by itself.
+            s.put_key(&self.path, &self.key, &self.buffer).await?;
+            s.abort_key(&self.path, &self.key, &self.state.upload_id)
+                .await?;
+        } else {
+            if !self.buffer.is_empty() {
+                self.send_part().await?;
+            }
+            let parts = self
+                .state
+                .parts
+                .iter()
+                .map(|p| Part {
+                    part_number: p.number,
+                    etag: p.etag.clone(),
+                })
+                .collect();
+            complete_upload(&s.control, &self.key, &self.state.upload_id, parts)
+                .await
+                .map_err(|e| s.failed(&self.path, e))?;
+        }
+        s.delete_key(&self.path, &self.state_key).await?;
+        Ok(size)
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        let s = &self.storage;
+        s.abort_key(&self.path, &self.key, &self.state.upload_id)
+            .await?;
+        s.delete_key(&self.path, &self.state_key).await
+    }
+}
+
 #[async_trait(?Send)]
 impl Storage for S3Storage {
     fn name(&self) -> &'static str {
@@ -500,15 +899,7 @@ impl Storage for S3Storage {
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let key = self.key(path)?;
-        let response = self
-            .create
-            .put_object(&key, &data)
-            .await
-            .map_err(|e| self.failed(path, e))?;
-        if !(200..300).contains(&response.status_code()) {
-            return Err(self.status_error(path, response.status_code(), response.as_slice()));
-        }
-        Ok(())
+        self.put_key(path, &key, &data).await
     }
 
     async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
@@ -616,6 +1007,102 @@ impl Storage for S3Storage {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    async fn writer(&self, path: &str, resume: Option<u64>) -> Result<Box<dyn FileWriter>> {
+        let key = self.key(path)?;
+        let state_key = format!("{key}{WRITER_SUFFIX}");
+        let Some(n) = resume else {
+            // A file in progress here before is dropped, parts and all.
+            match self.read_writer_state(path, &state_key).await {
+                Ok((old, _)) => self.abort_key(path, &key, &old.upload_id).await?,
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            // Started now and recorded at once, so that parts a writer
+            // sends and never closes belong to an upload that `cancel` or
+            // `commit` ends, not to one nobody knows of.
+            let started = self
+                .create
+                .initiate_multipart_upload(&key, "application/octet-stream")
+                .await
+                .map_err(|e| self.failed(path, e))?;
+            let writer = S3Writer {
+                storage: self.clone(),
+                path: path.to_owned(),
+                key,
+                state_key,
+                state: WriterState {
+                    upload_id: started.upload_id,
+                    parts: Vec::new(),
+                },
+                sent: 0,
+                buffer: BytesMut::new(),
+            };
+            writer.save().await?;
+            return Ok(Box::new(writer));
+        };
+        let (mut state, tail) = self.read_writer_state(path, &state_key).await?;
+        let sent = state.sent();
+        let buffer = if n >= sent && n - sent <= tail.len() as u64 {
+            BytesMut::from(&tail[..(n - sent) as usize])
+        } else {
+            // Sent parts cannot be cut: a resume inside them is possible
+            // only where one ends. The error names the furthest offset,
+            // at most `n`, that can be resumed at.
+            let mut end = 0;
+            let mut keep = 0;
+            for part in &state.parts {
+                if end + part.size > n {
+                    break;
+                }
+                end += part.size;
+                keep += 1;
+            }
+            if n > sent {
+                end = sent + tail.len() as u64;
+            }
+            if end != n {
+                return Err(StorageError::InvalidRange {
+                    path: path.to_owned(),
+                    size: end,
+                });
+            }
+            state.parts.truncate(keep);
+            BytesMut::new()
+        };
+        Ok(Box::new(S3Writer {
+            storage: self.clone(),
+            path: path.to_owned(),
+            key,
+            state_key,
+            sent: state.sent(),
+            state,
+            buffer,
+        }))
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let from_key = self.key(from)?;
+        let to_key = self.key(to)?;
+        // A copy is whole or nothing, so `to` never shows a part; `from`
+        // goes only once the copy is there.
+        let size = self.head(from, &from_key).await?;
+        if from_key == to_key {
+            // S3 refuses to copy an object onto itself unchanged.
+            return Ok(());
+        }
+        if size > COPY_LIMIT {
+            self.copy_in_parts(from, to, size, COPY_PART).await?;
+        } else {
+            self.copy_key(from, &from_key, &to_key).await?;
+        }
+        self.delete_key(from, &from_key).await
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        let key = self.key(path)?;
+        self.head_info(path, &key).await
     }
 
     async fn redirect_url(&self, path: &str) -> Result<Option<String>> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use registry_v1::config::{S3Settings, StorageKind};
 use registry_v1::storage::local::LocalStorage;
+use registry_v1::storage::memory::MemoryStorage;
 use registry_v1::storage::s3::S3Storage;
 use registry_v1::storage::Storage;
 use s3::creds::Credentials;
@@ -29,7 +30,12 @@ enum Place {
     Bucket {
         bucket: Box<Bucket>,
         prefix: String,
+        /// What the driver was built from, to build another.
+        kind: StorageKind,
+        settings: S3Settings,
+        storage_path: String,
     },
+    Memory(MemoryStorage),
 }
 
 /// Settings for a bucket of the local S3 server.
@@ -85,6 +91,15 @@ impl Fixture {
         }
     }
 
+    pub async fn memory() -> Fixture {
+        let storage = MemoryStorage::new();
+        Fixture {
+            storage: Arc::new(storage.clone()),
+            redirects: false,
+            place: Place::Memory(storage),
+        }
+    }
+
     /// S3 (or GCS, through the same interface) on the local S3 server, in
     /// a bucket of its own; `None` when the server is not installed.
     pub async fn bucket(kind: StorageKind, storage_path: &str, encrypt: bool) -> Option<Fixture> {
@@ -92,6 +107,7 @@ impl Fixture {
         let bucket = new_bucket(server.port).await;
         let settings = s3_settings(server.port, &bucket.name(), encrypt);
         let storage = S3Storage::new(&kind, &settings, storage_path).expect("s3 driver");
+        let storage_path = storage_path.to_owned();
         storage.check().await.expect("bucket check");
         let trimmed = storage_path.trim_matches('/');
         Some(Fixture {
@@ -104,15 +120,36 @@ impl Fixture {
                 } else {
                     format!("{trimmed}/")
                 },
+                kind,
+                settings,
+                storage_path,
             },
         })
+    }
+
+    /// Another driver on the same place, as another instance of the
+    /// registry (or the same one after a restart) would open it. The
+    /// memory driver's place is its map: the same one.
+    pub fn reopen(&self) -> Arc<dyn Storage> {
+        match &self.place {
+            Place::Local { root, .. } => {
+                Arc::new(LocalStorage::new(root.to_str().expect("utf-8 temp path")).expect("local"))
+            }
+            Place::Bucket {
+                kind,
+                settings,
+                storage_path,
+                ..
+            } => Arc::new(S3Storage::new(kind, settings, storage_path).expect("s3 driver")),
+            Place::Memory(storage) => Arc::new(storage.clone()),
+        }
     }
 
     /// The bucket behind an S3 fixture.
     pub fn raw_bucket(&self) -> Option<&Bucket> {
         match &self.place {
             Place::Bucket { bucket, .. } => Some(bucket),
-            Place::Local { .. } => None,
+            Place::Local { .. } | Place::Memory(_) => None,
         }
     }
 
@@ -124,11 +161,13 @@ impl Fixture {
                 .filter(|p| !p.starts_with(root))
                 .map(|p| p.display().to_string())
                 .collect(),
-            Place::Bucket { bucket, prefix } => all_keys(bucket)
+            Place::Bucket { bucket, prefix, .. } => all_keys(bucket)
                 .await
                 .into_iter()
                 .filter(|k| !k.starts_with(prefix.as_str()))
                 .collect(),
+            // A map has no outside.
+            Place::Memory(_) => Vec::new(),
         }
     }
 
@@ -152,6 +191,11 @@ impl Fixture {
                 .into_iter()
                 .flat_map(|page| page.uploads)
                 .map(|u| format!("unfinished upload of {}", u.key))
+                .collect(),
+            Place::Memory(storage) => storage
+                .unfinished()
+                .into_iter()
+                .map(|p| format!("unfinished write of {p}"))
                 .collect(),
         }
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use registry_v1::names::{ImageId, RepositoryName, Tag};
 use registry_v1::storage::layout::legacy;
-use registry_v1::storage::{ByteRange, ByteStream, Storage, StorageError};
+use registry_v1::storage::{ByteRange, ByteStream, FileWriter, Storage, StorageError};
 
 use super::fixture::Fixture;
 use super::pattern;
@@ -544,4 +544,336 @@ pub async fn redirect_urls(f: &Fixture) {
             assert_eq!(&got.bytes().await.unwrap()[..], b"layer-bytes");
         }
     }
+}
+
+/// Appends `count` writes of `len` bytes of `seed` at the writer's end.
+async fn write_pattern(w: &mut dyn FileWriter, seed: u64, len: usize, count: usize) {
+    for _ in 0..count {
+        let at = w.size();
+        w.write(Bytes::from(pattern::bytes(seed, at, len)))
+            .await
+            .unwrap_or_else(|e| panic!("write at {at}: {e}"));
+        assert_eq!(w.size(), at + len as u64);
+    }
+}
+
+async fn resume(s: &dyn Storage, path: &str, n: u64) -> Box<dyn FileWriter> {
+    let w = s
+        .writer(path, Some(n))
+        .await
+        .unwrap_or_else(|e| panic!("resume {path} at {n}: {e}"));
+    assert_eq!(w.size(), n, "a resumed writer starts at its offset");
+    w
+}
+
+fn assert_invalid_range<T>(r: Result<T, StorageError>, expected: u64, what: &str) {
+    match r {
+        Err(StorageError::InvalidRange { size, .. }) => assert_eq!(size, expected, "{what}"),
+        Err(e) => panic!("{what}: expected InvalidRange, got {e}"),
+        Ok(_) => panic!("{what}: expected InvalidRange, got a writer"),
+    }
+}
+
+const SMALL_WRITE: usize = 7 * 1024;
+const BIG_WRITE: usize = 6 * 1024 * 1024;
+
+/// A file written by several writers in turn, each closing, many small
+/// writes and a few large ones: the committed file is every byte, once.
+pub async fn writer_resumes_across_writers(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "uploads/many/data";
+    let mut w = s.writer(p, None).await.unwrap();
+    assert_eq!(w.size(), 0);
+    write_pattern(&mut *w, 21, SMALL_WRITE, 400).await;
+    let mut closed = w.close().await.unwrap();
+    assert_eq!(closed, 400 * SMALL_WRITE as u64);
+    for (big, small) in [(1, 300), (2, 300), (0, 0), (0, 1)] {
+        let mut w = resume(s, p, closed).await;
+        write_pattern(&mut *w, 21, BIG_WRITE, big).await;
+        write_pattern(&mut *w, 21, SMALL_WRITE, small).await;
+        closed = w.close().await.unwrap();
+    }
+    let total = (1001 * SMALL_WRITE + 3 * BIG_WRITE) as u64;
+    assert_eq!(closed, total);
+    assert_invalid_range(s.writer(p, Some(total + 1)).await, total, "past the end");
+    let w = resume(s, p, total).await;
+    assert_eq!(w.commit().await.unwrap(), total);
+    assert_eq!(s.size(p).await.unwrap(), total);
+    assert_eq!(s.stat(p).await.unwrap().size, total);
+    let checked = pattern::verify(21, 0, s.get_stream(p, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, total);
+    // Nothing of the writers is left beside the file.
+    assert_eq!(s.list("uploads/many").await.unwrap(), ["data"]);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+/// Bytes a writer wrote and never closed (it was dropped, as a request
+/// that breaks off drops it) are not part of the file; a resume at an
+/// earlier close drops what came after it.
+pub async fn resume_drops_bytes_after_the_last_close(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "uploads/drop/data";
+    let mut w = s.writer(p, None).await.unwrap();
+    // One part of an object store and some.
+    write_pattern(&mut *w, 31, 8 * 1024 * 1024 + 100 * 1024, 1).await;
+    let first = w.close().await.unwrap();
+    // Past another part, in other bytes.
+    let mut w = resume(s, p, first).await;
+    write_pattern(&mut *w, 32, 9 * 1024 * 1024 + 5, 1).await;
+    drop(w);
+    let mut w = resume(s, p, first).await;
+    write_pattern(&mut *w, 31, 3000, 1).await;
+    let second = w.close().await.unwrap();
+    let mut w = resume(s, p, second).await;
+    write_pattern(&mut *w, 33, 2000, 1).await;
+    w.close().await.unwrap();
+    // Back to the second close: the 2000 bytes after it go.
+    let mut w = resume(s, p, second).await;
+    write_pattern(&mut *w, 31, 1024 * 1024, 1).await;
+    let total = w.commit().await.unwrap();
+    assert_eq!(total, second + 1024 * 1024);
+    assert_eq!(s.size(p).await.unwrap(), total);
+    let checked = pattern::verify(31, 0, s.get_stream(p, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, total);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+/// A resume at an earlier offset than the last close: a disk or memory
+/// cuts the file there; an object store can cut only where a part it
+/// has sent ends, and names that offset.
+pub async fn resume_before_the_last_close(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "uploads/back/data";
+    let mut w = s.writer(p, None).await.unwrap();
+    write_pattern(&mut *w, 51, 9 * 1024 * 1024, 1).await;
+    let closed = w.close().await.unwrap();
+    // Inside the tail an object store keeps: every driver can.
+    let w = resume(s, p, closed - 1000).await;
+    w.close().await.unwrap();
+    let early = 6 * 1024 * 1024;
+    let mut w = match s.writer(p, Some(early)).await {
+        Ok(w) => {
+            assert_eq!(w.size(), early);
+            w
+        }
+        Err(StorageError::InvalidRange { size, .. }) if matches!(s.name(), "s3" | "gcs") => {
+            // The first part holds the first 8 MiB.
+            assert_eq!(size, 0);
+            resume(s, p, size).await
+        }
+        Err(e) => panic!("resume at {early}: {e}"),
+    };
+    write_pattern(&mut *w, 51, 1024, 1).await;
+    let total = w.commit().await.unwrap();
+    let checked = pattern::verify(51, 0, s.get_stream(p, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, total);
+    assert!(total == early + 1024 || total == 1024, "{total}");
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+/// A file closed by one instance is resumed and committed by another.
+pub async fn resume_on_another_instance(f: &Fixture) {
+    let p = "uploads/moved/data";
+    let mut w = f.storage.writer(p, None).await.unwrap();
+    write_pattern(&mut *w, 41, BIG_WRITE, 1).await;
+    write_pattern(&mut *w, 41, SMALL_WRITE, 5).await;
+    let closed = w.close().await.unwrap();
+    let other = f.reopen();
+    let mut w = resume(&*other, p, closed).await;
+    write_pattern(&mut *w, 41, BIG_WRITE, 2).await;
+    let closed = w.close().await.unwrap();
+    let mut w = resume(&*f.storage, p, closed).await;
+    write_pattern(&mut *w, 41, SMALL_WRITE, 1).await;
+    let closed = w.close().await.unwrap();
+    let w = resume(&*other, p, closed).await;
+    let total = w.commit().await.unwrap();
+    assert_eq!(total, (3 * BIG_WRITE + 6 * SMALL_WRITE) as u64);
+    let checked = pattern::verify(41, 0, f.storage.get_stream(p, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, total);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+pub async fn writer_errors(f: &Fixture) {
+    let s = &*f.storage;
+    for n in [0, 10] {
+        assert_not_found(
+            s.writer("uploads/none/data", Some(n)).await.map(|_| ()),
+            "resume of a file never started",
+        );
+    }
+    let mut w = s.writer("uploads/short/data", None).await.unwrap();
+    write_pattern(&mut *w, 1, 10, 1).await;
+    assert_eq!(w.close().await.unwrap(), 10);
+    assert_invalid_range(
+        s.writer("uploads/short/data", Some(11)).await,
+        10,
+        "resume past the closed bytes",
+    );
+    for p in ["", "../x", "uploads/../../x", "/abs", "a//b", "a\0b"] {
+        assert_invalid(
+            s.writer(p, None).await.map(|_| ()),
+            &format!("writer {p:?}"),
+        );
+        assert_invalid(
+            s.writer(p, Some(0)).await.map(|_| ()),
+            &format!("resume {p:?}"),
+        );
+        assert_invalid(s.rename(p, "ok/x").await, &format!("rename from {p:?}"));
+        assert_invalid(
+            s.rename("uploads/short/data", p).await,
+            &format!("rename to {p:?}"),
+        );
+        assert_invalid(s.stat(p).await, &format!("stat {p:?}"));
+    }
+    s.writer("uploads/short/data", Some(10))
+        .await
+        .unwrap()
+        .cancel()
+        .await
+        .unwrap();
+    assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
+/// A cancelled file leaves nothing: no file, nothing listed, no state.
+pub async fn cancel_leaves_nothing(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "uploads/c/data";
+    let mut w = s.writer(p, None).await.unwrap();
+    write_pattern(&mut *w, 4, BIG_WRITE, 1).await;
+    write_pattern(&mut *w, 4, SMALL_WRITE, 3).await;
+    let closed = w.close().await.unwrap();
+    let mut w = resume(s, p, closed).await;
+    write_pattern(&mut *w, 4, BIG_WRITE, 1).await;
+    w.cancel().await.unwrap();
+    assert!(!s.exists(p).await.unwrap());
+    assert_not_found(s.list("uploads/c").await, "list after cancel");
+    assert_not_found(s.list("uploads").await, "list after cancel");
+    assert_not_found(
+        s.writer(p, Some(0)).await.map(|_| ()),
+        "resume after cancel",
+    );
+    // A writer cancelled before any close.
+    let mut w = s.writer(p, None).await.unwrap();
+    write_pattern(&mut *w, 4, SMALL_WRITE, 2).await;
+    w.cancel().await.unwrap();
+    assert_not_found(s.list("uploads").await, "list after cancel");
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+/// A committed file is a plain file to every other method, and replaces
+/// one that was there.
+pub async fn commit_makes_a_plain_file(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "uploads/plain/data";
+    s.put(p, Bytes::from_static(b"an older, longer file"))
+        .await
+        .unwrap();
+    let before = std::time::SystemTime::now() - Duration::from_secs(2);
+    let mut w = s.writer(p, None).await.unwrap();
+    w.write(Bytes::from_static(b"hello ")).await.unwrap();
+    w.write(Bytes::from_static(b"world")).await.unwrap();
+    assert_eq!(w.commit().await.unwrap(), 11);
+    assert_eq!(&s.get(p).await.unwrap()[..], b"hello world");
+    assert_eq!(s.size(p).await.unwrap(), 11);
+    assert!(s.exists(p).await.unwrap());
+    assert_eq!(read_all(s, p, None).await, b"hello world");
+    assert_eq!(
+        read_all(s, p, Some(ByteRange { first: 6, last: 10 })).await,
+        b"world"
+    );
+    let info = s.stat(p).await.unwrap();
+    assert_eq!(info.size, 11);
+    assert!(info.modified >= before, "{info:?}");
+    // An empty file.
+    let empty = "uploads/plain/empty";
+    assert_eq!(
+        s.writer(empty, None).await.unwrap().commit().await.unwrap(),
+        0
+    );
+    assert!(s.exists(empty).await.unwrap());
+    assert_eq!(s.size(empty).await.unwrap(), 0);
+    assert!(s.get(empty).await.unwrap().is_empty());
+    // Larger than one part, committed by a resumed writer.
+    let big = "uploads/plain/big";
+    let mut w = s.writer(big, None).await.unwrap();
+    write_pattern(&mut *w, 9, BIG_WRITE + 3, 2).await;
+    let closed = w.close().await.unwrap();
+    let w = resume(s, big, closed).await;
+    assert_eq!(w.commit().await.unwrap(), closed);
+    let r = ByteRange {
+        first: 5 * 1024 * 1024 - 1,
+        last: 9 * 1024 * 1024,
+    };
+    let checked = pattern::verify(9, r.first, s.get_stream(big, Some(r)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, r.len());
+    assert_eq!(
+        s.list("uploads/plain").await.unwrap(),
+        ["big", "data", "empty"]
+    );
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+pub async fn rename_replaces_atomically(f: &Fixture) {
+    let s = &*f.storage;
+    s.put("r/from", Bytes::from_static(b"new")).await.unwrap();
+    s.put("r/to", Bytes::from_static(b"old, longer"))
+        .await
+        .unwrap();
+    s.rename("r/from", "r/to").await.unwrap();
+    assert_eq!(&s.get("r/to").await.unwrap()[..], b"new");
+    assert!(!s.exists("r/from").await.unwrap());
+    assert_eq!(s.list("r").await.unwrap(), ["to"]);
+    s.rename("r/to", "r/to").await.unwrap();
+    assert_eq!(&s.get("r/to").await.unwrap()[..], b"new");
+    // Into folders that do not exist yet, with names that need escaping
+    // on the wire.
+    let len = 6 * 1024 * 1024 + 1;
+    s.put_stream("r/big", body(pattern::stream(8, len)))
+        .await
+        .unwrap();
+    let dest = "blobs/sha256/ab/a%2Fb c+d/data";
+    s.rename("r/big", dest).await.unwrap();
+    assert_eq!(s.size(dest).await.unwrap(), len);
+    let checked = pattern::verify(8, 0, s.get_stream(dest, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, len);
+    assert!(!s.exists("r/big").await.unwrap());
+    assert_not_found(s.rename("r/none", "r/x").await, "rename of a missing file");
+    assert_not_found(s.rename("blobs/sha256", "r/x").await, "rename of a folder");
+    assert!(!s.exists("r/x").await.unwrap());
+    assert_eq!(&s.get("r/to").await.unwrap()[..], b"new");
+    assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
+pub async fn stat_gives_size_and_time(f: &Fixture) {
+    let s = &*f.storage;
+    // Object stores give whole seconds.
+    let before = std::time::SystemTime::now() - Duration::from_secs(2);
+    s.put("st/a", Bytes::from_static(b"12345")).await.unwrap();
+    s.put_stream("st/b", body(pattern::stream(2, 2 * 1024 * 1024 + 1)))
+        .await
+        .unwrap();
+    let after = std::time::SystemTime::now() + Duration::from_secs(2);
+    for (p, size) in [("st/a", 5), ("st/b", 2 * 1024 * 1024 + 1)] {
+        let info = s.stat(p).await.unwrap();
+        assert_eq!(info.size, size, "{p}");
+        assert!(
+            info.modified >= before && info.modified <= after,
+            "{p}: {info:?}"
+        );
+    }
+    assert_not_found(s.stat("st/none").await, "stat of a missing file");
+    assert_not_found(s.stat("st").await, "stat of a folder");
+    assert_not_found(s.stat("st/a/deeper").await, "stat below a file");
 }
