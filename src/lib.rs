@@ -23,3 +23,4 @@ pub mod search;
 pub mod server;
 pub mod storage;
 pub mod v1;
+pub mod v2;

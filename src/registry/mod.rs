@@ -1,11 +1,13 @@
 //! The registry below both APIs: the application state, the auth policy,
-//! and the models of what is stored (v1 images and tags in [`legacy`]),
-//! returning domain errors that each API maps to its wire. Nothing here
-//! imports an API module or `http`.
+//! and the models of what is stored (v1 images and tags in [`legacy`], OCI
+//! blobs, uploads, manifests, tags and referrers in [`oci`]), returning
+//! domain errors that each API maps to its wire. Nothing here imports an
+//! API module or `http`.
 
 pub mod auth;
 pub mod failure;
 pub mod legacy;
+pub mod oci;
 mod state;
 pub mod tap;
 
