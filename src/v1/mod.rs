@@ -11,6 +11,7 @@ mod http;
 mod images;
 mod index;
 mod ping;
+pub mod response;
 mod search;
 mod tags;
 
