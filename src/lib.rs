@@ -2,15 +2,21 @@
 //! protocol): same configuration file, same storage layout, same HTTP API,
 //! same search database.
 //!
-//! The layers, from the bottom up:
+//! The layers, from the bottom up; a module imports only the ones below it:
 //! - [`config`]: the legacy YAML file (flavors, `_env:`), typed [`config::Settings`];
 //! - [`names`]: repository names and image ids, validated once;
-//! - [`storage`]: one [`storage::Storage`] trait, the on-disk/in-bucket layout, a driver a file;
-//! - [`search`]: one [`search::SearchIndex`] trait and the SQLite index;
-//! - [`events`]: what happened to repositories and tags, for whoever listens (search);
-//! - [`http`]: what both APIs share on the wire: bodies, ranges, blob serving;
-//! - [`v1`]: the HTTP handlers of the v1 API, grouped as the API is;
-//! - [`server`]: assembly, JSON errors, middleware;
+//! - [`storage`]: one [`storage::Storage`] trait, the on-disk/in-bucket layouts, a driver a file;
+//! - [`events`]: what happened to repositories and tags, for whoever listens;
+//! - [`search`]: one [`search::SearchIndex`] trait and the SQLite index, following the events;
+//! - [`registry`]: below both APIs: the application state, the auth policy
+//!   (decisions only), the v1 model ([`registry::legacy`]) and the OCI model
+//!   ([`registry::oci`]) with their domain errors, one classification of
+//!   storage and search failures;
+//! - [`http`]: what both APIs share on the wire: bounded bodies, byte ranges,
+//!   blob serving (redirects, X-Accel-Redirect, streaming), the auth gate;
+//! - [`v1`], [`v2`]: the handlers and wire errors of each API, grouped as
+//!   the API is; neither imports the other;
+//! - [`server`]: assembly: middleware, mounting the APIs, the listener;
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -24,3 +30,57 @@ pub mod server;
 pub mod storage;
 pub mod v1;
 pub mod v2;
+
+#[cfg(test)]
+mod tests {
+    /// The layers above, top first; each may import only those after it.
+    const LAYERS: &[&str] = &[
+        "server", "v1", "v2", "http", "registry", "search", "events", "storage", "names", "config",
+    ];
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn no_module_imports_one_above_it() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for (rank, layer) in LAYERS.iter().enumerate() {
+            let mut files = Vec::new();
+            let dir = src.join(layer);
+            if dir.is_dir() {
+                sources(&dir, &mut files);
+            }
+            let file = src.join(format!("{layer}.rs"));
+            if file.is_file() {
+                files.push(file);
+            }
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                // The two APIs are peers: v1 sits above v2 in the list only
+                // because a list is a line.
+                if *layer == "v1" {
+                    assert!(
+                        !text.contains("crate::v2::"),
+                        "{} imports crate::v2",
+                        file.display()
+                    );
+                }
+                for above in &LAYERS[..rank] {
+                    assert!(
+                        !text.contains(&format!("crate::{above}::")),
+                        "{} imports crate::{above}",
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+}

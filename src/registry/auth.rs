@@ -358,4 +358,65 @@ mod tests {
             "PUT,/v1/images/abc/json,X-Docker-Checksum-Payload:sha256:00,X-Docker-Token:true"
         );
     }
+
+    fn auth(extra: &str) -> Auth {
+        use crate::config::{from_text, lookup_from, ConfigSource};
+        let text = format!("prod:\n    storage: local\n    storage_path: /tmp/unused\n{extra}");
+        let settings = from_text(&text, ConfigSource::BuiltIn, "prod", &lookup_from(&[])).unwrap();
+        Auth::from_settings(&settings).unwrap()
+    }
+
+    async fn decide(auth: &Auth, req: TestRequest, repository: &str) -> Result<Grant, Denial> {
+        let req = req.to_http_request();
+        let request = Request {
+            method: req.method(),
+            path: req.path(),
+            headers: req.headers(),
+        };
+        let name = RepositoryName::parse(repository).unwrap();
+        auth.decide(&request, Target::Repository(&name)).await
+    }
+
+    #[actix_web::test]
+    async fn an_open_registry_grants_everything() {
+        let open = auth("    standalone: true\n");
+        let grant = decide(&open, TestRequest::put(), "ns/app").await.unwrap();
+        assert_eq!(grant, Grant::Everything);
+        assert!(grant.may_push_image(&ImageId::parse(&"a".repeat(64)).unwrap()));
+    }
+
+    #[actix_web::test]
+    async fn tokens_that_do_not_cover_the_request_are_denied_before_asking_the_index() {
+        // Port 9 (discard) answers nothing: a denial here never asked it.
+        let checked = auth("    standalone: false\n    index_endpoint: http://127.0.0.1:9/\n");
+        let none = decide(&checked, TestRequest::get(), "ns/app").await;
+        assert!(matches!(none, Err(Denial::Unauthorized)));
+        let other = TestRequest::get().insert_header((
+            "Authorization",
+            r#"Token signature=X,repository="ns/other",access=read"#,
+        ));
+        assert!(matches!(
+            decide(&checked, other, "ns/app").await,
+            Err(Denial::Unauthorized)
+        ));
+        let read_for_write = TestRequest::put().insert_header((
+            "Authorization",
+            r#"Token signature=X,repository="ns/app",access=read"#,
+        ));
+        assert!(matches!(
+            decide(&checked, read_for_write, "ns/app").await,
+            Err(Denial::Unauthorized)
+        ));
+    }
+
+    #[test]
+    fn a_token_grant_covers_only_the_listed_images() {
+        let listed = "a".repeat(64);
+        let grant = Grant::Token {
+            repository: RepositoryName::parse("ns/app").unwrap(),
+            images: vec![listed.clone()],
+        };
+        assert!(grant.may_push_image(&ImageId::parse(&listed).unwrap()));
+        assert!(!grant.may_push_image(&ImageId::parse(&"b".repeat(64)).unwrap()));
+    }
 }

@@ -5,8 +5,8 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::{Condition, DefaultHeaders, Logger};
 use actix_web::HttpResponse;
 
-use super::response;
 use crate::config::{CorsSettings, Settings};
+use crate::v1::response;
 
 /// One line per request, in the common log format plus time taken.
 pub fn access_log() -> Logger {

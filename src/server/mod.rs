@@ -1,7 +1,7 @@
-//! Assembly: the shared state, the middleware, the routes, the listener.
+//! Assembly, the top layer: the shared state, the middleware, the routes
+//! of each API, the listener.
 
 mod middleware;
-pub mod response;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;

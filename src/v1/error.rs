@@ -6,6 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use super::response;
 use crate::http::blob::BlobError;
 use crate::http::body::BodyError;
 use crate::http::range::Unsatisfiable;
@@ -13,7 +14,6 @@ use crate::names::TAG_PATTERN;
 use crate::registry::auth::Denial;
 use crate::registry::{legacy, Classify, Failure};
 use crate::search::SearchError;
-use crate::server::response;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]

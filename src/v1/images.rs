@@ -7,12 +7,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::error::{Error, Result};
 use super::gate;
 use super::http::{self, JSON_BODY_LIMIT};
+use super::response;
 use crate::http::blob::Serving;
 use crate::http::body;
 use crate::names::ImageId;
 use crate::registry::legacy as store;
 use crate::registry::AppState;
-use crate::server::response;
 use crate::storage::layout::legacy;
 
 type Id = web::Path<String>;

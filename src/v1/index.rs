@@ -8,12 +8,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
+use super::response;
 use crate::events::Event;
 use crate::names::RepositoryName;
 use crate::registry::auth::stand_in_token;
 use crate::registry::legacy::{self as store, IndexUpdate};
 use crate::registry::AppState;
-use crate::server::response;
 
 pub async fn get_users() -> HttpResponse {
     response::json(StatusCode::OK, "OK")

@@ -11,6 +11,7 @@ mod http;
 mod images;
 mod index;
 mod ping;
+pub mod response;
 mod search;
 mod tags;
 
@@ -164,4 +165,52 @@ fn repository_routes(cfg: &mut web::ServiceConfig, auth: &Rc<gate::Auth>, standa
             .guard(guard::Delete())
             .route(web::delete().to(tags::delete_repository)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, web, App};
+
+    use crate::config::{from_text, lookup_from, ConfigSource};
+    use crate::registry::AppState;
+
+    /// Methods a gated resource does not serve fall through to the next
+    /// resource and then to the JSON 404, as `ServiceConfig::route` did.
+    #[actix_web::test]
+    async fn gated_routes_match_as_plain_routes_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "prod:\n    storage: local\n    storage_path: {}\n    standalone: true\n",
+            dir.path().display()
+        );
+        let settings = from_text(&text, ConfigSource::BuiltIn, "prod", &lookup_from(&[])).unwrap();
+        let state = AppState::open(settings).await.unwrap();
+        let settings = state.settings.clone();
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(state))
+                .configure(|cfg| super::routes(cfg, &settings))
+                .default_service(web::to(|| async {
+                    super::response::error(actix_web::http::StatusCode::NOT_FOUND, "Not found")
+                })),
+        )
+        .await;
+        let status = |req: test::TestRequest| {
+            let app = &app;
+            async move { test::call_service(app, req.to_request()).await.status() }
+        };
+        let repo = "/v1/repositories/ns/app";
+        assert_eq!(status(test::TestRequest::get().uri(repo)).await, 404);
+        assert_eq!(status(test::TestRequest::delete().uri(repo)).await, 404);
+        assert_eq!(
+            status(test::TestRequest::put().uri(&format!("{repo}/auth"))).await,
+            200
+        );
+        let id = "a".repeat(64);
+        let checksum = format!("/v1/images/{id}/checksum");
+        assert_eq!(status(test::TestRequest::get().uri(&checksum)).await, 404);
+        // A method a resource does not serve: actix's 405, as before.
+        let json = format!("/v1/images/{id}/json");
+        assert_eq!(status(test::TestRequest::delete().uri(&json)).await, 405);
+    }
 }

@@ -4,8 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use super::response;
 use crate::registry::AppState;
-use crate::server::response;
 
 /// The `issue` setting, as a JSON string.
 pub async fn root(state: web::Data<AppState>) -> HttpResponse {

@@ -6,9 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::error::Error;
+use super::response;
 use crate::registry::AppState;
 use crate::search::{SearchIndex, SearchQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TERM_CHARS};
-use crate::server::response;
 
 /// The answer, in the fields `docker search` reads (the old Docker Hub's).
 #[derive(Debug, Serialize)]

@@ -7,11 +7,11 @@ use serde_json::json;
 
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
+use super::response;
 use crate::events::Event;
 use crate::names::Tag;
 use crate::registry::legacy as store;
 use crate::registry::AppState;
-use crate::server::response;
 
 pub async fn list(state: web::Data<AppState>, repo: web::Path<String>) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;

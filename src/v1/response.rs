@@ -1,4 +1,5 @@
-//! The shape of every JSON answer, in one place.
+//! The shape of every v1 JSON answer, in one place (the server's JSON 404
+//! for unknown routes uses it too).
 //!
 //! The old registry sent `Cache-Control: no-cache`, `Pragma: no-cache` and
 //! `Expires: -1` with every JSON answer, errors included, and
