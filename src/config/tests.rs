@@ -44,6 +44,7 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("INDEX_ENDPOINT", "https://index.example.com/"),
         ("STORAGE_REDIRECT", "on"),
         ("DISABLE_TOKEN_AUTH", "True"),
+        ("DELETE_ENABLED", "off"),
         ("SEARCH_BACKEND", "SQLAlchemy"),
         (
             "SQLALCHEMY_INDEX_DATABASE",
@@ -174,6 +175,10 @@ fn every_sample_flavor_resolves_without_environment() {
         assert_eq!(settings.cors.headers, ["Content-Type"], "{flavor}");
         assert_eq!(settings.cors.origins, None);
         assert!(!settings.mirroring);
+        assert!(
+            settings.delete_enabled,
+            "{flavor}: deletes are on by default"
+        );
         assert!(settings.raw["email_exceptions"]["smtp_port"] == Value::Number(25.into()));
     }
 }
@@ -198,6 +203,7 @@ fn every_sample_flavor_resolves_with_its_whole_environment() {
     for flavor in SAMPLE_FLAVORS {
         let s = load_sample(flavor, &env).unwrap_or_else(|e| panic!("{flavor}: {e}"));
         assert_eq!(s.loglevel, LogLevel::Warn);
+        assert!(!s.delete_enabled, "{flavor}");
         assert!(!s.debug && s.disable_token_auth);
         // `test` sets standalone itself.
         assert_eq!(s.standalone, *flavor == "test");
@@ -595,6 +601,25 @@ fn wrong_types_name_the_key_the_flavor_and_the_variable() {
         e.contains("`storage_redirect`") && e.contains("test.yml"),
         "{e}"
     );
+}
+
+#[test]
+fn deletes_are_on_unless_switched_off() {
+    // A file written for the old registry has no such key.
+    assert!(
+        load_text("f:\n  loglevel: info\n", "f", &[])
+            .unwrap()
+            .delete_enabled
+    );
+    assert!(
+        !load_text("f:\n  delete_enabled: no\n", "f", &[])
+            .unwrap()
+            .delete_enabled
+    );
+    let e = load_text("f:\n  delete_enabled: \"false\"\n", "f", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`delete_enabled`"), "{e}");
 }
 
 #[test]

@@ -24,7 +24,7 @@
 //! A `link` holds the digest as text, `sha256:<hex>`, with no newline.
 //!
 //! Names, tags and digests reach this file already validated by the OCI
-//! grammar ([`crate::registry::oci`]): lowercase letters, digits and
+//! grammar (the OCI model checks them): lowercase letters, digits and
 //! separators that never form `.` or `..`, so they are used as they are;
 //! the driver's own path check still stands behind that. Upload ids are
 //! ours (UUIDs). Hash states are private to the registry that wrote them
