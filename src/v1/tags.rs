@@ -8,7 +8,7 @@ use serde_json::json;
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::store;
-use crate::events::Event;
+use crate::events::{Event, TagTarget};
 use crate::names::Tag;
 use crate::registry::AppState;
 use crate::server::response;
@@ -48,7 +48,11 @@ pub async fn put(
     let image = store::put_tag(&*state.storage, &name, &tag, &body, &user_agent).await?;
     state
         .events
-        .publish(Event::TagPushed { name, tag, image })
+        .publish(Event::TagPushed {
+            name,
+            tag,
+            target: TagTarget::Image(image),
+        })
         .await;
     Ok(response::ok_true())
 }
