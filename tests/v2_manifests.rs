@@ -167,6 +167,10 @@ fn manifests_tags_referrers_and_catalog() {
         .as_str()
         .unwrap()
         .contains("schema 1"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("push a docker schema 2 or OCI manifest"));
     let mut missing: Value = serde_json::from_slice(&manifest).unwrap();
     missing["layers"][0]["digest"] = json!(sha256(b"not there"));
     let resp = put(

@@ -22,7 +22,9 @@ pub enum Error {
     DigestInvalid(String),
     #[error("blob unknown to registry")]
     ManifestBlobUnknown(String),
-    #[error("manifest invalid")]
+    /// The reason is in the message too: clients (docker) print only the
+    /// message, and a refused schema 1 push must say why.
+    #[error("manifest invalid: {0}")]
     ManifestInvalid(String),
     #[error("manifest unknown")]
     ManifestUnknown(String),
