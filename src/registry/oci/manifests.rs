@@ -464,17 +464,23 @@ pub struct Deleted {
 /// Deletes a tag (the manifest stays), or a manifest with every tag that
 /// points at it and its referrer record. The blob stays for the collector.
 pub async fn delete(storage: &dyn Storage, name: &Name, reference: &Reference) -> Result<Deleted> {
-    let digest = resolve(storage, name, reference).await?;
-    let tags = match reference {
-        Reference::Tag(tag) => {
-            remove_if_present(storage, &layout::tag(name.as_str(), tag.as_str())).await?;
-            return Ok(Deleted {
-                tags: vec![tag.clone()],
-                repository_empty: false,
-            });
+    if let Reference::Tag(tag) = reference {
+        // The tag alone: it goes even when its manifest is already gone.
+        if links::read(storage, &links::tag_current(name, tag))
+            .await?
+            .is_none()
+        {
+            return Err(unknown(storage, name, reference).await);
         }
-        Reference::Digest(_) => tags::pointing_at(storage, name, &digest).await?,
-    };
+        remove_if_present(storage, &layout::tag(name.as_str(), tag.as_str())).await?;
+        return Ok(Deleted {
+            tags: vec![tag.clone()],
+            // No manifest goes with a tag.
+            repository_empty: false,
+        });
+    }
+    let digest = resolve(storage, name, reference).await?;
+    let tags = tags::pointing_at(storage, name, &digest).await?;
     // Read before the links go: its subject says which record to drop.
     let subject = match storage.get(&links::blob_data(&digest)).await {
         Ok(bytes) => Manifest::parse(None, &bytes)
