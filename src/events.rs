@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::names::{ImageId, RepositoryName, Tag};
+use crate::registry::oci::Digest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -27,12 +28,19 @@ pub enum Event {
     TagPushed {
         name: RepositoryName,
         tag: Tag,
-        image: ImageId,
+        target: TagTarget,
     },
     TagDeleted {
         name: RepositoryName,
         tag: Tag,
     },
+}
+
+/// What a tag points at: a v1 image (pushed over v1) or a manifest (v2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagTarget {
+    Image(ImageId),
+    Manifest(Digest),
 }
 
 /// A part of the registry that wants to hear about events.

@@ -262,7 +262,9 @@ mod tests {
             .publish(Event::TagPushed {
                 name: app.clone(),
                 tag: crate::names::Tag::parse("latest").unwrap(),
-                image: crate::names::ImageId::parse("0123456789abcdef").unwrap(),
+                target: crate::events::TagTarget::Image(
+                    crate::names::ImageId::parse("0123456789abcdef").unwrap(),
+                ),
             })
             .await;
         assert_eq!(all(&index).await[1], ("me/app".into(), some("My app")));

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::response;
-use crate::events::Event;
+use crate::events::{Event, TagTarget};
 use crate::names::Tag;
 use crate::registry::legacy as store;
 use crate::registry::AppState;
@@ -43,7 +43,11 @@ pub async fn put(
     let image = store::put_tag(&*state.storage, &name, &tag, &body, &user_agent).await?;
     state
         .events
-        .publish(Event::TagPushed { name, tag, image })
+        .publish(Event::TagPushed {
+            name,
+            tag,
+            target: TagTarget::Image(image),
+        })
         .await;
     Ok(response::ok_true())
 }

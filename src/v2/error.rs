@@ -22,7 +22,9 @@ pub enum Error {
     DigestInvalid(String),
     #[error("blob unknown to registry")]
     ManifestBlobUnknown(String),
-    #[error("manifest invalid")]
+    /// The reason is in the message too: clients (docker) print only the
+    /// message, and a refused schema 1 push must say why.
+    #[error("manifest invalid: {0}")]
     ManifestInvalid(String),
     #[error("manifest unknown")]
     ManifestUnknown(String),
@@ -38,6 +40,10 @@ pub enum Error {
     Denied,
     #[error("the operation is unsupported")]
     Unsupported(String),
+    /// A query parameter the endpoint cannot use (`n` not a number). The
+    /// spec has no code for it: 400 with the nearest, `UNSUPPORTED`.
+    #[error("invalid query parameter")]
+    BadQuery(String),
     /// A path under `/v2` that names no endpoint of the API.
     #[error("no such endpoint in the v2 API")]
     UnknownEndpoint,
@@ -73,7 +79,7 @@ impl Error {
             SizeInvalid(_) | TooLarge { .. } => "SIZE_INVALID",
             Unauthorized => "UNAUTHORIZED",
             Denied => "DENIED",
-            Unsupported(_) | UnknownEndpoint => "UNSUPPORTED",
+            Unsupported(_) | UnknownEndpoint | BadQuery(_) => "UNSUPPORTED",
             Unavailable | Internal => "UNKNOWN",
         }
     }
@@ -85,7 +91,7 @@ impl Error {
             ManifestUnknown(r) => json!({ "reference": r }),
             NameInvalid(n) | NameUnknown(n) => json!({ "name": n }),
             BlobUploadInvalid(s) | DigestInvalid(s) | ManifestInvalid(s) | SizeInvalid(s)
-            | Unsupported(s) => json!(s),
+            | Unsupported(s) | BadQuery(s) => json!(s),
             RangeNotSatisfiable { size } => json!({ "size": size }),
             TooLarge { limit } => json!({ "limit": limit }),
             BlobUploadUnknown | UnknownEndpoint | Unauthorized | Denied | Unavailable
@@ -105,7 +111,8 @@ impl ResponseError for Error {
             | ManifestBlobUnknown(_)
             | ManifestInvalid(_)
             | NameInvalid(_)
-            | SizeInvalid(_) => StatusCode::BAD_REQUEST,
+            | SizeInvalid(_)
+            | BadQuery(_) => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Denied => StatusCode::FORBIDDEN,
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,

@@ -5,7 +5,11 @@
 //! [`error`].
 
 mod base;
+mod catalog;
 pub mod error;
+mod manifests;
+mod referrers;
+mod tags;
 
 pub use error::Error;
 
@@ -32,6 +36,21 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
             .route("/", web::get().to(base::check))
             .route("", web::get().to(base::check))
+            // Manifests, tags, referrers, the catalog (helper V2-MANIFESTS).
+            // `_catalog` first: it is no repository name.
+            .route("/_catalog", web::get().to(catalog::list))
+            .service(
+                web::resource(format!("{NAME}/manifests/{{reference}}"))
+                    .route(web::get().to(manifests::get))
+                    .route(web::head().to(manifests::get))
+                    .route(web::put().to(manifests::put))
+                    .route(web::delete().to(manifests::delete)),
+            )
+            .route(&format!("{NAME}/tags/list"), web::get().to(tags::list))
+            .route(
+                &format!("{NAME}/referrers/{{digest}}"),
+                web::get().to(referrers::list),
+            )
             .default_service(web::to(base::not_found)),
     );
 }

@@ -53,6 +53,17 @@ pub fn tag_index(name: &Name, tag: &Tag, digest: &Digest) -> String {
     )
 }
 
+/// The record that manifest `referrer` has `subject` as its subject.
+pub fn referrer(name: &Name, subject: &Digest, referrer: &Digest) -> String {
+    layout::referrer_link(
+        name.as_str(),
+        subject.algorithm().as_str(),
+        subject.hex(),
+        referrer.algorithm().as_str(),
+        referrer.hex(),
+    )
+}
+
 /// Where the bytes of a blob (or manifest) are, whichever repository.
 pub fn blob_data(digest: &Digest) -> String {
     layout::blob_data(digest.algorithm().as_str(), digest.hex())

@@ -19,7 +19,16 @@
 //!         data                                      the bytes received so far
 //!         startedat                                 RFC 3339 time the upload began
 //!         hashstates/<alg>/<offset>                 hash state after <offset> bytes
+//!       _referrers/<alg>/<hex>/                     OURS, not distribution's: the manifests
+//!         <alg>/<hex>/link                          whose `subject` is manifest <hex>
 //! ```
+//!
+//! `_referrers` is the one folder distribution does not have (2.8 predates
+//! the referrers API; 3.x has none either). distribution's catalog, tag
+//! and garbage-collection walks skip `_`-prefixed folders they do not
+//! know, and no repository name can have a component starting with `_`, so
+//! distribution serves a tree that holds it. A referrer link whose manifest
+//! distribution has since deleted is skipped when read.
 //!
 //! A `link` holds the digest as text, `sha256:<hex>`, with no newline.
 //!
@@ -97,6 +106,25 @@ pub fn tag_index_link(name: &str, tag: &str, algorithm: &str, hex: &str) -> Stri
     format!("{}/index/{algorithm}/{hex}/link", self::tag(name, tag))
 }
 
+/// The folder of the referrers of one subject manifest (ours).
+pub fn referrers(name: &str, algorithm: &str, hex: &str) -> String {
+    format!("{}/_referrers/{algorithm}/{hex}", repository(name))
+}
+
+/// Manifest `<hex>` of `algorithm` names the subject as its `subject`.
+pub fn referrer_link(
+    name: &str,
+    subject_algorithm: &str,
+    subject_hex: &str,
+    algorithm: &str,
+    hex: &str,
+) -> String {
+    format!(
+        "{}/{algorithm}/{hex}/link",
+        referrers(name, subject_algorithm, subject_hex)
+    )
+}
+
 /// The folder of an upload in progress.
 pub fn upload(name: &str, uuid: &str) -> String {
     format!("{}/_uploads/{uuid}", repository(name))
@@ -154,6 +182,10 @@ mod tests {
             format!(
                 "docker/registry/v2/repositories/x/_manifests/tags/latest/index/sha256/{HEX}/link"
             )
+        );
+        assert_eq!(
+            referrer_link("x", "sha256", HEX, "sha512", "ab"),
+            format!("docker/registry/v2/repositories/x/_referrers/sha256/{HEX}/sha512/ab/link")
         );
         assert_eq!(
             upload_hash_state("x", "u-1", "sha256", 1024),

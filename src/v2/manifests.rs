@@ -1,0 +1,156 @@
+//! `/v2/<name>/manifests/<reference>`: push, pull (GET and HEAD) and delete
+//! by tag or digest, and the events a push or delete publishes.
+//!
+//! A pull answers with the bytes as stored and their own media type,
+//! whatever the `Accept` header asks: the registry converts nothing, and a
+//! client that cannot read the type says so itself.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use super::error::{Error, Result};
+use crate::events::{Event, TagTarget};
+use crate::names::RepositoryName;
+use crate::registry::oci::{self, manifests, Name, Reference};
+use crate::registry::AppState;
+
+fn reference(req: &HttpRequest) -> Result<Reference> {
+    let raw = req.match_info().get("reference").unwrap_or_default();
+    Ok(Reference::parse(raw)?)
+}
+
+/// The body, refused as soon as it is known to pass `limit`: by its
+/// `Content-Length` before a byte is read, else by the bytes received.
+async fn read_bounded(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes> {
+    let too_large = || {
+        Error::from(oci::Error::TooLarge {
+            limit: limit as u64,
+        })
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| Error::ManifestInvalid("the request body broke off".into()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// GET and HEAD (actix sends the headers of a HEAD answer, not its body).
+pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    let name = super::name(&req)?;
+    let reference = reference(&req)?;
+    let stored = manifests::get(&*state.storage, &name, &reference).await?;
+    let digest = stored.digest.to_string();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, stored.media_type))
+        .insert_header(("Docker-Content-Digest", digest.as_str()))
+        .insert_header((header::ETAG, format!("\"{digest}\"")))
+        .body(stored.bytes))
+}
+
+pub async fn put(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let name = super::name(&req)?;
+    let reference = reference(&req)?;
+    let body = read_bounded(&req, payload, manifests::MAX_SIZE).await?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let pushed = manifests::put(&*state.storage, &name, &reference, content_type, body).await?;
+
+    let events = repository_name(&name).map(|repo| {
+        let mut events = Vec::new();
+        if pushed.first_in_repository {
+            events.push(Event::RepositoryCreated {
+                name: repo.clone(),
+                description: None,
+            });
+        }
+        if let Some(tag) = pushed
+            .tag
+            .as_ref()
+            .and_then(|t| crate::names::Tag::parse(t.as_str()))
+        {
+            events.push(Event::TagPushed {
+                name: repo,
+                tag,
+                target: TagTarget::Manifest(pushed.digest.clone()),
+            });
+        }
+        events
+    });
+    publish(&state, events.unwrap_or_default()).await;
+
+    let digest = pushed.digest.to_string();
+    let mut resp = HttpResponse::Created();
+    resp.insert_header((header::LOCATION, format!("/v2/{name}/manifests/{digest}")))
+        .insert_header(("Docker-Content-Digest", digest));
+    if let Some(subject) = &pushed.subject {
+        // Tells the client this registry keeps the referrers itself, so it
+        // must not maintain the fallback tag.
+        resp.insert_header(("OCI-Subject", subject.to_string()));
+    }
+    Ok(resp.finish())
+}
+
+pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    if !state.settings.delete_enabled {
+        return Err(Error::Unsupported(
+            "deletes are disabled on this registry".into(),
+        ));
+    }
+    let name = super::name(&req)?;
+    let reference = reference(&req)?;
+    let deleted = manifests::delete(&*state.storage, &name, &reference).await?;
+    if let Some(repo) = repository_name(&name) {
+        let mut events: Vec<Event> = deleted
+            .tags
+            .iter()
+            .filter_map(|t| crate::names::Tag::parse(t.as_str()))
+            .map(|tag| Event::TagDeleted {
+                name: repo.clone(),
+                tag,
+            })
+            .collect();
+        if deleted.repository_empty {
+            events.push(Event::RepositoryDeleted { name: repo });
+        }
+        publish(&state, events).await;
+    }
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// The v1 name the events speak of (`a/b/c` is namespace `a`, repository
+/// `b/c`; `x` is `library/x`).
+fn repository_name(name: &Name) -> Option<RepositoryName> {
+    RepositoryName::parse(name.as_str())
+        .inspect_err(|e| log::warn!("no events for {name}: {e}"))
+        .ok()
+}
+
+async fn publish(state: &AppState, events: Vec<Event>) {
+    for event in events {
+        state.events.publish(event).await;
+    }
+}
