@@ -5,7 +5,9 @@
 //! [`error`].
 
 mod base;
+mod blobs;
 pub mod error;
+mod uploads;
 
 pub use error::Error;
 
@@ -32,6 +34,39 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
             .route("/", web::get().to(base::check))
             .route("", web::get().to(base::check))
+            // Blobs and uploads.
+            .route(
+                &format!("{NAME}/blobs/uploads/"),
+                web::post().to(uploads::start),
+            )
+            .route(
+                &format!("{NAME}/blobs/uploads/{{uuid}}"),
+                web::get().to(uploads::status),
+            )
+            .route(
+                &format!("{NAME}/blobs/uploads/{{uuid}}"),
+                web::patch().to(uploads::patch),
+            )
+            .route(
+                &format!("{NAME}/blobs/uploads/{{uuid}}"),
+                web::put().to(uploads::put),
+            )
+            .route(
+                &format!("{NAME}/blobs/uploads/{{uuid}}"),
+                web::delete().to(uploads::cancel),
+            )
+            .route(
+                &format!("{NAME}/blobs/{{digest}}"),
+                web::get().to(blobs::get),
+            )
+            .route(
+                &format!("{NAME}/blobs/{{digest}}"),
+                web::head().to(blobs::get),
+            )
+            .route(
+                &format!("{NAME}/blobs/{{digest}}"),
+                web::delete().to(blobs::delete),
+            )
             .default_service(web::to(base::not_found)),
     );
 }

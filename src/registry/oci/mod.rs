@@ -3,10 +3,12 @@
 //! tags, referrers and the catalog, with their rules. Returns [`Error`], in
 //! the model's words; the v2 API maps it to the wire.
 
+pub mod blobs;
 pub mod digest;
 pub mod error;
 pub mod links;
 pub mod name;
+pub mod uploads;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result};
