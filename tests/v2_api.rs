@@ -640,11 +640,6 @@ fn manifests_of_every_kind(backend: Backend) {
     assert_manifest(&v2, name, Some("oci"), DOCKER_MANIFEST, &docker_amd);
     // The manifest the tag left is still there by digest.
     assert_manifest(&v2, name, None, OCI_MANIFEST, &oci_amd);
-
-    // A manifest is a blob too.
-    let resp = v2.get(&format!("/v2/{name}/blobs/{}", sha256(&index)));
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.bytes().unwrap(), index);
 }
 
 fn manifest_refusals(backend: Backend) {

@@ -176,14 +176,11 @@ impl Backend {
     pub fn read_stored(&self, key: &str) -> Option<Vec<u8>> {
         match self {
             Backend::Local { .. } => std::fs::read(self.storage_path().unwrap().join(key)).ok(),
-            Backend::S3 { bucket, port } => {
-                let resp = common::client()
-                    .get(format!("http://127.0.0.1:{port}/{bucket}/registry/{key}"))
-                    .send()
-                    .expect("read from the bucket");
-                resp.status()
-                    .is_success()
-                    .then(|| resp.bytes().unwrap().to_vec())
+            Backend::S3 { .. } => {
+                let bucket = self.bucket();
+                let key = format!("registry/{key}");
+                let resp = block_on(bucket.get_object(&key)).ok()?;
+                (resp.status_code() == 200).then(|| resp.bytes().to_vec())
             }
         }
     }
@@ -207,44 +204,39 @@ impl Backend {
         }
     }
 
-    fn bucket_keys(&self) -> Vec<String> {
+    /// The bucket, reached with signed requests (moto refuses anonymous
+    /// reads of objects).
+    fn bucket(&self) -> Box<s3::Bucket> {
         let Backend::S3 { bucket, port } = self else {
-            return Vec::new();
+            panic!("not an S3 backend");
         };
-        let mut keys = Vec::new();
-        let mut marker = String::new();
-        loop {
-            let xml = common::client()
-                .get(format!("http://127.0.0.1:{port}/{bucket}"))
-                .query(&[("marker", marker.as_str()), ("max-keys", "1000")])
-                .send()
-                .expect("list the bucket")
-                .text()
-                .unwrap();
-            let page: Vec<String> = xml
-                .split("<Key>")
-                .skip(1)
-                .filter_map(|s| s.split_once("</Key>").map(|(k, _)| unescape_xml(k)))
-                .collect();
-            let truncated = xml.contains("<IsTruncated>true</IsTruncated>");
-            match page.last() {
-                Some(last) if truncated => marker = last.clone(),
-                _ => {
-                    keys.extend(page);
-                    return keys;
-                }
-            }
-            keys.extend(page);
-        }
+        let region = s3::Region::Custom {
+            region: "us-east-1".to_owned(),
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let creds = s3::creds::Credentials::new(Some("testing"), Some("testing"), None, None, None)
+            .expect("credentials");
+        s3::Bucket::new(bucket, region, creds)
+            .expect("bucket")
+            .with_path_style()
+    }
+
+    fn bucket_keys(&self) -> Vec<String> {
+        block_on(self.bucket().list(String::new(), None))
+            .expect("list the bucket")
+            .into_iter()
+            .flat_map(|page| page.contents)
+            .map(|o| o.key)
+            .collect()
     }
 }
 
-fn unescape_xml(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 /// Every file (not folder) under `dir`, following no symlinks.
