@@ -186,9 +186,22 @@ fn post_then_put(backend: Backend) {
     assert_eq!(header(&resp, "docker-content-digest"), Some(digest.clone()));
     let blob = header(&resp, "location").expect("Location of the blob");
     assert_eq!(v2.get(&blob).bytes().unwrap(), data);
+    let finished = location;
+    // A session belongs to its repository.
+    let location = v2.start_upload(name);
+    let elsewhere = path_of(&location).replacen(&format!("/v2/{name}/"), "/v2/other/repo/", 1);
+    assert_ne!(elsewhere, path_of(&location));
+    let resp = v2.send(v2.request("PATCH", &elsewhere).body(vec![1, 2, 3]));
+    v2.expect_error(
+        resp,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+        "session of another repository",
+    );
+    assert_eq!(v2.delete(&location).status(), 204);
     // The session ended with the blob.
     v2.expect_error(
-        v2.get(&location),
+        v2.get(&finished),
         404,
         "BLOB_UPLOAD_UNKNOWN",
         "finished upload",
@@ -329,6 +342,38 @@ fn chunks_across_s3_part_size(backend: Backend) {
         Some(data.len().to_string())
     );
     assert!(resp.bytes().unwrap() == data, "the blob comes back whole");
+}
+
+fn parallel_uploads_of_one_blob(backend: Backend) {
+    // Four sessions finish the same digest at once: each is a success and
+    // the blob is whole (it appears atomically, never half written).
+    let registry = backend.start(&[]);
+    let name = "parallel/uploads";
+    let data = unique_bytes("parallel", 300_000);
+    let digest = sha256(&data);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let v2 = V2::new(&registry);
+                let location = v2.start_upload(name);
+                let resp = v2.send(
+                    v2.request("PATCH", &location)
+                        .header("content-range", "0-149999")
+                        .header("content-length", "150000")
+                        .body(data[..150_000].to_vec()),
+                );
+                assert_eq!(resp.status(), 202);
+                let location = header(&resp, "location").unwrap();
+                let resp = v2.send(
+                    v2.request("PUT", &with_query(&location, &format!("digest={digest}")))
+                        .body(data[150_000..].to_vec()),
+                );
+                assert_eq!(resp.status(), 201);
+                let resp = v2.get(&format!("/v2/{name}/blobs/{digest}"));
+                assert!(resp.bytes().unwrap() == data);
+            });
+        }
+    });
 }
 
 fn cancel_upload(backend: Backend) {
@@ -485,6 +530,9 @@ fn cross_repository_mount(backend: Backend) {
     let v2 = V2::new(&registry);
     let data = unique_bytes("mount me", 700);
     let digest = v2.push_blob("source/repo", &data);
+    // A blob belongs to the repositories it was pushed or mounted to.
+    let resp = v2.get(&format!("/v2/target/repo/blobs/{digest}"));
+    v2.expect_error(resp, 404, "BLOB_UNKNOWN", "blob of another repository");
 
     let resp = v2.send(v2.request(
         "POST",
@@ -1428,6 +1476,7 @@ for_each_backend!(
     chunked_upload,
     streamed_patch_then_empty_put,
     chunks_across_s3_part_size,
+    parallel_uploads_of_one_blob,
     cancel_upload,
     digest_errors,
     sha512_blobs,
