@@ -8,6 +8,7 @@
 //! - [`storage`]: one [`storage::Storage`] trait, the on-disk/in-bucket layout, a driver a file;
 //! - [`search`]: one [`search::SearchIndex`] trait and the SQLite index;
 //! - [`events`]: what happened to repositories and tags, for whoever listens (search);
+//! - [`http`]: what both APIs share on the wire: bodies, ranges, blob serving;
 //! - [`v1`]: the HTTP handlers of the v1 API, grouped as the API is;
 //! - [`server`]: assembly, JSON errors, middleware;
 //! - [`cli`]: the command line.
@@ -15,9 +16,11 @@
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod http;
 pub mod names;
 pub mod registry;
 pub mod search;
 pub mod server;
 pub mod storage;
 pub mod v1;
+pub mod v2;

@@ -34,6 +34,10 @@ pub struct Settings {
     /// The index that checks tokens when not standalone (no trailing `/`).
     pub index_endpoint: Option<String>,
     pub disable_token_auth: bool,
+    /// The v2 API's `DELETE` routes (blobs, manifests, tags) are served;
+    /// off, they answer 405 `UNSUPPORTED`. Unset: on. v1 deletes are the
+    /// old registry's contract and are not affected.
+    pub delete_enabled: bool,
     /// RSA public key (PEM) whose `X-Signature`s are authorised.
     pub privileged_key: Option<PathBuf>,
     /// Value of `X-Docker-Endpoints`; `None`: the request's Host header.
@@ -60,6 +64,7 @@ impl fmt::Debug for Settings {
             .field("standalone", &self.standalone)
             .field("index_endpoint", &self.index_endpoint)
             .field("disable_token_auth", &self.disable_token_auth)
+            .field("delete_enabled", &self.delete_enabled)
             .field("privileged_key", &self.privileged_key)
             .field("registry_endpoints", &self.registry_endpoints)
             .field("storage", &self.storage)
@@ -261,6 +266,9 @@ impl Settings {
             .nonempty("index_endpoint")?
             .map(|e| e.trim_end_matches('/').to_owned());
         let disable_token_auth = top.bool("disable_token_auth")?;
+        // Files written for the old registry have no such key; deletes
+        // were always possible there, so unset means on.
+        let delete_enabled = top.bool_or("delete_enabled", true)?;
         let privileged_key = top.privileged_key()?;
         let registry_endpoints = top.nonempty("registry_endpoints")?;
         let storage = top.storage()?;
@@ -276,6 +284,7 @@ impl Settings {
             standalone,
             index_endpoint,
             disable_token_auth,
+            delete_enabled,
             privileged_key,
             registry_endpoints,
             storage,
@@ -352,8 +361,13 @@ impl<'a> Section<'a> {
 
     /// Null and absent are false, as `is True` had it in the old registry.
     fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        self.bool_or(key, false)
+    }
+
+    /// A boolean whose unset (or null) value is `default`.
+    fn bool_or(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(key) {
-            None => Ok(false),
+            None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(other) => Err(self.wrong(key, "true or false (or yes/no, on/off)", other)),
         }

@@ -36,6 +36,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             .wrap(middleware::cors(&settings.cors))
             .wrap(middleware::access_log())
             .configure(|cfg| crate::v1::routes(cfg, &settings))
+            .configure(|cfg| crate::v2::routes(cfg, &settings))
             .default_service(web::to(middleware::not_found))
     })
     .workers(workers)

@@ -6,6 +6,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::http::blob::BlobError;
+use crate::http::body::BodyError;
+use crate::http::range::Unsatisfiable;
 use crate::names::TAG_PATTERN;
 use crate::search::SearchError;
 use crate::server::response;
@@ -86,6 +89,30 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<BodyError> for Error {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge(limit) => Error::TooLarge(limit),
+            BodyError::Interrupted => Error::Interrupted,
+        }
+    }
+}
+
+impl From<Unsatisfiable> for Error {
+    fn from(e: Unsatisfiable) -> Self {
+        Error::RangeNotSatisfiable { size: e.size }
+    }
+}
+
+impl From<BlobError> for Error {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Range(range) => range.into(),
+            BlobError::Storage(storage) => storage.into(),
+        }
+    }
+}
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {

@@ -3,16 +3,16 @@
 use actix_web::http::header::{self, HeaderName};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::store;
+use crate::http::blob::Serving;
+use crate::http::body;
 use crate::names::ImageId;
 use crate::registry::AppState;
 use crate::server::response;
 use crate::storage::layout::legacy;
-use crate::storage::ByteStream;
 
 type Id = web::Path<String>;
 
@@ -56,8 +56,7 @@ pub async fn put_layer(
     if http::docker_older_than_0_10(&req) {
         return Err(Error::ClientTooOld);
     }
-    let body: ByteStream = Box::pin(payload.map(|chunk| chunk.map_err(std::io::Error::other)));
-    store::put_image_layer(storage, &id, body).await?;
+    store::put_image_layer(storage, &id, body::stream(payload)).await?;
     Ok(response::ok_true())
 }
 
@@ -160,50 +159,8 @@ pub async fn get_layer(
         return Ok(not_modified());
     }
     let path = legacy::image_layer(&id);
-
-    if let Some(prefix) = &settings.storage.nginx_x_accel_redirect {
-        if storage.local_path(&path).is_some() {
-            let target = format!("{}/{path}", prefix.trim_end_matches('/'));
-            let mut builder = HttpResponse::Ok();
-            http::cache_headers(&mut builder);
-            return Ok(builder
-                .content_type("application/octet-stream")
-                .insert_header(("X-Accel-Redirect", target))
-                .finish());
-        }
-        log::warn!(
-            "nginx_x_accel_redirect is set, but storage {} has no local files",
-            storage.name()
-        );
-    }
-    if settings.storage.redirect {
-        if let Some(url) = storage.redirect_url(&path).await? {
-            return Ok(HttpResponse::Found()
-                .insert_header((header::LOCATION, url))
-                .finish());
-        }
-    }
-
-    let range = http::byte_range(req.headers(), size)?;
-    let mut builder = match range {
-        Some(r) => {
-            let mut b = HttpResponse::PartialContent();
-            b.insert_header((
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{size}", r.first, r.last),
-            ));
-            b
-        }
-        None => HttpResponse::Ok(),
-    };
-    builder
-        .content_type("application/octet-stream")
-        .insert_header((header::ACCEPT_RANGES, "bytes"));
-    http::cache_headers(&mut builder);
-    let length = range.map_or(size, |r| r.len());
-    if length == 0 {
-        return Ok(builder.finish());
-    }
-    let stream = storage.get_stream(&path, range).await?;
-    Ok(builder.no_chunking(length).streaming(stream))
+    let serving = Serving::from_settings(&settings.storage, storage);
+    Ok(serving
+        .serve(&req, &path, size, StatusCode::FOUND, http::cache_headers)
+        .await?)
 }

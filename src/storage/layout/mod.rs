@@ -8,4 +8,5 @@
 //!
 //! The two do not overlap, so one `storage_path` holds both.
 
+pub mod distribution;
 pub mod legacy;

@@ -1,0 +1,19 @@
+//! What both APIs share on the wire, below their handlers and above the
+//! model: bounded request bodies ([`body`]), the hashing tap on a body on
+//! its way to storage ([`tap`]), `Range` headers ([`range`]) and serving a
+//! stored file ([`blob`]: ranges, redirects, X-Accel-Redirect, streaming).
+//!
+//! Nothing here knows an API's error shape: each function returns a small
+//! error of its own, which v1 and v2 map to their wire errors.
+
+pub mod blob;
+pub mod body;
+pub mod range;
+pub mod tap;
+
+use actix_web::http::header::HeaderValue;
+
+/// A header value from text we produced; `None` if it cannot be one.
+pub fn header_value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::try_from(s).ok()
+}

@@ -1,0 +1,228 @@
+//! The v2 API's wire errors: the spec's codes, statuses and JSON shape
+//! `{"errors": [{"code", "message", "detail"}]}`, mapped in one place from
+//! the model's errors. Details that help a client go in `detail`; causes
+//! that only help an operator (storage paths, I/O errors) go to the log.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+use crate::registry::oci;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("blob unknown to registry")]
+    BlobUnknown(String),
+    #[error("blob upload invalid")]
+    BlobUploadInvalid(String),
+    #[error("blob upload unknown to registry")]
+    BlobUploadUnknown,
+    #[error("provided digest did not match uploaded content")]
+    DigestInvalid(String),
+    #[error("blob unknown to registry")]
+    ManifestBlobUnknown(String),
+    #[error("manifest invalid")]
+    ManifestInvalid(String),
+    #[error("manifest unknown")]
+    ManifestUnknown(String),
+    #[error("invalid repository name")]
+    NameInvalid(String),
+    #[error("repository name not known to registry")]
+    NameUnknown(String),
+    #[error("provided length did not match content length")]
+    SizeInvalid(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("requested access to the resource is denied")]
+    Denied,
+    #[error("the operation is unsupported")]
+    Unsupported(String),
+    /// A path under `/v2` that names no endpoint of the API.
+    #[error("no such endpoint in the v2 API")]
+    UnknownEndpoint,
+    /// A chunk that does not start where the upload stands: 416 with the
+    /// upload's current range, as the spec asks.
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("request body too large")]
+    TooLarge { limit: u64 },
+    #[error("storage backend unavailable")]
+    Unavailable,
+    #[error("internal server error")]
+    Internal,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The spec's code. Statuses the spec gives no code for (416, 413, 5xx)
+    /// use the nearest one a client handles.
+    pub fn code(&self) -> &'static str {
+        use Error::*;
+        match self {
+            BlobUnknown(_) => "BLOB_UNKNOWN",
+            BlobUploadInvalid(_) | RangeNotSatisfiable { .. } => "BLOB_UPLOAD_INVALID",
+            BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            DigestInvalid(_) => "DIGEST_INVALID",
+            ManifestBlobUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
+            ManifestInvalid(_) => "MANIFEST_INVALID",
+            ManifestUnknown(_) => "MANIFEST_UNKNOWN",
+            NameInvalid(_) => "NAME_INVALID",
+            NameUnknown(_) => "NAME_UNKNOWN",
+            SizeInvalid(_) | TooLarge { .. } => "SIZE_INVALID",
+            Unauthorized => "UNAUTHORIZED",
+            Denied => "DENIED",
+            Unsupported(_) | UnknownEndpoint => "UNSUPPORTED",
+            Unavailable | Internal => "UNKNOWN",
+        }
+    }
+
+    fn detail(&self) -> Value {
+        use Error::*;
+        match self {
+            BlobUnknown(d) | ManifestBlobUnknown(d) => json!({ "digest": d }),
+            ManifestUnknown(r) => json!({ "reference": r }),
+            NameInvalid(n) | NameUnknown(n) => json!({ "name": n }),
+            BlobUploadInvalid(s) | DigestInvalid(s) | ManifestInvalid(s) | SizeInvalid(s)
+            | Unsupported(s) => json!(s),
+            RangeNotSatisfiable { size } => json!({ "size": size }),
+            TooLarge { limit } => json!({ "limit": limit }),
+            BlobUploadUnknown | UnknownEndpoint | Unauthorized | Denied | Unavailable
+            | Internal => Value::Null,
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        use Error::*;
+        match self {
+            BlobUnknown(_) | BlobUploadUnknown | ManifestUnknown(_) | NameUnknown(_)
+            | UnknownEndpoint => StatusCode::NOT_FOUND,
+            BlobUploadInvalid(_)
+            | DigestInvalid(_)
+            | ManifestBlobUnknown(_)
+            | ManifestInvalid(_)
+            | NameInvalid(_)
+            | SizeInvalid(_) => StatusCode::BAD_REQUEST,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Denied => StatusCode::FORBIDDEN,
+            Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
+            RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = json!({
+            "errors": [{
+                "code": self.code(),
+                "message": self.to_string(),
+                "detail": self.detail(),
+            }]
+        });
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((header::CONTENT_TYPE, "application/json"));
+        if let Error::RangeNotSatisfiable { size } = self {
+            // Where the upload stands, so the client can resume from there.
+            resp.insert_header((header::RANGE, range_header(*size)));
+        }
+        resp.body(body.to_string())
+    }
+}
+
+/// The `Range` header of an upload holding `size` bytes: `0-<last>`
+/// (`0-0` for an empty upload, as distribution and clients expect).
+pub fn range_header(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+impl From<oci::Error> for Error {
+    fn from(e: oci::Error) -> Self {
+        use oci::Error as E;
+        match e {
+            E::BlobUnknown(d) => Error::BlobUnknown(d.to_string()),
+            E::UploadUnknown => Error::BlobUploadUnknown,
+            E::UploadInvalid(s) => Error::BlobUploadInvalid(s),
+            E::RangeNotSatisfiable { size } => Error::RangeNotSatisfiable { size },
+            E::DigestInvalid(s) => Error::DigestInvalid(s),
+            E::SizeInvalid(s) => Error::SizeInvalid(s),
+            E::ManifestUnknown(r) => Error::ManifestUnknown(r),
+            E::ManifestInvalid(s) => Error::ManifestInvalid(s),
+            E::ManifestBlobUnknown(d) => Error::ManifestBlobUnknown(d.to_string()),
+            E::NameUnknown(n) => Error::NameUnknown(n),
+            E::TooLarge { limit } => Error::TooLarge { limit },
+            E::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Interrupted(_) => {
+                Error::BlobUploadInvalid("the request body broke off".into())
+            }
+            StorageError::Unavailable(reason) => {
+                log::error!("storage unavailable: {reason}");
+                Error::Unavailable
+            }
+            other => {
+                log::error!("storage failure: {other}");
+                Error::Internal
+            }
+        }
+    }
+}
+
+impl From<oci::name::InvalidName> for Error {
+    fn from(e: oci::name::InvalidName) -> Self {
+        Error::NameInvalid(e.0)
+    }
+}
+
+impl From<oci::digest::InvalidDigest> for Error {
+    fn from(e: oci::digest::InvalidDigest) -> Self {
+        Error::DigestInvalid(e.to_string())
+    }
+}
+
+impl From<oci::name::InvalidReference> for Error {
+    fn from(e: oci::name::InvalidReference) -> Self {
+        match e {
+            oci::name::InvalidReference::Digest(d) => d.into(),
+            // The spec has no code for a tag that breaks the grammar: the
+            // reference of the manifest request is what is invalid.
+            oci::name::InvalidReference::Tag(t) => Error::ManifestInvalid(t.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_web::test]
+    async fn errors_have_the_spec_shape() {
+        let resp = Error::BlobUnknown("sha256:00".into()).error_response();
+        assert_eq!(resp.status(), 404);
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "application/json"
+        );
+        let body: Value =
+            serde_json::from_slice(&to_bytes(resp.into_body()).await.unwrap()).unwrap();
+        assert_eq!(body["errors"][0]["code"], "BLOB_UNKNOWN");
+        assert_eq!(body["errors"][0]["message"], "blob unknown to registry");
+        assert_eq!(body["errors"][0]["detail"]["digest"], "sha256:00");
+
+        let resp = Error::RangeNotSatisfiable { size: 10 }.error_response();
+        assert_eq!(resp.status(), 416);
+        assert_eq!(resp.headers().get("range").unwrap(), "0-9");
+        assert_eq!(Error::Unsupported("x".into()).status_code(), 405);
+    }
+}
