@@ -174,6 +174,7 @@ fn every_way_to_push_a_blob_then_pull_it() {
             .unwrap();
         assert_eq!(resp.status(), 416, "{range}");
         assert_eq!(header(&resp, "range"), "0-999999");
+        assert_eq!(header(&resp, "location"), location);
         assert_eq!(code(resp), "BLOB_UPLOAD_INVALID");
     }
     let resp = api
@@ -185,6 +186,15 @@ fn every_way_to_push_a_blob_then_pull_it() {
     assert_eq!(header(&resp, "range"), "0-1499999");
     let resp = api.send("GET", &location).send().unwrap();
     assert_eq!(resp.status(), 204);
+    assert_eq!(header(&resp, "range"), "0-1499999");
+    // A last chunk out of order is a 416 too, and the upload stays.
+    let resp = api
+        .send("PUT", &format!("{location}?digest={d3}"))
+        .header("Content-Range", "1500001-2000000")
+        .body(three[1_500_000..].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 416);
     assert_eq!(header(&resp, "range"), "0-1499999");
     let resp = api
         .send("PUT", &format!("{location}?digest={d3}"))

@@ -171,17 +171,39 @@ pub async fn patch(
 ) -> Result<HttpResponse> {
     let name = name(&req)?;
     let upload = open(&req, &state, &name).await?;
-    let Ok(chunk) = chunk(&req)? else {
-        let size = upload.offset().await?;
-        return Err(Error::RangeNotSatisfiable { size });
+    let appended = async {
+        let Ok(chunk) = chunk(&req)? else {
+            let size = upload.offset().await?;
+            return Err(Error::RangeNotSatisfiable { size });
+        };
+        Ok(upload.append(chunk, body::stream(payload)).await?)
     };
-    let size = upload.append(chunk, body::stream(payload)).await?;
-    Ok(in_progress(
-        HttpResponse::Accepted(),
-        &name,
-        upload.id(),
-        size,
-    ))
+    match appended.await {
+        Ok(size) => Ok(in_progress(
+            HttpResponse::Accepted(),
+            &name,
+            upload.id(),
+            size,
+        )),
+        Err(e) => located(e, &name, upload.id()),
+    }
+}
+
+/// A 416 also names the upload, as the spec shows it: the client resumes
+/// from its `Range`.
+fn located(error: Error, name: &Name, id: &UploadId) -> Result<HttpResponse> {
+    if !matches!(error, Error::RangeNotSatisfiable { .. }) {
+        return Err(error);
+    }
+    let mut resp = actix_web::ResponseError::error_response(&error);
+    let headers = resp.headers_mut();
+    if let Some(v) = crate::http::header_value(&location(name, id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    if let Some(v) = crate::http::header_value(id.as_str()) {
+        headers.insert(header::HeaderName::from_static("docker-upload-uuid"), v);
+    }
+    Ok(resp)
 }
 
 /// `PUT ?digest=`: the last bytes, if any, then the blob is stored (201).
@@ -193,14 +215,20 @@ pub async fn put(
     let name = name(&req)?;
     let upload = open(&req, &state, &name).await?;
     let digest = Query::of(&req).digest()?;
-    let Ok(chunk) = chunk(&req)? else {
-        let size = upload.offset().await?;
-        return Err(Error::RangeNotSatisfiable { size });
+    let id = upload.id().clone();
+    let completed = async {
+        let Ok(chunk) = chunk(&req)? else {
+            let size = upload.offset().await?;
+            return Err(Error::RangeNotSatisfiable { size });
+        };
+        Ok(upload
+            .complete(&digest, chunk, body::stream(payload))
+            .await?)
     };
-    upload
-        .complete(&digest, chunk, body::stream(payload))
-        .await?;
-    Ok(created(&name, &digest))
+    match completed.await {
+        Ok(_) => Ok(created(&name, &digest)),
+        Err(e) => located(e, &name, &id),
+    }
 }
 
 /// `DELETE`: the upload and its bytes are gone (204).

@@ -693,6 +693,102 @@ mod tests {
         .await;
     }
 
+    /// The memory driver, resuming as S3 does after a close past the
+    /// offset asked: at the start of the part that holds it.
+    struct Parts {
+        inner: MemoryStorage,
+        part: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait::async_trait(?Send)]
+    impl Storage for Parts {
+        fn name(&self) -> &'static str {
+            "parts"
+        }
+        async fn get(&self, path: &str) -> crate::storage::Result<Bytes> {
+            self.inner.get(path).await
+        }
+        async fn put(&self, path: &str, data: Bytes) -> crate::storage::Result<()> {
+            self.inner.put(path, data).await
+        }
+        async fn put_stream(&self, path: &str, body: ByteStream) -> crate::storage::Result<u64> {
+            self.inner.put_stream(path, body).await
+        }
+        async fn get_stream(
+            &self,
+            path: &str,
+            range: Option<crate::storage::ByteRange>,
+        ) -> crate::storage::Result<ByteStream> {
+            self.inner.get_stream(path, range).await
+        }
+        async fn size(&self, path: &str) -> crate::storage::Result<u64> {
+            self.inner.size(path).await
+        }
+        async fn exists(&self, path: &str) -> crate::storage::Result<bool> {
+            self.inner.exists(path).await
+        }
+        async fn list(&self, path: &str) -> crate::storage::Result<Vec<String>> {
+            self.inner.list(path).await
+        }
+        async fn remove(&self, path: &str) -> crate::storage::Result<()> {
+            self.inner.remove(path).await
+        }
+        async fn writer(
+            &self,
+            path: &str,
+            resume: Option<u64>,
+        ) -> crate::storage::Result<Box<dyn FileWriter>> {
+            let part = self.part.load(std::sync::atomic::Ordering::Relaxed);
+            let resume = resume.map(|n| n.checked_div(part).map_or(n, |parts| parts * part));
+            self.inner.writer(path, resume).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> crate::storage::Result<()> {
+            self.inner.rename(from, to).await
+        }
+        async fn stat(&self, path: &str) -> crate::storage::Result<crate::storage::FileInfo> {
+            self.inner.stat(path).await
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_resume_that_cannot_cut_a_part_goes_back_to_a_saved_state() {
+        let storage = Parts {
+            inner: MemoryStorage::new(),
+            part: 0.into(),
+        };
+        let name = repo("a");
+        let upload = Upload::start(&storage, &name).await.unwrap();
+        let id = upload.id().clone();
+        upload.append(at(0, 4), body(&[b"abcd"])).await.unwrap();
+        upload.append(at(4, 3), body(&[b"efg"])).await.unwrap();
+        // Bytes past 7 were closed into a part, then the registry died.
+        storage.part.store(4, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(
+            upload.append(at(7, 3), body(&[b"hij"])).await,
+            Err(Error::RangeNotSatisfiable { size: 4 })
+        ));
+        assert_eq!(upload.offset().await.unwrap(), 4);
+        storage.part.store(0, std::sync::atomic::Ordering::Relaxed);
+        let upload = reopen(&storage, &name, &id).await.unwrap();
+        upload.append(at(4, 6), body(&[b"efghij"])).await.unwrap();
+        let digest = sha256(b"abcdefghij");
+        upload
+            .complete(&digest, Chunk::default(), body(&[]))
+            .await
+            .unwrap();
+        let stored = storage.get(&links::blob_data(&digest)).await.unwrap();
+        assert_eq!(&stored[..], b"abcdefghij");
+
+        // No hash state where the data can resume: the upload is unknown.
+        let upload = Upload::start(&storage, &name).await.unwrap();
+        upload.append(at(0, 4), body(&[b"abcd"])).await.unwrap();
+        storage.part.store(3, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(
+            upload.append(at(4, 1), body(&[b"e"])).await,
+            Err(Error::UploadUnknown)
+        ));
+    }
+
     #[test]
     fn ids_are_uuids_and_nothing_else() {
         let id = UploadId::random();
