@@ -76,9 +76,11 @@ fn chunk(req: &HttpRequest) -> Result<std::result::Result<Chunk, ()>> {
             .unwrap_or(v);
         let (first, last) = v.split_once('-')?;
         let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
-        (first <= last).then_some((first, last))
+        // No panic on `0-18446744073709551615`: the length must fit.
+        let length = last.checked_sub(first)?.checked_add(1)?;
+        Some((first, length))
     });
-    let Some((first, last)) = parsed else {
+    let Some((first, length)) = parsed else {
         return Ok(Err(()));
     };
     // The range's length is checked against the body as it streams in
@@ -86,7 +88,7 @@ fn chunk(req: &HttpRequest) -> Result<std::result::Result<Chunk, ()>> {
     // its length): a `Content-Length` that differs fails there.
     Ok(Ok(Chunk {
         start: Some(first),
-        length: Some(last - first + 1),
+        length: Some(length),
     }))
 }
 
