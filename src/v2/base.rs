@@ -15,3 +15,10 @@ pub async fn check() -> HttpResponse {
 pub async fn not_found() -> Result<HttpResponse, Error> {
     Err(Error::UnknownEndpoint)
 }
+
+/// A method the endpoint does not offer.
+pub async fn method_not_allowed() -> Result<HttpResponse, Error> {
+    Err(Error::Unsupported(
+        "method not allowed on this endpoint".into(),
+    ))
+}

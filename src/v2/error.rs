@@ -51,6 +51,10 @@ pub enum Error {
     /// upload's current range, as the spec asks.
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
+    /// A `Range` of a blob GET that lies outside the blob: 416 with
+    /// `Content-Range: bytes */<size>`.
+    #[error("requested range not satisfiable")]
+    RangeInvalid { size: u64 },
     #[error("request body too large")]
     TooLarge { limit: u64 },
     #[error("storage backend unavailable")]
@@ -80,7 +84,7 @@ impl Error {
             Unauthorized => "UNAUTHORIZED",
             Denied => "DENIED",
             Unsupported(_) | UnknownEndpoint | BadQuery(_) => "UNSUPPORTED",
-            Unavailable | Internal => "UNKNOWN",
+            RangeInvalid { .. } | Unavailable | Internal => "UNKNOWN",
         }
     }
 
@@ -92,7 +96,7 @@ impl Error {
             NameInvalid(n) | NameUnknown(n) => json!({ "name": n }),
             BlobUploadInvalid(s) | DigestInvalid(s) | ManifestInvalid(s) | SizeInvalid(s)
             | Unsupported(s) | BadQuery(s) => json!(s),
-            RangeNotSatisfiable { size } => json!({ "size": size }),
+            RangeNotSatisfiable { size } | RangeInvalid { size } => json!({ "size": size }),
             TooLarge { limit } => json!({ "limit": limit }),
             BlobUploadUnknown | UnknownEndpoint | Unauthorized | Denied | Unavailable
             | Internal => Value::Null,
@@ -116,7 +120,7 @@ impl ResponseError for Error {
             Unauthorized => StatusCode::UNAUTHORIZED,
             Denied => StatusCode::FORBIDDEN,
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
-            RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            RangeNotSatisfiable { .. } | RangeInvalid { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,9 +137,17 @@ impl ResponseError for Error {
         });
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CONTENT_TYPE, "application/json"));
+        if let Error::Unauthorized = self {
+            // The scheme the registry's one policy understands today (v1
+            // tokens confirmed by the central index).
+            resp.insert_header((header::WWW_AUTHENTICATE, "Token realm=\"registry\""));
+        }
         if let Error::RangeNotSatisfiable { size } = self {
             // Where the upload stands, so the client can resume from there.
             resp.insert_header((header::RANGE, range_header(*size)));
+        }
+        if let Error::RangeInvalid { size } = self {
+            resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
         }
         resp.body(body.to_string())
     }

@@ -2,22 +2,32 @@
 //! (`base`, `blobs`, `uploads`, `manifests`, `tags`, `catalog`,
 //! `referrers`). Handlers parse the request, call the model in
 //! [`crate::registry::oci`], and map the result; every wire error lives in
-//! [`error`].
+//! [`error`]; who may do what is decided once, by the [`gate`], before a
+//! handler runs.
 
 mod base;
+mod blobs;
 mod catalog;
 pub mod error;
+mod gate;
 mod manifests;
 mod referrers;
 mod tags;
+mod uploads;
 
 pub use error::Error;
 
+use std::rc::Rc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpRequest, Resource};
 
 use crate::config::Settings;
+use crate::http::gate::Gate;
 use crate::registry::oci::Name;
+use gate::Route;
 
 /// The repository part of a route: one or more `/`-separated components.
 /// The name's own grammar is checked by [`name`], not by the router, so a
@@ -26,33 +36,75 @@ const NAME: &str = "/{name:.+}";
 
 /// Registers every v2 route under `/v2`.
 ///
-/// Longer suffixes go first: the name swallows any number of segments, so
-/// `/<name>/blobs/uploads/` must be tried before `/<name>/blobs/<digest>`.
+/// Every route is a [`gated`] resource, so none can skip the auth check.
+/// `_catalog` comes before the name routes (it is no repository). The name
+/// swallows any number of segments but must be followed by one of the
+/// fixed suffixes, so the resources do not overlap.
 pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
+    let auth = Rc::new(gate::Auth);
+    let repository = |paths: &[&str]| gated(&auth, Route::Repository, paths);
+    let registry = |paths: &[&str]| gated(&auth, Route::Registry, paths);
     cfg.service(
         web::scope("/v2")
             // Clients (docker since 1.6) look for it on every answer to tell
             // a v2 registry from anything else on the port.
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
-            .route("/", web::get().to(base::check))
-            .route("", web::get().to(base::check))
-            // Manifests, tags, referrers, the catalog (helper V2-MANIFESTS).
-            // `_catalog` first: it is no repository name.
-            .route("/_catalog", web::get().to(catalog::list))
+            .service(registry(&["", "/"]).route(web::get().to(base::check)))
+            .service(registry(&["/_catalog"]).route(web::get().to(catalog::list)))
             .service(
-                web::resource(format!("{NAME}/manifests/{{reference}}"))
+                repository(&[
+                    &format!("{NAME}/blobs/uploads/"),
+                    &format!("{NAME}/blobs/uploads"),
+                ])
+                .route(web::post().to(uploads::start)),
+            )
+            .service(
+                repository(&[&format!("{NAME}/blobs/uploads/{{uuid}}")])
+                    .route(web::get().to(uploads::status))
+                    .route(web::patch().to(uploads::patch))
+                    .route(web::put().to(uploads::put))
+                    .route(web::delete().to(uploads::cancel)),
+            )
+            .service(
+                repository(&[&format!("{NAME}/blobs/{{digest}}")])
+                    .route(web::get().to(blobs::get))
+                    .route(web::head().to(blobs::get))
+                    .route(web::delete().to(blobs::delete)),
+            )
+            .service(
+                repository(&[&format!("{NAME}/manifests/{{reference}}")])
                     .route(web::get().to(manifests::get))
                     .route(web::head().to(manifests::get))
                     .route(web::put().to(manifests::put))
                     .route(web::delete().to(manifests::delete)),
             )
-            .route(&format!("{NAME}/tags/list"), web::get().to(tags::list))
-            .route(
-                &format!("{NAME}/referrers/{{digest}}"),
-                web::get().to(referrers::list),
+            .service(repository(&[&format!("{NAME}/tags/list")]).route(web::get().to(tags::list)))
+            .service(
+                repository(&[&format!("{NAME}/referrers/{{digest}}")])
+                    .route(web::get().to(referrers::list)),
             )
             .default_service(web::to(base::not_found)),
     );
+}
+
+/// A resource whose requests pass the auth gate first; a method it has no
+/// route for is a JSON 405 `UNSUPPORTED`.
+fn gated(
+    auth: &Rc<gate::Auth>,
+    route: Route,
+    paths: &[&str],
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(paths.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .default_service(web::to(base::method_not_allowed))
+        .wrap(Gate::new(auth.clone(), route))
 }
 
 /// The repository a request names, checked against the spec's grammar.

@@ -3,6 +3,7 @@
 //! tags, referrers and the catalog, with their rules. Returns [`Error`], in
 //! the model's words; the v2 API maps it to the wire.
 
+pub mod blobs;
 pub mod catalog;
 pub mod digest;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod name;
 pub mod referrers;
 pub mod repository;
 pub mod tags;
+pub mod uploads;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result};

@@ -63,9 +63,15 @@ pub fn repository(name: &str) -> String {
     format!("{ROOT}/repositories/{name}")
 }
 
+/// The folder of the link of blob `<hex>` in repository `name` (removed
+/// whole when the blob is deleted from the repository).
+pub fn layer(name: &str, algorithm: &str, hex: &str) -> String {
+    format!("{}/_layers/{algorithm}/{hex}", repository(name))
+}
+
 /// Blob `<hex>` may be read through repository `name`.
 pub fn layer_link(name: &str, algorithm: &str, hex: &str) -> String {
-    format!("{}/_layers/{algorithm}/{hex}/link", repository(name))
+    format!("{}/link", layer(name, algorithm, hex))
 }
 
 /// The folder of the blob links of a repository, one folder an algorithm.
