@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
+use crate::names::digest::Digest;
 use crate::names::{ImageId, RepositoryName, Tag};
-use crate::registry::oci::Digest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

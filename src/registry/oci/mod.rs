@@ -5,15 +5,18 @@
 
 pub mod blobs;
 pub mod catalog;
-pub mod digest;
 pub mod error;
 pub mod links;
 pub mod manifests;
-pub mod name;
 pub mod referrers;
 pub mod repository;
 pub mod tags;
 pub mod uploads;
+
+// Digests and OCI names are names: they live with the others, below the
+// events that carry them.
+pub use crate::names::digest;
+pub use crate::names::oci as name;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result};

@@ -19,7 +19,9 @@
 //! A completed blob appears atomically: the writer commits the data in the
 //! upload's folder, which is then renamed to the blob's path.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -91,6 +93,40 @@ impl UploadId {
 impl std::fmt::Display for UploadId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The uploads a request of this process is writing to right now.
+///
+/// Two requests writing one upload at once would each resume from the same
+/// offset and hash state and interleave their bytes: the data would then
+/// differ from the hash that vouches for it. One writer at a time, and a
+/// second request is refused at once rather than held for as long as the
+/// first one's body takes.
+static BUSY: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// The right to write one upload, given back when dropped.
+struct Busy(String);
+
+impl Busy {
+    fn take(name: &Name, id: &UploadId) -> Result<Self> {
+        let key = format!("{name}/{id}");
+        let mut busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+        if !busy.insert(key.clone()) {
+            return Err(Error::UploadInvalid(
+                "another request is writing to this upload; send its chunks one after another"
+                    .into(),
+            ));
+        }
+        Ok(Busy(key))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
     }
 }
 
@@ -243,6 +279,7 @@ impl<'a> Upload<'a> {
     /// Appends a body (a chunked PATCH with its `Content-Range`, or a
     /// streamed one without) and returns the new acknowledged size.
     pub async fn append(&self, chunk: Chunk, body: ByteStream) -> Result<u64> {
+        let _busy = Busy::take(self.name, &self.id)?;
         let offset = self.offset().await?;
         check_start(chunk, offset)?;
         let (mut writer, mut hasher) = self.resume(offset).await?;
@@ -267,6 +304,7 @@ impl<'a> Upload<'a> {
     /// is gone. On a digest or size mismatch the upload is removed too, as
     /// distribution does: the client starts again.
     pub async fn complete(self, digest: &Digest, chunk: Chunk, body: ByteStream) -> Result<u64> {
+        let _busy = Busy::take(self.name, &self.id)?;
         let offset = self.offset().await?;
         check_start(chunk, offset)?;
         let (mut writer, mut hasher) = if offset == 0 {
@@ -316,6 +354,7 @@ impl<'a> Upload<'a> {
 
     /// Throws the upload away, bytes and writer state.
     pub async fn cancel(self) -> Result<()> {
+        let _busy = Busy::take(self.name, &self.id)?;
         let offset = self.offset().await?;
         match self.storage.writer(&self.data(), Some(offset)).await {
             Ok(writer) => self.drop_writer(writer).await,
@@ -415,24 +454,9 @@ async fn feed(
 /// `2006-01-02T15:04:05Z`: RFC 3339 in UTC, as distribution writes
 /// `startedat`.
 fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    // A clock before 1970 or past 9999 is no time to date an upload by.
+    let time = jiff::Timestamp::try_from(time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]
@@ -481,6 +505,60 @@ mod tests {
         id: &UploadId,
     ) -> Result<Upload<'a>> {
         Upload::open(storage, name, id.clone()).await
+    }
+
+    #[actix_web::test]
+    async fn one_request_at_a_time_writes_an_upload() {
+        let storage = MemoryStorage::new();
+        let name = repo("library/x");
+        let upload = Upload::start(&storage, &name).await.unwrap();
+        // The first request's body stops halfway until `go` fires: the
+        // second arrives while the first is still writing.
+        let go = std::rc::Rc::new(tokio::sync::Notify::new());
+        let wait = go.clone();
+        let slow: ByteStream = Box::pin(futures_util::stream::unfold(0, move |step| {
+            let wait = wait.clone();
+            async move {
+                match step {
+                    0 => Some((Ok(Bytes::from_static(b"first ")), 1)),
+                    1 => {
+                        wait.notified().await;
+                        Some((Ok(Bytes::from_static(b"half")), 2))
+                    }
+                    _ => None,
+                }
+            }
+        }));
+        let first = upload.append(Chunk::default(), slow);
+        let second = async {
+            tokio::task::yield_now().await;
+            let refused = upload.append(Chunk::default(), body(&[b"other"])).await;
+            go.notify_one();
+            refused
+        };
+        let (first, second) = tokio::join!(first, second);
+        assert!(matches!(second, Err(Error::UploadInvalid(_))), "{second:?}");
+        assert_eq!(first.unwrap(), 10);
+        // Once the first is done, the next request goes through.
+        assert_eq!(
+            upload
+                .append(Chunk::default(), body(&[b"!"]))
+                .await
+                .unwrap(),
+            11
+        );
+        let digest = Digest::of(Algorithm::Sha256, b"first half!");
+        assert_eq!(
+            upload
+                .complete(&digest, Chunk::default(), body(&[]))
+                .await
+                .unwrap(),
+            11
+        );
+        assert_eq!(
+            &storage.get(&links::blob_data(&digest)).await.unwrap()[..],
+            b"first half!"
+        );
     }
 
     #[actix_web::test]
@@ -811,7 +889,7 @@ mod tests {
 
     #[test]
     fn started_at_is_rfc3339_utc() {
-        let at = |secs| rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        let at = |secs| rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");

@@ -1,8 +1,13 @@
-//! The names a client sends: repository names, image ids and tags.
+//! The names a client sends: v1 repository names, image ids and tags
+//! (here), OCI repository names, tags and references ([`oci`]), and
+//! content digests ([`digest`]).
 //!
 //! They are validated once, here, where they enter; the rest of the code
 //! takes these types and never re-checks a raw string. How a name becomes a
 //! storage path (and how it is escaped there) is the storage layout's job.
+
+pub mod digest;
+pub mod oci;
 
 use std::fmt;
 use std::sync::LazyLock;
