@@ -881,7 +881,7 @@ fn unknown_routes_are_json_404s() {
     let backend = Backend::local();
     let registry = backend.start(&[]);
     let resp = common::client()
-        .get(registry.url("/v2/nothing"))
+        .get(registry.url("/v0/nothing"))
         .send()
         .unwrap();
     assert_eq!(error_of(resp).0, 404);
