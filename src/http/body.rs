@@ -17,6 +17,15 @@ pub enum BodyError {
     Interrupted,
 }
 
+/// The body length a request announces (`Content-Length`), if it does: a
+/// body known to be too large is refused before a byte of it is read.
+pub fn declared_length(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Reads a small request body whole, refusing more than `limit` bytes
 /// before holding them.
 pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, BodyError> {

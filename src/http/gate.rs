@@ -19,9 +19,11 @@
 use std::future::{ready, Ready};
 use std::rc::Rc;
 
-use actix_web::body::EitherBody;
-use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::HttpResponse;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{
+    forward_ready, Service, ServiceFactory, ServiceRequest, ServiceResponse, Transform,
+};
+use actix_web::{web, HttpResponse, Resource};
 use futures_util::future::LocalBoxFuture;
 
 /// An API's side of the gate.
@@ -36,6 +38,27 @@ pub trait Policy: 'static {
         route: &'a Self::Route,
         req: &'a ServiceRequest,
     ) -> LocalBoxFuture<'a, Result<(), HttpResponse>>;
+}
+
+/// A resource at `paths` whose requests pass `policy` first, the one way
+/// both APIs build their routes. A resource with only a method guard and
+/// one route matches exactly as `ServiceConfig::route` does (other methods
+/// fall through to the next resource).
+pub fn gated<P: Policy>(
+    policy: &Rc<P>,
+    route: P::Route,
+    paths: &[&str],
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+    web::resource(paths).wrap(Gate::new(policy.clone(), route))
 }
 
 /// The middleware: one per gated resource, sharing the API's policy.

@@ -19,11 +19,9 @@ pub use error::Error;
 
 use std::rc::Rc;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{guard, web, Resource};
+use actix_web::{guard, web};
 
-use crate::http::gate::Gate;
+use crate::http::gate::gated;
 use gate::Route;
 
 use crate::config::Settings;
@@ -49,7 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .route("/v1/_ping", web::get().to(ping::ping))
         .route("/v1/search", web::get().to(search::search));
 
-    let image = |path: &str| gated(&auth, Route::Image, path);
+    let image = |path: &str| gated(&auth, Route::Image, &[path]);
     cfg.service(
         web::scope("/v1/images")
             .service(
@@ -93,30 +91,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     );
 }
 
-/// A resource whose requests pass the auth gate first. A resource made
-/// with only a method guard and one route matches exactly as
-/// `ServiceConfig::route` does (other methods fall through to the next
-/// resource, then to the JSON 404).
-fn gated(
-    auth: &Rc<gate::Auth>,
-    route: Route,
-    path: &str,
-) -> Resource<
-    impl ServiceFactory<
-        ServiceRequest,
-        Config = (),
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    web::resource(path).wrap(Gate::new(auth.clone(), route))
-}
-
 /// The routes under `/v1/repositories`, longest suffixes first: the
 /// repository part swallows any segments.
 fn repository_routes(cfg: &mut web::ServiceConfig, auth: &Rc<gate::Auth>, standalone: bool) {
-    let repository = |path: String| gated(auth, Route::Repository, &path);
+    let repository = |path: String| gated(auth, Route::Repository, &[&path]);
     cfg.service(
         repository(format!("{REPO}/tags/{{tag}}/json"))
             .guard(guard::Get())

@@ -7,7 +7,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-use crate::registry::oci;
+use crate::registry::{oci, Classify, Failure};
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -180,17 +180,22 @@ impl From<oci::Error> for Error {
 }
 
 impl From<StorageError> for Error {
+    /// Through the failure classification v1 shares. The model turns every
+    /// "not found" it expects into its own error; one that reaches here is
+    /// a tree that changed under the request, which is ours to log.
     fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Interrupted(_) => {
-                Error::BlobUploadInvalid("the request body broke off".into())
-            }
-            StorageError::Unavailable(reason) => {
-                log::error!("storage unavailable: {reason}");
+        match e.failure() {
+            Failure::Interrupted => Error::BlobUploadInvalid("the request body broke off".into()),
+            Failure::InvalidRange { size } => Error::RangeInvalid { size },
+            // Validated names never build such a path; the driver's check
+            // stands behind that.
+            Failure::InvalidPath => Error::NameInvalid("a name that cannot be stored".into()),
+            Failure::Unavailable => {
+                log::error!("storage unavailable: {e}");
                 Error::Unavailable
             }
-            other => {
-                log::error!("storage failure: {other}");
+            Failure::NotFound | Failure::Internal => {
+                log::error!("storage failure: {e}");
                 Error::Internal
             }
         }

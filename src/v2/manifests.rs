@@ -7,10 +7,11 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
+use bytes::Bytes;
 
 use super::error::{Error, Result};
 use crate::events::{Event, TagTarget};
+use crate::http::body::{self, BodyError};
 use crate::names::RepositoryName;
 use crate::registry::oci::{self, manifests, Name, Reference};
 use crate::registry::AppState;
@@ -22,34 +23,19 @@ fn reference(req: &HttpRequest) -> Result<Reference> {
 
 /// The body, refused as soon as it is known to pass `limit`: by its
 /// `Content-Length` before a byte is read, else by the bytes received.
-async fn read_bounded(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::Bytes> {
+async fn read_bounded(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Bytes> {
     let too_large = || {
         Error::from(oci::Error::TooLarge {
             limit: limit as u64,
         })
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if body::declared_length(req.headers()).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| Error::ManifestInvalid("the request body broke off".into()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+    body::read_body(payload, limit).await.map_err(|e| match e {
+        BodyError::TooLarge(_) => too_large(),
+        BodyError::Interrupted => Error::ManifestInvalid("the request body broke off".into()),
+    })
 }
 
 /// GET and HEAD (actix sends the headers of a HEAD answer, not its body).

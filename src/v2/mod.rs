@@ -19,13 +19,11 @@ pub use error::Error;
 
 use std::rc::Rc;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpRequest, Resource};
+use actix_web::{web, HttpRequest};
 
 use crate::config::Settings;
-use crate::http::gate::Gate;
+use crate::http::gate::gated;
 use crate::registry::oci::Name;
 use gate::Route;
 
@@ -36,14 +34,20 @@ const NAME: &str = "/{name:.+}";
 
 /// Registers every v2 route under `/v2`.
 ///
-/// Every route is a [`gated`] resource, so none can skip the auth check.
+/// Every route is a gated resource ([`crate::http::gate::gated`]), so none
+/// can skip the auth check.
 /// `_catalog` comes before the name routes (it is no repository). The name
 /// swallows any number of segments but must be followed by one of the
 /// fixed suffixes, so the resources do not overlap.
 pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
     let auth = Rc::new(gate::Auth);
-    let repository = |paths: &[&str]| gated(&auth, Route::Repository, paths);
-    let registry = |paths: &[&str]| gated(&auth, Route::Registry, paths);
+    // A method a resource has no route for is a JSON 405.
+    let repository = |paths: &[&str]| {
+        gated(&auth, Route::Repository, paths).default_service(web::to(base::method_not_allowed))
+    };
+    let registry = |paths: &[&str]| {
+        gated(&auth, Route::Registry, paths).default_service(web::to(base::method_not_allowed))
+    };
     cfg.service(
         web::scope("/v2")
             // Clients (docker since 1.6) look for it on every answer to tell
@@ -85,26 +89,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
             )
             .default_service(web::to(base::not_found)),
     );
-}
-
-/// A resource whose requests pass the auth gate first; a method it has no
-/// route for is a JSON 405 `UNSUPPORTED`.
-fn gated(
-    auth: &Rc<gate::Auth>,
-    route: Route,
-    paths: &[&str],
-) -> Resource<
-    impl ServiceFactory<
-        ServiceRequest,
-        Config = (),
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    web::resource(paths.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-        .default_service(web::to(base::method_not_allowed))
-        .wrap(Gate::new(auth.clone(), route))
 }
 
 /// The repository a request names, checked against the spec's grammar.
