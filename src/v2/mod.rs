@@ -49,8 +49,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
             // Clients (docker since 1.6) look for it on every answer to tell
             // a v2 registry from anything else on the port.
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
-            .service(registry(&["", "/"]).route(web::get().to(base::check)))
-            .service(registry(&["/_catalog"]).route(web::get().to(catalog::list)))
+            // HEAD goes wherever GET does (HTTP requires it of every
+            // server; clients probe `/v2/` with it): actix strips the body
+            // and keeps the GET's Content-Length.
+            .service(
+                registry(&["", "/"])
+                    .route(web::get().to(base::check))
+                    .route(web::head().to(base::check)),
+            )
+            .service(
+                registry(&["/_catalog"])
+                    .route(web::get().to(catalog::list))
+                    .route(web::head().to(catalog::list)),
+            )
             .service(
                 repository(&[
                     &format!("{NAME}/blobs/uploads/"),
@@ -61,6 +72,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
             .service(
                 repository(&[&format!("{NAME}/blobs/uploads/{{uuid}}")])
                     .route(web::get().to(uploads::status))
+                    .route(web::head().to(uploads::status))
                     .route(web::patch().to(uploads::patch))
                     .route(web::put().to(uploads::put))
                     .route(web::delete().to(uploads::cancel)),
@@ -78,10 +90,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
                     .route(web::put().to(manifests::put))
                     .route(web::delete().to(manifests::delete)),
             )
-            .service(repository(&[&format!("{NAME}/tags/list")]).route(web::get().to(tags::list)))
+            .service(
+                repository(&[&format!("{NAME}/tags/list")])
+                    .route(web::get().to(tags::list))
+                    .route(web::head().to(tags::list)),
+            )
             .service(
                 repository(&[&format!("{NAME}/referrers/{{digest}}")])
-                    .route(web::get().to(referrers::list)),
+                    .route(web::get().to(referrers::list))
+                    .route(web::head().to(referrers::list)),
             )
             .default_service(web::to(base::not_found)),
     );
