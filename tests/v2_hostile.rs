@@ -333,7 +333,8 @@ fn concurrent_monolithic_pushes(backend: Backend) {
                 let (registry, data, digest) = (&registry, &data, &digest);
                 scope.spawn(move || {
                     let v2 = V2::new(registry);
-                    let name = format!("race/r{round}/t{i}");
+                    // Half of them into one repository, half into their own.
+                    let name = format!("race/r{round}/t{}", i % 2 * i);
                     let resp = v2.send(
                         v2.request(
                             "POST",
@@ -354,11 +355,14 @@ fn concurrent_monolithic_pushes(backend: Backend) {
 /// Sends a PATCH announcing `announced` bytes, writes `sent` of them and
 /// hangs up.
 fn patch_and_hang_up(port: u16, location: &str, announced: usize, sent: &[u8]) {
+    patch_like(port, "PATCH", &path_of(location), announced, sent)
+}
+
+fn patch_like(port: u16, method: &str, target: &str, announced: usize, sent: &[u8]) {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let head = format!(
-        "PATCH {} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {announced}\r\n\r\n",
-        path_of(location)
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {announced}\r\n\r\n"
     );
     conn.write_all(head.as_bytes()).unwrap();
     conn.write_all(sent).unwrap();
@@ -422,6 +426,22 @@ fn disconnect_mid_patch(backend: Backend) {
     assert_eq!(resp.status(), 201);
     let resp = v2.get(&format!("/v2/{name}/blobs/{digest}"));
     assert!(resp.bytes().unwrap() == data);
+
+    // A monolithic push that breaks off leaves neither a blob nor an
+    // upload behind.
+    let data = unique_bytes("broken monolithic", 300_000);
+    let digest = sha256(&data);
+    let name = "hostile/broken";
+    let target = format!("/v2/{name}/blobs/uploads/?digest={digest}");
+    patch_like(registry.port, "POST", &target, 300_000, &data[..150_000]);
+    let resp = v2.head(&format!("/v2/{name}/blobs/{digest}"));
+    assert_eq!(resp.status(), 404);
+    let left: Vec<String> = backend
+        .stored_keys()
+        .into_iter()
+        .filter(|k| k.contains(&format!("repositories/{name}/_uploads/")))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 // --- Manifests ---------------------------------------------------------------
