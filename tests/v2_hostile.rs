@@ -745,6 +745,7 @@ for_each_backend!(
     range_abuse,
     methods_and_heads,
     repeated_references,
+    manifest_media_types,
 );
 
 /// A manifest that names the same layer over and over (a 4 MiB manifest
@@ -768,4 +769,67 @@ fn repeated_references(backend: Backend) {
     v2.push_manifest(name, "many", OCI_MANIFEST, &body);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "the push took {took:?}");
+}
+
+/// A manifest's own `mediaType` becomes the `Content-Type` it is served
+/// with: one that is no manifest type (HTML, a header break) is refused
+/// at the push, so no pull can be turned into a page or a broken answer.
+fn manifest_media_types(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = "hostile/types";
+    let image = ImageBlobs::new("types", "amd64");
+    image.push(&v2, name);
+    for media_type in [
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "application/vnd.x\r\nset-cookie: a=b",
+        "application/vnd.x+json\u{0}",
+        "application/vnd.x+json; charset=\"\u{7f}\"",
+        "application/",
+    ] {
+        let body = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": descriptor(OCI_CONFIG, &image.config),
+            "layers": [descriptor(OCI_LAYER, &image.layer)],
+            "annotations": {"x": "<script>alert(1)</script>"},
+        }))
+        .unwrap();
+        // No Content-Type: the body's mediaType is all there is to go by.
+        let resp = v2.send(
+            v2.request("PUT", &format!("/v2/{name}/manifests/typed"))
+                .body(body),
+        );
+        let status = resp.status().as_u16();
+        if status == 201 {
+            let resp = v2.get_manifest(&format!("/v2/{name}/manifests/typed"));
+            panic!(
+                "mediaType {media_type:?} accepted; served as {} with {:?}",
+                resp.status(),
+                header(&resp, "content-type")
+            );
+        }
+        v2.expect_error(resp, 400, "MANIFEST_INVALID", media_type);
+    }
+    // An artifact manifest type of its own, with the OCI shape, still goes.
+    let body = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.example.thing.v1+json",
+        "config": descriptor(OCI_CONFIG, &image.config),
+        "layers": [],
+    }))
+    .unwrap();
+    v2.push_manifest(
+        name,
+        "thing",
+        "application/vnd.example.thing.v1+json",
+        &body,
+    );
+    let resp = v2.get_manifest(&format!("/v2/{name}/manifests/thing"));
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("application/vnd.example.thing.v1+json")
+    );
 }
