@@ -510,6 +510,20 @@ fn manifest_abuse(backend: Backend) {
     );
     v2.expect_error(resp, 413, "SIZE_INVALID", "chunked 4 MiB + 1");
 
+    // Exactly 4 MiB is taken, as the spec asks (JSON may end in spaces).
+    let mut exact = good.clone();
+    exact.resize(4 * 1024 * 1024, b' ');
+    let resp = v2.send(
+        v2.request("PUT", &format!("/v2/{name}/manifests/exact"))
+            .header("content-type", OCI_MANIFEST)
+            .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+                exact.clone(),
+            ))),
+    );
+    assert_eq!(resp.status(), 201, "chunked, exactly 4 MiB");
+    let resp = v2.get_manifest(&format!("/v2/{name}/manifests/exact"));
+    assert!(resp.bytes().unwrap() == exact);
+
     // A blob of another repository is unknown here, though its bytes are
     // in the shared store.
     let elsewhere = unique_bytes("elsewhere", 64);
@@ -746,6 +760,7 @@ for_each_backend!(
     methods_and_heads,
     repeated_references,
     manifest_media_types,
+    disconnect_mid_large_patch,
 );
 
 /// A manifest that names the same layer over and over (a 4 MiB manifest
@@ -832,4 +847,51 @@ fn manifest_media_types(backend: Backend) {
         header(&resp, "content-type").as_deref(),
         Some("application/vnd.example.thing.v1+json")
     );
+}
+
+/// A client that hangs up in the middle of a chunk larger than an S3
+/// part: the upload stands where the registry says (`Range`), the client
+/// resumes from there and the blob is whole.
+fn disconnect_mid_large_patch(backend: Backend) {
+    const MIB: usize = 1024 * 1024;
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = "hostile/large";
+    let data = unique_bytes("large disconnect", 20 * MIB);
+    let digest = sha256(&data);
+    let location = v2.start_upload(name);
+    let resp = v2.send(
+        v2.request("PATCH", &location)
+            .header("content-range", format!("0-{}", 6 * MIB - 1))
+            .body(data[..6 * MIB].to_vec()),
+    );
+    assert_eq!(resp.status(), 202);
+    let location = header(&resp, "location").unwrap();
+    patch_and_hang_up(
+        registry.port,
+        &location,
+        12 * MIB,
+        &data[6 * MIB..6 * MIB + 8 * MIB],
+    );
+    let resp = v2.get(&location);
+    assert_eq!(resp.status(), 204, "status after the hang-up");
+    let range = upload_range(&resp).unwrap();
+    let next: usize = range.strip_prefix("0-").unwrap().parse::<usize>().unwrap() + 1;
+    assert!(
+        next <= 6 * MIB,
+        "acknowledged {range}, the client sent 6 MiB"
+    );
+    let resp = v2.send(
+        v2.request("PATCH", &location)
+            .header("content-range", format!("{next}-{}", 14 * MIB - 1))
+            .body(data[next..14 * MIB].to_vec()),
+    );
+    assert_eq!(resp.status(), 202);
+    let resp = v2.send(
+        v2.request("PUT", &with_query(&location, &format!("digest={digest}")))
+            .body(data[14 * MIB..].to_vec()),
+    );
+    assert_eq!(resp.status(), 201);
+    let resp = v2.get(&format!("/v2/{name}/blobs/{digest}"));
+    assert!(resp.bytes().unwrap() == data);
 }
