@@ -691,6 +691,13 @@ fn methods_and_heads(backend: Backend) {
     ] {
         for method in methods {
             let resp = v2.send(v2.request(method, &path));
+            // RFC 9110: a 405 lists the methods the resource has.
+            let allow = header(&resp, "allow").unwrap_or_default();
+            assert!(
+                allow.contains("GET") || allow == "POST",
+                "{method} {path}: Allow {allow:?}"
+            );
+            assert!(!allow.contains(method), "{method} {path}: Allow {allow:?}");
             v2.expect_error(resp, 405, "UNSUPPORTED", &format!("{method} {path}"));
         }
     }
