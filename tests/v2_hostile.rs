@@ -768,6 +768,7 @@ for_each_backend!(
     repeated_references,
     manifest_media_types,
     disconnect_mid_large_patch,
+    deletes_disabled_allow,
 );
 
 /// A manifest that names the same layer over and over (a 4 MiB manifest
@@ -901,4 +902,25 @@ fn disconnect_mid_large_patch(backend: Backend) {
     assert_eq!(resp.status(), 201);
     let resp = v2.get(&format!("/v2/{name}/blobs/{digest}"));
     assert!(resp.bytes().unwrap() == data);
+}
+
+/// Deletes switched off: the 405 says which methods remain (`Allow`).
+fn deletes_disabled_allow(backend: Backend) {
+    let registry = backend.start(&[("DELETE_ENABLED", "false")]);
+    let v2 = V2::new(&registry);
+    let name = "hostile/nodelete";
+    let image = ImageBlobs::new("nodelete", "amd64");
+    image.push(&v2, name);
+    v2.push_manifest(name, "t", OCI_MANIFEST, &image.oci_manifest());
+    for (path, allow) in [
+        (
+            format!("/v2/{name}/blobs/{}", sha256(&image.layer)),
+            "GET, HEAD",
+        ),
+        (format!("/v2/{name}/manifests/t"), "GET, HEAD, PUT"),
+    ] {
+        let resp = v2.delete(&path);
+        assert_eq!(header(&resp, "allow").as_deref(), Some(allow), "{path}");
+        v2.expect_error(resp, 405, "UNSUPPORTED", &path);
+    }
 }

@@ -19,8 +19,13 @@ pub async fn not_found() -> Result<HttpResponse, Error> {
 
 /// A method the endpoint does not offer; `allow` lists those it does.
 pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
-    let mut resp =
-        Error::Unsupported("method not allowed on this endpoint".into()).error_response();
+    unsupported("method not allowed on this endpoint", allow)
+}
+
+/// The 405 `UNSUPPORTED` of a method the endpoint does not offer (or not
+/// here: deletes switched off), with the `Allow` that RFC 9110 requires.
+pub fn unsupported(detail: &str, allow: &'static str) -> HttpResponse {
+    let mut resp = Error::Unsupported(detail.into()).error_response();
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
