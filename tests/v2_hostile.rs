@@ -769,6 +769,7 @@ for_each_backend!(
     manifest_media_types,
     disconnect_mid_large_patch,
     deletes_disabled_allow,
+    referrers_in_pages,
 );
 
 /// A manifest that names the same layer over and over (a 4 MiB manifest
@@ -922,5 +923,63 @@ fn deletes_disabled_allow(backend: Backend) {
         let resp = v2.delete(&path);
         assert_eq!(header(&resp, "allow").as_deref(), Some(allow), "{path}");
         v2.expect_error(resp, 405, "UNSUPPORTED", &path);
+    }
+}
+
+/// Referrers heavy with annotations (each manifest up to 4 MiB): the
+/// answer comes in pages of bounded size, linked by `Link`, and following
+/// them yields every referrer once.
+fn referrers_in_pages(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = "hostile/referrers";
+    let image = ImageBlobs::new("referrers", "amd64");
+    image.push(&v2, name);
+    let subject_body = image.oci_manifest();
+    let subject = v2.push_manifest(name, "subject", OCI_MANIFEST, &subject_body);
+    let empty = v2.push_blob(name, b"{}");
+    let mut pushed = Vec::new();
+    for i in 0..4 {
+        let body = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.heavy+json",
+            "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
+            "layers": [],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": subject_body.len()},
+            "annotations": {"n": i.to_string(), "pad": "x".repeat(3 * 1024 * 1024)},
+        }))
+        .unwrap();
+        pushed.push(v2.push_manifest(name, &sha256(&body), OCI_MANIFEST, &body));
+    }
+    pushed.sort();
+    for filter in ["", "?artifactType=application%2Fvnd.example.heavy%2Bjson"] {
+        let mut next = Some(format!("/v2/{name}/referrers/{subject}{filter}"));
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            pages += 1;
+            assert!(pages <= 10, "too many pages");
+            let resp = v2.get(&path);
+            assert_eq!(resp.status(), 200, "{path}");
+            next = header(&resp, "link").map(|l| {
+                l.strip_prefix('<')
+                    .and_then(|l| l.split_once('>'))
+                    .map(|(u, _)| u.to_owned())
+                    .unwrap_or_else(|| panic!("Link {l}"))
+            });
+            let body = resp.bytes().unwrap();
+            assert!(
+                body.len() <= 8 * 1024 * 1024,
+                "{path}: a page of {} bytes",
+                body.len()
+            );
+            let doc: Value = serde_json::from_slice(&body).unwrap();
+            for m in doc["manifests"].as_array().unwrap() {
+                seen.push(m["digest"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(seen, pushed, "filter {filter:?}");
+        assert!(pages > 1, "one page of 12 MiB");
     }
 }
