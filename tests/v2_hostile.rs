@@ -205,6 +205,26 @@ fn upload_abuse(backend: Backend) {
         assert_eq!(upload_range(&resp).as_deref(), Some("0-9"), "{range}");
     }
 
+    // A Content-Length shorter than what follows it: the upload takes the
+    // announced bytes, the rest is no part of the request.
+    let short = v2.start_upload(name);
+    let mut conn = TcpStream::connect(("127.0.0.1", registry.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let req = format!(
+        "PATCH {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhelloWORLD",
+        path_of(&short)
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = conn.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 202"), "{raw}");
+    let resp = v2.get(&short);
+    assert_eq!(upload_range(&resp).as_deref(), Some("0-4"));
+    let hello = sha256(b"hello");
+    let resp = v2.send(v2.request("PUT", &with_query(&short, &format!("digest={hello}"))));
+    assert_eq!(resp.status(), 201);
+
     // PUT without ?digest= or with a malformed one: DIGEST_INVALID, and the
     // upload stays for a corrected PUT.
     for put in [location.clone(), with_query(&location, "digest=sha256:abc")] {
