@@ -1,6 +1,7 @@
 //! `GET /v2/`: the version check every client makes first.
 
-use actix_web::HttpResponse;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
 
 use super::Error;
 
@@ -16,9 +17,16 @@ pub async fn not_found() -> Result<HttpResponse, Error> {
     Err(Error::UnknownEndpoint)
 }
 
-/// A method the endpoint does not offer.
-pub async fn method_not_allowed() -> Result<HttpResponse, Error> {
-    Err(Error::Unsupported(
-        "method not allowed on this endpoint".into(),
-    ))
+/// A method the endpoint does not offer; `allow` lists those it does.
+pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    unsupported("method not allowed on this endpoint", allow)
+}
+
+/// The 405 `UNSUPPORTED` of a method the endpoint does not offer (or not
+/// here: deletes switched off), with the `Allow` that RFC 9110 requires.
+pub fn unsupported(detail: &str, allow: &'static str) -> HttpResponse {
+    let mut resp = Error::Unsupported(detail.into()).error_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
 }

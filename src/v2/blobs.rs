@@ -54,8 +54,9 @@ pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let name = name(&req)?;
     let digest = digest(&req)?;
     if !state.settings.delete_enabled {
-        return Err(Error::Unsupported(
-            "deletes are disabled on this registry".into(),
+        return Ok(super::base::unsupported(
+            "deletes are disabled on this registry",
+            "GET, HEAD",
         ));
     }
     blobs::delete(&*state.storage, &name, &digest).await?;

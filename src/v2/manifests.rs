@@ -102,8 +102,9 @@ pub async fn put(
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     if !state.settings.delete_enabled {
-        return Err(Error::Unsupported(
-            "deletes are disabled on this registry".into(),
+        return Ok(super::base::unsupported(
+            "deletes are disabled on this registry",
+            "GET, HEAD, PUT",
         ));
     }
     let name = super::name(&req)?;

@@ -41,51 +41,80 @@ const NAME: &str = "/{name:.+}";
 /// fixed suffixes, so the resources do not overlap.
 pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
     let auth = Rc::new(gate::Auth);
-    // A method a resource has no route for is a JSON 405.
-    let repository = |paths: &[&str]| {
-        gated(&auth, Route::Repository, paths).default_service(web::to(base::method_not_allowed))
+    // Each resource names the methods it has: a 405 must list them in
+    // `Allow` (RFC 9110), and a client retrying blindly learns nothing else.
+    let repository = |allow: &'static str, paths: &[&str]| {
+        gated(&auth, Route::Repository, paths)
+            .default_service(web::to(move || base::method_not_allowed(allow)))
     };
-    let registry = |paths: &[&str]| {
-        gated(&auth, Route::Registry, paths).default_service(web::to(base::method_not_allowed))
+    let registry = |allow: &'static str, paths: &[&str]| {
+        gated(&auth, Route::Registry, paths)
+            .default_service(web::to(move || base::method_not_allowed(allow)))
     };
     cfg.service(
         web::scope("/v2")
             // Clients (docker since 1.6) look for it on every answer to tell
             // a v2 registry from anything else on the port.
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
-            .service(registry(&["", "/"]).route(web::get().to(base::check)))
-            .service(registry(&["/_catalog"]).route(web::get().to(catalog::list)))
+            // HEAD goes wherever GET does (HTTP requires it of every
+            // server; clients probe `/v2/` with it): actix strips the body
+            // and keeps the GET's Content-Length.
             .service(
-                repository(&[
-                    &format!("{NAME}/blobs/uploads/"),
-                    &format!("{NAME}/blobs/uploads"),
-                ])
+                registry("GET, HEAD", &["", "/"])
+                    .route(web::get().to(base::check))
+                    .route(web::head().to(base::check)),
+            )
+            .service(
+                registry("GET, HEAD", &["/_catalog"])
+                    .route(web::get().to(catalog::list))
+                    .route(web::head().to(catalog::list)),
+            )
+            .service(
+                repository(
+                    "POST",
+                    &[
+                        &format!("{NAME}/blobs/uploads/"),
+                        &format!("{NAME}/blobs/uploads"),
+                    ],
+                )
                 .route(web::post().to(uploads::start)),
             )
             .service(
-                repository(&[&format!("{NAME}/blobs/uploads/{{uuid}}")])
-                    .route(web::get().to(uploads::status))
-                    .route(web::patch().to(uploads::patch))
-                    .route(web::put().to(uploads::put))
-                    .route(web::delete().to(uploads::cancel)),
+                repository(
+                    "GET, HEAD, PATCH, PUT, DELETE",
+                    &[&format!("{NAME}/blobs/uploads/{{uuid}}")],
+                )
+                .route(web::get().to(uploads::status))
+                .route(web::head().to(uploads::status))
+                .route(web::patch().to(uploads::patch))
+                .route(web::put().to(uploads::put))
+                .route(web::delete().to(uploads::cancel)),
             )
             .service(
-                repository(&[&format!("{NAME}/blobs/{{digest}}")])
+                repository("GET, HEAD, DELETE", &[&format!("{NAME}/blobs/{{digest}}")])
                     .route(web::get().to(blobs::get))
                     .route(web::head().to(blobs::get))
                     .route(web::delete().to(blobs::delete)),
             )
             .service(
-                repository(&[&format!("{NAME}/manifests/{{reference}}")])
-                    .route(web::get().to(manifests::get))
-                    .route(web::head().to(manifests::get))
-                    .route(web::put().to(manifests::put))
-                    .route(web::delete().to(manifests::delete)),
+                repository(
+                    "GET, HEAD, PUT, DELETE",
+                    &[&format!("{NAME}/manifests/{{reference}}")],
+                )
+                .route(web::get().to(manifests::get))
+                .route(web::head().to(manifests::get))
+                .route(web::put().to(manifests::put))
+                .route(web::delete().to(manifests::delete)),
             )
-            .service(repository(&[&format!("{NAME}/tags/list")]).route(web::get().to(tags::list)))
             .service(
-                repository(&[&format!("{NAME}/referrers/{{digest}}")])
-                    .route(web::get().to(referrers::list)),
+                repository("GET, HEAD", &[&format!("{NAME}/tags/list")])
+                    .route(web::get().to(tags::list))
+                    .route(web::head().to(tags::list)),
+            )
+            .service(
+                repository("GET, HEAD", &[&format!("{NAME}/referrers/{{digest}}")])
+                    .route(web::get().to(referrers::list))
+                    .route(web::head().to(referrers::list)),
             )
             .default_service(web::to(base::not_found)),
     );

@@ -589,3 +589,19 @@ pub fn tool_available(tool: &str, install: &str) -> bool {
     );
     false
 }
+
+impl Backend {
+    /// Removes a stored file behind the registry's back (a collector, an
+    /// operator), by its path relative to `storage_path`.
+    pub fn remove_stored(&self, key: &str) {
+        match self {
+            Backend::Local { .. } => {
+                std::fs::remove_file(self.storage_path().unwrap().join(key)).expect("remove file")
+            }
+            Backend::S3 { .. } => {
+                let key = format!("registry/{key}");
+                block_on(self.bucket().delete_object(&key)).expect("delete object");
+            }
+        }
+    }
+}

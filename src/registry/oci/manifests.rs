@@ -113,6 +113,33 @@ fn bare_type(content_type: Option<&str>) -> Option<String> {
     (!bare.is_empty()).then_some(bare)
 }
 
+/// Whether `text` is a media type by RFC 6838's grammar (`type/subtype`
+/// of restricted characters, no parameters): safe as a header value.
+fn is_media_type(text: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    text.split_once('/')
+        .is_some_and(|(kind, subtype)| token(kind) && token(subtype))
+}
+
+/// Whether a pushed manifest may call itself `media_type`, which it is
+/// then served as. Beyond the four known types, an artifact's own JSON
+/// type (`application/...+json`): anything else (`text/html`, SVG, a value
+/// with a line break) would let a push turn a pull of the registry's
+/// origin into a page a browser renders, or an answer that cannot be sent.
+fn is_manifest_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST
+    ) || (is_media_type(media_type)
+        && media_type.starts_with("application/")
+        && media_type.ends_with("+json"))
+}
+
 fn is_schema1(media_type: &str) -> bool {
     media_type == DOCKER_SCHEMA1 || media_type == DOCKER_SCHEMA1_SIGNED
 }
@@ -147,8 +174,11 @@ impl Manifest {
             Some(1) => return Err(invalid(SCHEMA1_REFUSED)),
             _ => return Err(invalid("schemaVersion must be 2")),
         }
-        let raw: RawManifest =
+        let mut raw: RawManifest =
             serde_json::from_value(value).map_err(|e| invalid(format!("malformed: {e}")))?;
+        // Go clients without `omitempty` write an absent type as "", and
+        // distribution reads it so: the shape says what it is.
+        raw.media_type = raw.media_type.filter(|t| !t.is_empty());
         if let Some(own) = &raw.media_type {
             if is_schema1(own) {
                 return Err(invalid(SCHEMA1_REFUSED));
@@ -185,6 +215,12 @@ impl Manifest {
                 }
             }
         };
+        if !is_manifest_type(&media_type) {
+            return Err(invalid(format!(
+                "mediaType {:?} is not a manifest type (application/...+json)",
+                media_type.chars().take(200).collect::<String>()
+            )));
+        }
         let index = match media_type.as_str() {
             OCI_INDEX | DOCKER_LIST => true,
             OCI_MANIFEST | DOCKER_MANIFEST => false,
@@ -244,7 +280,13 @@ pub fn stored_media_type(body: &[u8]) -> String {
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
         return OCI_MANIFEST.to_owned();
     };
-    if let Some(own) = object.get("mediaType").and_then(Value::as_str) {
+    // One that cannot be a header value (stored by something less careful
+    // than a push here) is served by its shape, not as a broken answer.
+    if let Some(own) = object
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .filter(|t| is_media_type(t))
+    {
         return own.to_owned();
     }
     if object.get("schemaVersion").and_then(Value::as_u64) == Some(1) {
@@ -332,10 +374,18 @@ pub async fn put(
 }
 
 /// Every blob and child manifest must be in the repository already.
+///
+/// Each distinct digest is looked up once: a 4 MiB manifest can name one
+/// layer some 25 000 times, and a lookup per line (two storage requests,
+/// each a round trip on S3) would hold the request for minutes.
 async fn check_references(storage: &dyn Storage, name: &Name, manifest: &Manifest) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
     match &manifest.content {
         Content::Image { config, layers } => {
             for blob in std::iter::once(config).chain(layers) {
+                if !seen.insert((&blob.digest, blob.non_distributable())) {
+                    continue;
+                }
                 if blob.non_distributable() || links::has_layer(storage, name, &blob.digest).await?
                 {
                     continue;
@@ -351,6 +401,9 @@ async fn check_references(storage: &dyn Storage, name: &Name, manifest: &Manifes
         }
         Content::Index { manifests } => {
             for child in manifests {
+                if !seen.insert((&child.digest, false)) {
+                    continue;
+                }
                 if !links::has_revision(storage, name, &child.digest).await? {
                     return Err(Error::ManifestBlobUnknown(child.digest.clone()));
                 }

@@ -61,6 +61,22 @@ pub async fn forget(
     remove_if_present(storage, link.trim_end_matches("/link")).await
 }
 
+/// The most referrer manifests one answer reads, and the most bytes of
+/// descriptors it holds: a subject may have any number of referrers, each
+/// up to 4 MiB of annotations, so an answer is a page (the spec lets the
+/// registry paginate, with a `Link` to the next one).
+pub const PAGE_READS: usize = 1000;
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// One page of the referrers of a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub index: Index,
+    /// The last digest this page looked at, when more follow: the next
+    /// page starts after it.
+    pub next: Option<String>,
+}
+
 /// The referrers of `subject` in the repository, sorted by digest; only
 /// those of `artifact_type` when it is given. A subject that is not there
 /// (or a repository that is not) has none: the spec forbids a 404 here,
@@ -71,25 +87,72 @@ pub async fn list(
     subject: &Digest,
     artifact_type: Option<&str>,
 ) -> Result<Index> {
+    Ok(page(
+        storage,
+        name,
+        subject,
+        artifact_type,
+        None,
+        usize::MAX,
+        usize::MAX,
+    )
+    .await?
+    .index)
+}
+
+/// A page of the referrers after digest `last`: at most `reads`
+/// manifests read and about `bytes` of descriptors (at least one).
+pub async fn page(
+    storage: &dyn Storage,
+    name: &Name,
+    subject: &Digest,
+    artifact_type: Option<&str>,
+    last: Option<&str>,
+    reads: usize,
+    bytes: usize,
+) -> Result<Page> {
     let folder = layout::referrers(name.as_str(), subject.algorithm().as_str(), subject.hex());
-    let mut manifests = Vec::new();
+    let mut recorded = Vec::new();
     for algorithm in list_or_empty(storage, &folder).await? {
         for hex in list_or_empty(storage, &format!("{folder}/{algorithm}")).await? {
-            let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
-                continue;
-            };
-            if let Some(referrer) = describe(storage, name, subject, &digest).await? {
-                if artifact_type.is_none_or(|t| referrer.artifact_type.as_deref() == Some(t)) {
-                    manifests.push(referrer);
-                }
+            if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) {
+                recorded.push(digest);
             }
         }
     }
-    manifests.sort_by(|a, b| a.digest.cmp(&b.digest));
-    Ok(Index {
-        schema_version: 2,
-        media_type: OCI_INDEX,
-        manifests,
+    // Sorted by their text, the order of the answer.
+    recorded.sort_by_cached_key(|d| d.to_string());
+    let mut after = recorded
+        .into_iter()
+        .filter(|d| last.is_none_or(|l| d.to_string().as_str() > l))
+        .peekable();
+    let mut manifests = Vec::new();
+    let (mut read, mut held) = (0, 0);
+    let mut seen = None;
+    loop {
+        if read >= reads || (held >= bytes && !manifests.is_empty()) {
+            break;
+        }
+        let Some(digest) = after.next() else {
+            break;
+        };
+        read += 1;
+        if let Some(referrer) = describe(storage, name, subject, &digest).await? {
+            if artifact_type.is_none_or(|t| referrer.artifact_type.as_deref() == Some(t)) {
+                held += serde_json::to_vec(&referrer).map_or(0, |v| v.len());
+                manifests.push(referrer);
+            }
+        }
+        seen = Some(digest.to_string());
+    }
+    let next = after.peek().is_some().then_some(seen).flatten();
+    Ok(Page {
+        index: Index {
+            schema_version: 2,
+            media_type: OCI_INDEX,
+            manifests,
+        },
+        next,
     })
 }
 
