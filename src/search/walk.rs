@@ -7,7 +7,8 @@ use crate::names::RepositoryName;
 use crate::storage::layout::legacy;
 use crate::storage::{Storage, StorageError};
 
-/// Every repository in storage, sorted, each once. The progress bar counts
+/// Every repository in storage, sorted, each once: a folder that lists as
+/// empty (nothing in it, or only temporary files) is none. The progress bar counts
 /// namespaces. A namespace that vanishes while we walk is skipped; any other
 /// storage error ends the walk, so that no index is built from half a
 /// listing.
@@ -33,6 +34,13 @@ pub async fn repositories(
         // once (see `layout`).
         let namespace = legacy::unescape(&namespace);
         for repository in repositories {
+            // A folder holding nothing but a crash's temporary file (a
+            // listing skips those) is no repository.
+            match storage.list(&format!("{folder}/{repository}")).await {
+                Ok(_) => {}
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
             let repository = legacy::unescape(&legacy::unescape(&repository));
             match RepositoryName::new(&namespace, &repository) {
                 Ok(name) => found.push(name),
