@@ -258,6 +258,60 @@ fn temporary_only_folders_are_no_repositories() {
     assert_eq!(setup.indexed(), ["me/real"]);
 }
 
+/// A v2 repository as distribution's tree holds it, with one manifest
+/// revision (`name` `a/b/c`).
+fn v2_repository(setup: &Setup, name: &str) {
+    let hex = "ab".repeat(32);
+    let dir = setup.storage().join(format!(
+        "docker/registry/v2/repositories/{name}/_manifests/revisions/sha256/{hex}"
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("link"), format!("sha256:{hex}")).unwrap();
+}
+
+/// v2 repositories (those holding a manifest) are repositories of the
+/// walk: built into a fresh index, added by the catch-up when a crash
+/// missed them, kept by `reindex`.
+#[test]
+fn v2_repositories_are_walked_too() {
+    let setup = Setup::new();
+    v2_repository(&setup, "team/v2app");
+    // Layers but no manifest: no repository for search.
+    let layers = setup
+        .storage()
+        .join("docker/registry/v2/repositories/team/blobsonly/_layers/sha256");
+    std::fs::create_dir_all(&layers).unwrap();
+    let mut registry = setup.start();
+    assert_eq!(setup.indexed(), ["team/v2app"]);
+    registry.terminate();
+
+    v2_repository(&setup, "deep/a/b");
+    v2_repository(&setup, "solo");
+    let mut registry = setup.start();
+    eventually("the v2 repositories added", || {
+        setup.indexed() == ["deep/a/b", "library/solo", "team/v2app"]
+    });
+    registry.terminate();
+
+    let storage = setup.storage().display().to_string();
+    let url = format!("sqlite:///{}", setup.database().display());
+    let out = common::run(
+        &["reindex"],
+        &[
+            ("STORAGE_PATH", storage.as_str()),
+            ("SEARCH_BACKEND", "sqlalchemy"),
+            ("SQLALCHEMY_INDEX_DATABASE", url.as_str()),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("3 repositories in storage, 0 added, 0 removed"),
+        "{stdout}"
+    );
+    assert_eq!(setup.indexed(), ["deep/a/b", "library/solo", "team/v2app"]);
+}
+
 fn age(path: &Path, by: Duration) {
     let file = std::fs::File::options().write(true).open(path).unwrap();
     file.set_modified(SystemTime::now() - by).unwrap();

@@ -229,9 +229,11 @@ impl SqliteIndex {
 impl SqliteIndex {
     /// What a crash can leave behind, caught up: adds the repositories of
     /// storage the index misses (a registry killed between writing a
-    /// repository and indexing it). Removes nothing: the walk sees only the
-    /// v1 tree, and the v2 API indexes its repositories through events
-    /// (`registry-v1 reindex` is the full reconciliation). Cheap on a
+    /// repository and indexing it). Removes nothing: a crash loses index
+    /// updates that follow a storage write, and a delete removes its row
+    /// only after storage (`registry-v1 reindex` is the full
+    /// reconciliation). A repository deleted between its listing and the
+    /// insert comes back until the next reindex. Cheap on a
     /// complete index: one listing per namespace and repository, one insert
     /// per missing name.
     pub async fn catch_up(
