@@ -235,3 +235,33 @@ fn uploads_beyond_the_cap_answer_429() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// 40 connections stall in layer PUTs of 2 GiB at once: every one is
+/// answered within the timeout (plus a margin), and no temporary file stays.
+#[test]
+fn many_stalled_uploads_all_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = start(dir.path(), "2", "100");
+    assert_eq!(put_json(&registry), 200);
+    let target = format!("/v1/images/{ID}/layer");
+    let started = Instant::now();
+    let mut streams: Vec<TcpStream> = (0..40)
+        .map(|_| open_body(registry.port, "PUT", &target, 2 << 30, &[1u8; 2 << 20]))
+        .collect();
+    let mut codes = Vec::new();
+    for stream in &mut streams {
+        let (code, _) = answer(stream, Duration::from_secs(10)).expect("answered");
+        codes.push(code);
+    }
+    let all = started.elapsed();
+    assert!(codes.iter().all(|&c| c == 400), "{codes:?}");
+    assert!(all < Duration::from_secs(8), "{all:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !temporaries(dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", temporaries(dir.path()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "40 stalled 2 GiB layer PUTs: all answered 400 within {all:.1?}, no temporary file left"
+    );
+}
