@@ -146,18 +146,32 @@ fn a_database_of_the_old_registry_is_searched_as_it_is() {
         ("me/web", Some("")),
         ("team/db", Some("PostgreSQL for the WEB team")),
     ]);
-    // Storage holds other repositories: an existing index is not rebuilt.
+    // Storage holds another repository: an existing index is not rebuilt
+    // (its rows and descriptions stay), it catches up (the repository is
+    // added, in the background, at start).
     setup.repository("other/repo");
     let registry = setup.start();
 
     let body = search(&registry, "q=web");
     assert_eq!(names(&body), ["me/web", "team/db"]);
     assert_eq!(body["num_results"], 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !registry.log().contains("1 were missing (added)") {
+        assert!(Instant::now() < deadline, "{}", registry.log());
+        std::thread::sleep(Duration::from_millis(25));
+    }
     let all = search(&registry, "q=");
-    assert_eq!(names(&all), ["library/busybox", "me/web", "team/db"]);
+    assert_eq!(
+        names(&all),
+        ["library/busybox", "me/web", "other/repo", "team/db"]
+    );
     assert_eq!(all["results"][0]["description"], Value::Null);
+    assert_eq!(
+        all["results"][3]["description"],
+        "PostgreSQL for the WEB team"
+    );
     drop(registry);
-    assert_eq!(setup.rows().len(), 3);
+    assert_eq!(setup.rows().len(), 4);
 }
 
 #[test]

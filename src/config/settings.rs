@@ -16,6 +16,12 @@ use serde_yaml::{Mapping, Value};
 use super::env::{key_text, Origins};
 use super::ConfigError;
 
+/// `body_idle_timeout` when unset, in seconds (nginx's
+/// `client_body_timeout`).
+pub const DEFAULT_BODY_IDLE_TIMEOUT: u64 = 60;
+/// `max_concurrent_uploads` when unset.
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: u64 = 100;
+
 /// Everything the server needs, typed.
 #[derive(Clone)]
 pub struct Settings {
@@ -38,6 +44,12 @@ pub struct Settings {
     /// off, they answer 405 `UNSUPPORTED`. Unset: on. v1 deletes are the
     /// old registry's contract and are not affected.
     pub delete_enabled: bool,
+    /// A request body that sends no byte for this long fails (its
+    /// temporary file removed). Unset: 60 s.
+    pub body_idle_timeout: std::time::Duration,
+    /// Uploads (v1 image json and layer PUTs, v2 blob upload requests)
+    /// served at once; more are refused (429). Unset: 100.
+    pub max_concurrent_uploads: usize,
     /// RSA public key (PEM) whose `X-Signature`s are authorised.
     pub privileged_key: Option<PathBuf>,
     /// Value of `X-Docker-Endpoints`; `None`: the request's Host header.
@@ -65,6 +77,8 @@ impl fmt::Debug for Settings {
             .field("index_endpoint", &self.index_endpoint)
             .field("disable_token_auth", &self.disable_token_auth)
             .field("delete_enabled", &self.delete_enabled)
+            .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("max_concurrent_uploads", &self.max_concurrent_uploads)
             .field("privileged_key", &self.privileged_key)
             .field("registry_endpoints", &self.registry_endpoints)
             .field("storage", &self.storage)
@@ -269,6 +283,18 @@ impl Settings {
         // Files written for the old registry have no such key; deletes
         // were always possible there, so unset means on.
         let delete_enabled = top.bool_or("delete_enabled", true)?;
+        let body_idle_timeout = std::time::Duration::from_secs(top.bounded_or(
+            "body_idle_timeout",
+            DEFAULT_BODY_IDLE_TIMEOUT,
+            1..=86_400,
+            "a whole number of seconds from 1 to 86400",
+        )?);
+        let max_concurrent_uploads = top.bounded_or(
+            "max_concurrent_uploads",
+            DEFAULT_MAX_CONCURRENT_UPLOADS,
+            1..=1_000_000,
+            "a whole number from 1 to 1000000",
+        )? as usize;
         let privileged_key = top.privileged_key()?;
         let registry_endpoints = top.nonempty("registry_endpoints")?;
         let storage = top.storage()?;
@@ -285,6 +311,8 @@ impl Settings {
             index_endpoint,
             disable_token_auth,
             delete_enabled,
+            body_idle_timeout,
+            max_concurrent_uploads,
             privileged_key,
             registry_endpoints,
             storage,
@@ -398,6 +426,23 @@ impl<'a> Section<'a> {
                 .filter(|&n| n > 0)
                 .map(Some)
                 .ok_or_else(|| self.wrong(key, "a port number (1-65535)", v)),
+        }
+    }
+
+    /// A whole number in `range`; unset (or null) is `default`.
+    fn bounded_or(
+        &self,
+        key: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        expected: &str,
+    ) -> Result<u64, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| self.wrong(key, expected, v)),
         }
     }
 

@@ -2,6 +2,7 @@
 //! flavors, typing, and the errors.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::*;
 
@@ -45,6 +46,8 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("STORAGE_REDIRECT", "on"),
         ("DISABLE_TOKEN_AUTH", "True"),
         ("DELETE_ENABLED", "off"),
+        ("BODY_IDLE_TIMEOUT", "7"),
+        ("MAX_CONCURRENT_UPLOADS", "3"),
         ("SEARCH_BACKEND", "SQLAlchemy"),
         (
             "SQLALCHEMY_INDEX_DATABASE",
@@ -179,6 +182,12 @@ fn every_sample_flavor_resolves_without_environment() {
             settings.delete_enabled,
             "{flavor}: deletes are on by default"
         );
+        assert_eq!(
+            settings.body_idle_timeout,
+            Duration::from_secs(60),
+            "{flavor}"
+        );
+        assert_eq!(settings.max_concurrent_uploads, 100, "{flavor}");
         assert!(settings.raw["email_exceptions"]["smtp_port"] == Value::Number(25.into()));
     }
 }
@@ -204,6 +213,8 @@ fn every_sample_flavor_resolves_with_its_whole_environment() {
         let s = load_sample(flavor, &env).unwrap_or_else(|e| panic!("{flavor}: {e}"));
         assert_eq!(s.loglevel, LogLevel::Warn);
         assert!(!s.delete_enabled, "{flavor}");
+        assert_eq!(s.body_idle_timeout, Duration::from_secs(7), "{flavor}");
+        assert_eq!(s.max_concurrent_uploads, 3, "{flavor}");
         assert!(!s.debug && s.disable_token_auth);
         // `test` sets standalone itself.
         assert_eq!(s.standalone, *flavor == "test");
@@ -601,6 +612,54 @@ fn wrong_types_name_the_key_the_flavor_and_the_variable() {
         e.contains("`storage_redirect`") && e.contains("test.yml"),
         "{e}"
     );
+}
+
+#[test]
+fn body_timeout_and_upload_cap_are_typed_and_bounded() {
+    // Unset (a file of the old registry): the defaults.
+    let s = load_text("f:\n  loglevel: info\n", "f", &[]).unwrap();
+    assert_eq!(s.body_idle_timeout, Duration::from_secs(60));
+    assert_eq!(s.max_concurrent_uploads, 100);
+    let s = load_text(
+        "f:\n  body_idle_timeout: 5\n  max_concurrent_uploads: 1\n",
+        "f",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.body_idle_timeout, Duration::from_secs(5));
+    assert_eq!(s.max_concurrent_uploads, 1);
+    let s = load_text(
+        "f:\n  body_idle_timeout: _env:T:30\n  max_concurrent_uploads: _env:U:10\n",
+        "f",
+        &[("T", "90"), ("U", "")],
+    );
+    // An empty variable without a default is null: the default.
+    let s = s.unwrap();
+    assert_eq!(s.body_idle_timeout, Duration::from_secs(90));
+    assert_eq!(s.max_concurrent_uploads, 100);
+    for (key, bad) in [
+        ("body_idle_timeout", "0"),
+        ("body_idle_timeout", "86401"),
+        ("body_idle_timeout", "\"60\""),
+        ("body_idle_timeout", "1.5"),
+        ("body_idle_timeout", "-1"),
+        ("max_concurrent_uploads", "0"),
+        ("max_concurrent_uploads", "yes"),
+        ("max_concurrent_uploads", "[1]"),
+    ] {
+        let e = load_text(&format!("f:\n  {key}: {bad}\n"), "f", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("`{key}`")), "{key}: {bad}: {e}");
+    }
+    let e = load_text(
+        "f:\n  body_idle_timeout: _env:BODY_IDLE_TIMEOUT:60\n",
+        "f",
+        &[("BODY_IDLE_TIMEOUT", "0")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("BODY_IDLE_TIMEOUT"), "{e}");
 }
 
 #[test]

@@ -45,3 +45,70 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes,
 pub fn stream(payload: web::Payload) -> ByteStream {
     Box::pin(payload.map(|chunk| chunk.map_err(std::io::Error::other)))
 }
+
+/// The body as it reaches the handlers, ended by an error when the client
+/// sends no byte for `idle` (a slow or stalled client cannot hold a
+/// connection and a temporary file forever). The error reads as a broken
+/// body everywhere: `read_body` answers `Interrupted`, a storage driver
+/// removes its temporary file, a v2 upload does not acknowledge the
+/// request's bytes.
+pub fn idle_timeout<S>(
+    body: S,
+    idle: std::time::Duration,
+    what: String,
+) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>>
+where
+    S: futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + Unpin,
+{
+    futures_util::stream::unfold(Some(body), move |body| {
+        let what = what.clone();
+        async move {
+            let mut body = body?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(item)) => Some((item, Some(body))),
+                Ok(None) => None,
+                Err(_) => {
+                    log::warn!("{what}: no byte of the body for {idle:?}, request ended");
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no byte of the request body for {idle:?}"),
+                    );
+                    Some((Err(actix_web::error::PayloadError::Io(e)), None))
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[actix_web::test]
+    async fn a_body_that_stalls_ends_in_an_error() {
+        let chunks = futures_util::stream::iter([Ok(Bytes::from_static(b"ab"))])
+            .chain(futures_util::stream::pending());
+        let mut body = Box::pin(idle_timeout(
+            Box::pin(chunks),
+            Duration::from_millis(50),
+            "test".into(),
+        ));
+        assert_eq!(body.next().await.unwrap().unwrap(), "ab");
+        let started = std::time::Instant::now();
+        assert!(body.next().await.unwrap().is_err());
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(body.next().await.is_none());
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_keeps_coming_is_whole() {
+        let chunks = futures_util::stream::iter([
+            Ok(Bytes::from_static(b"a")),
+            Ok(Bytes::from_static(b"b")),
+        ]);
+        let body = idle_timeout(chunks, Duration::from_millis(50), "test".into());
+        let all: Vec<_> = body.collect().await;
+        assert_eq!(all.len(), 2);
+    }
+}

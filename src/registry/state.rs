@@ -23,6 +23,19 @@ impl AppState {
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
         let auth = Arc::new(crate::registry::auth::Auth::from_settings(&settings)?);
         let storage = crate::storage::from_settings(&settings).await?;
+        // In the background: the server serves while the tree is swept.
+        let sweep = storage.clone();
+        actix_web::rt::spawn(async move {
+            let age = crate::storage::STALE_TEMPORARY_FILE_AGE;
+            match sweep.remove_stale_temporary_files(age).await {
+                Ok(0) => {}
+                Ok(n) => log::warn!(
+                    "removed {n} temporary files left by a crash (older than {} h)",
+                    age.as_secs() / 3600
+                ),
+                Err(e) => log::warn!("temporary files left by a crash not removed: {e}"),
+            }
+        });
         let search = crate::search::from_settings(&settings, storage.clone()).await?;
         let events = Events::new();
         events.subscribe(crate::search::subscriber(search.clone()));

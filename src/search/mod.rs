@@ -37,8 +37,8 @@ pub struct SearchQuery {
     /// The term, matched as a substring of name or description (ASCII
     /// case-insensitive, `%` and `_` literally); empty matches everything.
     pub term: String,
-    /// From 1.
-    pub page: u32,
+    /// From 1; a page past the last (up to `u64::MAX`) is empty.
+    pub page: u64,
     /// 1 to 100.
     pub per_page: u32,
 }
@@ -111,15 +111,59 @@ pub async fn from_settings(
                 &indicatif::ProgressBar::hidden(),
             )
             .await?;
-            if let Some(built) = &opened.built {
-                log::info!(
+            let index = Arc::new(opened.index);
+            match &opened.built {
+                Some(built) => log::info!(
                     "search index {location} built from storage: {} repositories",
                     built.added
-                );
+                ),
+                None => catch_up_in_background(index.clone(), storage, location),
             }
-            Ok(Arc::new(opened.index))
+            Ok(index)
         }
     }
+}
+
+/// How long the walk that catches the index up at start may take; past it,
+/// the walk is abandoned (logged) and `registry-v1 reindex` is the remedy.
+pub const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// At start over an index built before: the repositories a crash left in
+/// storage but not in the index are added (see [`sqlite::SqliteIndex::catch_up`]),
+/// while the server already serves; found, added and the time taken logged.
+fn catch_up_in_background(
+    index: Arc<sqlite::SqliteIndex>,
+    storage: Arc<dyn Storage>,
+    location: DatabaseLocation,
+) {
+    actix_web::rt::spawn(async move {
+        let started = std::time::Instant::now();
+        let progress = indicatif::ProgressBar::hidden();
+        let walk = index.catch_up(storage.as_ref(), &progress);
+        match tokio::time::timeout(CATCH_UP_TIMEOUT, walk).await {
+            Ok(Ok(done)) if done.added > 0 => log::warn!(
+                "search index {location} caught up with storage: {} repositories in storage, \
+                 {} were missing (added), {:.1?}",
+                done.found,
+                done.added,
+                started.elapsed()
+            ),
+            Ok(Ok(done)) => log::info!(
+                "search index {location} in step with storage: {} repositories, {:.1?}",
+                done.found,
+                started.elapsed()
+            ),
+            Ok(Err(e)) => log::error!(
+                "search index {location} not caught up with storage: {e:#} \
+                 (run `registry-v1 reindex`)"
+            ),
+            Err(_) => log::error!(
+                "search index {location} not caught up with storage within {:?} \
+                 (run `registry-v1 reindex`)",
+                CATCH_UP_TIMEOUT
+            ),
+        }
+    });
 }
 
 /// Where `sqlalchemy_index_database` points, or why it cannot be used.

@@ -226,6 +226,50 @@ impl SqliteIndex {
     }
 }
 
+impl SqliteIndex {
+    /// What a crash can leave behind, caught up: adds the repositories of
+    /// storage the index misses (a registry killed between writing a
+    /// repository and indexing it). Removes nothing: a crash loses index
+    /// updates that follow a storage write, and a delete removes its row
+    /// only after storage (`registry-v1 reindex` is the full
+    /// reconciliation). A repository deleted between its listing and the
+    /// insert comes back until the next reindex. Cheap on a
+    /// complete index: one listing per namespace and repository, one insert
+    /// per missing name.
+    pub async fn catch_up(
+        &self,
+        storage: &dyn Storage,
+        progress: &ProgressBar,
+    ) -> anyhow::Result<Reconciled> {
+        let names = walk::repositories(storage, progress)
+            .await
+            .context("cannot list the repositories of storage")?;
+        Ok(self.run(move |conn| add_missing(conn, &names)).await?)
+    }
+}
+
+/// Adds the `names` the index does not hold, without description.
+fn add_missing(conn: &mut Connection, names: &[RepositoryName]) -> rusqlite::Result<Reconciled> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut added = 0;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO repository (name, description) VALUES (?1, NULL) \
+             ON CONFLICT (name) DO NOTHING",
+        )?;
+        for name in names {
+            added += insert.execute([name.to_string()])?;
+        }
+    }
+    apply_pending(&tx)?;
+    tx.commit()?;
+    Ok(Reconciled {
+        found: names.len() as u64,
+        added: added as u64,
+        removed: 0,
+    })
+}
+
 #[async_trait]
 impl SearchIndex for SqliteIndex {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError> {
@@ -495,6 +539,9 @@ fn reconcile(
 enum Plan {
     /// The empty term: every row.
     All,
+    /// A term holding NUL: no row. No name holds one, and SQLite's `LIKE`
+    /// stops reading a pattern at NUL (`%\0zzz%` would be `%`: every row).
+    Nothing,
     /// `LIKE` on every row.
     Scan { like: String },
     /// The trigram index finds candidates, `LIKE` checks them.
@@ -503,7 +550,9 @@ enum Plan {
 
 impl Plan {
     fn for_scan(term: &str) -> Self {
-        if term.is_empty() {
+        if term.contains('\0') {
+            Plan::Nothing
+        } else if term.is_empty() {
             Plan::All
         } else {
             Plan::Scan {
@@ -569,7 +618,11 @@ const MATCHES: &str = "(name LIKE :like ESCAPE '\\' OR description LIKE :like ES
 
 fn search(conn: &mut Connection, query: &SearchQuery, plan: Plan) -> rusqlite::Result<SearchPage> {
     let limit = i64::from(query.per_page);
-    let offset = i64::from(query.page.max(1) - 1) * limit;
+    // A page far past the last (above 2^63 rows in) is as empty as the
+    // next one: the offset saturates.
+    let offset = i64::try_from(query.page.max(1) - 1)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(limit);
     // One read transaction: the count and the page see the same rows.
     let tx = conn.transaction()?;
     let hit = |r: &rusqlite::Row<'_>| {
@@ -595,6 +648,10 @@ fn search(conn: &mut Connection, query: &SearchQuery, plan: Plan) -> rusqlite::R
                 hits,
             }
         }
+        Plan::Nothing => SearchPage {
+            total: 0,
+            hits: Vec::new(),
+        },
         Plan::Scan { like } => {
             let from = format!("FROM repository WHERE {MATCHES}");
             page_of(&tx, &from, named_params! {":like": like}, limit, offset)?

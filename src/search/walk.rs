@@ -1,5 +1,6 @@
 //! Which repositories storage holds: the folders `repositories/<ns>/<repo>`,
-//! named the way clients spell them.
+//! named the way clients spell them, and the v2 repositories (distribution's
+//! tree) that hold a manifest, named as the v2 API's events name them.
 
 use indicatif::ProgressBar;
 
@@ -7,7 +8,8 @@ use crate::names::RepositoryName;
 use crate::storage::layout::legacy;
 use crate::storage::{Storage, StorageError};
 
-/// Every repository in storage, sorted, each once. The progress bar counts
+/// Every repository in storage, sorted, each once: a folder that lists as
+/// empty (nothing in it, or only temporary files) is none. The progress bar counts
 /// namespaces. A namespace that vanishes while we walk is skipped; any other
 /// storage error ends the walk, so that no index is built from half a
 /// listing.
@@ -33,6 +35,13 @@ pub async fn repositories(
         // once (see `layout`).
         let namespace = legacy::unescape(&namespace);
         for repository in repositories {
+            // A folder holding nothing but a crash's temporary file (a
+            // listing skips those) is no repository.
+            match storage.list(&format!("{folder}/{repository}")).await {
+                Ok(_) => {}
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
             let repository = legacy::unescape(&legacy::unescape(&repository));
             match RepositoryName::new(&namespace, &repository) {
                 Ok(name) => found.push(name),
@@ -42,8 +51,40 @@ pub async fn repositories(
         progress.inc(1);
         progress.set_message(format!("{} repositories", found.len()));
     }
+    found.extend(v2_repositories(storage).await?);
     found.sort();
     found.dedup();
+    Ok(found)
+}
+
+/// The v2 repositories holding at least one manifest: those the v2 API
+/// announced (a first manifest push creates the repository in the index,
+/// the delete of its last manifest removes it).
+async fn v2_repositories(storage: &dyn Storage) -> Result<Vec<RepositoryName>, StorageError> {
+    use crate::registry::oci;
+    let storage_error = |e: oci::Error| match e {
+        oci::Error::Storage(e) => e,
+        other => StorageError::Unavailable(other.to_string()),
+    };
+    let page = oci::catalog::list(storage, None, None)
+        .await
+        .map_err(storage_error)?;
+    let mut found = Vec::new();
+    for path in page.items {
+        let Ok(name) = oci::Name::parse(&path) else {
+            continue;
+        };
+        if !oci::manifests::has_any_revision(storage, &name)
+            .await
+            .map_err(storage_error)?
+        {
+            continue;
+        }
+        match RepositoryName::parse(&path) {
+            Ok(name) => found.push(name),
+            Err(e) => log::warn!("v2 repository {path}: skipped, {e}"),
+        }
+    }
     Ok(found)
 }
 

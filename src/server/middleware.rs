@@ -3,10 +3,103 @@
 use actix_cors::Cors;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::{Condition, DefaultHeaders, Logger};
-use actix_web::HttpResponse;
+use actix_web::{HttpMessage, HttpResponse};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 
 use crate::config::{CorsSettings, Settings};
 use crate::v1::response;
+
+/// Uploads being served, across the workers.
+#[derive(Clone, Default)]
+pub struct Uploads(Arc<AtomicUsize>);
+
+/// One upload counted in [`Uploads`], until dropped.
+struct UploadSlot(Arc<AtomicUsize>);
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Uploads {
+    fn take(&self, cap: usize) -> Option<UploadSlot> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| UploadSlot(self.0.clone()))
+    }
+}
+
+/// Whether a request is an upload counted against `max_concurrent_uploads`:
+/// v1 image json and layer PUTs, v2 blob upload POSTs, PATCHes and PUTs.
+fn is_upload(method: &Method, path: &str) -> bool {
+    if let Some(rest) = path.strip_prefix("/v1/images/") {
+        return *method == Method::PUT && (rest.ends_with("/layer") || rest.ends_with("/json"));
+    }
+    path.starts_with("/v2/")
+        && (path.contains("/blobs/uploads/") || path.ends_with("/blobs/uploads"))
+        && matches!(*method, Method::POST | Method::PATCH | Method::PUT)
+}
+
+/// Bodies with an idle timeout (`body_idle_timeout`) on every request, and
+/// at most `max_concurrent_uploads` uploads at once: beyond, 429 (v1: its
+/// JSON error; v2: `TOOMANYREQUESTS`), with `Retry-After`.
+pub async fn body_limits(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<actix_web::web::Data<crate::registry::AppState>>() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let settings = state.settings.clone();
+    let uploads = req.app_data::<Uploads>().cloned().unwrap_or_default();
+    let slot = if is_upload(req.method(), req.path()) {
+        match uploads.take(settings.max_concurrent_uploads) {
+            Some(slot) => Some(slot),
+            None => {
+                let cap = settings.max_concurrent_uploads;
+                let path: String = req.path().chars().take(200).collect();
+                log::warn!("{} {path}: refused, {cap} uploads already", req.method());
+                let message = format!("too many uploads at once (at most {cap}); retry later");
+                let mut resp = if req.path().starts_with("/v2/") {
+                    actix_web::ResponseError::error_response(
+                        &crate::v2::error::Error::TooManyRequests(message),
+                    )
+                } else {
+                    response::error(StatusCode::TOO_MANY_REQUESTS, &message)
+                };
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                return Ok(req.into_response(resp));
+            }
+        }
+    } else {
+        None
+    };
+    let path: String = req.path().chars().take(200).collect();
+    let what = format!("{} {path}", req.method());
+    let body = idle_timeout_payload(req.take_payload(), settings.body_idle_timeout, what);
+    req.set_payload(body);
+    let resp = next.call(req).await;
+    drop(slot);
+    Ok(resp?.map_into_boxed_body())
+}
+
+fn idle_timeout_payload(payload: Payload, idle: std::time::Duration, what: String) -> Payload {
+    let stream = crate::http::body::idle_timeout(payload, idle, what);
+    Payload::Stream {
+        payload: Box::pin(stream),
+    }
+}
 
 /// One line per request, in the common log format plus time taken.
 pub fn access_log() -> Logger {

@@ -28,10 +28,13 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         state.settings.storage.path,
         workers
     );
+    let uploads = middleware::Uploads::default();
     let server = HttpServer::new(move || {
         let settings = state.settings.clone();
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .app_data(uploads.clone())
+            .wrap(actix_web::middleware::from_fn(middleware::body_limits))
             .wrap(middleware::debug_header(&settings))
             .wrap(middleware::cors(&settings.cors))
             .wrap(middleware::access_log())

@@ -107,6 +107,55 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Walks the tree under `root` (not following links) and removes the
+/// temporary files last modified more than `older_than` ago. A folder that
+/// cannot be read, or a file that vanished, is skipped (logged).
+fn remove_stale_temporaries(root: &Path, older_than: std::time::Duration) -> u64 {
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = match fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) => {
+                log::warn!("{}: not swept for temporary files: {e}", folder.display());
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                folders.push(entry.path());
+                continue;
+            }
+            if !kind.is_file()
+                || !entry
+                    .file_name()
+                    .as_encoded_bytes()
+                    .starts_with(TEMP_PREFIX.as_bytes())
+            {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > older_than);
+            if stale {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => log::warn!("{}: not removed: {e}", entry.path().display()),
+                }
+            }
+        }
+    }
+    removed
+}
+
 /// A temporary file next to `dest` (its folder created as needed).
 fn temp_beside(dest: &Path) -> io::Result<NamedTempFile> {
     let dir = dest
@@ -602,6 +651,11 @@ impl Storage for LocalStorage {
             Ok(())
         })
         .await
+    }
+
+    async fn remove_stale_temporary_files(&self, older_than: std::time::Duration) -> Result<u64> {
+        let root = self.root.clone();
+        blocking("", move || Ok(remove_stale_temporaries(&root, older_than))).await
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {

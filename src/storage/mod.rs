@@ -170,7 +170,20 @@ pub trait Storage: Send + Sync {
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
     }
+
+    /// Removes the temporary files a crash left behind, those last written
+    /// more than `older_than` ago; returns how many went. Drivers without
+    /// temporary files (S3 writes objects whole) have nothing to remove.
+    async fn remove_stale_temporary_files(&self, _older_than: std::time::Duration) -> Result<u64> {
+        Ok(0)
+    }
 }
+
+/// How old a crash's temporary file must be to be removed at start: no
+/// write of a live request (of this process or another one sharing the
+/// folder) pauses that long.
+pub const STALE_TEMPORARY_FILE_AGE: std::time::Duration =
+    std::time::Duration::from_secs(24 * 60 * 60);
 
 /// A request body cut into blocks of a chosen size, the unit a driver
 /// writes in (a disk write, a multipart part), so that each driver batches

@@ -16,7 +16,7 @@ struct Answer<'a> {
     query: &'a str,
     num_results: u64,
     num_pages: u64,
-    page: u32,
+    page: u64,
     page_size: u32,
     results: Vec<Hit>,
 }
@@ -89,11 +89,19 @@ fn parse(query_string: &str) -> std::result::Result<SearchQuery, String> {
     };
     let page = match first("page") {
         None => 1,
-        Some(p) => p
-            .parse::<u32>()
-            .ok()
-            .filter(|p| *p >= 1)
-            .ok_or_else(|| "Invalid page: must be an integer from 1".to_owned())?,
+        // Any count of digits: a page past `u64::MAX` is as empty as any
+        // other page past the last.
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u64>() {
+                Ok(0) => return Err("Invalid page: must be an integer from 1".to_owned()),
+                Ok(p) => p,
+                Err(_) if p.trim_start_matches('0').is_empty() => {
+                    return Err("Invalid page: must be an integer from 1".to_owned())
+                }
+                Err(_) => u64::MAX,
+            }
+        }
+        Some(_) => return Err("Invalid page: must be an integer from 1".to_owned()),
     };
     Ok(SearchQuery {
         term,
@@ -106,7 +114,7 @@ fn parse(query_string: &str) -> std::result::Result<SearchQuery, String> {
 mod tests {
     use super::*;
 
-    fn q(term: &str, page: u32, per_page: u32) -> SearchQuery {
+    fn q(term: &str, page: u64, per_page: u32) -> SearchQuery {
         SearchQuery {
             term: term.into(),
             page,
@@ -129,9 +137,18 @@ mod tests {
         for bad in ["n=0", "n=101", "n=abc", "n=", "n=-1", "n=2.5"] {
             assert!(parse(bad).unwrap_err().starts_with("Invalid n"), "{bad}");
         }
-        for bad in ["page=0", "page=x", "page=", "page=-2", "page=99999999999"] {
+        for bad in [
+            "page=0", "page=x", "page=", "page=-2", "page=+3", "page=000",
+        ] {
             assert!(parse(bad).unwrap_err().starts_with("Invalid page"), "{bad}");
         }
+        // Past 2^32 and past u64: an empty page, not a refusal.
+        assert_eq!(parse("page=99999999999"), Ok(q("", 99_999_999_999, 25)));
+        assert_eq!(parse("page=4294967297"), Ok(q("", 4_294_967_297, 25)));
+        assert_eq!(
+            parse(&format!("page={}", "9".repeat(40))),
+            Ok(q("", u64::MAX, 25))
+        );
         let long = format!("q={}", "a".repeat(MAX_TERM_CHARS + 1));
         assert!(parse(&long).unwrap_err().starts_with("Invalid q"));
         assert!(parse(&format!("q={}", "é".repeat(MAX_TERM_CHARS))).is_ok());

@@ -57,6 +57,9 @@ pub enum Error {
     RangeInvalid { size: u64 },
     #[error("request body too large")]
     TooLarge { limit: u64 },
+    /// More uploads at once than `max_concurrent_uploads`.
+    #[error("too many requests")]
+    TooManyRequests(String),
     #[error("storage backend unavailable")]
     Unavailable,
     #[error("internal server error")]
@@ -84,6 +87,7 @@ impl Error {
             Unauthorized => "UNAUTHORIZED",
             Denied => "DENIED",
             Unsupported(_) | UnknownEndpoint | BadQuery(_) => "UNSUPPORTED",
+            TooManyRequests(_) => "TOOMANYREQUESTS",
             RangeInvalid { .. } | Unavailable | Internal => "UNKNOWN",
         }
     }
@@ -95,7 +99,7 @@ impl Error {
             ManifestUnknown(r) => json!({ "reference": r }),
             NameInvalid(n) | NameUnknown(n) => json!({ "name": n }),
             BlobUploadInvalid(s) | DigestInvalid(s) | ManifestInvalid(s) | SizeInvalid(s)
-            | Unsupported(s) | BadQuery(s) => json!(s),
+            | Unsupported(s) | BadQuery(s) | TooManyRequests(s) => json!(s),
             RangeNotSatisfiable { size } | RangeInvalid { size } => json!({ "size": size }),
             TooLarge { limit } => json!({ "limit": limit }),
             BlobUploadUnknown | UnknownEndpoint | Unauthorized | Denied | Unavailable
@@ -122,6 +126,7 @@ impl ResponseError for Error {
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             RangeNotSatisfiable { .. } | RangeInvalid { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -31,6 +31,8 @@ pub fn command() -> Command {
                 "DEBUG",
                 "STANDALONE",
                 "RUST_LOG",
+                "BODY_IDLE_TIMEOUT",
+                "MAX_CONCURRENT_UPLOADS",
             ]
             .contains(&key.as_str())
         {

@@ -7,7 +7,7 @@ const CONTRACT_DDL: &str = "
     CREATE TABLE repository (id INTEGER PRIMARY KEY, name VARCHAR(95) NOT NULL UNIQUE,
                              description VARCHAR(100));";
 
-fn query(term: &str, page: u32, per_page: u32) -> SearchQuery {
+fn query(term: &str, page: u64, per_page: u32) -> SearchQuery {
     SearchQuery {
         term: term.into(),
         page,
@@ -475,15 +475,14 @@ async fn pages_are_slices_of_the_matches_by_name() {
         let last = index.search(&query(term, 3, 10)).await.unwrap();
         assert_eq!(last.total, 23 + extra);
         assert_eq!(names(&last)[..3], ["ns/app20", "ns/app21", "ns/app22"]);
-        let beyond = index
-            .search(&query(term, 4 + extra as u32, 10))
-            .await
-            .unwrap();
+        let beyond = index.search(&query(term, 4 + extra, 10)).await.unwrap();
         assert_eq!(beyond.total, 23 + extra, "{term:?}");
         assert!(beyond.hits.is_empty());
-        let huge = index.search(&query(term, u32::MAX, 100)).await.unwrap();
-        assert_eq!(huge.total, 23 + extra);
-        assert!(huge.hits.is_empty());
+        for page in [u64::from(u32::MAX), 1 << 40, u64::MAX] {
+            let huge = index.search(&query(term, page, 100)).await.unwrap();
+            assert_eq!(huge.total, 23 + extra);
+            assert!(huge.hits.is_empty());
+        }
     }
     let none = index.search(&query("nothing", 2, 10)).await.unwrap();
     assert_eq!((none.total, none.hits.len()), (0, 0));
@@ -602,5 +601,6 @@ fn terms_become_like_patterns_and_phrases() {
     assert!(matches!(Plan::for_term("ab"), Plan::Scan { .. }));
     assert!(matches!(Plan::for_term("日本"), Plan::Scan { .. }));
     assert!(matches!(Plan::for_term("日本語"), Plan::Trigram { .. }));
-    assert!(matches!(Plan::for_term("a\0bc"), Plan::Scan { .. }));
+    assert_eq!(Plan::for_term("a\0bc"), Plan::Nothing);
+    assert_eq!(Plan::for_term("\0zzzzqq"), Plan::Nothing);
 }
