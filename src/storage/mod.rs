@@ -10,10 +10,11 @@ pub mod local;
 pub mod memory;
 pub mod s3;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -159,6 +160,13 @@ pub trait Storage: Send + Sync {
     /// Size and modification time of a file. `NotFound` when missing.
     async fn stat(&self, path: &str) -> Result<FileInfo>;
 
+    /// An exclusive lock on `path` (a name: no file need exist there),
+    /// held until the returned [`Lock`] is dropped, for a read-modify-write
+    /// of a small file or a check-then-write. It excludes every holder in
+    /// this process; local: also other processes on the same folder (a file
+    /// lock); memory and S3: this process only.
+    async fn lock(&self, path: &str) -> Result<Lock>;
+
     /// A URL a client can download `path` from directly, where the backend
     /// offers one (`storage_redirect`).
     async fn redirect_url(&self, _path: &str) -> Result<Option<String>> {
@@ -169,6 +177,51 @@ pub trait Storage: Send + Sync {
     /// one (serving shortcuts such as `nginx_x_accel_redirect`).
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
+    }
+}
+
+/// A lock from [`Storage::lock`], released when dropped.
+pub struct Lock {
+    _in_process: tokio::sync::OwnedMutexGuard<()>,
+    /// A driver's lock beyond this process (local: a locked file; closing
+    /// it releases the lock).
+    _beyond: Option<Box<dyn Send + Sync>>,
+}
+
+impl Lock {
+    pub fn new(
+        in_process: tokio::sync::OwnedMutexGuard<()>,
+        beyond: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
+        Self {
+            _in_process: in_process,
+            _beyond: beyond,
+        }
+    }
+}
+
+/// One async mutex per path, made on first use and forgotten once no one
+/// holds or waits for it: the in-process half of [`Storage::lock`].
+#[derive(Clone, Default)]
+pub struct KeyedLocks(Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>);
+
+impl KeyedLocks {
+    pub async fn lock(&self, path: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(path).and_then(Weak::upgrade) {
+                Some(mutex) => mutex,
+                None => {
+                    if map.len() >= 64 {
+                        map.retain(|_, weak| weak.strong_count() > 0);
+                    }
+                    let mutex = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(path.to_owned(), Arc::downgrade(&mutex));
+                    mutex
+                }
+            }
+        };
+        mutex.lock_owned().await
     }
 }
 

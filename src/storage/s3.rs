@@ -92,6 +92,8 @@ pub struct S3Storage {
     /// Downloads: no overall timeout, a layer may take long to reach a slow
     /// client.
     streaming: Box<Bucket>,
+    /// [`Storage::lock`]: this process only (see the README).
+    locks: KeyedLocks,
 }
 
 impl S3Storage {
@@ -172,6 +174,7 @@ impl S3Storage {
             create,
             parts,
             streaming,
+            locks: KeyedLocks::default(),
         })
     }
 
@@ -1098,6 +1101,14 @@ impl Storage for S3Storage {
             self.copy_key(from, &from_key, &to_key).await?;
         }
         self.delete_key(from, &from_key).await
+    }
+
+    async fn lock(&self, path: &str) -> Result<Lock> {
+        // S3 has no lock: this process's holders only. Conditional writes
+        // (If-Match) would make a compare-and-swap across instances, but
+        // rust-s3 0.38 sends no If-Match on PUT (see the README).
+        check_path(path)?;
+        Ok(Lock::new(self.locks.lock(path).await, None))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {

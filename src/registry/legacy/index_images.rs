@@ -21,7 +21,8 @@ pub enum IndexUpdate {
 
 /// Merges the image list of a push (a JSON list of `{"id", "checksum"?}`)
 /// into `_index_images` by id, an entry with a checksum winning over one
-/// without; the first time, the list is stored as sent.
+/// without; the first time, the list is stored as sent. Under the
+/// storage's lock on the list, so that concurrent pushes lose no id.
 pub async fn update_index_images(
     storage: &dyn Storage,
     name: &RepositoryName,
@@ -33,6 +34,7 @@ pub async fn update_index_images(
         Ok(_) => return Err(Error::InvalidData),
     };
     let path = legacy::index_images(name);
+    let _lock = storage.lock(&path).await?;
     let old = match storage.get(&path).await {
         Ok(bytes) => match parse_json(&bytes) {
             Some(Value::Array(list)) => list,

@@ -1,0 +1,199 @@
+//! Races and hostile names on the v1 API through the real binary (issue
+//! 11): concurrent pushes of a repository's image list, a slow layer upload
+//! racing the image's completion, and names no storage path can hold.
+
+mod common;
+
+use std::io::Read;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use common::Registry;
+
+fn local(dir: &std::path::Path) -> Registry {
+    Registry::start(&[
+        ("STORAGE_PATH", dir.to_str().unwrap()),
+        ("SETTINGS_FLAVOR", "dev"),
+    ])
+}
+
+/// `threads` clients at once, each putting a list of one id of its own,
+/// `rounds` times on fresh repositories; the ids missing from the lists
+/// afterwards. `targets` are the registries the clients are spread over.
+fn lost_ids(targets: &[&Registry], threads: usize, rounds: usize) -> usize {
+    let mut lost = 0;
+    for round in 0..rounds {
+        let repo = format!("race/r{round}");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let url = targets[i % targets.len()].url(&if i % 2 == 0 {
+                    format!("/v1/repositories/{repo}/images")
+                } else {
+                    format!("/v1/repositories/{repo}/")
+                });
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let body = json!([{"id": format!("{i:016x}")}]).to_string();
+                    let http = common::client();
+                    barrier.wait();
+                    let status = http.put(url).body(body).send().unwrap().status();
+                    assert!(status.is_success(), "{status}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let list: Value = common::client()
+            .get(targets[0].url(&format!("/v1/repositories/{repo}/images")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let ids: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        lost += (0..threads)
+            .filter(|i| !ids.contains(&format!("{i:016x}").as_str()))
+            .count();
+    }
+    lost
+}
+
+#[test]
+fn concurrent_image_lists_lose_no_id_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = local(dir.path());
+    let lost = lost_ids(&[&registry], 8, 20);
+    assert_eq!(lost, 0, "{lost} of 160 ids lost");
+}
+
+#[test]
+fn concurrent_image_lists_lose_no_id_across_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = local(dir.path());
+    let b = local(dir.path());
+    let lost = lost_ids(&[&a, &b], 8, 20);
+    assert_eq!(lost, 0, "{lost} of 160 ids lost");
+}
+
+/// A body that sends its first part at once and the rest only when told.
+struct Held {
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    go: mpsc::Receiver<()>,
+    sent_first: bool,
+    released: bool,
+}
+
+impl Read for Held {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.sent_first {
+            self.sent_first = true;
+            let n = self.first.len().min(buf.len());
+            let rest = self.first.split_off(n);
+            let out = std::mem::replace(&mut self.first, rest);
+            buf[..n].copy_from_slice(&out);
+            if !self.first.is_empty() {
+                self.sent_first = false;
+            }
+            return Ok(n);
+        }
+        if !self.rest.is_empty() {
+            if !self.released {
+                self.released = true;
+                let _ = self.go.recv_timeout(Duration::from_secs(10));
+            }
+            let n = self.rest.len().min(buf.len());
+            let tail = self.rest.split_off(n);
+            let out = std::mem::replace(&mut self.rest, tail);
+            buf[..n].copy_from_slice(&out);
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+#[test]
+fn a_slow_layer_cannot_replace_a_completed_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = local(dir.path());
+    let http = common::client();
+    let id = "0123456789abcdef";
+    let image_json = json!({"id": id}).to_string();
+    let url = |p: &str| registry.url(&format!("/v1/images/{id}/{p}"));
+    assert!(http
+        .put(url("json"))
+        .body(image_json.clone())
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    let layer_a = vec![b'A'; 100_000];
+    assert!(http
+        .put(url("layer"))
+        .body(layer_a.clone())
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    let mut h = Sha256::new();
+    h.update(image_json.as_bytes());
+    h.update(b"\n");
+    h.update(&layer_a);
+    let checksum_a = format!("sha256:{}", hex::encode(h.finalize()));
+
+    let (go, wait) = mpsc::channel();
+    let body = Held {
+        first: vec![b'B'; 50_000],
+        rest: vec![b'B'; 80_000],
+        go: wait,
+        sent_first: false,
+        released: false,
+    };
+    let layer_url = url("layer");
+    let slow = std::thread::spawn(move || {
+        common::client()
+            .put(layer_url)
+            .body(reqwest::blocking::Body::new(body))
+            .send()
+            .unwrap()
+            .status()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let status = http
+        .put(url("checksum"))
+        .header("X-Docker-Checksum-Payload", &checksum_a)
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    go.send(()).unwrap();
+    let slow = slow.join().unwrap();
+    assert_eq!(slow, 409, "the slow layer replaced a complete image");
+
+    let layer = http.get(url("layer")).send().unwrap().bytes().unwrap();
+    assert!(layer == layer_a, "GET layer serves another layer");
+    let resp = http.get(url("json")).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["X-Docker-Checksum-Payload"]
+            .to_str()
+            .unwrap(),
+        checksum_a
+    );
+    assert_eq!(resp.headers()["X-Docker-Size"].to_str().unwrap(), "100000");
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("images").join(id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".registry-v1-tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
