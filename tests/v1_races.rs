@@ -197,3 +197,120 @@ fn a_slow_layer_cannot_replace_a_completed_image() {
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+/// Every repository route, as `(method, suffix after the name)`; not
+/// `PUT .../auth`, which reads no name (always `200 "OK"`).
+const REPOSITORY_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/tags"),
+    ("DELETE", "/tags"),
+    ("GET", "/tags/latest"),
+    ("PUT", "/tags/latest"),
+    ("DELETE", "/tags/latest"),
+    ("GET", "/tags/latest/json"),
+    ("GET", "/json"),
+    ("GET", "/properties"),
+    ("PUT", "/properties"),
+    ("GET", "/images"),
+    ("PUT", "/images"),
+    ("DELETE", "/images"),
+    ("PUT", "/"),
+    ("DELETE", "/"),
+];
+
+fn send(registry: &Registry, method: &str, path: &str) -> reqwest::blocking::Response {
+    common::client()
+        .request(method.parse().unwrap(), registry.url(path))
+        .header("X-Docker-Token", "true")
+        .body("[]")
+        .send()
+        .unwrap()
+}
+
+fn error_of(resp: reqwest::blocking::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().unwrap_or(Value::Null);
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn a_name_too_long_to_store_is_a_400_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = local(dir.path());
+    let long = "a".repeat(10_000);
+    for (method, suffix) in REPOSITORY_ROUTES {
+        for name in [format!("ns/{long}"), format!("{long}/app"), long.clone()] {
+            let (status, error) = error_of(send(
+                &registry,
+                method,
+                &format!("/v1/repositories/{name}{suffix}"),
+            ));
+            assert_eq!(status, 400, "{method} {suffix}: {error}");
+            assert!(
+                error.starts_with("Invalid repository name: ") && error.contains("255 bytes"),
+                "{method} {suffix}: {error}"
+            );
+        }
+    }
+    let log = registry.log();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2_000, "a log line of {longest} bytes");
+    assert!(!log.contains(&"a".repeat(1_000)), "the long name is logged");
+}
+
+#[test]
+fn names_that_would_break_the_token_header_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = local(dir.path());
+    for name in [
+        "ns/x%22,access=delete,y=%22",
+        "ns/x%0D%0AX-Evil:%201",
+        "ns/x%0A",
+        "ns/a,b",
+    ] {
+        for (method, suffix) in [("PUT", "/"), ("GET", "/images"), ("PUT", "/images")] {
+            let resp = send(
+                &registry,
+                method,
+                &format!("/v1/repositories/{name}{suffix}"),
+            );
+            assert!(resp.headers().get("X-Docker-Token").is_none(), "{name}");
+            assert!(resp.headers().get("X-Evil").is_none(), "{name}");
+            let (status, error) = error_of(resp);
+            assert_eq!(status, 400, "{method} {name}{suffix}: {error}");
+            assert!(error.starts_with("Invalid repository name: "), "{error}");
+        }
+    }
+    // A plain name still gets its token.
+    let resp = send(&registry, "PUT", "/v1/repositories/ns/plain/");
+    assert!(resp.status().is_success());
+    let token = resp.headers()["X-Docker-Token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(token.contains(r#"repository="ns/plain""#), "{token}");
+}
+
+#[test]
+fn names_that_are_no_utf8_are_a_400_not_one_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = local(dir.path());
+    for name in ["ns/%ff", "ns/%fe", "%ff/app", "ns/a%c3"] {
+        for (method, suffix) in [("PUT", "/"), ("GET", "/tags"), ("PUT", "/tags/latest")] {
+            let (status, error) = error_of(send(
+                &registry,
+                method,
+                &format!("/v1/repositories/{name}{suffix}"),
+            ));
+            assert_eq!(status, 400, "{method} {name}{suffix}: {error}");
+            assert!(error.contains("UTF-8"), "{error}");
+        }
+    }
+    let repositories = dir.path().join("repositories");
+    let stored: Vec<_> = std::fs::read_dir(&repositories)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(stored.is_empty(), "{stored:?}");
+}
