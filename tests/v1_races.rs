@@ -314,3 +314,71 @@ fn names_that_are_no_utf8_are_a_400_not_one_repository() {
         .unwrap_or_default();
     assert!(stored.is_empty(), "{stored:?}");
 }
+
+/// The v2 uploads do not repeat failure 1: an upload's bytes become a blob
+/// only under their own verified digest, and a blob already stored keeps
+/// its bytes (and file) when an upload of the same content completes.
+#[test]
+fn a_v2_upload_never_replaces_a_stored_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = local(dir.path());
+    let http = common::client();
+    let a = vec![b'A'; 70_000];
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&a)));
+    let hex_part = &digest["sha256:".len()..];
+    let resp = http
+        .post(registry.url(&format!("/v2/ns/app/blobs/uploads/?digest={digest}")))
+        .body(a.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let file = dir
+        .path()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex_part[..2])
+        .join(hex_part)
+        .join("data");
+    let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+
+    let upload = |bytes: Vec<u8>| {
+        let resp = http
+            .post(registry.url("/v2/ns/app/blobs/uploads/"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let location = resp.headers()["Location"].to_str().unwrap().to_owned();
+        let location = if location.starts_with('/') {
+            registry.url(&location)
+        } else {
+            location
+        };
+        let resp = http
+            .patch(&location)
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let sep = if location.contains('?') { '&' } else { '?' };
+        http.put(format!("{location}{sep}digest={digest}"))
+            .send()
+            .unwrap()
+            .status()
+    };
+    // Other bytes under A's digest: refused, A stays.
+    assert_eq!(upload(vec![b'B'; 90_000]), 400);
+    // The same bytes again: accepted, the stored file untouched.
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(upload(a.clone()), 201);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().modified().unwrap(),
+        before
+    );
+    let served = http
+        .get(registry.url(&format!("/v2/ns/app/blobs/{digest}")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(served == a, "another blob is served");
+}
