@@ -3,6 +3,9 @@
 //! racing the image's completion, and names no storage path can hold.
 
 mod common;
+#[path = "storage_support/s3_server.rs"]
+#[allow(dead_code)]
+mod s3_server;
 
 use std::io::Read;
 use std::sync::mpsc;
@@ -82,6 +85,39 @@ fn concurrent_image_lists_lose_no_id_across_two_processes() {
     let b = local(dir.path());
     let lost = lost_ids(&[&a, &b], 8, 20);
     assert_eq!(lost, 0, "{lost} of 160 ids lost");
+}
+
+/// Two registry processes on one S3 bucket: the lock is per process there,
+/// the conditional writes (`put_if`) keep every id.
+#[test]
+fn concurrent_image_lists_lose_no_id_across_two_processes_on_s3() {
+    let Some(server) = s3_server::server() else {
+        return;
+    };
+    let bucket = format!("races-{}", std::process::id());
+    let status = common::client()
+        .put(format!("{}/{bucket}", server.endpoint()))
+        .send()
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "create bucket: {status}");
+    let port = server.port.to_string();
+    let env = [
+        ("SETTINGS_FLAVOR", "s3"),
+        ("AWS_BUCKET", bucket.as_str()),
+        ("AWS_KEY", "testing"),
+        ("AWS_SECRET", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_HOST", "127.0.0.1"),
+        ("AWS_PORT", port.as_str()),
+        ("AWS_SECURE", "false"),
+        ("AWS_ENCRYPT", "false"),
+        ("STORAGE_PATH", "/registry"),
+    ];
+    let a = Registry::start(&env);
+    let b = Registry::start(&env);
+    let lost = lost_ids(&[&a, &b], 8, 10);
+    assert_eq!(lost, 0, "{lost} of 80 ids lost");
 }
 
 /// A body that sends its first part at once and the rest only when told.

@@ -167,6 +167,34 @@ pub trait Storage: Send + Sync {
     /// lock); memory and S3: this process only.
     async fn lock(&self, path: &str) -> Result<Lock>;
 
+    /// Reads a small file whole with its [`Version`], for [`Storage::put_if`].
+    /// The default versions a file by a digest of its bytes.
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        let data = self.get(path).await?;
+        let version = Version::of(&data);
+        Ok((data, version))
+    }
+
+    /// Writes a small file whole only if it is still at `expected` (`None`:
+    /// only if there is no file): a compare-and-swap. `Ok(false)` when it
+    /// changed meanwhile; nothing was written then. Atomic against other
+    /// `put_if`s (the default: under this driver's lock on the path's
+    /// `.put_if` name; S3: `If-Match`/`If-None-Match`, across instances),
+    /// not against a plain `put`.
+    async fn put_if(&self, path: &str, data: Bytes, expected: Option<&Version>) -> Result<bool> {
+        let _lock = self.lock(&format!("{path}.put_if")).await?;
+        let current = match self.get(path).await {
+            Ok(bytes) => Some(Version::of(&bytes)),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if current.as_ref() != expected {
+            return Ok(false);
+        }
+        self.put(path, data).await?;
+        Ok(true)
+    }
+
     /// A URL a client can download `path` from directly, where the backend
     /// offers one (`storage_redirect`).
     async fn redirect_url(&self, _path: &str) -> Result<Option<String>> {
@@ -177,6 +205,19 @@ pub trait Storage: Send + Sync {
     /// one (serving shortcuts such as `nginx_x_accel_redirect`).
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
+    }
+}
+
+/// The version of a small file [`Storage::get_versioned`] read: opaque, an
+/// ETag on S3, a digest of the bytes elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+impl Version {
+    /// The version of these bytes (drivers without versions of their own).
+    pub fn of(data: &[u8]) -> Self {
+        use sha2::Digest;
+        Version(hex::encode(sha2::Sha256::digest(data)))
     }
 }
 

@@ -918,3 +918,55 @@ pub async fn lock_excludes_other_holders(f: &Fixture) {
     assert_eq!(&s.get(path).await.unwrap()[..], b"40");
     assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
 }
+
+/// `put_if` writes only over the version read (or only where nothing is),
+/// and of concurrent read-modify-writes through it none is lost, even
+/// without `lock`.
+pub async fn put_if_is_a_compare_and_swap(f: &Fixture) {
+    let s = &f.storage;
+    let path = "cas/value";
+    assert!(s
+        .put_if(path, Bytes::from_static(b"1"), None)
+        .await
+        .unwrap());
+    assert!(!s
+        .put_if(path, Bytes::from_static(b"x"), None)
+        .await
+        .unwrap());
+    let (data, v1) = s.get_versioned(path).await.unwrap();
+    assert_eq!(&data[..], b"1");
+    assert!(s
+        .put_if(path, Bytes::from_static(b"2"), Some(&v1))
+        .await
+        .unwrap());
+    // The version read before is stale now.
+    assert!(!s
+        .put_if(path, Bytes::from_static(b"y"), Some(&v1))
+        .await
+        .unwrap());
+    assert_eq!(&s.get(path).await.unwrap()[..], b"2");
+    assert!(matches!(
+        s.get_versioned("cas/missing").await,
+        Err(StorageError::NotFound(_))
+    ));
+
+    s.put(path, Bytes::from_static(b"0")).await.unwrap();
+    let bumps = (0..4).map(|_| {
+        let s = s.clone();
+        async move {
+            for _ in 0..5 {
+                loop {
+                    let (data, version) = s.get_versioned(path).await.unwrap();
+                    let n: u32 = std::str::from_utf8(&data).unwrap().parse().unwrap();
+                    tokio::task::yield_now().await;
+                    let next = Bytes::from((n + 1).to_string());
+                    if s.put_if(path, next, Some(&version)).await.unwrap() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(bumps).await;
+    assert_eq!(&s.get(path).await.unwrap()[..], b"20");
+}
