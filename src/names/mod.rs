@@ -26,8 +26,21 @@ pub struct RepositoryName {
 
 /// Why a repository name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid repository name: {0}")]
-pub struct InvalidName(pub String);
+pub enum InvalidName {
+    /// An empty part or a NUL byte: what the old registry refused too
+    /// (its 404 `Invalid repository name`).
+    #[error("invalid repository name: {0}")]
+    Malformed(String),
+    /// A name the old registry took but no storage path or header can
+    /// hold; the reason says which rule (a 400 on v1).
+    #[error("invalid repository name: {0}")]
+    Refused(&'static str),
+}
+
+/// The most bytes a namespace or repository may take once escaped as a
+/// storage path component (`NAME_MAX` of common filesystems): a longer one
+/// could be stored by no driver.
+pub const NAME_PART_MAX: usize = 255;
 
 impl RepositoryName {
     /// The namespace a single-component name lives in.
@@ -46,11 +59,50 @@ impl RepositoryName {
         Self::new(namespace, repository)
     }
 
-    /// A name from its two parts; neither may be empty or hold a NUL byte.
+    /// [`RepositoryName::parse`], and the name must fit the legacy storage
+    /// layout: namespace and repository at most [`NAME_PART_MAX`] bytes
+    /// each once escaped (the v1 routes, which store under these names;
+    /// a v2 name is bounded by its own grammar and stored by digest paths).
+    pub fn parse_storable(path: &str) -> Result<Self, InvalidName> {
+        use crate::storage::layout::legacy::{escape, quote_plus};
+        let name = Self::parse(path)?;
+        let (namespace, repository) = (name.namespace(), name.repository());
+        // The raw lengths first: they spare escaping a name of any length.
+        if namespace.len() > NAME_PART_MAX
+            || repository.len() > NAME_PART_MAX
+            || escape(namespace).len() > NAME_PART_MAX
+            || escape(&quote_plus(repository)).len() > NAME_PART_MAX
+        {
+            return Err(InvalidName::Refused(
+                "namespace and repository may each take at most 255 bytes once escaped",
+            ));
+        }
+        Ok(name)
+    }
+
+    /// A name from its two parts. Neither may be empty or hold a NUL byte
+    /// (as before); nor, since they go into the `X-Docker-Token` header,
+    /// hold `"`, `,` or a control character (which would break out of the
+    /// header's `repository="..."`), nor U+FFFD (what bytes that are no
+    /// UTF-8 decode to: `%ff` and `%fe` would name one repository).
     pub fn new(namespace: &str, repository: &str) -> Result<Self, InvalidName> {
         let bad = |s: &str| s.is_empty() || s.contains('\0');
         if bad(namespace) || bad(repository) {
-            return Err(InvalidName(format!("{namespace}/{repository}")));
+            // Bounded: the name may be of any length.
+            let shown: String = format!("{namespace}/{repository}")
+                .chars()
+                .take(64)
+                .collect();
+            return Err(InvalidName::Malformed(shown));
+        }
+        let unsafe_char = |c: char| matches!(c, '"' | ',') || c.is_control();
+        if namespace.contains(unsafe_char) || repository.contains(unsafe_char) {
+            return Err(InvalidName::Refused(
+                "double quotes, commas and control characters are not allowed",
+            ));
+        }
+        if namespace.contains('\u{FFFD}') || repository.contains('\u{FFFD}') {
+            return Err(InvalidName::Refused("not UTF-8 once percent-decoded"));
         }
         Ok(Self {
             namespace: namespace.to_owned(),
@@ -147,6 +199,31 @@ mod tests {
         assert!(RepositoryName::parse("").is_err());
         assert!(RepositoryName::parse("/x").is_err());
         assert!(RepositoryName::parse("a/\0").is_err());
+    }
+
+    #[test]
+    fn names_no_path_or_header_can_hold_are_refused() {
+        let refused = |s: &str| {
+            matches!(
+                RepositoryName::parse_storable(s),
+                Err(InvalidName::Refused(_))
+            )
+        };
+        assert!(RepositoryName::parse_storable(&format!("ns/{}", "a".repeat(255))).is_ok());
+        // Any length for names not stored under the legacy layout.
+        assert!(RepositoryName::parse(&format!("ns/{}", "a".repeat(256))).is_ok());
+        assert!(refused(&format!("ns/{}", "a".repeat(256))));
+        assert!(refused(&format!("{}/x", "a".repeat(256))));
+        assert!(refused(&"a".repeat(10_000)));
+        // `%` takes five bytes once escaped twice.
+        assert!(RepositoryName::parse_storable(&format!("ns/{}", "%".repeat(51))).is_ok());
+        assert!(refused(&format!("ns/{}", "%".repeat(52))));
+        assert!(refused("ns/x\",access=delete,y=\""));
+        assert!(refused("ns/a,b"));
+        assert!(refused("ns/a\r\nX-Evil: 1"));
+        assert!(RepositoryName::parse_storable("ns/a\\b").is_ok());
+        assert!(refused("ns/\u{FFFD}"));
+        assert!(RepositoryName::parse_storable("ns/caf\u{e9}+x%$").is_ok());
     }
 
     #[test]

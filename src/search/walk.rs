@@ -130,6 +130,9 @@ pub(crate) mod tests {
         async fn put(&self, path: &str, data: Bytes) -> Result<()> {
             self.storage.put(path, data).await
         }
+        async fn lock(&self, path: &str) -> Result<crate::storage::Lock> {
+            self.storage.lock(path).await
+        }
         async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
             self.storage.put_stream(path, body).await
         }

@@ -101,9 +101,36 @@ fn idle_timeout_payload(payload: Payload, idle: std::time::Duration, what: Strin
     }
 }
 
-/// One line per request, in the common log format plus time taken.
+/// One line per request, in the common log format plus time taken; a
+/// request line longer than [`LOGGED_REQUEST_MAX`] bytes is cut.
 pub fn access_log() -> Logger {
-    Logger::new(r#"%a "%r" %s %b "%{User-Agent}i" %Dms"#)
+    Logger::new(r#"%a "%{request}xi" %s %b "%{User-Agent}i" %Dms"#).custom_request_replace(
+        "request",
+        |req| {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            bounded_request_line(req.method().as_str(), target, req.version())
+        },
+    )
+}
+
+/// The most bytes of a request line the access log keeps.
+pub const LOGGED_REQUEST_MAX: usize = 512;
+
+/// `%r` of the common log format (`GET /path?query HTTP/1.1`), its target
+/// cut to [`LOGGED_REQUEST_MAX`] bytes with the length it had.
+fn bounded_request_line(method: &str, target: &str, version: actix_web::http::Version) -> String {
+    if target.len() <= LOGGED_REQUEST_MAX {
+        return format!("{method} {target} {version:?}");
+    }
+    let mut end = LOGGED_REQUEST_MAX;
+    while !target.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{method} {}...({} bytes) {version:?}",
+        &target[..end],
+        target.len()
+    )
 }
 
 /// `X-Docker-Registry-Config: <flavor>` on every answer when `debug` is on.

@@ -43,8 +43,12 @@ pub const FLUSH_EVERY: usize = 32 * 1024 * 1024;
 /// repository may have any name).
 const TEMP_PREFIX: &str = ".registry-v1-tmp-";
 
+/// The folder under the root holding the files [`Storage::lock`] locks.
+const LOCK_DIR: &str = ".registry-v1-locks";
+
 pub struct LocalStorage {
     root: PathBuf,
+    locks: KeyedLocks,
 }
 
 impl LocalStorage {
@@ -59,7 +63,10 @@ impl LocalStorage {
         if !root.is_dir() {
             anyhow::bail!("storage_path {} is not a folder", root.display());
         }
-        Ok(LocalStorage { root })
+        Ok(LocalStorage {
+            root,
+            locks: KeyedLocks::default(),
+        })
     }
 
     /// The folder every path lives under.
@@ -656,6 +663,37 @@ impl Storage for LocalStorage {
     async fn remove_stale_temporary_files(&self, older_than: std::time::Duration) -> Result<u64> {
         let root = self.root.clone();
         blocking("", move || Ok(remove_stale_temporaries(&root, older_than))).await
+    }
+
+    async fn lock(&self, path: &str) -> Result<Lock> {
+        check_path(path)?;
+        let in_process = self.locks.lock(path).await;
+        // The lock file's name is a digest of the path, so that a path of
+        // any length (or depth) names one short file, in a folder no
+        // listing reaches (paths from the layout never start with a dot).
+        let name = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(path.as_bytes())[..16]);
+        let file = self.root.join(LOCK_DIR).join(name);
+        let held = blocking(path, move || {
+            use fs4::fs_std::FileExt;
+            let open = || {
+                fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&file)
+            };
+            let handle = match open() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(file.parent().expect("lock folder"))?;
+                    open()?
+                }
+                other => other?,
+            };
+            handle.lock_exclusive()?;
+            Ok(handle)
+        })
+        .await?;
+        Ok(Lock::new(in_process, Some(Box::new(held))))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {

@@ -20,6 +20,7 @@ const STREAM_CHUNK: usize = 64 * 1024;
 #[derive(Default, Clone)]
 pub struct MemoryStorage {
     state: Arc<Mutex<State>>,
+    locks: KeyedLocks,
 }
 
 #[derive(Default)]
@@ -322,6 +323,11 @@ impl Storage for MemoryStorage {
         }
         state.files.remove(from);
         Ok(())
+    }
+
+    async fn lock(&self, path: &str) -> Result<Lock> {
+        check_path(path)?;
+        Ok(Lock::new(self.locks.lock(path).await, None))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {

@@ -10,10 +10,11 @@ pub mod local;
 pub mod memory;
 pub mod s3;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -159,6 +160,41 @@ pub trait Storage: Send + Sync {
     /// Size and modification time of a file. `NotFound` when missing.
     async fn stat(&self, path: &str) -> Result<FileInfo>;
 
+    /// An exclusive lock on `path` (a name: no file need exist there),
+    /// held until the returned [`Lock`] is dropped, for a read-modify-write
+    /// of a small file or a check-then-write. It excludes every holder in
+    /// this process; local: also other processes on the same folder (a file
+    /// lock); memory and S3: this process only.
+    async fn lock(&self, path: &str) -> Result<Lock>;
+
+    /// Reads a small file whole with its [`Version`], for [`Storage::put_if`].
+    /// The default versions a file by a digest of its bytes.
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        let data = self.get(path).await?;
+        let version = Version::of(&data);
+        Ok((data, version))
+    }
+
+    /// Writes a small file whole only if it is still at `expected` (`None`:
+    /// only if there is no file): a compare-and-swap. `Ok(false)` when it
+    /// changed meanwhile; nothing was written then. Atomic against other
+    /// `put_if`s (the default: under this driver's lock on the path's
+    /// `.put_if` name; S3: `If-Match`/`If-None-Match`, across instances),
+    /// not against a plain `put`.
+    async fn put_if(&self, path: &str, data: Bytes, expected: Option<&Version>) -> Result<bool> {
+        let _lock = self.lock(&format!("{path}.put_if")).await?;
+        let current = match self.get(path).await {
+            Ok(bytes) => Some(Version::of(&bytes)),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if current.as_ref() != expected {
+            return Ok(false);
+        }
+        self.put(path, data).await?;
+        Ok(true)
+    }
+
     /// A URL a client can download `path` from directly, where the backend
     /// offers one (`storage_redirect`).
     async fn redirect_url(&self, _path: &str) -> Result<Option<String>> {
@@ -184,6 +220,64 @@ pub trait Storage: Send + Sync {
 /// folder) pauses that long.
 pub const STALE_TEMPORARY_FILE_AGE: std::time::Duration =
     std::time::Duration::from_secs(24 * 60 * 60);
+
+/// The version of a small file [`Storage::get_versioned`] read: opaque, an
+/// ETag on S3, a digest of the bytes elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+impl Version {
+    /// The version of these bytes (drivers without versions of their own).
+    pub fn of(data: &[u8]) -> Self {
+        use sha2::Digest;
+        Version(hex::encode(sha2::Sha256::digest(data)))
+    }
+}
+
+/// A lock from [`Storage::lock`], released when dropped.
+pub struct Lock {
+    _in_process: tokio::sync::OwnedMutexGuard<()>,
+    /// A driver's lock beyond this process (local: a locked file; closing
+    /// it releases the lock).
+    _beyond: Option<Box<dyn Send + Sync>>,
+}
+
+impl Lock {
+    pub fn new(
+        in_process: tokio::sync::OwnedMutexGuard<()>,
+        beyond: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
+        Self {
+            _in_process: in_process,
+            _beyond: beyond,
+        }
+    }
+}
+
+/// One async mutex per path, made on first use and forgotten once no one
+/// holds or waits for it: the in-process half of [`Storage::lock`].
+#[derive(Clone, Default)]
+pub struct KeyedLocks(Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>);
+
+impl KeyedLocks {
+    pub async fn lock(&self, path: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(path).and_then(Weak::upgrade) {
+                Some(mutex) => mutex,
+                None => {
+                    if map.len() >= 64 {
+                        map.retain(|_, weak| weak.strong_count() > 0);
+                    }
+                    let mutex = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(path.to_owned(), Arc::downgrade(&mutex));
+                    mutex
+                }
+            }
+        };
+        mutex.lock_owned().await
+    }
+}
 
 /// A request body cut into blocks of a chosen size, the unit a driver
 /// writes in (a disk write, a multipart part), so that each driver batches

@@ -92,6 +92,8 @@ pub struct S3Storage {
     /// Downloads: no overall timeout, a layer may take long to reach a slow
     /// client.
     streaming: Box<Bucket>,
+    /// [`Storage::lock`]: this process only (see the README).
+    locks: KeyedLocks,
 }
 
 impl S3Storage {
@@ -172,6 +174,7 @@ impl S3Storage {
             create,
             parts,
             streaming,
+            locks: KeyedLocks::default(),
         })
     }
 
@@ -902,6 +905,55 @@ impl Storage for S3Storage {
         self.put_key(path, &key, &data).await
     }
 
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        let key = self.key(path)?;
+        let response = self
+            .control
+            .get_object(&key)
+            .await
+            .map_err(|e| self.failed(path, e))?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(self.status_error(path, response.status_code(), response.as_slice()));
+        }
+        let etag = response
+            .headers()
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+            .map(|(_, v)| v)
+            .ok_or_else(|| StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other("GET answered no ETag"),
+            })?;
+        Ok((response.into_bytes(), Version(etag)))
+    }
+
+    /// A conditional PUT: `If-Match: <etag>`, or `If-None-Match: *` for a
+    /// file that must not exist yet; S3 answers 412 (or 409 for a
+    /// concurrent conditional write) when the condition fails.
+    async fn put_if(&self, path: &str, data: Bytes, expected: Option<&Version>) -> Result<bool> {
+        let key = self.key(path)?;
+        let (name, value) = match expected {
+            Some(Version(etag)) => ("If-Match", etag.as_str()),
+            None => ("If-None-Match", "*"),
+        };
+        let request = self
+            .create
+            .put_object_builder(&key, &data)
+            .with_header(name, value)
+            .map_err(|e| self.failed(path, e))?;
+        let status = match request.execute().await {
+            Ok(response) => response.status_code(),
+            Err(S3Error::HttpFailWithBody(code, _)) if code == 412 || code == 409 => code,
+            Err(e) => return Err(self.failed(path, e)),
+        };
+        match status {
+            200..=299 => Ok(true),
+            // 404: If-Match on a file removed meanwhile.
+            412 | 409 | 404 => Ok(false),
+            code => Err(self.status_error(path, code, b"")),
+        }
+    }
+
     async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
         let key = self.key(path)?;
         // A body smaller than one part is sent in one PUT, which is atomic
@@ -1098,6 +1150,13 @@ impl Storage for S3Storage {
             self.copy_key(from, &from_key, &to_key).await?;
         }
         self.delete_key(from, &from_key).await
+    }
+
+    async fn lock(&self, path: &str) -> Result<Lock> {
+        // S3 has no lock: this process's holders only. Across instances,
+        // `put_if` (conditional writes) is the compare-and-swap.
+        check_path(path)?;
+        Ok(Lock::new(self.locks.lock(path).await, None))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {

@@ -10,7 +10,7 @@ use super::response;
 use crate::http::blob::BlobError;
 use crate::http::body::BodyError;
 use crate::http::range::Unsatisfiable;
-use crate::names::TAG_PATTERN;
+use crate::names::{InvalidName, TAG_PATTERN};
 use crate::registry::auth::Denial;
 use crate::registry::{legacy, Classify, Failure};
 use crate::search::SearchError;
@@ -58,6 +58,10 @@ pub enum Error {
     RepositoryNotFound,
     #[error("Invalid repository name")]
     InvalidRepositoryName,
+    /// A name the old registry took but could not store (too long) or put
+    /// in a token header: a 400 saying which rule.
+    #[error("Invalid repository name: {0}")]
+    RepositoryNameRefused(&'static str),
     #[error("Tag not found")]
     TagNotFound,
     /// `DELETE` of a tag names the tag, as the old registry did.
@@ -157,6 +161,15 @@ impl From<Unsatisfiable> for Error {
     }
 }
 
+impl From<InvalidName> for Error {
+    fn from(e: InvalidName) -> Self {
+        match e {
+            InvalidName::Malformed(_) => Error::InvalidRepositoryName,
+            InvalidName::Refused(why) => Error::RepositoryNameRefused(why),
+        }
+    }
+}
+
 impl From<BlobError> for Error {
     fn from(e: BlobError) -> Self {
         match e {
@@ -196,6 +209,7 @@ impl ResponseError for Error {
             | DescriptionTooLong(_)
             | JsonDecoding
             | Interrupted
+            | RepositoryNameRefused(_)
             | BadQuery(_) => StatusCode::BAD_REQUEST,
             Storage(e) => failure_status(e.failure()),
             Search(e) => failure_status(e.failure()),

@@ -45,10 +45,9 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
     // A name that does not parse is answered as such before auth, as the
     // old registry did.
     let name = match route {
-        Route::Repository => Some(
-            RepositoryName::parse(req.match_info().get("repository").unwrap_or_default())
-                .map_err(|_| Error::InvalidRepositoryName)?,
-        ),
+        Route::Repository => Some(RepositoryName::parse_storable(
+            req.match_info().get("repository").unwrap_or_default(),
+        )?),
         Route::Image => None,
     };
     let target = name.as_ref().map_or(Target::Unnamed, Target::Repository);

@@ -26,7 +26,7 @@ pub fn image_id(raw: &str) -> Result<ImageId> {
 }
 
 pub fn repository(raw: &str) -> Result<RepositoryName> {
-    RepositoryName::parse(raw).map_err(|_| Error::InvalidRepositoryName)
+    Ok(RepositoryName::parse_storable(raw)?)
 }
 
 /// Seconds a pulled image may be cached: images never change once pushed.

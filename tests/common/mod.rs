@@ -13,9 +13,13 @@ pub fn fixtures() -> PathBuf {
 }
 
 /// The binary under test, with an environment holding none of the
-/// registry's variables from the developer's shell.
+/// registry's variables from the developer's shell. `REGISTRY_V1_TEST_BIN`
+/// names another build of it (a copy, when worktrees share a target
+/// folder and so the binary's path).
 pub fn command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-v1"));
+    let bin = std::env::var_os("REGISTRY_V1_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_registry-v1").into());
+    let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars() {
         if key.starts_with("AWS_")
             || key.starts_with("GCS_")

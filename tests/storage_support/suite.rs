@@ -877,3 +877,96 @@ pub async fn stat_gives_size_and_time(f: &Fixture) {
     assert_not_found(s.stat("st").await, "stat of a folder");
     assert_not_found(s.stat("st/a/deeper").await, "stat below a file");
 }
+
+/// `lock` excludes every other holder of the same path until dropped, and
+/// only of that path; a read-modify-write under it loses no update.
+pub async fn lock_excludes_other_holders(f: &Fixture) {
+    let s = &f.storage;
+    let held = s.lock("repositories/ns/app/_index_images").await.unwrap();
+    // Another path is free meanwhile (and needs no file there).
+    drop(s.lock("repositories/ns/other/_index_images").await.unwrap());
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(200),
+        s.lock("repositories/ns/app/_index_images"),
+    )
+    .await;
+    assert!(waiting.is_err(), "a second holder got the lock");
+    drop(held);
+    drop(s.lock("repositories/ns/app/_index_images").await.unwrap());
+    assert!(matches!(
+        s.lock("../outside").await,
+        Err(StorageError::InvalidPath(_))
+    ));
+
+    let path = "counter/value";
+    s.put(path, Bytes::from_static(b"0")).await.unwrap();
+    let bumps = (0..8).map(|_| {
+        let s = s.clone();
+        async move {
+            for _ in 0..5 {
+                let _lock = s.lock(path).await.unwrap();
+                let n: u32 = std::str::from_utf8(&s.get(path).await.unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                tokio::task::yield_now().await;
+                s.put(path, Bytes::from((n + 1).to_string())).await.unwrap();
+            }
+        }
+    });
+    futures_util::future::join_all(bumps).await;
+    assert_eq!(&s.get(path).await.unwrap()[..], b"40");
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+/// `put_if` writes only over the version read (or only where nothing is),
+/// and of concurrent read-modify-writes through it none is lost, even
+/// without `lock`.
+pub async fn put_if_is_a_compare_and_swap(f: &Fixture) {
+    let s = &f.storage;
+    let path = "cas/value";
+    assert!(s
+        .put_if(path, Bytes::from_static(b"1"), None)
+        .await
+        .unwrap());
+    assert!(!s
+        .put_if(path, Bytes::from_static(b"x"), None)
+        .await
+        .unwrap());
+    let (data, v1) = s.get_versioned(path).await.unwrap();
+    assert_eq!(&data[..], b"1");
+    assert!(s
+        .put_if(path, Bytes::from_static(b"2"), Some(&v1))
+        .await
+        .unwrap());
+    // The version read before is stale now.
+    assert!(!s
+        .put_if(path, Bytes::from_static(b"y"), Some(&v1))
+        .await
+        .unwrap());
+    assert_eq!(&s.get(path).await.unwrap()[..], b"2");
+    assert!(matches!(
+        s.get_versioned("cas/missing").await,
+        Err(StorageError::NotFound(_))
+    ));
+
+    s.put(path, Bytes::from_static(b"0")).await.unwrap();
+    let bumps = (0..4).map(|_| {
+        let s = s.clone();
+        async move {
+            for _ in 0..5 {
+                loop {
+                    let (data, version) = s.get_versioned(path).await.unwrap();
+                    let n: u32 = std::str::from_utf8(&data).unwrap().parse().unwrap();
+                    tokio::task::yield_now().await;
+                    let next = Bytes::from((n + 1).to_string());
+                    if s.put_if(path, next, Some(&version)).await.unwrap() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(bumps).await;
+    assert_eq!(&s.get(path).await.unwrap()[..], b"20");
+}

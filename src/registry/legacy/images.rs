@@ -50,6 +50,8 @@ pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) ->
     };
     let json_path = legacy::image_json(id);
     let mark_path = legacy::image_mark(id);
+    // One step of a push at a time per image (see `put_image_layer`).
+    let _lock = storage.lock(&mark_path).await?;
     if storage.exists(&json_path).await? && !storage.exists(&mark_path).await? {
         return Err(Error::ImageExists);
     }
@@ -80,6 +82,12 @@ pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) ->
 
 /// Second step: the layer, streamed to storage while its checksum
 /// `sha256(json + "\n" + layer)` is computed, never read back.
+///
+/// The body streams into a file of its own; only then, under the image's
+/// lock, does it become the layer with its checksum, and only if the image
+/// is still in progress: an upload that started before the image was
+/// completed cannot replace it (`ImageExists`, its file removed), and the
+/// stored checksum always belongs to the stored layer.
 pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStream) -> Result<()> {
     let json = storage
         .get(&legacy::image_json(id))
@@ -87,27 +95,71 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
         .or_not_found(Error::ImageNotFound)?;
     let layer_path = legacy::image_layer(id);
     let mark_path = legacy::image_mark(id);
-    if storage.exists(&layer_path).await? && !storage.exists(&mark_path).await? {
+    if !storage.exists(&mark_path).await? {
         return Err(Error::ImageExists);
     }
     let mut hasher = Sha256::new();
     hasher.update(&json);
     hasher.update(b"\n");
     let (hashed, layer) = tap(body, hasher, |h, bytes| h.update(bytes));
-    match storage.put_stream(&layer_path, hashed).await {
+    let upload = legacy::image_layer_upload(id, &upload_token());
+    match storage.put_stream(&upload, hashed).await {
         Ok(_) => {}
-        Err(StorageError::Interrupted(e)) => {
-            log::info!("upload of layer {id} interrupted: {e}");
-            return Err(Error::Interrupted);
+        Err(e) => {
+            discard(storage, &upload).await;
+            return Err(match e {
+                StorageError::Interrupted(e) => {
+                    log::info!("upload of layer {id} interrupted: {e}");
+                    Error::Interrupted
+                }
+                e => e.into(),
+            });
         }
-        Err(e) => return Err(e.into()),
     }
     let digest = layer.finish().0.finalize();
     let checksums = json!([format!("sha256:{}", hex::encode(digest))]);
-    storage
-        .put(&legacy::image_checksum(id), json::to_bytes(&checksums))
-        .await?;
-    Ok(())
+    let _lock = storage.lock(&mark_path).await?;
+    let installed = async {
+        // The json may have been replaced while the layer streamed: the
+        // checksum must be of the json that is stored now.
+        if !storage.exists(&mark_path).await? || storage.get(&legacy::image_json(id)).await? != json
+        {
+            return Ok(false);
+        }
+        storage.rename(&upload, &layer_path).await?;
+        remove_if_present(storage, &legacy::image_files(id)).await?;
+        storage
+            .put(&legacy::image_checksum(id), json::to_bytes(&checksums))
+            .await?;
+        Ok::<_, Error>(true)
+    }
+    .await;
+    match installed {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            log::info!("layer of {id} refused: the image was completed or changed meanwhile");
+            discard(storage, &upload).await;
+            Err(Error::ImageExists)
+        }
+        Err(e) => {
+            discard(storage, &upload).await;
+            Err(e)
+        }
+    }
+}
+
+/// A random name for one layer upload.
+fn upload_token() -> String {
+    use rand::Rng;
+    hex::encode(rand::thread_rng().gen::<[u8; 8]>())
+}
+
+/// Removes an upload's own file, which nothing else refers to.
+async fn discard(storage: &dyn Storage, path: &str) {
+    match storage.remove(path).await {
+        Ok(()) | Err(StorageError::NotFound(_)) => {}
+        Err(e) => log::warn!("cannot remove {path}: {e}"),
+    }
 }
 
 /// The checksums computed for an image: a JSON list, or (older data) one
@@ -138,6 +190,7 @@ pub async fn put_image_checksum(
         return Err(Error::ImageNotFound);
     }
     let mark_path = legacy::image_mark(id);
+    let _lock = storage.lock(&mark_path).await?;
     if !storage.exists(&mark_path).await? {
         return Err(Error::ChecksumNotExpected);
     }

@@ -21,7 +21,8 @@ pub enum IndexUpdate {
 
 /// Merges the image list of a push (a JSON list of `{"id", "checksum"?}`)
 /// into `_index_images` by id, an entry with a checksum winning over one
-/// without; the first time, the list is stored as sent.
+/// without; the first time, the list is stored as sent. Under the
+/// storage's lock on the list, so that concurrent pushes lose no id.
 pub async fn update_index_images(
     storage: &dyn Storage,
     name: &RepositoryName,
@@ -33,22 +34,42 @@ pub async fn update_index_images(
         Ok(_) => return Err(Error::InvalidData),
     };
     let path = legacy::index_images(name);
-    let old = match storage.get(&path).await {
-        Ok(bytes) => match parse_json(&bytes) {
-            Some(Value::Array(list)) => list,
-            _ => Vec::new(),
-        },
-        Err(StorageError::NotFound(_)) => {
-            storage.put(&path, body).await?;
-            return Ok(IndexUpdate::Created);
+    // The lock serialises this process's updates (and, on local storage,
+    // other processes'); `put_if` catches a writer the lock cannot see (S3:
+    // another instance), and the merge is then redone on what it wrote.
+    let _lock = storage.lock(&path).await?;
+    for _ in 0..MERGE_ATTEMPTS {
+        let written = match storage.get_versioned(&path).await {
+            Ok((bytes, version)) => {
+                let old = match parse_json(&bytes) {
+                    Some(Value::Array(list)) => list,
+                    _ => Vec::new(),
+                };
+                let merged = json::to_bytes(&merge_image_lists(new.clone(), old));
+                storage
+                    .put_if(&path, merged, Some(&version))
+                    .await?
+                    .then_some(IndexUpdate::Updated)
+            }
+            Err(StorageError::NotFound(_)) => storage
+                .put_if(&path, body.clone(), None)
+                .await?
+                .then_some(IndexUpdate::Created),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(update) = written {
+            return Ok(update);
         }
-        Err(e) => return Err(e.into()),
-    };
-    storage
-        .put(&path, json::to_bytes(&merge_image_lists(new, old)))
-        .await?;
-    Ok(IndexUpdate::Updated)
+    }
+    Err(StorageError::Unavailable(format!(
+        "{path}: changed by other writers {MERGE_ATTEMPTS} times during one update"
+    ))
+    .into())
 }
+
+/// How many times an image list update is merged again when another
+/// writer changed the list meanwhile, before it fails (503, retry later).
+const MERGE_ATTEMPTS: usize = 16;
 
 fn merge_image_lists(new: Vec<Value>, old: Vec<Value>) -> Value {
     let mut order: Vec<String> = Vec::new();

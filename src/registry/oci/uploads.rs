@@ -789,6 +789,9 @@ mod tests {
         async fn put(&self, path: &str, data: Bytes) -> crate::storage::Result<()> {
             self.inner.put(path, data).await
         }
+        async fn lock(&self, path: &str) -> crate::storage::Result<crate::storage::Lock> {
+            self.inner.lock(path).await
+        }
         async fn put_stream(&self, path: &str, body: ByteStream) -> crate::storage::Result<u64> {
             self.inner.put_stream(path, body).await
         }

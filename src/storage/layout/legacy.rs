@@ -72,6 +72,13 @@ pub fn image_layer(id: &ImageId) -> String {
 }
 
 /// JSON list: the image id, its parent, grandparent, ...
+/// Where a layer streams in before it may become the image's layer (see
+/// `put_image_layer`): one per upload, named like the local driver's
+/// temporary files so that no listing takes it for content.
+pub fn image_layer_upload(id: &ImageId, token: &str) -> String {
+    image_file(id, &format!(".registry-v1-tmp-layer-{token}"))
+}
+
 pub fn image_ancestry(id: &ImageId) -> String {
     image_file(id, "ancestry")
 }
