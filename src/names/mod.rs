@@ -59,27 +59,6 @@ impl RepositoryName {
         Self::new(namespace, repository)
     }
 
-    /// [`RepositoryName::parse`], and the name must fit the legacy storage
-    /// layout: namespace and repository at most [`NAME_PART_MAX`] bytes
-    /// each once escaped (the v1 routes, which store under these names;
-    /// a v2 name is bounded by its own grammar and stored by digest paths).
-    pub fn parse_storable(path: &str) -> Result<Self, InvalidName> {
-        use crate::storage::layout::legacy::{escape, quote_plus};
-        let name = Self::parse(path)?;
-        let (namespace, repository) = (name.namespace(), name.repository());
-        // The raw lengths first: they spare escaping a name of any length.
-        if namespace.len() > NAME_PART_MAX
-            || repository.len() > NAME_PART_MAX
-            || escape(namespace).len() > NAME_PART_MAX
-            || escape(&quote_plus(repository)).len() > NAME_PART_MAX
-        {
-            return Err(InvalidName::Refused(
-                "namespace and repository may each take at most 255 bytes once escaped",
-            ));
-        }
-        Ok(name)
-    }
-
     /// A name from its two parts. Neither may be empty or hold a NUL byte
     /// (as before); nor, since they go into the `X-Docker-Token` header,
     /// hold `"`, `,` or a control character (which would break out of the
@@ -199,31 +178,6 @@ mod tests {
         assert!(RepositoryName::parse("").is_err());
         assert!(RepositoryName::parse("/x").is_err());
         assert!(RepositoryName::parse("a/\0").is_err());
-    }
-
-    #[test]
-    fn names_no_path_or_header_can_hold_are_refused() {
-        let refused = |s: &str| {
-            matches!(
-                RepositoryName::parse_storable(s),
-                Err(InvalidName::Refused(_))
-            )
-        };
-        assert!(RepositoryName::parse_storable(&format!("ns/{}", "a".repeat(255))).is_ok());
-        // Any length for names not stored under the legacy layout.
-        assert!(RepositoryName::parse(&format!("ns/{}", "a".repeat(256))).is_ok());
-        assert!(refused(&format!("ns/{}", "a".repeat(256))));
-        assert!(refused(&format!("{}/x", "a".repeat(256))));
-        assert!(refused(&"a".repeat(10_000)));
-        // `%` takes five bytes once escaped twice.
-        assert!(RepositoryName::parse_storable(&format!("ns/{}", "%".repeat(51))).is_ok());
-        assert!(refused(&format!("ns/{}", "%".repeat(52))));
-        assert!(refused("ns/x\",access=delete,y=\""));
-        assert!(refused("ns/a,b"));
-        assert!(refused("ns/a\r\nX-Evil: 1"));
-        assert!(RepositoryName::parse_storable("ns/a\\b").is_ok());
-        assert!(refused("ns/\u{FFFD}"));
-        assert!(RepositoryName::parse_storable("ns/caf\u{e9}+x%$").is_ok());
     }
 
     #[test]

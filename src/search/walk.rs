@@ -4,7 +4,9 @@
 
 use indicatif::ProgressBar;
 
+use crate::names::oci::Name as OciName;
 use crate::names::RepositoryName;
+use crate::storage::layout::distribution as v2;
 use crate::storage::layout::legacy;
 use crate::storage::{Storage, StorageError};
 
@@ -60,32 +62,65 @@ pub async fn repositories(
 /// The v2 repositories holding at least one manifest: those the v2 API
 /// announced (a first manifest push creates the repository in the index,
 /// the delete of its last manifest removes it).
+///
+/// Walked here over distribution's layout rather than through the OCI
+/// model, which sits above search: no paging, no order, only which folders
+/// are repositories with a manifest.
 async fn v2_repositories(storage: &dyn Storage) -> Result<Vec<RepositoryName>, StorageError> {
-    use crate::registry::oci;
-    let storage_error = |e: oci::Error| match e {
-        oci::Error::Storage(e) => e,
-        other => StorageError::Unavailable(other.to_string()),
-    };
-    let page = oci::catalog::list(storage, None, None)
-        .await
-        .map_err(storage_error)?;
     let mut found = Vec::new();
-    for path in page.items {
-        let Ok(name) = oci::Name::parse(&path) else {
-            continue;
+    let mut stack = vec![String::new()];
+    while let Some(path) = stack.pop() {
+        let folder = if path.is_empty() {
+            v2::repositories()
+        } else {
+            v2::repository(&path)
         };
-        if !oci::manifests::has_any_revision(storage, &name)
-            .await
-            .map_err(storage_error)?
-        {
-            continue;
-        }
-        match RepositoryName::parse(&path) {
-            Ok(name) => found.push(name),
-            Err(e) => log::warn!("v2 repository {path}: skipped, {e}"),
+        for child in list_or_empty(storage, &folder).await? {
+            if child.starts_with('_') {
+                continue;
+            }
+            let name = if path.is_empty() {
+                child
+            } else {
+                format!("{path}/{child}")
+            };
+            if OciName::parse(&name).is_err() {
+                continue;
+            }
+            if has_manifest(storage, &name).await? {
+                match RepositoryName::parse(&name) {
+                    Ok(repository) => found.push(repository),
+                    Err(e) => log::warn!("v2 repository {name}: skipped, {e}"),
+                }
+            }
+            stack.push(name);
         }
     }
     Ok(found)
+}
+
+/// Whether a v2 repository holds a manifest: a revision link of any
+/// algorithm.
+async fn has_manifest(storage: &dyn Storage, name: &str) -> Result<bool, StorageError> {
+    for algorithm in ["sha256", "sha512"] {
+        for hex in list_or_empty(storage, &v2::revisions(name, algorithm)).await? {
+            if storage
+                .exists(&v2::revision_link(name, algorithm, &hex))
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+async fn list_or_empty(storage: &dyn Storage, folder: &str) -> Result<Vec<String>, StorageError> {
+    match storage.list(folder).await {
+        Ok(children) => Ok(children),
+        Err(StorageError::NotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

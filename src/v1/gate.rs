@@ -11,6 +11,7 @@ use crate::http::gate::Policy;
 use crate::names::{ImageId, RepositoryName};
 use crate::registry::auth::{Grant, Request, Target};
 use crate::registry::{legacy, AppState};
+use crate::storage::layout::legacy as layout;
 
 /// What a v1 route's requests act on.
 pub enum Route {
@@ -45,9 +46,9 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
     // A name that does not parse is answered as such before auth, as the
     // old registry did.
     let name = match route {
-        Route::Repository => Some(RepositoryName::parse_storable(
+        Route::Repository => Some(layout::storable(RepositoryName::parse(
             req.match_info().get("repository").unwrap_or_default(),
-        )?),
+        )?)?),
         Route::Image => None,
     };
     let target = name.as_ref().map_or(Target::Unnamed, Target::Repository);

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::error::{Error, Result};
 use crate::names::{ImageId, RepositoryName};
+use crate::storage::layout::legacy as layout;
 
 /// The most a JSON body (image json, tag, image list, properties) may
 /// weigh. Real image JSON is a few KiB; a repository's image list of
@@ -26,7 +27,7 @@ pub fn image_id(raw: &str) -> Result<ImageId> {
 }
 
 pub fn repository(raw: &str) -> Result<RepositoryName> {
-    Ok(RepositoryName::parse_storable(raw)?)
+    Ok(layout::storable(RepositoryName::parse(raw)?)?)
 }
 
 /// Seconds a pulled image may be cached: images never change once pushed.

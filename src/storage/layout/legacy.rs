@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::names::{ImageId, RepositoryName, Tag};
+use crate::names::{ImageId, InvalidName, RepositoryName, Tag, NAME_PART_MAX};
 
 pub const IMAGES: &str = "images";
 pub const REPOSITORIES: &str = "repositories";
@@ -155,8 +155,53 @@ pub fn tag_from_file_name(file: &str) -> Option<Tag> {
     Some(Tag::unchecked(&unescape(escaped)))
 }
 
+/// A v1 name that fits this layout: namespace and repository at most
+/// [`NAME_PART_MAX`] bytes each once escaped, the longest file name of the
+/// filesystems and the key part the old registry stored under (the v1
+/// routes store under these names; a v2 name is bounded by its own grammar
+/// and stored in the other tree).
+pub fn storable(name: RepositoryName) -> Result<RepositoryName, InvalidName> {
+    let (namespace, repository) = (name.namespace(), name.repository());
+    // The raw lengths first: they spare escaping a name of any length.
+    if namespace.len() > NAME_PART_MAX
+        || repository.len() > NAME_PART_MAX
+        || escape(namespace).len() > NAME_PART_MAX
+        || escape(&quote_plus(repository)).len() > NAME_PART_MAX
+    {
+        return Err(InvalidName::Refused(
+            "namespace and repository may each take at most 255 bytes once escaped",
+        ));
+    }
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
+    /// What the v1 routes accept: the name, then its fit to this layout.
+    fn parse_storable(s: &str) -> Result<RepositoryName, InvalidName> {
+        RepositoryName::parse(s).and_then(storable)
+    }
+
+    #[test]
+    fn names_no_path_or_header_can_hold_are_refused() {
+        let refused = |s: &str| matches!(parse_storable(s), Err(InvalidName::Refused(_)));
+        assert!(parse_storable(&format!("ns/{}", "a".repeat(255))).is_ok());
+        // Any length for names not stored under the legacy layout.
+        assert!(RepositoryName::parse(&format!("ns/{}", "a".repeat(256))).is_ok());
+        assert!(refused(&format!("ns/{}", "a".repeat(256))));
+        assert!(refused(&format!("{}/x", "a".repeat(256))));
+        assert!(refused(&"a".repeat(10_000)));
+        // `%` takes five bytes once escaped twice.
+        assert!(parse_storable(&format!("ns/{}", "%".repeat(51))).is_ok());
+        assert!(refused(&format!("ns/{}", "%".repeat(52))));
+        assert!(refused("ns/x\",access=delete,y=\""));
+        assert!(refused("ns/a,b"));
+        assert!(refused("ns/a\r\nX-Evil: 1"));
+        assert!(parse_storable("ns/a\\b").is_ok());
+        assert!(refused("ns/\u{FFFD}"));
+        assert!(parse_storable("ns/caf\u{e9}+x%$").is_ok());
+    }
+
     use super::*;
 
     fn repo(ns: &str, r: &str) -> RepositoryName {
