@@ -51,6 +51,11 @@ pub enum Error {
     ChecksumMismatch,
     #[error("Layer format not supported")]
     LayerFormat,
+    /// A layer whose listing goes over a documented bound.
+    #[error("Layer listing too large: {0}")]
+    ListingTooLarge(String),
+    #[error("Too many file listings at once, retry later")]
+    ListingBusy,
     /// The size goes into `Content-Range: bytes */<size>`.
     #[error("Requested range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
@@ -124,6 +129,8 @@ impl From<legacy::Error> for Error {
             E::ChecksumNotExpected => Error::ChecksumNotExpected,
             E::ChecksumMismatch => Error::ChecksumMismatch,
             E::LayerFormat => Error::LayerFormat,
+            E::ListingTooLarge(why) => Error::ListingTooLarge(why),
+            E::ListingBusy => Error::ListingBusy,
             E::Interrupted => Error::Interrupted,
             E::RepositoryNotFound => Error::RepositoryNotFound,
             E::TagNotFound => Error::TagNotFound,
@@ -204,6 +211,7 @@ impl ResponseError for Error {
             | ChecksumEmpty
             | ChecksumMismatch
             | LayerFormat
+            | ListingTooLarge(_)
             | InvalidTag
             | InvalidData
             | DescriptionTooLong(_)
@@ -213,7 +221,7 @@ impl ResponseError for Error {
             | BadQuery(_) => StatusCode::BAD_REQUEST,
             Storage(e) => failure_status(e.failure()),
             Search(e) => failure_status(e.failure()),
-            Index(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Index(_) | ListingBusy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

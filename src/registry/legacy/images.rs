@@ -243,11 +243,14 @@ pub async fn layer_size(storage: &dyn Storage, id: &ImageId) -> Result<u64> {
         .or_not_found(Error::ImageNotFound)
 }
 
-/// The `/files` listing, computed once and kept in `_files`.
+/// The `/files` listing, computed once and kept in `_files`. A layer that
+/// cannot be listed (no tar, or over a bound) is kept there too, as
+/// `{"error": "format"}` or `{"error": "too large", "reason": "..."}` (a
+/// listing is always an array), so the next request costs one read.
 pub async fn image_files(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
     let cache = legacy::image_files(id);
     match storage.get(&cache).await {
-        Ok(cached) => return Ok(cached),
+        Ok(cached) => return cached_listing(cached),
         Err(StorageError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
@@ -255,7 +258,39 @@ pub async fn image_files(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
         .get_stream(&legacy::image_layer(id), None)
         .await
         .or_not_found(Error::ImageNotFound)?;
-    let listing = super::layer_files::list(layer).await?;
-    storage.put(&cache, listing.clone()).await?;
-    Ok(listing)
+    match super::layer_files::list(layer).await {
+        Ok(listing) => {
+            storage.put(&cache, listing.clone()).await?;
+            Ok(listing)
+        }
+        Err(Error::LayerFormat) => {
+            let failure = serde_json::json!({"error": "format"});
+            storage.put(&cache, super::json::to_bytes(&failure)).await?;
+            Err(Error::LayerFormat)
+        }
+        Err(Error::ListingTooLarge(why)) => {
+            let failure = serde_json::json!({"error": "too large", "reason": why});
+            storage.put(&cache, super::json::to_bytes(&failure)).await?;
+            Err(Error::ListingTooLarge(why))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A stored `_files`: a listing, or the failure kept in its place.
+fn cached_listing(cached: Bytes) -> Result<Bytes> {
+    if cached.first() != Some(&b'{') {
+        return Ok(cached);
+    }
+    let failure: serde_json::Value = serde_json::from_slice(&cached).unwrap_or_default();
+    match failure.get("error").and_then(|e| e.as_str()) {
+        Some("too large") => Err(Error::ListingTooLarge(
+            failure
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .unwrap_or("over a bound")
+                .to_owned(),
+        )),
+        _ => Err(Error::LayerFormat),
+    }
 }

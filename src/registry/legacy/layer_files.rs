@@ -4,8 +4,16 @@
 //!
 //! A layer can be gigabytes: it is streamed to a temporary file (never held
 //! in memory) and read there by a blocking thread, off the async workers.
+//!
+//! A hostile layer cannot make a listing unbounded: at most [`MAX_ENTRIES`]
+//! members, [`MAX_LISTING_BYTES`] of JSON and [`MAX_TAR_BYTES`] of
+//! (decompressed) tar are read, beyond which the listing fails with
+//! [`Error::ListingTooLarge`]; and at most [`MAX_CONCURRENT`] listings are
+//! computed at once, a request waiting at most [`QUEUE_WAIT`] for its turn
+//! ([`Error::ListingBusy`] after that).
 
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -14,8 +22,29 @@ use serde_json::{json, Value};
 use super::{Error, Result};
 use crate::storage::{ByteStream, StorageError};
 
+/// The most members a listing holds.
+pub const MAX_ENTRIES: usize = 100_000;
+/// The most bytes of JSON a listing takes (long names add up).
+pub const MAX_LISTING_BYTES: usize = 16 * 1024 * 1024;
+/// The most bytes of tar read, after decompression (4 GiB).
+pub const MAX_TAR_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Listings computed at once, over the whole process.
+pub const MAX_CONCURRENT: usize = 2;
+/// How long a request waits for a listing slot before `ListingBusy`.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT);
+
 /// Lists the members of the layer `layer` streams.
-pub async fn list(mut layer: ByteStream) -> Result<Bytes> {
+pub async fn list(layer: ByteStream) -> Result<Bytes> {
+    let _slot = tokio::time::timeout(QUEUE_WAIT, SLOTS.acquire())
+        .await
+        .map_err(|_| Error::ListingBusy)?
+        .map_err(|_| Error::ListingBusy)?;
+    list_now(layer).await
+}
+
+async fn list_now(mut layer: ByteStream) -> Result<Bytes> {
     let mut file = tempfile::tempfile().map_err(local_io)?;
     // Writes to a temporary file are page-cache copies; doing them inline
     // keeps the code simple and the layer out of memory.
@@ -29,10 +58,79 @@ pub async fn list(mut layer: ByteStream) -> Result<Bytes> {
     })
     .await
     .map_err(|e| local_io(io::Error::other(e)))?
-    .map_err(|e| {
-        log::debug!("layer is not a tar we can read: {e}");
-        Error::LayerFormat
+    .map_err(|e| match Limit::of(&e) {
+        Some(limit) => Error::ListingTooLarge(limit.to_string()),
+        None => {
+            log::debug!("layer is not a tar we can read: {e}");
+            Error::LayerFormat
+        }
     })
+}
+
+/// Which bound a listing ran into.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Entries,
+    ListingBytes,
+    TarBytes,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Entries => write!(f, "more than {MAX_ENTRIES} entries"),
+            Limit::ListingBytes => write!(f, "a listing over {MAX_LISTING_BYTES} bytes"),
+            Limit::TarBytes => write!(f, "over {MAX_TAR_BYTES} bytes of tar"),
+        }
+    }
+}
+
+impl std::error::Error for Limit {}
+
+impl Limit {
+    fn error(self) -> io::Error {
+        io::Error::other(self)
+    }
+
+    /// The limit `e` reports, however deep the tar reader wrapped it.
+    fn of(e: &io::Error) -> Option<Limit> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|r| r as _);
+        while let Some(err) = source {
+            if let Some(limit) = err.downcast_ref::<Limit>() {
+                return Some(*limit);
+            }
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                source = io.get_ref().map(|r| r as _);
+            } else {
+                source = err.source();
+            }
+        }
+        None
+    }
+}
+
+/// A reader that fails once more than `left` bytes went through.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // One byte more tells a tar that ends right at the bound from
+            // one that goes on.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(Limit::TarBytes.error()),
+            };
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn local_io(source: io::Error) -> Error {
@@ -54,14 +152,13 @@ fn list_tar(file: std::fs::File) -> io::Result<Bytes> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "empty layer"));
     }
     let magic = &magic[..n];
-    let entries = if magic.starts_with(&[0x1f, 0x8b]) {
-        entries(flate2::read::MultiGzDecoder::new(reader))?
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        entries(flate2::read::MultiGzDecoder::new(reader))
     } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        entries(xz2::read::XzDecoder::new_multi_decoder(reader))?
+        entries(xz2::read::XzDecoder::new_multi_decoder(reader))
     } else {
-        entries(reader)?
-    };
-    Ok(super::json::to_bytes(&entries))
+        entries(reader)
+    }
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -75,15 +172,32 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn entries(reader: impl Read) -> io::Result<Vec<Value>> {
-    let mut archive = tar::Archive::new(reader);
-    let mut list = Vec::new();
+/// The listing as JSON, written entry by entry within the bounds.
+fn entries(reader: impl Read) -> io::Result<Bytes> {
+    let mut archive = tar::Archive::new(Bounded {
+        inner: reader,
+        left: MAX_TAR_BYTES,
+    });
+    let mut out = Vec::with_capacity(4096);
+    out.push(b'[');
+    let mut count = 0usize;
     for entry in archive.entries()? {
         if let Some(item) = describe(&entry?)? {
-            list.push(item);
+            count += 1;
+            if count > MAX_ENTRIES {
+                return Err(Limit::Entries.error());
+            }
+            if count > 1 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(&super::json::to_bytes(&item));
+            if out.len() > MAX_LISTING_BYTES {
+                return Err(Limit::ListingBytes.error());
+            }
         }
     }
-    Ok(list)
+    out.push(b']');
+    Ok(Bytes::from(out))
 }
 
 /// One member as `[path, type, deleted, size, mtime, mode, uid, gid]`, or

@@ -47,6 +47,13 @@ pub enum Error {
     ChecksumMismatch,
     #[error("layer is no tar we can read")]
     LayerFormat,
+    /// The layer's listing goes over a bound (which one is said).
+    #[error("layer listing too large: {0}")]
+    ListingTooLarge(String),
+    /// Too many listings are being computed; the request waited its turn
+    /// in vain.
+    #[error("too many file listings at once")]
+    ListingBusy,
     /// The layer body broke off: nothing was stored.
     #[error("layer upload interrupted")]
     Interrupted,
