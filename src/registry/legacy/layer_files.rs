@@ -15,6 +15,8 @@
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
+use tokio::sync::SemaphorePermit;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -37,11 +39,16 @@ static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CON
 
 /// Lists the members of the layer `layer` streams.
 pub async fn list(layer: ByteStream) -> Result<Bytes> {
-    let _slot = tokio::time::timeout(QUEUE_WAIT, SLOTS.acquire())
+    let _slot = slot(&SLOTS, QUEUE_WAIT).await?;
+    list_now(layer).await
+}
+
+/// A permit of `slots`, waiting at most `wait` for it.
+async fn slot(slots: &tokio::sync::Semaphore, wait: Duration) -> Result<SemaphorePermit<'_>> {
+    tokio::time::timeout(wait, slots.acquire())
         .await
         .map_err(|_| Error::ListingBusy)?
-        .map_err(|_| Error::ListingBusy)?;
-    list_now(layer).await
+        .map_err(|_| Error::ListingBusy)
 }
 
 async fn list_now(mut layer: ByteStream) -> Result<Bytes> {
@@ -70,17 +77,17 @@ async fn list_now(mut layer: ByteStream) -> Result<Bytes> {
 /// Which bound a listing ran into.
 #[derive(Debug, Clone, Copy)]
 enum Limit {
-    Entries,
-    ListingBytes,
-    TarBytes,
+    Entries(usize),
+    ListingBytes(usize),
+    TarBytes(u64),
 }
 
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Limit::Entries => write!(f, "more than {MAX_ENTRIES} entries"),
-            Limit::ListingBytes => write!(f, "a listing over {MAX_LISTING_BYTES} bytes"),
-            Limit::TarBytes => write!(f, "over {MAX_TAR_BYTES} bytes of tar"),
+            Limit::Entries(n) => write!(f, "more than {n} entries"),
+            Limit::ListingBytes(n) => write!(f, "a listing over {n} bytes"),
+            Limit::TarBytes(n) => write!(f, "over {n} bytes of tar"),
         }
     }
 }
@@ -112,6 +119,7 @@ impl Limit {
 /// A reader that fails once more than `left` bytes went through.
 struct Bounded<R> {
     inner: R,
+    limit: u64,
     left: u64,
 }
 
@@ -123,7 +131,7 @@ impl<R: Read> Read for Bounded<R> {
             let mut probe = [0u8; 1];
             return match self.inner.read(&mut probe)? {
                 0 => Ok(0),
-                _ => Err(Limit::TarBytes.error()),
+                _ => Err(Limit::TarBytes(self.limit).error()),
             };
         }
         let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
@@ -140,8 +148,25 @@ fn local_io(source: io::Error) -> Error {
     })
 }
 
+/// The bounds of a listing.
+struct Limits {
+    entries: usize,
+    listing_bytes: usize,
+    tar_bytes: u64,
+}
+
+const LIMITS: Limits = Limits {
+    entries: MAX_ENTRIES,
+    listing_bytes: MAX_LISTING_BYTES,
+    tar_bytes: MAX_TAR_BYTES,
+};
+
 /// Reads a tar, decompressing it first if its magic says so.
 fn list_tar(file: std::fs::File) -> io::Result<Bytes> {
+    list_tar_within(file, &LIMITS)
+}
+
+fn list_tar_within(file: std::fs::File, limits: &Limits) -> io::Result<Bytes> {
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut magic = [0u8; 6];
     let n = read_up_to(&mut reader, &mut magic)?;
@@ -153,11 +178,11 @@ fn list_tar(file: std::fs::File) -> io::Result<Bytes> {
     }
     let magic = &magic[..n];
     if magic.starts_with(&[0x1f, 0x8b]) {
-        entries(flate2::read::MultiGzDecoder::new(reader))
+        entries(flate2::read::MultiGzDecoder::new(reader), limits)
     } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        entries(xz2::read::XzDecoder::new_multi_decoder(reader))
+        entries(xz2::read::XzDecoder::new_multi_decoder(reader), limits)
     } else {
-        entries(reader)
+        entries(reader, limits)
     }
 }
 
@@ -173,10 +198,11 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// The listing as JSON, written entry by entry within the bounds.
-fn entries(reader: impl Read) -> io::Result<Bytes> {
+fn entries(reader: impl Read, limits: &Limits) -> io::Result<Bytes> {
     let mut archive = tar::Archive::new(Bounded {
         inner: reader,
-        left: MAX_TAR_BYTES,
+        limit: limits.tar_bytes,
+        left: limits.tar_bytes,
     });
     let mut out = Vec::with_capacity(4096);
     out.push(b'[');
@@ -184,15 +210,15 @@ fn entries(reader: impl Read) -> io::Result<Bytes> {
     for entry in archive.entries()? {
         if let Some(item) = describe(&entry?)? {
             count += 1;
-            if count > MAX_ENTRIES {
-                return Err(Limit::Entries.error());
+            if count > limits.entries {
+                return Err(Limit::Entries(limits.entries).error());
             }
             if count > 1 {
                 out.extend_from_slice(b", ");
             }
             out.extend_from_slice(&super::json::to_bytes(&item));
-            if out.len() > MAX_LISTING_BYTES {
-                return Err(Limit::ListingBytes.error());
+            if out.len() > limits.listing_bytes {
+                return Err(Limit::ListingBytes(limits.listing_bytes).error());
             }
         }
     }
@@ -342,6 +368,61 @@ mod tests {
         let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&sample()).unwrap();
         assert_eq!(listing(xz.finish().unwrap()).unwrap(), plain);
+    }
+
+    fn limited(bytes: Vec<u8>, limits: Limits) -> io::Result<Bytes> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        list_tar_within(file, &limits)
+    }
+
+    fn limit_of(result: io::Result<Bytes>) -> Option<String> {
+        Limit::of(&result.unwrap_err()).map(|l| l.to_string())
+    }
+
+    #[test]
+    fn listings_stop_at_their_bounds() {
+        let size = sample().len() as u64;
+        let xz = |bytes: Vec<u8>| {
+            let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+            xz.write_all(&bytes).unwrap();
+            xz.finish().unwrap()
+        };
+        // Six listed members: six fit, five do not.
+        let at = |entries, listing_bytes, tar_bytes| Limits {
+            entries,
+            listing_bytes,
+            tar_bytes,
+        };
+        assert!(limited(sample(), at(6, 1 << 20, size)).is_ok());
+        assert!(limited(xz(sample()), at(6, 1 << 20, size)).is_ok());
+        assert_eq!(
+            limit_of(limited(sample(), at(5, 1 << 20, size))).as_deref(),
+            Some("more than 5 entries")
+        );
+        assert_eq!(
+            limit_of(limited(xz(sample()), at(6, 100, size))).as_deref(),
+            Some("a listing over 100 bytes")
+        );
+        assert_eq!(
+            limit_of(limited(xz(sample()), at(6, 1 << 20, 1024))).as_deref(),
+            Some("over 1024 bytes of tar")
+        );
+        // What is no tar is no limit.
+        assert_eq!(limit_of(limited(b"nope".repeat(200), LIMITS)), None);
+    }
+
+    #[tokio::test]
+    async fn a_listing_waits_its_turn_a_bounded_time() {
+        let slots = tokio::sync::Semaphore::new(1);
+        let held = slot(&slots, Duration::from_millis(10)).await.unwrap();
+        assert!(matches!(
+            slot(&slots, Duration::from_millis(50)).await,
+            Err(Error::ListingBusy)
+        ));
+        drop(held);
+        assert!(slot(&slots, Duration::from_millis(50)).await.is_ok());
     }
 
     #[test]
