@@ -192,3 +192,80 @@ fn a_truncated_bomb_fails_once_then_from_the_cache() {
     assert_eq!((status2, message2), (status, message));
     assert!(second * 5 < first, "second {second:?} vs first {first:?}");
 }
+
+/// User and system CPU time of a process so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // utime and stime are the 14th and 15th fields, 12th and 13th after the
+    // name; in clock ticks (100 a second on Linux).
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[test]
+fn bombs_in_parallel_are_listed_two_at_a_time_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = start(dir.path());
+    let http = common::client();
+
+    let mut layer = xz(0, |w| {
+        let size = 256u64 << 20;
+        w.write_all(header("zeros", size).as_bytes()).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..(size >> 20) {
+            w.write_all(&chunk).unwrap();
+        }
+    });
+    layer.truncate(layer.len() - 64);
+    let ids: Vec<String> = (0..4).map(|i| format!("{i}d{}", "4".repeat(62))).collect();
+    for id in &ids {
+        push(&http, &registry, id, &layer);
+    }
+
+    let before = cpu_time(registry.pid());
+    let answers: Vec<(u16, String, Duration)> = std::thread::scope(|s| {
+        let workers: Vec<_> = ids
+            .iter()
+            .map(|id| s.spawn(|| files(&common::client(), &registry, id)))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let first_round = cpu_time(registry.pid()) - before;
+    for (status, message, _) in &answers {
+        // Two are listed at once; the others wait their turn (10 s at most).
+        assert!(
+            (*status, message.as_str()) == (400, "Layer format not supported")
+                || (*status, message.as_str())
+                    == (503, "Too many file listings at once, retry later"),
+            "{status} {message}"
+        );
+    }
+    // Again, in parallel: every answer comes from the cached failures.
+    let before = cpu_time(registry.pid());
+    std::thread::scope(|s| {
+        for id in &ids {
+            s.spawn(|| {
+                let (status, message, _) = files(&common::client(), &registry, id);
+                assert_eq!(
+                    (status, message.as_str()),
+                    (400, "Layer format not supported")
+                );
+            });
+        }
+    });
+    let second_round = cpu_time(registry.pid()) - before;
+    eprintln!(
+        "4 truncated bombs in parallel: {:?} walls, {first_round:?} CPU; again: {second_round:?} CPU",
+        answers.iter().map(|a| a.2).collect::<Vec<_>>()
+    );
+    assert!(
+        second_round < Duration::from_millis(500),
+        "{second_round:?}"
+    );
+}
