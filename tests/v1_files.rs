@@ -135,7 +135,10 @@ fn a_layer_of_too_many_entries_is_refused_in_bounded_memory() {
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
 
     // The failure is cached: the next answer is the same, at once.
-    assert!(dir.path().join(format!("images/{MANY}/_files")).exists());
+    assert!(dir
+        .path()
+        .join(format!("images/{MANY}/_files_failure"))
+        .exists());
     let (status2, message2, again) = files(&http, &registry, MANY);
     assert_eq!((status2, message2), (status, message));
     assert!(again < took, "{again:?} vs {took:?}");
@@ -183,7 +186,10 @@ fn a_truncated_bomb_fails_once_then_from_the_cache() {
         (status, message.as_str()),
         (400, "Layer format not supported")
     );
-    assert!(dir.path().join(format!("images/{BOMB}/_files")).exists());
+    assert!(dir
+        .path()
+        .join(format!("images/{BOMB}/_files_failure"))
+        .exists());
     let (status2, message2, second) = files(&http, &registry, BOMB);
     eprintln!(
         "{} KiB truncated bomb: first 400 in {first:?}, second in {second:?}",

@@ -128,6 +128,7 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
         }
         storage.rename(&upload, &layer_path).await?;
         remove_if_present(storage, &legacy::image_files(id)).await?;
+        remove_if_present(storage, &legacy::image_files_failure(id)).await?;
         storage
             .put(&legacy::image_checksum(id), json::to_bytes(&checksums))
             .await?;
@@ -244,13 +245,19 @@ pub async fn layer_size(storage: &dyn Storage, id: &ImageId) -> Result<u64> {
 }
 
 /// The `/files` listing, computed once and kept in `_files`. A layer that
-/// cannot be listed (no tar, or over a bound) is kept there too, as
-/// `{"error": "format"}` or `{"error": "too large", "reason": "..."}` (a
-/// listing is always an array), so the next request costs one read.
+/// cannot be listed (no tar, or over a bound) has its failure kept beside
+/// it, in `_files_failure` (`{"error": "format"}` or `{"error": "too
+/// large", "reason": "..."}`), so the next request costs one read too.
 pub async fn image_files(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
     let cache = legacy::image_files(id);
     match storage.get(&cache).await {
-        Ok(cached) => return cached_listing(cached),
+        Ok(cached) => return Ok(cached),
+        Err(StorageError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let failed = legacy::image_files_failure(id);
+    match storage.get(&failed).await {
+        Ok(failure) => return Err(cached_failure(&failure)),
         Err(StorageError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
@@ -265,32 +272,33 @@ pub async fn image_files(storage: &dyn Storage, id: &ImageId) -> Result<Bytes> {
         }
         Err(Error::LayerFormat) => {
             let failure = serde_json::json!({"error": "format"});
-            storage.put(&cache, super::json::to_bytes(&failure)).await?;
+            storage
+                .put(&failed, super::json::to_bytes(&failure))
+                .await?;
             Err(Error::LayerFormat)
         }
         Err(Error::ListingTooLarge(why)) => {
             let failure = serde_json::json!({"error": "too large", "reason": why});
-            storage.put(&cache, super::json::to_bytes(&failure)).await?;
+            storage
+                .put(&failed, super::json::to_bytes(&failure))
+                .await?;
             Err(Error::ListingTooLarge(why))
         }
         Err(e) => Err(e),
     }
 }
 
-/// A stored `_files`: a listing, or the failure kept in its place.
-fn cached_listing(cached: Bytes) -> Result<Bytes> {
-    if cached.first() != Some(&b'{') {
-        return Ok(cached);
-    }
-    let failure: serde_json::Value = serde_json::from_slice(&cached).unwrap_or_default();
+/// The error a stored `_files_failure` stands for.
+fn cached_failure(stored: &[u8]) -> Error {
+    let failure: serde_json::Value = serde_json::from_slice(stored).unwrap_or_default();
     match failure.get("error").and_then(|e| e.as_str()) {
-        Some("too large") => Err(Error::ListingTooLarge(
+        Some("too large") => Error::ListingTooLarge(
             failure
                 .get("reason")
                 .and_then(|r| r.as_str())
                 .unwrap_or("over a bound")
                 .to_owned(),
-        )),
-        _ => Err(Error::LayerFormat),
+        ),
+        _ => Error::LayerFormat,
     }
 }

@@ -1,6 +1,28 @@
 //! Every path the registry stores, in the legacy layout, relative to
 //! `storage_path`.
 //!
+//! ```text
+//! images/<id>/
+//!   json                                  the image JSON exactly as pushed
+//!   layer                                 the layer exactly as pushed
+//!   ancestry                              JSON list: the id, its parent, grandparent, ...
+//!   _checksum                             JSON list of `sha256:<hex>`
+//!   _inprogress                           present while the push is not verified
+//!   _files                                the cached `/files` listing
+//!   _files_failure                        OURS: why the layer cannot be listed
+//!   .registry-v1-tmp-layer-<token>        OURS: a layer still streaming in
+//! repositories/<namespace>/<repository>/
+//!   tag_<tag>                             the image id the tag points at
+//!   tag<tag>_json                         the tag's JSON (`{"last_update": ...}`)
+//!   json                                  the same for `latest`
+//!   _index_images                         the stand-in index's image list
+//!   _images_list                          the images a token granted
+//!   _private                              present: the repository is private
+//! ```
+//!
+//! Files marked OURS are never read by the old registry; any other write
+//! goes to a `.registry-v1-tmp-*` file first and is renamed into place.
+//!
 //! An existing folder or bucket written by the Python registry must read as
 //! it is, so the escaping below reproduces the old one byte for byte: each
 //! component from a request goes through Python's `quote_plus`, `.` and `..`
@@ -96,6 +118,14 @@ pub fn image_mark(id: &ImageId) -> String {
 /// The cached `/files` listing of the layer.
 pub fn image_files(id: &ImageId) -> String {
     image_file(id, "_files")
+}
+
+/// Ours, not the old registry's: why the layer cannot be listed (not a
+/// tar, or over a bound), kept so the next `/files` costs one read. Beside
+/// `_files`, not in it: the old registry reading the same storage would
+/// serve whatever `_files` holds as the listing.
+pub fn image_files_failure(id: &ImageId) -> String {
+    image_file(id, "_files_failure")
 }
 
 /// The folder of a repository's namespace.
