@@ -2,6 +2,7 @@
 //! it. Every test runs against each storage driver (local disk, S3 on a real
 //! S3-compatible server): the routes must answer identically.
 
+#[macro_use]
 mod common;
 #[path = "storage_support/s3_server.rs"]
 #[allow(dead_code)]
@@ -848,20 +849,6 @@ fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// Instantiates each test for each backend.
-macro_rules! for_each_backend {
-    ($($test:ident),* $(,)?) => {
-        mod local {
-            $( #[test] fn $test() { super::$test(super::Backend::local()); } )*
-        }
-        mod s3 {
-            $( #[test] fn $test() {
-                if let Some(backend) = super::Backend::s3() { super::$test(backend); }
-            } )*
-        }
-    };
 }
 
 for_each_backend!(

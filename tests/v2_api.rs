@@ -2,6 +2,7 @@
 //! Every test runs on each storage (local disk, S3 on a real S3-compatible
 //! server) from one body of code: the routes must answer identically.
 
+#[macro_use]
 mod common;
 mod v2_support;
 
@@ -1451,20 +1452,6 @@ fn upload_moves_between_instances(backend: Backend) {
                 == data
         );
     }
-}
-
-/// Instantiates each test for each backend.
-macro_rules! for_each_backend {
-    ($($test:ident),* $(,)?) => {
-        mod local {
-            $( #[test] fn $test() { super::$test(super::Backend::local()); } )*
-        }
-        mod s3 {
-            $( #[test] fn $test() {
-                if let Some(backend) = super::Backend::s3() { super::$test(backend); }
-            } )*
-        }
-    };
 }
 
 for_each_backend!(

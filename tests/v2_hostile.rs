@@ -4,6 +4,7 @@
 //! panics, nothing is a 500, nothing half-written is served. Every test
 //! runs on local disk and on S3.
 
+#[macro_use]
 mod common;
 mod v2_support;
 
@@ -760,19 +761,6 @@ fn methods_and_heads(backend: Backend) {
     let mut raw = String::new();
     let _ = conn.read_to_string(&mut raw);
     assert_eq!(raw.matches("HTTP/1.1 200").count(), 2, "{raw}");
-}
-
-macro_rules! for_each_backend {
-    ($($test:ident),* $(,)?) => {
-        mod local {
-            $( #[test] fn $test() { super::$test(super::Backend::local()); } )*
-        }
-        mod s3 {
-            $( #[test] fn $test() {
-                if let Some(backend) = super::Backend::s3() { super::$test(backend); }
-            } )*
-        }
-    };
 }
 
 for_each_backend!(

@@ -168,3 +168,20 @@ pub fn client() -> reqwest::blocking::Client {
         .build()
         .expect("http client")
 }
+
+/// Instantiates each test function, taking a `Backend`, once on local disk
+/// and once on S3 (skipped when the S3 test server is not there, outside
+/// CI); the caller's module defines `Backend::local()` and `Backend::s3()`.
+#[allow(unused_macros)]
+macro_rules! for_each_backend {
+    ($($test:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $test() { super::$test(super::Backend::local()); } )*
+        }
+        mod s3 {
+            $( #[test] fn $test() {
+                if let Some(backend) = super::Backend::s3() { super::$test(backend); }
+            } )*
+        }
+    };
+}
