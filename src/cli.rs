@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `config`, `reindex`.
+//! The command line: `serve` (the default), `config`, `reindex`,
+//! `healthcheck`.
 
 use std::process::ExitCode;
 
@@ -50,6 +51,10 @@ enum Command {
     },
     /// Rebuild the search index from what storage holds.
     Reindex,
+    /// Exit 0 if the registry this environment starts (REGISTRY_HOST,
+    /// REGISTRY_PORT) answers its health check, else 1: the container
+    /// image's HEALTHCHECK.
+    Healthcheck,
 }
 
 pub fn main() -> ExitCode {
@@ -101,22 +106,31 @@ fn tune_malloc() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Environment::from_process()?;
-    let settings = config::load(&env)?;
+    let load = || config::load(&env);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            let settings = load()?;
             tune_malloc();
             init_logging(&settings);
             actix_web::rt::System::new().block_on(crate::server::run(settings, &env))
         }
         Command::Config { json, check } => {
+            let settings = load()?;
             if !check {
                 print!("{}", config::render(&settings, json)?);
             }
             Ok(())
         }
         Command::Reindex => {
+            let settings = load()?;
             init_logging(&settings);
             actix_web::rt::System::new().block_on(crate::search::reindex_command(settings))
+        }
+        // Only where the server listens matters: a probe that parsed the
+        // whole configuration every few seconds would only add ways to fail.
+        Command::Healthcheck => {
+            println!("{}", crate::healthcheck::probe(&env)?);
+            Ok(())
         }
     }
 }

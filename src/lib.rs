@@ -17,11 +17,13 @@
 //! - [`v1`], [`v2`]: the handlers and wire errors of each API, grouped as
 //!   the API is; neither imports the other;
 //! - [`server`]: assembly: middleware, mounting the APIs, the listener;
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line, and [`healthcheck`], the probe it runs for
+//!   the container image.
 
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod healthcheck;
 pub mod http;
 pub mod names;
 pub mod registry;

@@ -9,8 +9,9 @@ use anyhow::Context;
 use crate::config::{Environment, Settings};
 use crate::registry::AppState;
 
-/// Serves until SIGTERM, SIGINT or SIGQUIT, then lets requests in flight
-/// finish (actix's graceful shutdown).
+/// Serves until a signal: SIGTERM (`docker stop`, systemd) lets requests in
+/// flight finish first, for actix's 30 s at most; SIGINT and SIGQUIT stop at
+/// once, as gunicorn did for the old registry.
 pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
     let state = AppState::open(settings).await?;
     let workers = env

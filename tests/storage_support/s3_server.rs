@@ -36,6 +36,8 @@ fn launcher() -> String {
 }
 
 pub struct S3Server {
+    /// The address it listens on: 127.0.0.1, but for [`start_on`].
+    pub host: String,
     pub port: u16,
     // Held so that the pipe closes (and the server stops) only at exit.
     _stdin: Mutex<ChildStdin>,
@@ -44,7 +46,7 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 }
 
@@ -54,7 +56,7 @@ static SERVER: OnceLock<Option<S3Server>> = OnceLock::new();
 /// installed. Under CI (`CI` set) a missing server fails loudly instead.
 pub fn server() -> Option<&'static S3Server> {
     SERVER
-        .get_or_init(|| match start() {
+        .get_or_init(|| match start_on("127.0.0.1") {
             Ok(server) => Some(server),
             Err(why) if std::env::var_os("CI").is_some() => {
                 panic!("S3 tests need moto's server under CI: {why} (run .ci/install-storage.sh)")
@@ -73,14 +75,17 @@ pub fn server() -> Option<&'static S3Server> {
         .as_ref()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+fn free_port(host: &str) -> u16 {
+    TcpListener::bind((host, 0))
         .and_then(|l| l.local_addr())
         .expect("bind a free port")
         .port()
 }
 
-fn start() -> Result<S3Server, String> {
+/// A server of its own on `host`: an address other than loopback, for a
+/// registry in a container (the docker bridge's gateway). It stops when
+/// the returned value is dropped, or when this process exits.
+pub fn start_on(host: &str) -> Result<S3Server, String> {
     let python = python();
     let found = Command::new(&python)
         .args([
@@ -97,15 +102,23 @@ fn start() -> Result<S3Server, String> {
             "`{python}` cannot import moto's server (moto[server])"
         ));
     }
-    let port = free_port();
-    let script = r#""$1" "$2" 127.0.0.1 "$3" >/dev/null 2>&1 &
+    let port = free_port(host);
+    let script = r#""$1" "$2" "$3" "$4" >/dev/null 2>&1 &
 server=$!
 read -r _ignored
 kill "$server" 2>/dev/null
 wait "$server" 2>/dev/null
 exit 0"#;
     let mut child = Command::new("sh")
-        .args(["-c", script, "sh", &python, &launcher(), &port.to_string()])
+        .args([
+            "-c",
+            script,
+            "sh",
+            &python,
+            &launcher(),
+            host,
+            &port.to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -113,7 +126,7 @@ exit 0"#;
         .map_err(|e| format!("cannot start the S3 test server: {e}"))?;
     let stdin = child.stdin.take().ok_or("no stdin pipe")?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !answers(port) {
+    while !answers(host, port) {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("the S3 test server exited at start: {status}"));
         }
@@ -126,6 +139,7 @@ exit 0"#;
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(S3Server {
+        host: host.to_owned(),
         port,
         _stdin: Mutex::new(stdin),
         _child: Mutex::new(child),
@@ -133,12 +147,12 @@ exit 0"#;
 }
 
 /// Whether an HTTP server answers on the port.
-fn answers(port: u16) -> bool {
-    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+fn answers(host: &str, port: u16) -> bool {
+    let Ok(mut conn) = TcpStream::connect((host, port)) else {
         return false;
     };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     if conn.write_all(req.as_bytes()).is_err() {
         return false;
     }
