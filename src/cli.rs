@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `config`, `reindex`.
+//! The command line: `serve` (the default), `config`, `reindex`,
+//! `bridge-digests`, `migrate`.
 
 use std::process::ExitCode;
 
@@ -50,6 +51,15 @@ enum Command {
     },
     /// Rebuild the search index from what storage holds.
     Reindex,
+    /// Record the v2 digests of every v1 layer and tag ahead of the first
+    /// v2 pull (safe while the registry serves).
+    BridgeDigests,
+    /// Write every v1 tag into the v2 tree for good (the v1 tree stays).
+    Migrate {
+        /// Only report what would be migrated; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -117,6 +127,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reindex => {
             init_logging(&settings);
             actix_web::rt::System::new().block_on(crate::search::reindex_command(settings))
+        }
+        Command::BridgeDigests => {
+            init_logging(&settings);
+            actix_web::rt::System::new()
+                .block_on(crate::registry::bridge::digests::command(settings))
+        }
+        Command::Migrate { dry_run } => {
+            init_logging(&settings);
+            actix_web::rt::System::new()
+                .block_on(crate::registry::bridge::migrate::command(settings, dry_run))
         }
     }
 }
