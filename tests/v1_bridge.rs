@@ -544,12 +544,36 @@ fn skopeo_podman_and_docker_pull_v1_images() {
     );
     let mut archive = tar::Archive::new(std::fs::File::open(&saved).unwrap());
     let mut files = std::collections::BTreeMap::new();
+    // docker saves a layer met twice in the chain once, and links to it.
+    let mut links = Vec::new();
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().display().to_string();
+        let path = entry.path().unwrap().to_path_buf();
+        if entry.header().entry_type().is_symlink() {
+            let target = entry.link_name().unwrap().unwrap().to_path_buf();
+            let resolved = path.parent().unwrap().join(target);
+            let normal: std::path::PathBuf =
+                resolved
+                    .components()
+                    .fold(std::path::PathBuf::new(), |mut p, c| {
+                        match c {
+                            std::path::Component::ParentDir => {
+                                p.pop();
+                            }
+                            other => p.push(other),
+                        }
+                        p
+                    });
+            links.push((path.display().to_string(), normal.display().to_string()));
+            continue;
+        }
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-        files.insert(path, bytes);
+        files.insert(path.display().to_string(), bytes);
+    }
+    for (link, target) in links {
+        let bytes = files[&target].clone();
+        files.insert(link, bytes);
     }
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let layers: Vec<String> = manifest[0]["Layers"]

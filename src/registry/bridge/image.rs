@@ -306,7 +306,7 @@ mod tests {
         let (a, b, c) = (id('a'), id('b'), id('c'));
         put_image(
             &storage,
-            &[a.clone()],
+            std::slice::from_ref(&a),
             json!({"id": a.as_str(), "created": "2013-06-13T14:03:50Z", "comment": "Imported from -",
                    "architecture": "x86_64", "Size": 0}),
             layer_tar(&[]),
@@ -392,7 +392,7 @@ mod tests {
         let a = id('a');
         put_image(
             &storage,
-            &[a.clone()],
+            std::slice::from_ref(&a),
             json!({"id": a.as_str()}),
             layer_tar(&[]),
         )
