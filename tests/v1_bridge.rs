@@ -266,6 +266,19 @@ fn v1_tags_pull_over_v2(backend: Backend) {
     push_v1(&registry, "ns/app", &chain, "latest");
     // A one-part name, as docker 1.x sent `HOST/test`: stored as library/test.
     push_v1(&registry, "test", &chain[..2], "v1");
+    // Each layer's v2 record was written as it streamed in, before any
+    // v2 client asked.
+    let keys = backend.stored_keys();
+    for image in &chain {
+        let record: Value = serde_json::from_slice(
+            &backend
+                .read_stored(&format!("images/{}/_v2", image.id))
+                .unwrap_or_else(|| panic!("no _v2 in {keys:?}")),
+        )
+        .unwrap();
+        assert_eq!(record["digest"], sha256(&image.layer));
+        assert_eq!(record["diff_id"], sha256(&image.tar));
+    }
     let v2 = V2::new(&registry);
 
     let (digest, manifest, bytes) = manifest_of(&v2, "ns/app", "latest");
@@ -375,6 +388,42 @@ fn v1_tags_pull_over_v2(backend: Backend) {
         .json()
         .unwrap();
     assert_eq!(v1_tag, json!(chain[4].id));
+
+    // The collector removed the top image (its whole folder): what the
+    // repository's digest entries name is gone, a plain 404.
+    for file in [
+        "json",
+        "layer",
+        "ancestry",
+        "_checksum",
+        "_v2",
+        "_v2_manifest",
+        "_v2_config",
+        "_v2_layers",
+    ] {
+        backend.remove_stored(&format!("images/{}/{file}", chain[4].id));
+    }
+    v2.expect_error(
+        v2.get(&format!("/v2/ns/app/blobs/{top}")),
+        404,
+        "BLOB_UNKNOWN",
+        "collected layer",
+    );
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    v2.expect_error(
+        v2.get(&format!("/v2/ns/app/blobs/{config}")),
+        404,
+        "BLOB_UNKNOWN",
+        "collected config",
+    );
+    v2.expect_error(
+        v2.get_manifest(&format!("/v2/ns/app/manifests/{digest}")),
+        404,
+        "MANIFEST_UNKNOWN",
+        "collected manifest",
+    );
+    // The rest of the chain still serves.
+    blob(&v2, "ns/app", &sha256(&chain[1].layer));
 }
 
 for_each_backend!(v1_tags_pull_over_v2);
@@ -639,6 +688,44 @@ fn migrate_then_distribution_serves_every_tag() {
     push_v1(&registry, "test", &chain[..2], "v1");
     push_v1(&registry, "ns/UPPER", &chain[..1], "old");
     let v2 = V2::new(&registry);
+    // A storage whose images have no record yet (the old registry's):
+    // `bridge-digests` records them all, giving the digests a pull gives.
+    for path in walk(&root.join("images")) {
+        if path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("_v2")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let out = common::run(
+        &["bridge-digests"],
+        &[
+            ("STORAGE_PATH", root.to_str().unwrap()),
+            ("SETTINGS_FLAVOR", "dev"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "5 images: 5 layers' digests computed now, 0 layers unreadable; 2 tags: 0 without"
+        ),
+        "{text}"
+    );
+    for image in &chain {
+        assert!(root.join(format!("images/{}/_v2", image.id)).exists());
+    }
+    assert!(root
+        .join(format!("images/{}/_v2_manifest", chain[4].id))
+        .exists());
     let (app, _, _) = manifest_of(&v2, "ns/app", "latest");
     let (test, _, _) = manifest_of(&v2, "test", "v1");
 
