@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::names::digest::Digest;
 use crate::names::ImageId;
 use crate::storage::layout::legacy;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{ByteStream, Storage, StorageError};
 
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -84,14 +84,18 @@ pub enum LayerError {
 
 /// The uncompressed side: hashed, counted, and watched for a non-zero byte.
 struct Tar {
-    sha: Sha256,
+    /// `None` for a plain tar: its digest is the stored bytes' own, which
+    /// is computed anyway (hashing it twice would double a push's CPU).
+    sha: Option<Sha256>,
     size: u64,
     nonzero: bool,
 }
 
 impl Write for Tar {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sha.update(buf);
+        if let Some(sha) = &mut self.sha {
+            sha.update(buf);
+        }
         self.size += buf.len() as u64;
         if !self.nonzero {
             self.nonzero = buf.iter().any(|b| *b != 0);
@@ -131,7 +135,7 @@ impl Default for Digester {
 
 fn tar() -> Tar {
     Tar {
-        sha: Sha256::new(),
+        sha: Some(Sha256::new()),
         size: 0,
         nonzero: false,
     }
@@ -171,7 +175,7 @@ impl Digester {
         } else if head.starts_with(b"BZh") {
             Decoder::Failed("bzip2 layers are not offered to v2 clients".into())
         } else {
-            Decoder::Plain(tar())
+            Decoder::Plain(Tar { sha: None, ..tar() })
         };
         self.feed(head);
     }
@@ -205,14 +209,68 @@ impl Digester {
             Decoder::Failed(reason) => return Err(reason),
             Decoder::Undecided(_) => unreachable!("decided above"),
         };
+        let digest = format!("sha256:{}", hex::encode(self.sha.finalize()));
+        let diff_id = match tar.sha {
+            Some(sha) => format!("sha256:{}", hex::encode(sha.finalize())),
+            None => digest.clone(),
+        };
         Ok(LayerRecord {
-            digest: format!("sha256:{}", hex::encode(self.sha.finalize())),
+            digest,
             size: self.size,
-            diff_id: format!("sha256:{}", hex::encode(tar.sha.finalize())),
+            diff_id,
             uncompressed_size: tar.size,
             compression,
             empty: !tar.nonzero,
         })
+    }
+}
+
+/// What a body streaming in (a v1 layer push) tells of its layer,
+/// computed on a thread of the blocking pool while the body goes on to
+/// storage: the push's own worker only hands each chunk over (it waits,
+/// never blocks, when the digester lags by more than a few chunks).
+pub struct Alongside {
+    worker: tokio::task::JoinHandle<Result<LayerRecord, String>>,
+}
+
+impl Alongside {
+    /// Wraps `body`; the record comes from [`Alongside::record`] once the
+    /// wrapped stream has been read to its end and dropped.
+    pub fn new(body: ByteStream) -> (ByteStream, Alongside) {
+        /// Chunks the digester may lag behind by.
+        const LAG: usize = 32;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(LAG);
+        let worker = actix_web::rt::task::spawn_blocking(move || {
+            let mut digester = Digester::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                digester.update(&chunk);
+            }
+            digester.finish()
+        });
+        // The sender goes at the body's end, so the digester finishes then,
+        // however long the consumer keeps the stream.
+        let stream: ByteStream = Box::pin(futures_util::stream::unfold(
+            (body, Some(tx)),
+            |(mut body, mut tx)| async move {
+                let chunk = body.next().await;
+                match (&chunk, &tx) {
+                    (Some(Ok(bytes)), Some(sender)) => {
+                        // The digester gone (it cannot be) only costs the
+                        // record: the push goes on.
+                        let _ = sender.send(bytes.clone()).await;
+                    }
+                    (None, _) => tx = None,
+                    _ => {}
+                }
+                chunk.map(|chunk| (chunk, (body, tx)))
+            },
+        ));
+        (stream, Alongside { worker })
+    }
+
+    /// The record of every byte the stream passed on, or why there is none.
+    pub async fn record(self) -> Result<LayerRecord, String> {
+        self.worker.await.map_err(|e| e.to_string())?
     }
 }
 

@@ -1,16 +1,13 @@
 //! Images: the three steps of a push (json, layer, checksum) and what a
 //! pull reads.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{json, parse_json, remove_if_present, Error, OrNotFound, Result};
 use crate::names::ImageId;
-use crate::registry::bridge::{self, layer::Digester};
+use crate::registry::bridge::{self, layer::Alongside};
 use crate::registry::tap::tap;
 use crate::storage::layout::legacy;
 use crate::storage::{ByteStream, Storage, StorageError};
@@ -106,13 +103,9 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
     hasher.update(&json);
     hasher.update(b"\n");
     let (hashed, layer) = tap(body, hasher, |h, bytes| h.update(bytes));
-    // The layer's v2 digests, in the same pass (see `bridge::layer`).
-    let digester = Rc::new(RefCell::new(Some(Digester::new())));
-    let (hashed, _v2) = tap(hashed, digester.clone(), |d, bytes| {
-        if let Some(d) = d.borrow_mut().as_mut() {
-            d.update(bytes)
-        }
-    });
+    // The layer's v2 digests, from the same bytes on their way in, on
+    // another thread (see `bridge::layer`).
+    let (hashed, v2) = Alongside::new(hashed);
     let upload = legacy::image_layer_upload(id, &upload_token());
     match storage.put_stream(&upload, hashed).await {
         Ok(_) => {}
@@ -128,7 +121,7 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
         }
     }
     let digest = layer.finish().0.finalize();
-    let v2 = digester.borrow_mut().take().map(Digester::finish);
+    let v2 = v2.record().await;
     let checksums = json!([format!("sha256:{}", hex::encode(digest))]);
     let _lock = storage.lock(&mark_path).await?;
     let installed = async {
@@ -142,7 +135,7 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
         remove_if_present(storage, &legacy::image_files(id)).await?;
         remove_if_present(storage, &legacy::image_files_failure(id)).await?;
         match &v2 {
-            Some(Ok(record)) => bridge::layer::save(storage, id, record).await?,
+            Ok(record) => bridge::layer::save(storage, id, record).await?,
             // Computed again on first use, which says why it fails.
             _ => remove_if_present(storage, &legacy::image_v2_layer(id)).await?,
         }
