@@ -424,6 +424,27 @@ fn v1_tags_pull_over_v2(backend: Backend) {
     );
     // The rest of the chain still serves.
     blob(&v2, "ns/app", &sha256(&chain[1].layer));
+
+    // migrate on this driver (S3: server-side copies): test:v1 goes into
+    // the v2 tree; ns/app:latest is the v2 push's now, and stays.
+    let env = backend.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = common::run(&["migrate"], &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("migrated 1 tags, 0 already"), "{text}");
+    assert!(text.contains("skipped ns/app:latest"), "{text}");
+    let hex = hex_of(&sha256(&chain[1].layer)).to_owned();
+    let key = format!("{V2_ROOT}/blobs/sha256/{}/{hex}/data", &hex[..2]);
+    assert_eq!(
+        backend.read_stored(&key).as_deref(),
+        Some(&chain[1].layer[..])
+    );
+    assert_eq!(manifest_of(&v2, "test", "v1").0, short);
 }
 
 for_each_backend!(v1_tags_pull_over_v2);
