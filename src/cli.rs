@@ -56,7 +56,8 @@ enum Command {
     BridgeDigests,
     /// Write every v1 tag into the v2 tree for good (the v1 tree stays).
     Migrate {
-        /// Only report what would be migrated; write nothing.
+        /// Only report what would be migrated; write nothing to the v2 tree
+        /// (the v1 layers' digests are recorded, as a pull records them).
         #[arg(long)]
         dry_run: bool,
     },
