@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `config`, `reindex`,
-//! `healthcheck`.
+//! `healthcheck`, `bridge-digests`, `migrate`.
 
 use std::process::ExitCode;
 
@@ -55,6 +55,16 @@ enum Command {
     /// REGISTRY_PORT) answers its health check, else 1: the container
     /// image's HEALTHCHECK.
     Healthcheck,
+    /// Record the v2 digests of every v1 layer and tag ahead of the first
+    /// v2 pull (safe while the registry serves).
+    BridgeDigests,
+    /// Write every v1 tag into the v2 tree for good (the v1 tree stays).
+    Migrate {
+        /// Only report what would be migrated; write nothing to the v2 tree
+        /// (the v1 layers' digests are recorded, as a pull records them).
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -131,6 +141,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck => {
             println!("{}", crate::healthcheck::probe(&env)?);
             Ok(())
+        }
+        Command::BridgeDigests => {
+            let settings = load()?;
+            init_logging(&settings);
+            actix_web::rt::System::new()
+                .block_on(crate::registry::bridge::digests::command(settings))
+        }
+        Command::Migrate { dry_run } => {
+            let settings = load()?;
+            init_logging(&settings);
+            actix_web::rt::System::new()
+                .block_on(crate::registry::bridge::migrate::command(settings, dry_run))
         }
     }
 }

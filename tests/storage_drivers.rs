@@ -39,6 +39,7 @@ macro_rules! driver_suite {
                 cancel_leaves_nothing,
                 commit_makes_a_plain_file,
                 rename_replaces_atomically,
+                copy_leaves_the_source,
                 stat_gives_size_and_time,
                 lock_excludes_other_holders,
                 put_if_is_a_compare_and_swap

@@ -8,97 +8,12 @@
 mod common;
 mod v2_support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
+use v2_support::distribution::Distribution;
 use v2_support::*;
 
 const INSTALL: &str = ".ci/install-v2-clients.sh";
-
-/// distribution serving a folder on a free loopback port; killed when
-/// dropped.
-struct Distribution {
-    port: u16,
-    child: Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Distribution {
-    fn start(root: &std::path::Path) -> Distribution {
-        let dir = tempfile::tempdir().unwrap();
-        let port = common::free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: warn\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
-                 maintenance:\n    uploadpurging:\n      enabled: false\n  redirect:\n    disable: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                root.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.path().join("distribution.log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        let mut d = Distribution {
-            port,
-            child,
-            log,
-            _dir: dir,
-        };
-        d.wait_ready();
-        d
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let url = format!("http://127.0.0.1:{}/v2/", self.port);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("distribution exited with {status}:\n{}", self.logs());
-            }
-            if let Ok(resp) = common::client().get(&url).send() {
-                if resp.status() == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("distribution did not answer within 20 s:\n{}", self.logs());
-    }
-
-    fn logs(&self) -> String {
-        let stderr = self.log.with_file_name("stderr.log");
-        format!(
-            "{}{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
-            std::fs::read_to_string(stderr).unwrap_or_default()
-        )
-    }
-
-    fn v2(&self) -> V2 {
-        V2::at(format!("http://127.0.0.1:{}", self.port))
-    }
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What a test pushes through one registry and pulls through the other.
 struct Content {

@@ -271,3 +271,115 @@ pub async fn docker_pull(
     }
     Ok(bytes)
 }
+
+/// A v2 pull of `repo:tag` as today's clients do it: the manifest, the
+/// config, each layer (with `verify`, checked against the digests the
+/// manifest names). Returns the manifest's digest and the layer bytes.
+pub async fn v2_pull(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    verify: bool,
+) -> Result<(String, u64)> {
+    let url = format!("{base}/v2/{repo}/manifests/{tag}");
+    let resp = client
+        .get(&url)
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "GET {url}: {}",
+        resp.status()
+    );
+    let digest = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let manifest: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
+    let mut blobs = vec![manifest["config"].clone()];
+    blobs.extend(manifest["layers"].as_array().cloned().unwrap_or_default());
+    let mut bytes = 0;
+    for (i, blob) in blobs.iter().enumerate() {
+        let digest = blob["digest"]
+            .as_str()
+            .context("a descriptor without digest")?;
+        let size = blob["size"].as_u64().context("a descriptor without size")?;
+        let url = format!("{base}/v2/{repo}/blobs/{digest}");
+        let sha = verify.then(|| digest.trim_start_matches("sha256:").to_owned());
+        let n = download(client, &url, None, size, sha.as_deref()).await?;
+        if i > 0 {
+            bytes += n;
+        }
+    }
+    Ok((digest, bytes))
+}
+
+/// Pushes a blob over v2 in one request (`POST ?digest=`).
+pub async fn v2_push_blob(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    digest: &str,
+    body: Body,
+    len: u64,
+) -> Result<()> {
+    let resp = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .header(CONTENT_LENGTH, len)
+        .header("Content-Type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await?;
+    expect(resp, &format!("POST blob {digest}"), StatusCode::CREATED).await
+}
+
+/// Pushes `images`' layers and a manifest over v2, tagged `tag`.
+pub async fn v2_push_image(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    images: &[Image],
+) -> Result<()> {
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for image in images {
+        let digest = format!("sha256:{}", image.layer.sha256);
+        let body = file_body(&image.layer.path).await?;
+        v2_push_blob(client, base, repo, &digest, body, image.layer.size).await?;
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": digest, "size": image.layer.size,
+        }));
+        diff_ids.push(digest);
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))?;
+    let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
+    let len = config.len() as u64;
+    v2_push_blob(client, base, repo, &config_digest, Body::from(config), len).await?;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": len},
+        "layers": layers,
+    }))?;
+    let resp = client
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .await?;
+    expect(resp, "PUT manifest", StatusCode::CREATED).await
+}

@@ -207,19 +207,21 @@ fn run(args: Args) -> Result<ExitCode> {
         "5. Memory (registry process, local storage)",
         "6. A whole docker push, then pull, of a 10-image repository",
         "7. On S3 storage (moto on loopback)",
+        "8. v1 images over v2 (local storage)",
     ];
     let want = |n: usize| args.wants(n);
-    if [1, 2, 3, 5, 6].into_iter().any(want) {
+    if [1, 2, 3, 5, 6, 8].into_iter().any(want) {
         println!("== local storage: setting up");
         match Local::setup(&ctx) {
             Ok(mut local) => {
                 type Part = fn(&mut Local, &Ctx, &mut report::Section);
-                let parts: [(usize, Part); 5] = [
+                let parts: [(usize, Part); 6] = [
                     (1, Local::pull),
                     (2, Local::push),
                     (3, Local::small),
                     (5, Local::memory),
                     (6, Local::repository),
+                    (8, Local::bridge),
                 ];
                 for (n, part) in parts {
                     if n == 5 && want(4) {
@@ -236,7 +238,7 @@ fn run(args: Args) -> Result<ExitCode> {
             Err(e) => {
                 let error = format!("{e:#}");
                 println!("  FAILED: {error}");
-                for n in [1, 2, 3, 4, 5, 6].into_iter().filter(|&n| want(n)) {
+                for n in [1, 2, 3, 4, 5, 6, 8].into_iter().filter(|&n| want(n)) {
                     if n == 4 {
                         search_section(&ctx, &mut report, titles[3]);
                     } else {

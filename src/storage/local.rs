@@ -660,6 +660,42 @@ impl Storage for LocalStorage {
         .await
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let source = self.resolve(from)?;
+        let dest = self.resolve(to)?;
+        blocking(from, move || {
+            if fs::metadata(&source)?.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            }
+            let dir = parent(&dest)?;
+            // A temporary name first (its file removed, the name kept
+            // free), so that `to` appears whole or not at all.
+            let temp = temp_beside(&dest)?.into_temp_path();
+            let linked = temp.to_path_buf();
+            fs::remove_file(&linked)?;
+            match fs::hard_link(&source, &linked) {
+                Ok(()) => {
+                    if let Err(e) = fs::rename(&linked, &dest) {
+                        let _ = fs::remove_file(&linked);
+                        return Err(e);
+                    }
+                    drop(temp);
+                }
+                // Another filesystem, or one without links: the bytes.
+                Err(_) => {
+                    drop(temp);
+                    let mut input = File::open(&source)?;
+                    let mut copy = temp_beside(&dest)?;
+                    io::copy(&mut input, copy.as_file_mut())?;
+                    let (file, path) = copy.into_parts();
+                    commit(file, path, &dest)?;
+                }
+            }
+            sync_dir(dir)
+        })
+        .await
+    }
+
     async fn remove_stale_temporary_files(&self, older_than: std::time::Duration) -> Result<u64> {
         let root = self.root.clone();
         blocking("", move || Ok(remove_stale_temporaries(&root, older_than))).await

@@ -325,6 +325,14 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        check_path(from)?;
+        check_path(to)?;
+        let mut state = self.lock();
+        let stored = state.file(from)?.clone();
+        state.store(to, stored.data)
+    }
+
     async fn lock(&self, path: &str) -> Result<Lock> {
         check_path(path)?;
         Ok(Lock::new(self.locks.lock(path).await, None))

@@ -157,6 +157,17 @@ pub trait Storage: Send + Sync {
     /// S3: copy then delete). `NotFound` when `from` is missing.
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
 
+    /// Gives `to` the bytes of the plain file `from`, replacing it
+    /// atomically; `from` stays. Local: a hard link where the filesystem
+    /// allows (no second copy of the bytes; every write here replaces a
+    /// file by a rename, so neither name ever changes the other), else a
+    /// copy; S3: a server-side copy. `NotFound` when `from` is missing.
+    /// The default streams the bytes through this process.
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let body = self.get_stream(from, None).await?;
+        self.put_stream(to, body).await.map(|_| ())
+    }
+
     /// Size and modification time of a file. `NotFound` when missing.
     async fn stat(&self, path: &str) -> Result<FileInfo>;
 

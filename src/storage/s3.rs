@@ -1152,6 +1152,21 @@ impl Storage for S3Storage {
         self.delete_key(from, &from_key).await
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let from_key = self.key(from)?;
+        let to_key = self.key(to)?;
+        let size = self.head(from, &from_key).await?;
+        if from_key == to_key {
+            return Ok(());
+        }
+        // Server-side: the bytes never pass through this process.
+        if size > COPY_LIMIT {
+            self.copy_in_parts(from, to, size, COPY_PART).await
+        } else {
+            self.copy_key(from, &from_key, &to_key).await
+        }
+    }
+
     async fn lock(&self, path: &str) -> Result<Lock> {
         // S3 has no lock: this process's holders only. Across instances,
         // `put_if` (conditional writes) is the compare-and-swap.

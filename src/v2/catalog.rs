@@ -6,8 +6,7 @@ use serde_json::json;
 
 use super::error::Result;
 use super::tags::{next_link, paging};
-use crate::registry::oci::catalog;
-use crate::registry::AppState;
+use crate::registry::{bridge, AppState};
 
 /// The most names one answer holds: the walk is the costly part, so a
 /// page is bounded whatever `n` says (the `Link` header leads on).
@@ -16,7 +15,8 @@ const PAGE_MAX: usize = 1000;
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let (n, last) = paging(&req)?;
     let n = n.unwrap_or(PAGE_MAX).min(PAGE_MAX);
-    let page = catalog::list(&*state.storage, Some(n), last.as_deref()).await?;
+    // The v2 tree's repositories and the v1 ones.
+    let page = bridge::catalog(&*state.storage, Some(n), last.as_deref()).await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header((header::CONTENT_TYPE, "application/json"));
     if let (true, Some(last)) = (page.more, page.items.last()) {

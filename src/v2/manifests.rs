@@ -14,7 +14,7 @@ use crate::events::{Event, TagTarget};
 use crate::http::body::{self, BodyError};
 use crate::names::RepositoryName;
 use crate::registry::oci::{self, manifests, Name, Reference};
-use crate::registry::AppState;
+use crate::registry::{bridge, AppState};
 
 fn reference(req: &HttpRequest) -> Result<Reference> {
     let raw = req.match_info().get("reference").unwrap_or_default();
@@ -42,7 +42,8 @@ async fn read_bounded(req: &HttpRequest, payload: web::Payload, limit: usize) ->
 pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let name = super::name(&req)?;
     let reference = reference(&req)?;
-    let stored = manifests::get(&*state.storage, &name, &reference).await?;
+    // The v2 tree's manifest, else the v1 tag's (see `registry::bridge`).
+    let stored = bridge::manifest(&*state.storage, &name, &reference).await?;
     let digest = stored.digest.to_string();
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, stored.media_type))

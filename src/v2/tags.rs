@@ -5,8 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::{Error, Result};
-use crate::registry::oci::tags;
-use crate::registry::AppState;
+use crate::registry::{bridge, AppState};
 
 /// `n` and `last` from the query string.
 pub(crate) fn paging(req: &HttpRequest) -> Result<(Option<usize>, Option<String>)> {
@@ -37,7 +36,8 @@ pub(crate) fn next_link(path: &str, n: usize, last: &str) -> (&'static str, Stri
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let name = super::name(&req)?;
     let (n, last) = paging(&req)?;
-    let page = tags::list(&*state.storage, &name, n, last.as_deref()).await?;
+    // The v2 tree's tags and the v1 repository's.
+    let page = bridge::tags(&*state.storage, &name, n, last.as_deref()).await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header((header::CONTENT_TYPE, "application/json"));
     if let (true, Some(n), Some(last)) = (page.more, n, page.items.last()) {

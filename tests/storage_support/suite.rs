@@ -856,6 +856,43 @@ pub async fn rename_replaces_atomically(f: &Fixture) {
     assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
 }
 
+pub async fn copy_leaves_the_source(f: &Fixture) {
+    let s = &*f.storage;
+    s.put("c/from", Bytes::from_static(b"bytes")).await.unwrap();
+    s.put("c/to", Bytes::from_static(b"old, longer"))
+        .await
+        .unwrap();
+    s.copy("c/from", "c/to").await.unwrap();
+    assert_eq!(&s.get("c/to").await.unwrap()[..], b"bytes");
+    assert_eq!(&s.get("c/from").await.unwrap()[..], b"bytes");
+    // Neither name changes the other afterwards (local: a hard link,
+    // and every write replaces the file).
+    s.put("c/from", Bytes::from_static(b"changed"))
+        .await
+        .unwrap();
+    assert_eq!(&s.get("c/to").await.unwrap()[..], b"bytes");
+    s.copy("c/to", "c/to").await.unwrap();
+    assert_eq!(&s.get("c/to").await.unwrap()[..], b"bytes");
+    // Large, into folders that do not exist yet.
+    let len = 6 * 1024 * 1024 + 1;
+    s.put_stream("c/big", body(pattern::stream(9, len)))
+        .await
+        .unwrap();
+    let dest = "blobs/sha256/cd/c%2Fd e+f/data";
+    s.copy("c/big", dest).await.unwrap();
+    assert_eq!(s.size(dest).await.unwrap(), len);
+    let checked = pattern::verify(9, 0, s.get_stream(dest, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, len);
+    assert_eq!(s.size("c/big").await.unwrap(), len);
+    assert_not_found(s.copy("c/none", "c/x").await, "copy of a missing file");
+    assert!(!s.exists("c/x").await.unwrap());
+    assert_eq!(s.list("c").await.unwrap(), ["big", "from", "to"]);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+    assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
 pub async fn stat_gives_size_and_time(f: &Fixture) {
     let s = &*f.storage;
     // Object stores give whole seconds.

@@ -1,4 +1,4 @@
-//! Sections 1, 2, 3, 5 and 6 on local storage: one registry process (so
+//! Sections 1, 2, 3, 5, 6 and 8 on local storage: one registry process (so
 //! that its memory covers them all), nginx serving the very same files.
 
 use std::fs;
@@ -421,6 +421,122 @@ impl Local {
                     Unit::Seconds,
                     &pulls[1],
                     Some(("nginx GET of the layers", &pulls[0])),
+                    None,
+                    load.end(),
+                ),
+            ])
+        });
+        self.alive(section);
+    }
+
+    /// Section 8: a v2 pull of a v1 image the bridge serves from the v1
+    /// tree, next to the same image pushed over v2, in the same registry:
+    /// warm (digests recorded, as after a push to registry-v1), and first
+    /// use (no record yet, as on a storage the old registry wrote).
+    pub fn bridge(&mut self, ctx: &Ctx, section: &mut Section) {
+        let n = ctx.plan.repo_images;
+        let each = ctx.plan.repo_layer;
+        section.step(&format!("v2 pull of a {n}-image v1 chain"), || {
+            let dir = self.work.join("bridge");
+            fs::create_dir_all(&dir)?;
+            let mut images: Vec<Image> = Vec::new();
+            for i in 0..n {
+                let layer =
+                    data::write_layer(&dir.join(format!("layer-{i}")), each, 200 + i as u64)?;
+                let id = data::image_id(ctx.run_id, 5000 + i as u64);
+                let parent = images.last().map(|p| p.id.clone());
+                images.push(data::image(&id, parent.as_deref(), &layer)?);
+            }
+            let base = self.reg("");
+            let (v1_repo, v2_repo) = ("bench/bridged", "bench/pushed-over-v2");
+            ctx.block_on(http::docker_push(&ctx.client, &base, v1_repo, &images))?;
+            ctx.block_on(http::v2_push_image(
+                &ctx.client,
+                &base,
+                v2_repo,
+                "latest",
+                &images,
+            ))?;
+            let first = ctx.block_on(http::v2_pull(&ctx.client, &base, v1_repo, "latest", true))?;
+            let again = ctx.block_on(http::v2_pull(&ctx.client, &base, v1_repo, "latest", true))?;
+            ensure!(
+                first.0 == again.0,
+                "the bridged digest changed: {} then {}",
+                first.0,
+                again.0
+            );
+            ensure!(
+                first.1 == n as u64 * each,
+                "bridged pull: {} bytes",
+                first.1
+            );
+            ctx.block_on(http::v2_pull(
+                &ctx.client,
+                &base,
+                v2_repo,
+                "latest",
+                ctx.plan.verify,
+            ))?;
+
+            let pull = |repo: &str| -> Result<f64> {
+                let start = Instant::now();
+                ctx.block_on(http::v2_pull(&ctx.client, &base, repo, "latest", false))?;
+                Ok(start.elapsed().as_secs_f64())
+            };
+            let load = LoadWatch::start();
+            let mut bridged = || pull(v1_repo);
+            let mut pushed = || pull(v2_repo);
+            let warm = rotate(ctx.plan.reps, &mut [&mut pushed, &mut bridged])?;
+            let warm_load = load.end();
+
+            // First use: the records removed, as a storage the old
+            // registry wrote has none; the pull computes and keeps them.
+            let storage = self.storage.clone();
+            let forget = || -> Result<()> {
+                for image in &images {
+                    for file in ["_v2", "_v2_manifest", "_v2_config", "_v2_layers"] {
+                        let path = storage.join(format!("images/{}/{file}", image.id));
+                        if path.exists() {
+                            fs::remove_file(path)?;
+                        }
+                    }
+                }
+                let entries = storage.join(format!("repositories/{v1_repo}/_v2_digests"));
+                if entries.exists() {
+                    fs::remove_dir_all(entries)?;
+                }
+                Ok(())
+            };
+            let load = LoadWatch::start();
+            let mut cold = || -> Result<f64> {
+                forget()?;
+                pull(v1_repo)
+            };
+            let mut pushed = || pull(v2_repo);
+            let cold_runs = rotate(ctx.plan.reps, &mut [&mut pushed, &mut cold])?;
+            let digest =
+                ctx.block_on(http::v2_pull(&ctx.client, &base, v1_repo, "latest", false))?;
+            ensure!(
+                digest.0 == first.0,
+                "the digest after first use: {}, not {}",
+                digest.0,
+                first.0
+            );
+            let total = n as u64 * each / MIB;
+            Ok(vec![
+                figure(
+                    format!("v2 pull of a bridged v1 image, {n} layers, {total} MiB: wall time"),
+                    Unit::Seconds,
+                    &warm[1],
+                    Some(("the same image pushed over v2", &warm[0])),
+                    None,
+                    warm_load,
+                ),
+                figure(
+                    format!("first v2 pull, digests not yet recorded, {total} MiB: wall time"),
+                    Unit::Seconds,
+                    &cold_runs[1],
+                    Some(("the same image pushed over v2", &cold_runs[0])),
                     None,
                     load.end(),
                 ),

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{json, parse_json, remove_if_present, Error, OrNotFound, Result};
 use crate::names::ImageId;
+use crate::registry::bridge::{self, layer::Alongside};
 use crate::registry::tap::tap;
 use crate::storage::layout::legacy;
 use crate::storage::{ByteStream, Storage, StorageError};
@@ -102,6 +103,9 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
     hasher.update(&json);
     hasher.update(b"\n");
     let (hashed, layer) = tap(body, hasher, |h, bytes| h.update(bytes));
+    // The layer's v2 digests, from the same bytes on their way in, on
+    // another thread (see `bridge::layer`).
+    let (hashed, v2) = Alongside::new(hashed);
     let upload = legacy::image_layer_upload(id, &upload_token());
     match storage.put_stream(&upload, hashed).await {
         Ok(_) => {}
@@ -117,6 +121,7 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
         }
     }
     let digest = layer.finish().0.finalize();
+    let v2 = v2.record().await;
     let checksums = json!([format!("sha256:{}", hex::encode(digest))]);
     let _lock = storage.lock(&mark_path).await?;
     let installed = async {
@@ -129,6 +134,11 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
         storage.rename(&upload, &layer_path).await?;
         remove_if_present(storage, &legacy::image_files(id)).await?;
         remove_if_present(storage, &legacy::image_files_failure(id)).await?;
+        match &v2 {
+            Ok(record) => bridge::layer::save(storage, id, record).await?,
+            // Computed again on first use, which says why it fails.
+            _ => remove_if_present(storage, &legacy::image_v2_layer(id)).await?,
+        }
         storage
             .put(&legacy::image_checksum(id), json::to_bytes(&checksums))
             .await?;

@@ -10,6 +10,10 @@
 //!   _inprogress                           present while the push is not verified
 //!   _files                                the cached `/files` listing
 //!   _files_failure                        OURS: why the layer cannot be listed
+//!   _v2                                   OURS: the layer as a v2 blob: digest, diff_id, sizes, compression
+//!   _v2_manifest                          OURS: a tagged image's OCI manifest, bytes as served
+//!   _v2_config                            OURS: its OCI config, bytes as served
+//!   _v2_layers                            OURS: JSON list: the image ids behind the manifest's layers
 //!   .registry-v1-tmp-layer-<token>        OURS: a layer still streaming in
 //! repositories/<namespace>/<repository>/
 //!   tag_<tag>                             the image id the tag points at
@@ -18,7 +22,14 @@
 //!   _index_images                         the stand-in index's image list
 //!   _images_list                          the images a token granted
 //!   _private                              present: the repository is private
+//!   _v2_digests/<alg>/<hex>               OURS: which image serves v2 digest <hex> here
+//!                                         (`{"image": <id>, "kind": "layer"|"config"|"manifest"}`)
 //! ```
+//!
+//! The `_v2*` files are the v1-to-v2 bridge's (`registry::bridge`): what
+//! an image's v2 form is, kept inside the image's own folder so that it
+//! goes with the image; `_v2_digests` finds an image by a digest a v2
+//! client names, and an entry whose image is gone names nothing.
 //!
 //! Files marked OURS are never read by the old registry; any other write
 //! goes to a `.registry-v1-tmp-*` file first and is renamed into place.
@@ -126,6 +137,32 @@ pub fn image_files(id: &ImageId) -> String {
 /// serve whatever `_files` holds as the listing.
 pub fn image_files_failure(id: &ImageId) -> String {
     image_file(id, "_files_failure")
+}
+
+/// Ours: the image's layer as a v2 blob (its digest, diff_id, sizes and
+/// compression), recorded once.
+pub fn image_v2_layer(id: &ImageId) -> String {
+    image_file(id, "_v2")
+}
+
+/// Ours: the OCI manifest of the chain this image tops, as served.
+pub fn image_v2_manifest(id: &ImageId) -> String {
+    image_file(id, "_v2_manifest")
+}
+
+/// Ours: the OCI config of the chain this image tops, as served.
+pub fn image_v2_config(id: &ImageId) -> String {
+    image_file(id, "_v2_config")
+}
+
+/// Ours: the ids of the images whose layers the manifest lists, in order.
+pub fn image_v2_layers(id: &ImageId) -> String {
+    image_file(id, "_v2_layers")
+}
+
+/// Ours: which image of the repository serves a v2 digest.
+pub fn repository_v2_digest(name: &RepositoryName, algorithm: &str, hex: &str) -> String {
+    repository_file(name, &format!("_v2_digests/{algorithm}/{hex}"))
 }
 
 /// The folder of a repository's namespace.
