@@ -107,6 +107,8 @@ docker ps -aq --filter "label=$1" | xargs -r docker rm -f -v >/dev/null 2>&1
 docker volume ls -q --filter "label=$1" | xargs -r docker volume rm -f >/dev/null 2>&1
 docker rmi -f "$2" >/dev/null 2>&1
 exit 0"#;
+    // Never waited for on purpose: the janitor must outlive this process.
+    #[allow(clippy::zombie_processes)]
     let mut child = Command::new("sh")
         .args(["-c", script, "sh", &label, &tag])
         .stdin(Stdio::piped())
@@ -798,13 +800,10 @@ impl Read for Gated {
 
 /// Starts `PUT /v1/images/<id>/layer` with the first half of the layer; the
 /// rest goes when the returned sender sends it (or never, if dropped).
-fn start_layer_upload(
-    registry: &Client,
-    image: &V1Image,
-) -> (
-    mpsc::Sender<Vec<u8>>,
-    std::thread::JoinHandle<Result<(u16, String), String>>,
-) {
+/// The upload's status and body, or why it failed.
+type Upload = std::thread::JoinHandle<Result<(u16, String), String>>;
+
+fn start_layer_upload(registry: &Client, image: &V1Image) -> (mpsc::Sender<Vec<u8>>, Upload) {
     let (tx, rx) = mpsc::channel();
     let half = image.layer.len() / 2;
     tx.send(image.layer[..half].to_vec()).unwrap();
