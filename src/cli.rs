@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `config`, `reindex`,
-//! `healthcheck`, `bridge-digests`, `migrate`.
+//! `healthcheck`, `bridge-digests`, `migrate`, `gc`.
 
 use std::process::ExitCode;
 
@@ -64,6 +64,26 @@ enum Command {
         /// (the v1 layers' digests are recorded, as a pull records them).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Delete what nothing reaches (safe while the registry serves); the
+    /// summary goes to standard output.
+    Gc {
+        /// Only list what would go and how many bytes; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Manifests no tag points at go too (default: gc_delete_untagged).
+        #[arg(long)]
+        delete_untagged: bool,
+        /// Seconds: nothing younger is swept (default: gc_grace_period).
+        #[arg(long, value_name = "S")]
+        grace_period: Option<u64>,
+        /// Seconds: uploads started longer ago are removed (default:
+        /// gc_upload_max_age).
+        #[arg(long, value_name = "S")]
+        upload_max_age: Option<u64>,
+        /// Seconds the collector's lease lasts unless renewed (tests).
+        #[arg(long, value_name = "S", hide = true)]
+        lease_ttl: Option<u64>,
     },
 }
 
@@ -153,6 +173,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&settings);
             actix_web::rt::System::new()
                 .block_on(crate::registry::bridge::migrate::command(settings, dry_run))
+        }
+        Command::Gc {
+            dry_run,
+            delete_untagged,
+            grace_period,
+            upload_max_age,
+            lease_ttl,
+        } => {
+            let settings = load()?;
+            init_logging(&settings);
+            use crate::registry::collector;
+            let seconds = std::time::Duration::from_secs;
+            let mut options = collector::Options::from_settings(&settings);
+            options.dry_run = dry_run;
+            options.delete_untagged |= delete_untagged;
+            options.grace_period = grace_period.map_or(options.grace_period, seconds);
+            options.upload_max_age = upload_max_age.map_or(options.upload_max_age, seconds);
+            options.lease_ttl = lease_ttl.map_or(options.lease_ttl, seconds).max(seconds(1));
+            options.progress = true;
+            actix_web::rt::System::new().block_on(collector::command(settings, options))
         }
     }
 }

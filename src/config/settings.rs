@@ -57,6 +57,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub search: SearchSettings,
     pub cors: CorsSettings,
+    /// Garbage collection (`gc_*`).
+    pub gc: GcSettings,
     /// `mirroring.source` is set: `/_ping` says `mirror`.
     pub mirroring: bool,
     /// The resolved tree of the flavor, unknown keys included.
@@ -84,11 +86,30 @@ impl fmt::Debug for Settings {
             .field("storage", &self.storage)
             .field("search", &self.search)
             .field("cors", &self.cors)
+            .field("gc", &self.gc)
             .field("mirroring", &self.mirroring)
             .field("raw", &super::mask(&self.raw))
             .finish()
     }
 }
+
+/// Garbage collection: `registry-v1 gc` and the periodic run in `serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcSettings {
+    /// `gc_interval`: a collection this often inside `serve`; `None`: off (0).
+    pub interval: Option<std::time::Duration>,
+    /// `gc_grace_period`: nothing written more recently is swept.
+    pub grace_period: std::time::Duration,
+    /// `gc_upload_max_age`: uploads started longer ago are removed.
+    pub upload_max_age: std::time::Duration,
+    /// `gc_delete_untagged`: manifests no tag points at go too.
+    pub delete_untagged: bool,
+}
+
+/// `gc_grace_period` when unset: an hour, far longer than any push.
+pub const DEFAULT_GC_GRACE_PERIOD: u64 = 3600;
+/// `gc_upload_max_age` when unset: a week.
+pub const DEFAULT_GC_UPLOAD_MAX_AGE: u64 = 604_800;
 
 /// Where the configuration file came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +322,25 @@ impl Settings {
         let search = top.search()?;
         let cors = top.section("cors")?.cors()?;
         let mirroring = top.section("mirroring")?.nonempty("source")?.is_some();
+        let seconds = "a whole number of seconds from 0 to 31536000";
+        let year = 0..=31_536_000;
+        let interval = top.bounded_or("gc_interval", 0, year.clone(), seconds)?;
+        let gc = GcSettings {
+            interval: (interval > 0).then(|| std::time::Duration::from_secs(interval)),
+            grace_period: std::time::Duration::from_secs(top.bounded_or(
+                "gc_grace_period",
+                DEFAULT_GC_GRACE_PERIOD,
+                year.clone(),
+                seconds,
+            )?),
+            upload_max_age: std::time::Duration::from_secs(top.bounded_or(
+                "gc_upload_max_age",
+                DEFAULT_GC_UPLOAD_MAX_AGE,
+                year,
+                seconds,
+            )?),
+            delete_untagged: top.bool("gc_delete_untagged")?,
+        };
         Ok(Settings {
             flavor,
             source,
@@ -318,6 +358,7 @@ impl Settings {
             storage,
             search,
             cors,
+            gc,
             mirroring,
             raw,
         })

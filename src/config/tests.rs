@@ -48,6 +48,10 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("DELETE_ENABLED", "off"),
         ("BODY_IDLE_TIMEOUT", "7"),
         ("MAX_CONCURRENT_UPLOADS", "3"),
+        ("GC_INTERVAL", "600"),
+        ("GC_GRACE_PERIOD", "120"),
+        ("GC_UPLOAD_MAX_AGE", "86400"),
+        ("GC_DELETE_UNTAGGED", "yes"),
         ("SEARCH_BACKEND", "SQLAlchemy"),
         (
             "SQLALCHEMY_INDEX_DATABASE",
@@ -188,6 +192,10 @@ fn every_sample_flavor_resolves_without_environment() {
             "{flavor}"
         );
         assert_eq!(settings.max_concurrent_uploads, 100, "{flavor}");
+        assert_eq!(settings.gc.interval, None, "{flavor}: gc is off by default");
+        assert_eq!(settings.gc.grace_period, Duration::from_secs(3600));
+        assert_eq!(settings.gc.upload_max_age, Duration::from_secs(604_800));
+        assert!(!settings.gc.delete_untagged);
         assert!(settings.raw["email_exceptions"]["smtp_port"] == Value::Number(25.into()));
     }
 }
@@ -215,6 +223,16 @@ fn every_sample_flavor_resolves_with_its_whole_environment() {
         assert!(!s.delete_enabled, "{flavor}");
         assert_eq!(s.body_idle_timeout, Duration::from_secs(7), "{flavor}");
         assert_eq!(s.max_concurrent_uploads, 3, "{flavor}");
+        assert_eq!(
+            s.gc,
+            GcSettings {
+                interval: Some(Duration::from_secs(600)),
+                grace_period: Duration::from_secs(120),
+                upload_max_age: Duration::from_secs(86400),
+                delete_untagged: true,
+            },
+            "{flavor}"
+        );
         assert!(!s.debug && s.disable_token_auth);
         // `test` sets standalone itself.
         assert_eq!(s.standalone, *flavor == "test");
@@ -660,6 +678,43 @@ fn body_timeout_and_upload_cap_are_typed_and_bounded() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("BODY_IDLE_TIMEOUT"), "{e}");
+}
+
+#[test]
+fn gc_settings_are_typed_and_bounded() {
+    let s = load_text("f:\n  loglevel: info\n", "f", &[]).unwrap();
+    assert_eq!(s.gc.interval, None);
+    assert_eq!(s.gc.grace_period, Duration::from_secs(3600));
+    let s = load_text(
+        "f:\n  gc_interval: 0\n  gc_grace_period: 0\n  gc_upload_max_age: 60\n",
+        "f",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.gc.interval, None, "0 is off");
+    assert_eq!(s.gc.grace_period, Duration::ZERO);
+    assert_eq!(s.gc.upload_max_age, Duration::from_secs(60));
+    for (key, bad) in [
+        ("gc_interval", "-1"),
+        ("gc_interval", "\"60\""),
+        ("gc_grace_period", "1.5"),
+        ("gc_grace_period", "31536001"),
+        ("gc_upload_max_age", "[1]"),
+        ("gc_delete_untagged", "sometimes"),
+    ] {
+        let e = load_text(&format!("f:\n  {key}: {bad}\n"), "f", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("`{key}`")), "{key}: {bad}: {e}");
+    }
+    let e = load_text(
+        "f:\n  gc_grace_period: _env:GC_GRACE_PERIOD:3600\n",
+        "f",
+        &[("GC_GRACE_PERIOD", "soon")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("GC_GRACE_PERIOD"), "{e}");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod collector;
 pub mod failure;
 pub mod legacy;
 pub mod oci;

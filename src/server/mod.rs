@@ -29,6 +29,13 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         state.settings.storage.path,
         workers
     );
+    if let Some(interval) = state.settings.gc.interval {
+        let options = crate::registry::collector::Options::from_settings(&state.settings);
+        let storage = state.storage.clone();
+        actix_web::rt::spawn(crate::registry::collector::periodic(
+            storage, options, interval,
+        ));
+    }
     let uploads = middleware::Uploads::default();
     let server = HttpServer::new(move || {
         let settings = state.settings.clone();

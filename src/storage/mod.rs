@@ -6,6 +6,7 @@
 //! (see [`check_path`]), so a bug above cannot reach outside `storage_path`.
 
 pub mod layout;
+pub mod lease;
 pub mod local;
 pub mod memory;
 pub mod s3;

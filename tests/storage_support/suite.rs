@@ -1007,3 +1007,64 @@ pub async fn put_if_is_a_compare_and_swap(f: &Fixture) {
     futures_util::future::join_all(bumps).await;
     assert_eq!(&s.get(path).await.unwrap()[..], b"20");
 }
+
+/// The collector's lease: one holder at a time, taken over once expired,
+/// kept by renewing, given back by releasing.
+pub async fn lease_has_one_holder_at_a_time(f: &Fixture) {
+    use registry_v1::storage::lease::{Acquired, Lease};
+    let s = &*f.storage;
+    let path = "_gc/lease";
+    let ttl = Duration::from_millis(1500);
+    let Acquired::Held(mut first) = Lease::acquire(s, path, "first", ttl).await.unwrap() else {
+        panic!("a free lease is taken");
+    };
+    match Lease::acquire(s, path, "second", ttl).await.unwrap() {
+        Acquired::Busy { holder, until } => {
+            assert_eq!(holder, "first");
+            assert!(until > std::time::SystemTime::now());
+        }
+        Acquired::Held(_) => panic!("a held lease is refused"),
+    }
+    // Renewing keeps it past its first expiry.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(first.renew(s).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(matches!(
+        Lease::acquire(s, path, "second", ttl).await.unwrap(),
+        Acquired::Busy { .. }
+    ));
+    // Expired: the next one takes it over, and the first one has lost it.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let Acquired::Held(second) = Lease::acquire(s, path, "second", ttl).await.unwrap() else {
+        panic!("an expired lease is taken over");
+    };
+    assert!(
+        !first.renew(s).await.unwrap(),
+        "a lost lease is not renewed"
+    );
+    first.release(s).await.unwrap();
+    assert!(
+        matches!(
+            Lease::acquire(s, path, "third", ttl).await.unwrap(),
+            Acquired::Busy { .. }
+        ),
+        "releasing a lost lease does not free the new holder's"
+    );
+    second.release(s).await.unwrap();
+    assert!(matches!(
+        Lease::acquire(s, path, "third", ttl).await.unwrap(),
+        Acquired::Held(_)
+    ));
+    // Of several at once, one wins.
+    s.remove(path).await.unwrap();
+    let tries = (0..4).map(|i| async move {
+        matches!(
+            Lease::acquire(s, path, &format!("racer{i}"), ttl)
+                .await
+                .unwrap(),
+            Acquired::Held(_)
+        )
+    });
+    let won = futures_util::future::join_all(tries).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}

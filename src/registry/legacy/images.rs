@@ -42,6 +42,9 @@ pub async fn put_image_json(storage: &dyn Storage, id: &ImageId, body: Bytes) ->
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => {
             let parent = ImageId::parse(s).ok_or(Error::MissingParent)?;
+            // Before the check, for the collector (see `collector::records`).
+            super::repositories::announce_images(storage, [parent.to_string(), id.to_string()])
+                .await?;
             if !image_exists(storage, &parent).await? {
                 return Err(Error::MissingParent);
             }

@@ -64,6 +64,8 @@ pub async fn put_tag(
         return Err(Error::InvalidData);
     }
     let image = ImageId::parse(&image).ok_or(Error::ImageNotFound)?;
+    // Before the check, for the collector (see `collector::records`).
+    announce_images(storage, [image.to_string()]).await?;
     if !image_exists(storage, &image).await? {
         return Err(Error::ImageNotFound);
     }
@@ -78,6 +80,18 @@ pub async fn put_tag(
         storage.put(&legacy::repository_json(name), props).await?;
     }
     Ok(image)
+}
+
+/// Records that a push references these images and their ancestry.
+pub(super) async fn announce_images(
+    storage: &dyn Storage,
+    images: impl IntoIterator<Item = String>,
+) -> Result<()> {
+    let record = crate::registry::collector::records::Record {
+        images: images.into_iter().collect(),
+        ..Default::default()
+    };
+    Ok(crate::registry::collector::records::announce(storage, &record).await?)
 }
 
 /// `tag<tag>_json`: when and by which client a tag was pushed, keys in the

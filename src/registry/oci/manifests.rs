@@ -343,6 +343,9 @@ pub async fn put(
         Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
     };
     let manifest = Manifest::parse(content_type, &body)?;
+    // Before the check: a collection running now keeps what the record
+    // names, or this push waits for its batch and sees what went.
+    crate::registry::collector::records::announce(storage, &record_of(&digest, &manifest)).await?;
     check_references(storage, name, &manifest).await?;
 
     let first_in_repository = !has_any_revision(storage, name).await?;
@@ -371,6 +374,28 @@ pub async fn put(
         first_in_repository,
         tag,
     })
+}
+
+/// What a push of `manifest` references, for the collector.
+fn record_of(digest: &Digest, manifest: &Manifest) -> crate::registry::collector::records::Record {
+    let mut record = crate::registry::collector::records::Record::default();
+    record.manifests.insert(digest.to_string());
+    match &manifest.content {
+        Content::Image { config, layers } => {
+            for blob in std::iter::once(config).chain(layers) {
+                record.blobs.insert(blob.digest.to_string());
+            }
+        }
+        Content::Index { manifests } => {
+            for child in manifests {
+                record.manifests.insert(child.digest.to_string());
+            }
+        }
+    }
+    if let Some(subject) = &manifest.subject {
+        record.manifests.insert(subject.digest.to_string());
+    }
+    record
 }
 
 /// Every blob and child manifest must be in the repository already.

@@ -4,9 +4,11 @@
 //! - [`legacy`]: the v1 tree of the Python registry (`images/`,
 //!   `repositories/` directly under `storage_path`), byte for byte;
 //! - [`distribution`]: the v2 tree of the reference registry
-//!   (`docker/registry/v2/` under `storage_path`), key for key.
+//!   (`docker/registry/v2/` under `storage_path`), key for key;
+//! - [`collection`]: the garbage collector's lease and push records (`_gc/`).
 //!
-//! The two do not overlap, so one `storage_path` holds both.
+//! The three do not overlap, so one `storage_path` holds them all.
 
+pub mod collection;
 pub mod distribution;
 pub mod legacy;

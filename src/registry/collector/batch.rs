@@ -1,0 +1,230 @@
+//! The sweep: deletions in short batches. Each batch sets `_gc/sweeping`,
+//! reads the push records that arrived since the last one and keeps what
+//! they name, then deletes for at most [`records::BATCH_TIME`] and clears
+//! the flag: a push waits for one batch at most (see [`records`]).
+//!
+//! Items are deleted in an order that keeps every kept image served after
+//! a crash: manifests (their links; the bytes are a blob) and digest
+//! entries first, then blobs (their links, then the data), v1 images,
+//! uploads.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use super::records;
+use super::{GcReport, Marks, Result, Run};
+use crate::registry::oci::{links, Digest};
+use crate::storage::layout::distribution as layout;
+use crate::storage::layout::legacy as v1_layout;
+use crate::storage::lease::now_ms;
+use crate::storage::{Storage, StorageError};
+
+/// Something the mark found unreachable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// An untagged manifest of one repository: its revision link, the tag
+    /// histories that name it, its referrer record.
+    Manifest {
+        repository: String,
+        digest: Digest,
+        tags: Vec<String>,
+        subject: Option<Digest>,
+    },
+    /// A `_v2_digests` entry naming an image that goes.
+    DigestEntry {
+        path: String,
+        image: String,
+    },
+    /// A blob's data, and the repository links to it.
+    Blob {
+        digest: Digest,
+        size: u64,
+        repositories: Vec<String>,
+    },
+    Image {
+        id: String,
+        size: u64,
+    },
+    Upload {
+        repository: String,
+        id: String,
+    },
+}
+
+impl Item {
+    fn rank(&self) -> u8 {
+        match self {
+            Item::Manifest { .. } => 0,
+            Item::DigestEntry { .. } => 1,
+            Item::Blob { .. } => 2,
+            Item::Image { .. } => 3,
+            Item::Upload { .. } => 4,
+        }
+    }
+
+    /// Whether a push record marked it since the mark.
+    fn kept(&self, marks: &Marks) -> bool {
+        match self {
+            Item::Manifest { digest, .. } | Item::Blob { digest, .. } => {
+                marks.blobs.contains(digest)
+            }
+            Item::Image { id, .. } => marks.images.contains(id),
+            Item::DigestEntry { image, .. } => marks.images.contains(image),
+            Item::Upload { .. } => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Item::Manifest {
+                repository, digest, ..
+            } => format!("manifest {repository}@{digest}"),
+            Item::DigestEntry { path, .. } => format!("v1 bridge entry {path}"),
+            Item::Blob { digest, size, .. } => format!("blob {digest} {size} bytes"),
+            Item::Image { id, size } => format!("v1 image {id} {size} bytes"),
+            Item::Upload { repository, id } => format!("upload {repository}/{id}"),
+        }
+    }
+
+    fn count(&self, report: &mut GcReport) {
+        match self {
+            Item::Manifest { .. } => report.manifests += 1,
+            Item::DigestEntry { .. } => {}
+            Item::Blob { size, .. } => {
+                report.blobs += 1;
+                report.bytes += size;
+            }
+            Item::Image { size, .. } => {
+                report.v1_images += 1;
+                report.bytes += size;
+            }
+            Item::Upload { .. } => report.uploads += 1,
+        }
+    }
+
+    /// Links before data: a crash between the two leaves data nothing
+    /// names, which the next run finds again.
+    async fn delete(&self, storage: &dyn Storage) -> Result<()> {
+        match self {
+            Item::Manifest {
+                repository,
+                digest,
+                tags,
+                subject,
+            } => {
+                let (algorithm, hex) = (digest.algorithm().as_str(), digest.hex());
+                for tag in tags {
+                    let link = layout::tag_index_link(repository, tag, algorithm, hex);
+                    remove(storage, link.trim_end_matches("/link")).await?;
+                }
+                if let Some(subject) = subject {
+                    let link = layout::referrer_link(
+                        repository,
+                        subject.algorithm().as_str(),
+                        subject.hex(),
+                        algorithm,
+                        hex,
+                    );
+                    remove(storage, link.trim_end_matches("/link")).await?;
+                }
+                let revision = layout::revision_link(repository, algorithm, hex);
+                remove(storage, revision.trim_end_matches("/link")).await
+            }
+            Item::DigestEntry { path, .. } => remove(storage, path).await,
+            Item::Blob {
+                digest,
+                repositories,
+                ..
+            } => {
+                for repository in repositories {
+                    let folder =
+                        layout::layer(repository, digest.algorithm().as_str(), digest.hex());
+                    remove(storage, &folder).await?;
+                }
+                let data = links::blob_data(digest);
+                remove(storage, data.trim_end_matches("/data")).await
+            }
+            Item::Image { id, .. } => {
+                let dir = format!("{}/{}", v1_layout::IMAGES, v1_layout::escape(id));
+                // `json` first: without it the image does not exist for a
+                // tag PUT, whatever a crash leaves of the rest.
+                remove(storage, &format!("{dir}/json")).await?;
+                remove(storage, &dir).await
+            }
+            Item::Upload { repository, id } => {
+                remove(storage, &layout::upload(repository, id)).await
+            }
+        }
+    }
+}
+
+async fn remove(storage: &dyn Storage, path: &str) -> Result<()> {
+    match storage.remove(path).await {
+        Ok(()) | Err(StorageError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Marks what the records not seen yet name.
+async fn read_records(run: &mut Run<'_>, seen: &mut HashSet<String>) -> Result<()> {
+    for (path, _, record) in records::read_all(run.storage).await? {
+        if seen.insert(path) {
+            super::oci::mark_record(run, &record).await?;
+            for image in &record.images {
+                super::legacy::mark_image(run, image).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes (or, dry, lists) the items, in batches.
+pub async fn sweep(run: &mut Run<'_>, mut items: Vec<Item>, report: &mut GcReport) -> Result<()> {
+    items.sort_by_key(Item::rank);
+    run.progress.set_message("sweeping");
+    run.progress.set_position(0);
+    run.progress.set_length(items.len() as u64);
+    let mut seen = HashSet::new();
+    if run.options.dry_run {
+        read_records(run, &mut seen).await?;
+        for item in &items {
+            if item.kept(&run.marks) {
+                report.kept_for_pushes += 1;
+                continue;
+            }
+            item.count(report);
+            report.listed.push(item.describe());
+        }
+        return Ok(());
+    }
+    let mut queue = items.into_iter().peekable();
+    while queue.peek().is_some() {
+        let until = records::start_batch(run.storage).await?;
+        let started = Instant::now();
+        let result = async {
+            read_records(run, &mut seen).await?;
+            // Stop well before the flag stops counting.
+            while queue.peek().is_some()
+                && started.elapsed() < records::BATCH_TIME
+                && now_ms() + 500 < until
+            {
+                let Some(item) = queue.next() else { break };
+                if item.kept(&run.marks) {
+                    report.kept_for_pushes += 1;
+                    continue;
+                }
+                item.delete(run.storage).await?;
+                item.count(report);
+                run.progress.inc(1);
+            }
+            Ok::<_, super::GcError>(())
+        }
+        .await;
+        records::end_batch(run.storage).await?;
+        result?;
+        run.tick().await?;
+        // Room between batches for the pushes that waited.
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

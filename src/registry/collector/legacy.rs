@@ -1,0 +1,129 @@
+//! The mark of the v1 tree: every image on the ancestry of a v1 tag, and,
+//! unless untagged ones go, every image behind a manifest digest the
+//! bridge handed out (`_v2_digests`: a v2 client may pull it by digest, as
+//! it may an untagged v2 manifest). The bridge serves nothing but files in
+//! the images' own folders, so a kept image keeps every blob it serves.
+//! Then what nothing reaches: images, and digest entries naming them.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::batch::Item;
+use super::oci::list;
+use super::{Result, Run};
+use crate::names::ImageId;
+use crate::storage::layout::legacy as layout;
+use crate::storage::StorageError;
+
+/// Marks image `id` and its whole ancestry.
+pub(super) async fn mark_image(run: &mut Run<'_>, id: &str) -> Result<()> {
+    let Some(id) = ImageId::parse(id.trim().trim_matches('"')) else {
+        return Ok(());
+    };
+    if !run.marks.images.insert(id.to_string()) {
+        return Ok(());
+    }
+    match run.storage.get(&layout::image_ancestry(&id)).await {
+        Ok(bytes) => {
+            if let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(&bytes) {
+                for ancestor in ids.iter().filter_map(Value::as_str) {
+                    run.marks.images.insert(ancestor.to_owned());
+                }
+            }
+        }
+        Err(StorageError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Marks the v1 tree; returns what nothing reaches and may go.
+pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
+    let storage = run.storage;
+    // (entry path, image id) of every `_v2_digests` entry.
+    let mut entries = Vec::new();
+    for namespace in list(storage, layout::REPOSITORIES).await? {
+        let namespace_dir = format!("{}/{namespace}", layout::REPOSITORIES);
+        for repository in list(storage, &namespace_dir).await? {
+            let dir = format!("{namespace_dir}/{repository}");
+            let files = match storage.list(&dir).await {
+                Ok(files) => files,
+                // A file where a folder is expected, or gone meanwhile.
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for file in &files {
+                if layout::tag_from_file_name(file).is_none() {
+                    continue;
+                }
+                match storage.get(&format!("{dir}/{file}")).await {
+                    Ok(id) => mark_image(run, &String::from_utf8_lossy(&id)).await?,
+                    Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if files.iter().any(|f| f == "_v2_digests") {
+                let digests = format!("{dir}/_v2_digests");
+                for algorithm in list(storage, &digests).await? {
+                    for hex in list(storage, &format!("{digests}/{algorithm}")).await? {
+                        let path = format!("{digests}/{algorithm}/{hex}");
+                        let entry: Value = match storage.get(&path).await {
+                            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                            Err(StorageError::NotFound(_)) => continue,
+                            Err(e) => return Err(e.into()),
+                        };
+                        let Some(image) = entry["image"].as_str().map(str::to_owned) else {
+                            continue;
+                        };
+                        if entry["kind"] == "manifest" && !run.options.delete_untagged {
+                            mark_image(run, &image).await?;
+                        }
+                        entries.push((path, image));
+                    }
+                }
+            }
+            run.tick().await?;
+        }
+    }
+    let mut items = Vec::new();
+    let mut gone = std::collections::HashSet::new();
+    for id in list(storage, layout::IMAGES).await? {
+        if run.marks.images.contains(&id) {
+            continue;
+        }
+        let Some(image) = ImageId::parse(&id) else {
+            continue;
+        };
+        // A push writes `_inprogress` first, then `json`: the newer counts.
+        let mut newest: Option<SystemTime> = None;
+        let mut size = 0;
+        for path in [layout::image_mark(&image), layout::image_json(&image)] {
+            match storage.stat(&path).await {
+                Ok(info) => {
+                    newest = newest.max(Some(info.modified));
+                    size += info.size;
+                }
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if newest.is_some_and(|t| !run.old_enough(t)) {
+            continue;
+        }
+        match storage.stat(&layout::image_layer(&image)).await {
+            Ok(info) => size += info.size,
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        gone.insert(id.clone());
+        items.push(Item::Image { id, size });
+        run.tick().await?;
+    }
+    for (path, image) in entries {
+        if gone.contains(&image) {
+            items.push(Item::DigestEntry { path, image });
+        }
+    }
+    Ok(items)
+}

@@ -1,0 +1,288 @@
+//! Online garbage collection of both trees, while the registry serves.
+//!
+//! One run: take the lease (one collector a store, [`crate::storage::lease`]),
+//! **mark** everything reachable ([`oci`]: from every v2 tag, or every
+//! manifest unless untagged ones go; [`legacy`]: every v1 image on the
+//! ancestry of a v1 tag or behind a digest the bridge handed out), list
+//! what nothing reaches and is older than the grace period, then **sweep**
+//! it in short batches ([`batch`]) that each first read the push records
+//! ([`records`]) and keep what a push in flight references. Then report.
+//!
+//! Deletion order makes a crash (kill -9) at any point harmless: what goes
+//! is first made unreachable (a manifest's revision and tag links before
+//! its bytes, a blob's repository links before its data, a v1 image's
+//! `json` before its folder), and only what the mark proved unreachable is
+//! ever deleted; the next run finds what is left and finishes the job.
+
+pub mod batch;
+pub mod legacy;
+pub mod oci;
+pub mod records;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use indicatif::ProgressBar;
+
+use crate::storage::layout::collection as layout;
+use crate::storage::lease::{self, Acquired, Lease};
+use crate::storage::{Storage, StorageError};
+
+/// How long the lease lasts unless renewed; the run renews it well before.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// What a run is asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// List what would go, delete nothing.
+    pub dry_run: bool,
+    /// Manifests no tag points at go too (else every manifest is kept).
+    pub delete_untagged: bool,
+    /// Nothing younger than this is swept.
+    pub grace_period: Duration,
+    /// Uploads started longer ago than this are removed.
+    pub upload_max_age: Duration,
+    pub lease_ttl: Duration,
+    /// A progress bar on standard error (when it is a terminal).
+    pub progress: bool,
+}
+
+impl Options {
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            dry_run: false,
+            delete_untagged: settings.gc.delete_untagged,
+            grace_period: settings.gc.grace_period,
+            upload_max_age: settings.gc.upload_max_age,
+            lease_ttl: LEASE_TTL,
+            progress: false,
+        }
+    }
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Manifests removed from a repository (untagged, `delete_untagged`).
+    pub manifests: u64,
+    /// Blobs (layers, configs, manifest bytes) deleted.
+    pub blobs: u64,
+    pub v1_images: u64,
+    pub uploads: u64,
+    pub bytes: u64,
+    /// Kept back by a push in flight (its record) after the mark.
+    pub kept_for_pushes: u64,
+    pub elapsed: Duration,
+    /// Dry run: one line per item that would go.
+    pub listed: Vec<String>,
+}
+
+impl fmt::Display for GcReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gc{}: {} manifests, {} blobs, {} v1 images, {} uploads {}, {} bytes {} in {:.1} s",
+            if self.dry_run { " (dry run)" } else { "" },
+            self.manifests,
+            self.blobs,
+            self.v1_images,
+            self.uploads,
+            if self.dry_run { "would go" } else { "deleted" },
+            self.bytes,
+            if self.dry_run { "to free" } else { "freed" },
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// What reaches what: the digests of every kept manifest and blob, the
+/// ids of every kept v1 image.
+#[derive(Debug, Default)]
+pub struct Marks {
+    pub blobs: HashSet<crate::registry::oci::Digest>,
+    pub images: HashSet<String>,
+}
+
+/// The result of asking for a run.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(GcReport),
+    /// Another collector holds the store.
+    Busy {
+        holder: String,
+        until: SystemTime,
+    },
+}
+
+/// Errors of a run, all storage failures but one.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the collector's lease was lost (expired and taken over): run stopped")]
+    LeaseLost,
+}
+
+impl From<crate::registry::oci::Error> for GcError {
+    fn from(e: crate::registry::oci::Error) -> Self {
+        match e {
+            crate::registry::oci::Error::Storage(e) => GcError::Storage(e),
+            other => GcError::Storage(StorageError::Unavailable(other.to_string())),
+        }
+    }
+}
+
+pub type Result<T, E = GcError> = std::result::Result<T, E>;
+
+/// One run's state: the storage, its lease, what is marked.
+pub struct Run<'a> {
+    pub storage: &'a dyn Storage,
+    pub options: Options,
+    pub marks: Marks,
+    pub started: SystemTime,
+    lease: Option<Lease>,
+    renewed: Instant,
+    pub progress: ProgressBar,
+}
+
+impl Run<'_> {
+    /// Renews the lease when a third of it has passed; call it often.
+    pub async fn tick(&mut self) -> Result<()> {
+        if self.renewed.elapsed() < self.options.lease_ttl / 3 {
+            return Ok(());
+        }
+        if let Some(lease) = &mut self.lease {
+            if !lease.renew(self.storage).await? {
+                return Err(GcError::LeaseLost);
+            }
+        }
+        self.renewed = Instant::now();
+        Ok(())
+    }
+
+    /// Whether something last written at `modified` is old enough to go.
+    pub fn old_enough(&self, modified: SystemTime) -> bool {
+        self.started
+            .duration_since(modified)
+            .is_ok_and(|age| age >= self.options.grace_period)
+    }
+}
+
+/// One collection: lease, mark, sweep, report.
+pub async fn collect(storage: &dyn Storage, options: Options) -> Result<Outcome> {
+    let clock = Instant::now();
+    let holder = lease::token();
+    let lease = match Lease::acquire(storage, &layout::lease(), &holder, options.lease_ttl).await? {
+        Acquired::Held(lease) => lease,
+        Acquired::Busy { holder, until } => return Ok(Outcome::Busy { holder, until }),
+    };
+    let progress = if options.progress {
+        crate::registry::bridge::digests::progress_bar("gc")
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut run = Run {
+        storage,
+        options,
+        marks: Marks::default(),
+        started: SystemTime::now(),
+        lease: Some(lease),
+        renewed: Instant::now(),
+        progress,
+    };
+    let result = collect_held(&mut run).await;
+    run.progress.finish_and_clear();
+    // Given back whatever happened; a failure here only delays the next
+    // run until the lease expires.
+    if let Some(lease) = run.lease.take() {
+        if let Err(e) = lease.release(storage).await {
+            log::warn!("gc: releasing the lease: {e}");
+        }
+    }
+    let mut report = result?;
+    report.elapsed = clock.elapsed();
+    Ok(Outcome::Done(report))
+}
+
+async fn collect_held(run: &mut Run<'_>) -> Result<GcReport> {
+    run.progress.set_message("marking v2");
+    let v2 = oci::mark(run).await?;
+    run.progress.set_message("marking v1");
+    let v1 = legacy::mark(run).await?;
+    let mut items = v2;
+    items.extend(v1);
+    let mut report = GcReport {
+        dry_run: run.options.dry_run,
+        ..Default::default()
+    };
+    batch::sweep(run, items, &mut report).await?;
+    if !run.options.dry_run {
+        remove_old_records(run).await?;
+    }
+    Ok(report)
+}
+
+/// Push records older than the grace period (and than this run by a
+/// margin: their push has long ended, and this run's mark saw its result).
+async fn remove_old_records(run: &mut Run<'_>) -> Result<()> {
+    let keep = run.options.grace_period.max(Duration::from_secs(60));
+    let Some(cutoff) = run
+        .started
+        .checked_sub(keep)
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+    else {
+        return Ok(());
+    };
+    let cutoff = cutoff.as_millis() as u64;
+    for (path, time, _) in records::read_all(run.storage).await? {
+        if time < cutoff {
+            match run.storage.remove(&path).await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        run.tick().await?;
+    }
+    Ok(())
+}
+
+/// `registry-v1 gc`: one run, the summary on standard output.
+pub async fn command(settings: crate::config::Settings, options: Options) -> anyhow::Result<()> {
+    let storage = crate::storage::from_settings(&settings).await?;
+    match collect(&*storage, options).await? {
+        Outcome::Done(report) => {
+            for line in &report.listed {
+                println!("{line}");
+            }
+            println!("{report}");
+            Ok(())
+        }
+        Outcome::Busy { holder, until } => {
+            let left = until
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .as_secs();
+            anyhow::bail!(
+                "another garbage collection ({holder}) holds this storage for {left} s more \
+                 (its lease: _gc/lease); try again later"
+            )
+        }
+    }
+}
+
+/// `gc_interval` inside `serve`: a run every `interval`, on this instance
+/// (another one holding the lease makes this one skip its turn).
+pub async fn periodic(storage: std::sync::Arc<dyn Storage>, options: Options, interval: Duration) {
+    loop {
+        actix_web::rt::time::sleep(interval).await;
+        match collect(&*storage, options.clone()).await {
+            Ok(Outcome::Done(report)) => log::info!("{report}"),
+            Ok(Outcome::Busy { .. }) => {
+                log::info!("gc: another collector holds the storage; skipped")
+            }
+            Err(e) => log::warn!("gc failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The mark of the v2 tree: every manifest reachable from a tag (or every
+//! manifest of the repository, unless untagged ones go), what they name
+//! (config, layers, index children, subject), and the referrers of every
+//! kept manifest; then what nothing reaches: untagged manifests (only with
+//! `delete_untagged`), blobs, stale uploads.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::batch::Item;
+use super::{Result, Run};
+use crate::registry::oci::{catalog, links, Digest, Name};
+use crate::storage::layout::distribution as layout;
+use crate::storage::{Storage, StorageError};
+
+const ALGORITHMS: [&str; 2] = ["sha256", "sha512"];
+
+pub(super) async fn list(storage: &dyn Storage, folder: &str) -> Result<Vec<String>> {
+    match storage.list(folder).await {
+        Ok(names) => Ok(names),
+        Err(StorageError::NotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The digests named by `<alg>/<hex>` folders under `folder`.
+async fn digests_under(storage: &dyn Storage, folder: &str) -> Result<Vec<Digest>> {
+    let mut found = Vec::new();
+    for algorithm in ALGORITHMS {
+        for hex in list(storage, &format!("{folder}/{algorithm}")).await? {
+            if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) {
+                found.push(digest);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// What a stored manifest names: (blobs, manifests). Read leniently, as
+/// distribution stores them (schema 1's `fsLayers` included).
+fn references(bytes: &[u8]) -> (Vec<Digest>, Vec<Digest>) {
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return (Vec::new(), Vec::new());
+    };
+    let digest = |d: &Value, key: &str| {
+        d.get(key)
+            .and_then(Value::as_str)
+            .and_then(|s| Digest::parse(s).ok())
+    };
+    let list = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut blobs: Vec<Digest> = list("layers")
+        .iter()
+        .filter_map(|d| digest(d, "digest"))
+        .collect();
+    blobs.extend(list("fsLayers").iter().filter_map(|d| digest(d, "blobSum")));
+    if let Some(config) = value.get("config") {
+        blobs.extend(digest(config, "digest"));
+    }
+    let mut manifests: Vec<Digest> = list("manifests")
+        .iter()
+        .filter_map(|d| digest(d, "digest"))
+        .collect();
+    if let Some(subject) = value.get("subject") {
+        manifests.extend(digest(subject, "digest"));
+    }
+    (blobs, manifests)
+}
+
+/// Marks manifest `root` and all it reaches; `kept` gathers the manifests
+/// (for one repository's referrers and untagged ones).
+pub(super) async fn expand(
+    run: &mut Run<'_>,
+    root: &Digest,
+    kept: &mut HashSet<Digest>,
+) -> Result<()> {
+    let mut stack = vec![root.clone()];
+    while let Some(digest) = stack.pop() {
+        if !kept.insert(digest.clone()) {
+            continue;
+        }
+        run.marks.blobs.insert(digest.clone());
+        let bytes = match run.storage.get(&links::blob_data(&digest)).await {
+            Ok(bytes) => bytes,
+            // Gone already (another collector, a crash): nothing to follow.
+            Err(StorageError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let (blobs, manifests) = references(&bytes);
+        run.marks.blobs.extend(blobs);
+        stack.extend(manifests);
+        run.tick().await?;
+    }
+    Ok(())
+}
+
+/// Marks the v2 tree; returns what nothing reaches and may go.
+pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
+    let storage = run.storage;
+    let repositories = catalog::list(storage, None, None).await?.items;
+    run.progress.set_length(repositories.len() as u64);
+    let mut items = Vec::new();
+    let mut linked: HashMap<Digest, Vec<String>> = HashMap::new();
+    for repo in repositories {
+        run.progress.inc(1);
+        let Ok(name) = Name::parse(&repo) else {
+            continue;
+        };
+        items.extend(mark_repository(run, &name, &mut linked).await?);
+        run.tick().await?;
+    }
+    // Blobs last: every repository's manifests are marked by now.
+    for algorithm in ALGORITHMS {
+        let folder = layout::blobs(algorithm);
+        for prefix in list(storage, &folder).await? {
+            for hex in list(storage, &format!("{folder}/{prefix}")).await? {
+                let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
+                    continue;
+                };
+                if run.marks.blobs.contains(&digest) {
+                    continue;
+                }
+                let size = match storage.stat(&links::blob_data(&digest)).await {
+                    Ok(info) if run.old_enough(info.modified) => info.size,
+                    Ok(_) => continue,
+                    // A folder without data: left by a crash mid-delete.
+                    Err(StorageError::NotFound(_)) => 0,
+                    Err(e) => return Err(e.into()),
+                };
+                let repositories = linked.remove(&digest).unwrap_or_default();
+                items.push(Item::Blob {
+                    digest,
+                    size,
+                    repositories,
+                });
+            }
+            run.tick().await?;
+        }
+    }
+    Ok(items)
+}
+
+async fn mark_repository(
+    run: &mut Run<'_>,
+    name: &Name,
+    linked: &mut HashMap<Digest, Vec<String>>,
+) -> Result<Vec<Item>> {
+    let storage = run.storage;
+    let repo = name.as_str();
+    let mut items = Vec::new();
+
+    // Tags: what each points at now, and every manifest it ever did.
+    let mut current = Vec::new();
+    let mut history: HashMap<Digest, Vec<String>> = HashMap::new();
+    for tag in list(storage, &layout::tags(repo)).await? {
+        let Ok(parsed) = crate::registry::oci::Tag::parse(&tag) else {
+            continue;
+        };
+        if let Some(digest) = links::read(storage, &links::tag_current(name, &parsed)).await? {
+            current.push(digest);
+        }
+        for digest in digests_under(storage, &format!("{}/index", layout::tag(repo, &tag))).await? {
+            history.entry(digest).or_default().push(tag.clone());
+        }
+    }
+    // Revisions: a folder whose link distribution deleted is no revision.
+    let mut revisions = Vec::new();
+    for digest in digests_under(
+        storage,
+        &format!(
+            "{repo_root}/_manifests/revisions",
+            repo_root = layout::repository(repo)
+        ),
+    )
+    .await?
+    {
+        if links::read(storage, &links::revision(name, &digest))
+            .await?
+            .is_some()
+        {
+            revisions.push(digest);
+        }
+    }
+
+    let mut kept = HashSet::new();
+    for digest in &current {
+        expand(run, digest, &mut kept).await?;
+    }
+    if !run.options.delete_untagged {
+        for digest in &revisions {
+            expand(run, digest, &mut kept).await?;
+        }
+    }
+    // Referrers of kept manifests are kept, until nothing more is.
+    let subjects =
+        digests_under(storage, &format!("{}/_referrers", layout::repository(repo))).await?;
+    let mut done = HashSet::new();
+    loop {
+        let ready: Vec<Digest> = subjects
+            .iter()
+            .filter(|s| kept.contains(*s) && !done.contains(*s))
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for subject in ready {
+            let folder = layout::referrers(repo, subject.algorithm().as_str(), subject.hex());
+            for referrer in digests_under(storage, &folder).await? {
+                expand(run, &referrer, &mut kept).await?;
+            }
+            done.insert(subject);
+        }
+    }
+    // Untagged manifests old enough go; younger ones (a push by digest
+    // before its index) are kept with all they reach.
+    if run.options.delete_untagged {
+        for digest in revisions {
+            if kept.contains(&digest) {
+                continue;
+            }
+            let old = match storage.stat(&links::revision(name, &digest)).await {
+                Ok(info) => run.old_enough(info.modified),
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if !old {
+                expand(run, &digest, &mut kept).await?;
+                continue;
+            }
+            let subject = match storage.get(&links::blob_data(&digest)).await {
+                Ok(bytes) => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+                    v["subject"]["digest"]
+                        .as_str()
+                        .and_then(|d| Digest::parse(d).ok())
+                }),
+                Err(StorageError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            items.push(Item::Manifest {
+                repository: repo.to_owned(),
+                tags: history.remove(&digest).unwrap_or_default(),
+                digest,
+                subject,
+            });
+        }
+    }
+    for digest in digests_under(storage, &layout::layers(repo)).await? {
+        linked.entry(digest).or_default().push(repo.to_owned());
+    }
+    for upload in list(storage, &layout::uploads(repo)).await? {
+        let stale = match storage
+            .stat(&layout::upload_started_at(repo, &upload))
+            .await
+        {
+            Ok(info) => run
+                .started
+                .duration_since(info.modified)
+                .is_ok_and(|age| age >= run.options.upload_max_age),
+            // Without `startedat` no request can reach it.
+            Err(StorageError::NotFound(_)) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if stale {
+            items.push(Item::Upload {
+                repository: repo.to_owned(),
+                id: upload,
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// Marks what a push record names (see [`super::records`]).
+pub(super) async fn mark_record(run: &mut Run<'_>, record: &super::records::Record) -> Result<()> {
+    for blob in &record.blobs {
+        if let Ok(digest) = Digest::parse(blob) {
+            run.marks.blobs.insert(digest);
+        }
+    }
+    for manifest in &record.manifests {
+        if let Ok(digest) = Digest::parse(manifest) {
+            expand(run, &digest, &mut HashSet::new()).await?;
+        }
+    }
+    Ok(())
+}
