@@ -37,6 +37,10 @@ pub fn command() -> Command {
                 "RUST_LOG",
                 "BODY_IDLE_TIMEOUT",
                 "MAX_CONCURRENT_UPLOADS",
+                "GC_INTERVAL",
+                "GC_GRACE_PERIOD",
+                "GC_UPLOAD_MAX_AGE",
+                "GC_DELETE_UNTAGGED",
             ]
             .contains(&key.as_str())
         {

@@ -167,8 +167,9 @@ async fn remove(storage: &dyn Storage, path: &str) -> Result<()> {
 
 /// Marks what the records not seen yet name.
 async fn read_records(run: &mut Run<'_>, seen: &mut HashSet<String>) -> Result<()> {
-    for (path, _, record) in records::read_all(run.storage).await? {
-        if seen.insert(path) {
+    let counts_from = super::millis(run.started.checked_sub(records::WINDOW));
+    for (path, time, record) in records::read_all(run.storage).await? {
+        if time >= counts_from && seen.insert(path) {
             super::oci::mark_record(run, &record).await?;
             for image in &record.images {
                 super::legacy::mark_image(run, image).await?;

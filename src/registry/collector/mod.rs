@@ -224,18 +224,17 @@ async fn collect_held(run: &mut Run<'_>) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Push records older than the grace period (and than this run by a
-/// margin: their push has long ended, and this run's mark saw its result).
+/// Unix milliseconds of a time (0 before the epoch or when unknown).
+pub(crate) fn millis(time: Option<SystemTime>) -> u64 {
+    time.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Push records that no longer count (older than their window before
+/// this run, and than the grace period).
 async fn remove_old_records(run: &mut Run<'_>) -> Result<()> {
-    let keep = run.options.grace_period.max(Duration::from_secs(60));
-    let Some(cutoff) = run
-        .started
-        .checked_sub(keep)
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-    else {
-        return Ok(());
-    };
-    let cutoff = cutoff.as_millis() as u64;
+    let keep = run.options.grace_period.max(records::WINDOW);
+    let cutoff = millis(run.started.checked_sub(keep));
     for (path, time, _) in records::read_all(run.storage).await? {
         if time < cutoff {
             match run.storage.remove(&path).await {

@@ -263,8 +263,9 @@ async fn mark_repository(
                 .started
                 .duration_since(info.modified)
                 .is_ok_and(|age| age >= run.options.upload_max_age),
-            // Without `startedat` no request can reach it.
-            Err(StorageError::NotFound(_)) => true,
+            // Not written yet (the folder appears first), or removed by
+            // its own request meanwhile.
+            Err(StorageError::NotFound(_)) => false,
             Err(e) => return Err(e.into()),
         };
         if stale {

@@ -11,6 +11,9 @@
 //! check then sees what the batch deleted (`MANIFEST_BLOB_UNKNOWN`, the
 //! client uploads again). A stored manifest never names a deleted blob.
 //!
+//! A record counts for [`WINDOW`] after it was written: the push it
+//! stands for has ended by then, and its result is what a mark sees.
+//!
 //! The flag carries the time it stops counting, so a collector killed
 //! mid-batch holds pushes up for at most [`FLAG_LIFETIME`].
 
@@ -23,6 +26,14 @@ use serde::{Deserialize, Serialize};
 use crate::storage::layout::collection as layout;
 use crate::storage::lease::{now_ms, token};
 use crate::storage::{Storage, StorageError};
+
+/// The longest a manifest PUT goes between its record and its check; past
+/// it, the push writes a record anew (see `oci::manifests::put`).
+pub const PUT_BOUND: Duration = Duration::from_secs(5);
+/// How long a record counts: longer than a push takes from its record to
+/// its last write (the PUT bound and the writes after it). A push that
+/// ended before a run began is seen by that run's mark.
+pub const WINDOW: Duration = Duration::from_secs(15);
 
 /// How long a deletion batch may run: a push waits at most about this.
 pub const BATCH_TIME: Duration = Duration::from_secs(2);
