@@ -1339,12 +1339,13 @@ fn distribution_layout(backend: Backend) {
         "no {repo}/_uploads/{uuid}/ in {keys:#?}"
     );
     // v2 content stays in the v2 tree: nothing new beside it but the v1
-    // tree's own folders.
+    // tree's own folders and the collector's push records (`_gc/`).
     for key in backend.stored_keys() {
         assert!(
             key.starts_with(&format!("{V2_ROOT}/"))
                 || key.starts_with("images/")
-                || key.starts_with("repositories/"),
+                || key.starts_with("repositories/")
+                || key.starts_with("_gc/pushes/"),
             "{key} outside the v2 tree"
         );
     }
