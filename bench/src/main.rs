@@ -208,6 +208,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "6. A whole docker push, then pull, of a 10-image repository",
         "7. On S3 storage (moto on loopback)",
         "8. v1 images over v2 (local storage)",
+        "9. Garbage collection (local storage)",
     ];
     let want = |n: usize| args.wants(n);
     if [1, 2, 3, 5, 6, 8].into_iter().any(want) {
@@ -257,6 +258,12 @@ fn run(args: Args) -> Result<ExitCode> {
         println!("== {}", titles[6]);
         let start = Instant::now();
         steps::s3::run(&ctx, report.section(titles[6]));
+        println!("  ({:.0} s)", start.elapsed().as_secs_f64());
+    }
+    if want(9) {
+        println!("== {}", titles[8]);
+        let start = Instant::now();
+        steps::gc::run(&ctx, report.section(titles[8]));
         println!("  ({:.0} s)", start.elapsed().as_secs_f64());
     }
 
