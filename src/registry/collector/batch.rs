@@ -11,6 +11,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+
 use super::records;
 use super::{GcReport, Marks, Result, Run};
 use crate::registry::oci::{links, Digest};
@@ -18,6 +20,10 @@ use crate::storage::layout::distribution as layout;
 use crate::storage::layout::legacy as v1_layout;
 use crate::storage::lease::now_ms;
 use crate::storage::{Storage, StorageError};
+
+/// Deletions under way at once: a round trip each on S3, and a chunk must
+/// end well within a batch even on a store that serves one at a time.
+const CHUNK: usize = 8;
 
 /// Something the mark found unreachable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,16 +213,29 @@ pub async fn sweep(run: &mut Run<'_>, mut items: Vec<Item>, report: &mut GcRepor
             // Stop well before the flag stops counting.
             while queue.peek().is_some()
                 && started.elapsed() < records::BATCH_TIME
-                && now_ms() + 500 < until
+                && now_ms() + 1000 < until
             {
-                let Some(item) = queue.next() else { break };
-                if item.kept(&run.marks) {
-                    report.kept_for_pushes += 1;
-                    continue;
+                // A few deletions at once, all of one rank, so that the
+                // order between ranks holds even across a crash.
+                let mut chunk = Vec::with_capacity(CHUNK);
+                while let Some(item) = queue.next_if(|next| {
+                    chunk.len() < CHUNK
+                        && chunk.first().is_none_or(|f: &Item| f.rank() == next.rank())
+                }) {
+                    if item.kept(&run.marks) {
+                        report.kept_for_pushes += 1;
+                    } else {
+                        chunk.push(item);
+                    }
                 }
-                item.delete(run.storage).await?;
-                item.count(report);
-                run.progress.inc(1);
+                let storage = run.storage;
+                let mut deletions = futures_util::stream::iter(chunk)
+                    .map(|item| async move { item.delete(storage).await.map(|()| item) })
+                    .buffer_unordered(CHUNK);
+                while let Some(done) = deletions.next().await {
+                    done?.count(report);
+                    run.progress.inc(1);
+                }
             }
             Ok::<_, super::GcError>(())
         }
