@@ -690,3 +690,33 @@ async fn answers_compared(db: &TestDatabase) {
         }
     }
 }
+
+/// PostgreSQL only, which holds names to the old schema's 95 characters
+/// (SQLite does not): a longer name is left out, said in the log, and
+/// fails neither the first start nor its push.
+#[test]
+fn names_too_long_for_the_column_are_left_out_not_fatal() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let setup = Setup::new(backend);
+    let long = format!("me/{}", "x".repeat(120));
+    setup.repository(&long);
+    setup.repository("me/short");
+    let registry = setup.start();
+    assert_eq!(names(&search(&registry, "")), ["me/short"]);
+    assert!(
+        registry.log().contains("over 95 characters"),
+        "{}",
+        registry.log()
+    );
+    let resp = common::client()
+        .put(registry.url(&format!("/v1/repositories/me/{}y/", "x".repeat(120))))
+        .header("X-Docker-Token", "true")
+        .header("Content-Type", "application/json")
+        .body("[]")
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(names(&search(&registry, "")), ["me/short"]);
+}

@@ -526,10 +526,27 @@ fn add_extras(client: &mut Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The repositories of storage as the index names them.
+/// The width of the old schema's `name VARCHAR(95)`, which PostgreSQL
+/// enforces (SQLite does not).
+const NAME_WIDTH: usize = 95;
+
+/// The repositories of storage as the index names them; those too long
+/// for the column are left out (said once), so that one of them does not
+/// fail the whole build.
 async fn names_of(storage: &dyn Storage, progress: &ProgressBar) -> anyhow::Result<Vec<String>> {
     let names: Vec<RepositoryName> = walk::repositories(storage, progress)
         .await
         .context("cannot list the repositories of storage")?;
-    Ok(names.iter().map(ToString::to_string).collect())
+    let (names, too_long): (Vec<String>, Vec<String>) = names
+        .iter()
+        .map(ToString::to_string)
+        .partition(|name| name.chars().count() <= NAME_WIDTH);
+    if let Some(first) = too_long.first() {
+        log::warn!(
+            "search index: {} repositories have names over {NAME_WIDTH} characters, the \
+             width of the old schema's column, and are not indexed (the first: {first})",
+            too_long.len()
+        );
+    }
+    Ok(names)
 }
