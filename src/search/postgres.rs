@@ -97,6 +97,7 @@ impl PostgresIndex {
             .max_size(POOL_SIZE)
             .min_idle(Some(0))
             .connection_timeout(POOL_TIMEOUT)
+            .test_on_check_out(false)
             .connection_customizer(Box::new(SessionSettings))
             // The pool's own log line would repeat every failed reconnect.
             .error_handler(Box::new(r2d2::NopErrorHandler))
@@ -162,17 +163,30 @@ impl PostgresIndex {
     }
 
     /// Runs `work` on a connection of the pool, off the async workers.
+    ///
+    /// Connections are not tested when checked out (a round trip on every
+    /// search): a connection found closed fails at once, is dropped by the
+    /// pool, and `work` runs again on the next one. Every piece of work is
+    /// one statement or one transaction, so running it again is safe. After
+    /// a server restart every idle connection is closed: at most all of
+    /// them are tried, then a new one is made.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
+        work: impl Fn(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
     ) -> Result<T, SearchError> {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let pool = pool.ok_or_else(|| SearchError::Unavailable("index closed".into()))?;
-            let mut conn = pool.get().map_err(|e| {
-                SearchError::Unavailable(format!("no connection to the database: {e}"))
-            })?;
-            work(&mut conn).map_err(classify)
+            let mut attempts = 0;
+            loop {
+                let mut conn = pool.get().map_err(|e| {
+                    SearchError::Unavailable(format!("no connection to the database: {e}"))
+                })?;
+                match work(&mut conn) {
+                    Err(e) if e.is_closed() && attempts <= POOL_SIZE => attempts += 1,
+                    result => return result.map_err(classify),
+                }
+            }
         })
         .await
         .map_err(|e| SearchError::Unavailable(e.to_string()))?
@@ -330,12 +344,12 @@ impl SearchIndex for PostgresIndex {
     async fn upsert(&self, name: &str, description: Option<&str>) -> Result<(), SearchError> {
         let (name, description) = (name.to_owned(), description.map(str::to_owned));
         self.run(move |client| {
-            match description {
+            match &description {
                 Some(description) => client.execute(
                     "INSERT INTO repository (name, description) VALUES ($1, $2) \
                      ON CONFLICT (name) DO UPDATE SET description = excluded.description \
                      WHERE repository.description IS DISTINCT FROM excluded.description",
-                    &[&name, &description],
+                    &[&name, description],
                 )?,
                 None => client.execute(
                     "INSERT INTO repository (name, description) VALUES ($1, '') \
