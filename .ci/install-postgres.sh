@@ -4,8 +4,18 @@
 # run it as the `postgres` user when the tests run as root. The tests start
 # their own cluster in a temporary folder on a free loopback port
 # (tests/search_support/postgres.rs); no system service is started.
+# It also gives the legacy peer (the old Python registry, built by
+# .ci/install-legacy-peer.sh, which runs before this script) the PostgreSQL
+# driver its SQLAlchemy needs, so that a test can have the old registry and
+# registry-v1 share one PostgreSQL index.
 # Idempotent; run as root on Debian bookworm.
 set -euo pipefail
+
+PEER="${LEGACY_PEER_ROOT:-/tmp/peers/pyreg}"
+if [ -x "$PEER/venv/bin/python" ] && ! "$PEER/venv/bin/python" -c 'import psycopg2' 2>/dev/null; then
+  "$PEER/venv/bin/pip" install -q 'psycopg2-binary>=2.9,<3'
+  echo "legacy peer: psycopg2 installed in $PEER/venv"
+fi
 
 if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
    && ls /usr/lib/postgresql/*/lib/pg_trgm.so >/dev/null 2>&1 \

@@ -720,3 +720,94 @@ fn names_too_long_for_the_column_are_left_out_not_fatal() {
     assert!(resp.status().is_success(), "{}", resp.status());
     assert_eq!(names(&search(&registry, "")), ["me/short"]);
 }
+
+/// The old registry's own index code (the legacy peer's SQLAlchemy models,
+/// on PostgreSQL through psycopg2) and registry-v1 on one database: the
+/// tables the old registry made are used as they are, and each finds what
+/// the other wrote.
+#[test]
+fn the_old_registry_and_registry_v1_share_a_postgresql_index() {
+    let Some(peer) = legacy_peer() else {
+        return;
+    };
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let Backend::Postgres(db) = &backend else {
+        unreachable!()
+    };
+    let url = format!(
+        "postgresql+psycopg2://postgres@127.0.0.1:{}/{}",
+        db.port(),
+        db.name
+    );
+    let setup = Setup::new(backend);
+    let old = |action: &str| -> String {
+        let script = format!(
+            "import sys\nsys.path.insert(0, {src:?})\n\
+             from docker_registry.lib.index import db\n\
+             index = db.SQLAlchemyIndex(database={url:?})\n{action}\n",
+            src = peer.join("src").display().to_string(),
+        );
+        let out = std::process::Command::new(peer.join("venv/bin/python"))
+            .args(["-c", &script])
+            .current_dir(setup.dir.path())
+            .env("SETTINGS_FLAVOR", "dev")
+            .env(
+                "DOCKER_REGISTRY_CONFIG",
+                peer.join("src/config/config_sample.yml"),
+            )
+            .env("STORAGE_PATH", setup.storage())
+            .env("PYTHONWARNINGS", "ignore")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The old registry makes its tables and indexes a push.
+    old("index._handle_repository_created(None, 'old', 'pushed', None)");
+    let registry = setup.start();
+    assert_eq!(names(&search(&registry, "q=pushed")), ["old/pushed"]);
+    let resp = common::client()
+        .put(registry.url("/v1/repositories/new/one/"))
+        .header("X-Docker-Token", "true")
+        .header("Content-Type", "application/json")
+        .body("[]")
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let found = old("print(sorted(r['name'] for r in index.results('')))");
+    assert_eq!(found.trim(), "['new/one', 'old/pushed']");
+    // And the old registry still writes to the table registry-v1 indexed.
+    old("index._handle_repository_deleted(None, 'old', 'pushed')");
+    assert_eq!(names(&search(&registry, "")), ["new/one"]);
+}
+
+/// The old Python registry (`.ci/install-legacy-peer.sh`, with psycopg2 from
+/// `.ci/install-postgres.sh`), or `None` (said; under CI a failure).
+fn legacy_peer() -> Option<PathBuf> {
+    let root = PathBuf::from(
+        std::env::var("LEGACY_PEER_ROOT").unwrap_or_else(|_| "/tmp/peers/pyreg".into()),
+    );
+    let ready = std::process::Command::new(root.join("venv/bin/python"))
+        .args(["-c", "import psycopg2, sqlalchemy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return Some(root);
+    }
+    let why = "the legacy peer with psycopg2 is not installed (.ci/install-legacy-peer.sh, \
+               then .ci/install-postgres.sh)";
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}");
+    }
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\nSKIPPED: {why}\n").as_bytes(),
+    );
+    None
+}

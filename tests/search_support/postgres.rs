@@ -39,6 +39,10 @@ impl TestDatabase {
         )
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn connect(&self) -> postgres::Client {
         connect(self.port, &self.name).expect("connect to the test database")
     }
