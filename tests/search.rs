@@ -231,6 +231,18 @@ fn search(registry: &common::Registry, query: &str) -> Value {
     resp.json().unwrap()
 }
 
+/// `PUT /v1/repositories/<path>`: a v1 push's first request.
+fn create_repository(registry: &common::Registry, path: &str) {
+    let resp = common::client()
+        .put(registry.url(path))
+        .header("X-Docker-Token", "true")
+        .header("Content-Type", "application/json")
+        .body("[]")
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
+}
+
 fn names(body: &Value) -> Vec<String> {
     body["results"]
         .as_array()
@@ -539,14 +551,7 @@ fn every_instance_sees_the_others_pushes(backend: Backend) {
     let setup = Setup::new(backend);
     let (first, second) = (setup.start(), setup.start());
     let http = common::client();
-    let resp = http
-        .put(first.url("/v1/repositories/team/shared/"))
-        .header("X-Docker-Token", "true")
-        .header("Content-Type", "application/json")
-        .body("[]")
-        .send()
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    create_repository(&first, "/v1/repositories/team/shared/");
     // At once: nothing in a process stands in for the shared database.
     assert_eq!(names(&search(&second, "q=shared")), ["team/shared"]);
     let resp = http
@@ -710,14 +715,10 @@ fn names_too_long_for_the_column_are_left_out_not_fatal() {
         "{}",
         registry.log()
     );
-    let resp = common::client()
-        .put(registry.url(&format!("/v1/repositories/me/{}y/", "x".repeat(120))))
-        .header("X-Docker-Token", "true")
-        .header("Content-Type", "application/json")
-        .body("[]")
-        .send()
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    create_repository(
+        &registry,
+        &format!("/v1/repositories/me/{}y/", "x".repeat(120)),
+    );
     assert_eq!(names(&search(&registry, "")), ["me/short"]);
 }
 
@@ -772,14 +773,7 @@ fn the_old_registry_and_registry_v1_share_a_postgresql_index() {
     old("index._handle_repository_created(None, 'old', 'pushed', None)");
     let registry = setup.start();
     assert_eq!(names(&search(&registry, "q=pushed")), ["old/pushed"]);
-    let resp = common::client()
-        .put(registry.url("/v1/repositories/new/one/"))
-        .header("X-Docker-Token", "true")
-        .header("Content-Type", "application/json")
-        .body("[]")
-        .send()
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    create_repository(&registry, "/v1/repositories/new/one/");
     let found = old("print(sorted(r['name'] for r in index.results('')))");
     assert_eq!(found.trim(), "['new/one', 'old/pushed']");
     // And the old registry still writes to the table registry-v1 indexed.

@@ -43,6 +43,11 @@ const CREATE_VERSION: &str = "CREATE TABLE version (id SERIAL NOT NULL, PRIMARY 
 const CREATE_REPOSITORY: &str = "CREATE TABLE repository (id SERIAL NOT NULL, \
      name VARCHAR(95) NOT NULL, description VARCHAR(100), PRIMARY KEY (id), UNIQUE (name))";
 
+/// The names of `$1` the table lacks, added without description.
+const INSERT_MISSING: &str = "INSERT INTO repository (name, description) \
+     SELECT n, NULL FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\" \
+     ON CONFLICT (name) DO NOTHING";
+
 /// Our additions, which the old registry never reads.
 const CREATE_TRIGRAM_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS repository_name_trgm
@@ -202,17 +207,7 @@ impl PostgresIndex {
         let names = names_of(storage, progress).await?;
         let found = names.len() as u64;
         let added = self
-            .run(move |client| {
-                let mut tx = client.transaction()?;
-                let added = tx.execute(
-                    "INSERT INTO repository (name, description) \
-                     SELECT n, NULL FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\" \
-                     ON CONFLICT (name) DO NOTHING",
-                    &[&names],
-                )?;
-                tx.commit()?;
-                Ok(added)
-            })
+            .run(move |client| client.execute(INSERT_MISSING, &[&names]))
             .await?;
         Ok(Reconciled {
             found,
@@ -487,12 +482,7 @@ fn build(client: &mut Client, names: &[String]) -> anyhow::Result<Reconciled> {
         tx.batch_execute(CREATE_REPOSITORY)?;
     }
     tx.execute("INSERT INTO version (id) VALUES ($1)", &[&SCHEMA_VERSION])?;
-    let added = tx.execute(
-        "INSERT INTO repository (name, description) \
-         SELECT n, NULL FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\" \
-         ON CONFLICT (name) DO NOTHING",
-        &[&names],
-    )?;
+    let added = tx.execute(INSERT_MISSING, &[&names])?;
     tx.commit()?;
     add_extras(client)?;
     Ok(Reconciled {
