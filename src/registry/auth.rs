@@ -392,14 +392,16 @@ impl Login {
 }
 
 /// `user:password` of a `Basic` value (RFC 7617); the user part ends at
-/// the first colon.
+/// the first colon. An empty user is nobody: skopeo and podman send
+/// `Basic Og==` (`:`) when they have no credentials for a registry that
+/// challenged them, and mean an anonymous request.
 fn basic_credentials(value: &str) -> Option<(String, String)> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(value)
         .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
+    (!user.is_empty()).then(|| (user.to_owned(), password.to_owned()))
 }
 
 /// What a granted request may do.
@@ -560,6 +562,18 @@ mod tests {
             .insert_header(("Authorization", "Basic Zm9vOmJhcg=="))
             .to_http_request();
         assert!(Token::from_headers(basic.headers()).is_none());
+    }
+
+    #[test]
+    fn basic_credentials_split_at_the_first_colon() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            basic_credentials(&b64("alice:pass:word")),
+            Some(("alice".into(), "pass:word".into()))
+        );
+        assert_eq!(basic_credentials(&b64(":")), None, "nobody");
+        assert_eq!(basic_credentials(&b64("nocolon")), None);
+        assert_eq!(basic_credentials("!!"), None);
     }
 
     #[test]
