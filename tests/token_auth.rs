@@ -42,6 +42,8 @@ struct KeyPair {
     public_pem: String,
     /// libtrust's id of the key, as docker_auth puts it in `kid`.
     kid: String,
+    /// The certificate, as an `x5c` header carries it.
+    x5c: String,
 }
 
 fn openssl(args: &[&str]) -> std::process::Output {
@@ -76,7 +78,9 @@ impl KeyPair {
             .map(|c| std::str::from_utf8(c).unwrap())
             .collect::<Vec<_>>()
             .join(":");
+        let cert_der = openssl(&["x509", "-in", c, "-outform", "DER"]).stdout;
         KeyPair {
+            x5c: base64::engine::general_purpose::STANDARD.encode(cert_der),
             alg,
             private_pem: std::fs::read(&key).unwrap(),
             cert,
@@ -126,8 +130,13 @@ impl Claims {
 }
 
 fn mint(key: &KeyPair, kid: Option<&str>, claims: &Claims) -> String {
+    mint_with(key, kid, None, claims)
+}
+
+fn mint_with(key: &KeyPair, kid: Option<&str>, x5c: Option<&str>, claims: &Claims) -> String {
     let mut header = Header::new(key.alg);
     header.kid = kid.map(str::to_owned);
+    header.x5c = x5c.map(|c| vec![c.to_owned()]);
     let body = json!({
         "iss": claims.issuer, "sub": USER, "aud": claims.audience,
         "exp": claims.expires, "nbf": claims.not_before, "iat": claims.not_before,
@@ -571,6 +580,11 @@ fn bad_tokens_are_refused() {
             key.alg
         );
     }
+    // The leaf certificate in `x5c`, as distribution reads it.
+    for key in [&*world.rsa, &world.ec] {
+        let token = mint_with(key, None, Some(&key.x5c), &good);
+        assert_eq!(status_with(&token, path, "GET").0, 404, "x5c {:?}", key.alg);
+    }
     let invalid = (401, Some("invalid_token".to_owned()));
     let mut expired = good.clone();
     expired.expires = now() - 600;
@@ -594,6 +608,14 @@ fn bad_tokens_are_refused() {
         ("not a JWT", "abc.def.ghi".to_owned()),
         ("tampered", tamper(&mint(&world.rsa, None, &good))),
         ("unsigned", unsigned(&good)),
+        (
+            "x5c of a certificate outside the bundle",
+            mint_with(&world.stranger, None, Some(&world.stranger.x5c), &good),
+        ),
+        (
+            "x5c of a bundle certificate, signed by another key",
+            mint_with(&world.stranger, None, Some(&world.rsa.x5c), &good),
+        ),
     ] {
         assert_eq!(status_with(&token, path, "GET"), invalid, "{what}");
     }
@@ -636,6 +658,15 @@ fn bad_tokens_are_refused() {
     );
     assert_eq!(status_with(&token, "/v2/_catalog", "GET").0, 200);
     assert_eq!(status_with(&token, "/v1/search?q=x", "GET").0, 200);
+    // v1 image routes name no repository: the action on some repository.
+    let image = format!("/v1/images/{}/json", "a".repeat(64));
+    let token = mint(&world.rsa, None, &good);
+    assert_eq!(
+        status_with(&token, &image, "PUT"),
+        insufficient,
+        "a pull token"
+    );
+    assert_eq!(status_with(&token, &image, "GET").0, 404, "past the gate");
     // Nothing of the tokens reaches the log.
     let log = registry.log();
     assert!(!log.contains(&token) && !log.contains("Bearer "), "{log}");
@@ -804,4 +835,48 @@ fn docker_login_push_pull_search() {
         "docker search asked {asked:?}; found {found}"
     );
     assert!(found.contains(&repo), "{found}");
+}
+
+#[test]
+fn startup_errors_name_the_setting() {
+    let Some(world) = World::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let realm = world.service.realm();
+    let private = dir.path().join("private.pem");
+    std::fs::write(&private, &world.rsa.private_pem).unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    for (bundle, words) in [
+        ("/nonexistent/bundle.pem", &["/nonexistent/bundle.pem"][..]),
+        (
+            private.to_str().unwrap(),
+            &["PRIVATE KEY", "private.pem"][..],
+        ),
+        (
+            empty.to_str().unwrap(),
+            &["no CERTIFICATE or PUBLIC KEY"][..],
+        ),
+    ] {
+        let out = common::run(
+            &[],
+            &[
+                ("STORAGE_PATH", storage.to_str().unwrap()),
+                ("AUTH_TOKEN_REALM", &realm),
+                ("AUTH_TOKEN_SERVICE", SERVICE),
+                ("AUTH_TOKEN_ISSUER", ISSUER),
+                ("AUTH_TOKEN_ROOTCERTBUNDLE", bundle),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bundle}");
+        assert!(stderr.contains("auth_token_rootcertbundle"), "{stderr}");
+        for word in words {
+            assert!(stderr.contains(word), "{word}: {stderr}");
+        }
+        // The private key's text never reaches the message.
+        let pem = String::from_utf8_lossy(&world.rsa.private_pem);
+        let body_line = pem.lines().nth(1).unwrap();
+        assert!(!stderr.contains(body_line), "{stderr}");
+    }
 }

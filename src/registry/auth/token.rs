@@ -268,3 +268,80 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::scope::{needs, Action};
+    use super::super::Target;
+    use super::*;
+    use crate::names::RepositoryName;
+    use actix_web::http::Method;
+
+    fn granted(access: serde_json::Value) -> Granted {
+        Granted(serde_json::from_value(access).unwrap())
+    }
+
+    #[test]
+    fn grants_cover_exactly_their_resources_and_actions() {
+        let repo = RepositoryName::parse("team/app").unwrap();
+        let named = Target::Named {
+            name: "team/app",
+            repository: &repo,
+        };
+        let pull = granted(serde_json::json!([
+            {"type": "repository", "name": "team/app", "actions": ["pull"]}
+        ]));
+        assert!(pull.covers(&needs(&Method::GET, "", named)));
+        assert!(!pull.covers(&needs(&Method::PUT, "", named)));
+        assert!(!pull.covers(&needs(&Method::DELETE, "", named)));
+        assert!(!pull.covers(&needs(&Method::GET, "", Target::Catalog)));
+        // The same name as another type is another resource.
+        let registry_app = granted(serde_json::json!([
+            {"type": "registry", "name": "team/app", "actions": ["*"]}
+        ]));
+        assert!(!registry_app.covers(&needs(&Method::GET, "", named)));
+        let mount = needs(&Method::POST, "mount=sha256:00&from=base/os", named);
+        let push = granted(serde_json::json!([
+            {"type": "repository", "name": "team/app", "actions": ["pull", "push"]}
+        ]));
+        assert!(!push.covers(&mount));
+        let both = granted(serde_json::json!([
+            {"type": "repository", "name": "team/app", "actions": ["push"]},
+            {"type": "repository", "name": "base/os", "actions": ["pull"]}
+        ]));
+        assert!(both.covers(&mount));
+        // v1 image routes: the action on any repository.
+        let image = needs(&Method::PUT, "", Target::Unnamed);
+        assert_eq!(image.any_repository, Some(Action::Push));
+        assert!(!pull.covers(&image));
+        assert!(push.covers(&image));
+        // No access claim at all covers only what needs nothing.
+        let none = granted(serde_json::json!([]));
+        assert!(none.covers(&needs(&Method::GET, "", Target::Base)));
+        assert!(!none.covers(&needs(&Method::GET, "", named)));
+    }
+
+    #[test]
+    fn libtrust_ids_are_twelve_groups_of_base32() {
+        let id = libtrust_key_id(b"any key");
+        let groups: Vec<&str> = id.split(':').collect();
+        assert_eq!(groups.len(), 12, "{id}");
+        assert!(groups.iter().all(|g| g.len() == 4
+            && g.chars()
+                .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c))));
+    }
+
+    #[test]
+    fn bundles_without_keys_or_with_private_keys_are_refused() {
+        let e = parse_bundle("nothing here").err().unwrap().to_string();
+        assert!(e.contains("no CERTIFICATE or PUBLIC KEY"), "{e}");
+        let private =
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
+        let e = parse_bundle(private).err().unwrap().to_string();
+        assert!(e.contains("PRIVATE KEY block"), "{e}");
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(parse_bundle(broken).is_err());
+        let unterminated = "-----BEGIN CERTIFICATE-----\nAAAA\n";
+        assert!(parse_bundle(unterminated).is_err());
+    }
+}
