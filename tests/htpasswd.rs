@@ -240,6 +240,9 @@ fn write_mode_lets_anonymous_pulls_through_but_not_pushes() {
     v2.expect_error(resp, 401, "UNAUTHORIZED", "GET /v2/");
 
     // skopeo: anonymous push refused, push with creds, anonymous pull.
+    // (podman pulls anonymously the same way; the docker engine cannot:
+    // once challenged for Basic credentials it has none of, it stops with
+    // `no basic auth credentials` rather than send the request.)
     if !tool_available("skopeo", INSTALL_CLIENTS) {
         return;
     }
