@@ -5,7 +5,9 @@
 //! works costs an attacker nothing to repeat.
 //!
 //! In memory, bounded: at most [`TRACKED_MAX`] addresses; when full, the
-//! windows that are over go first, then the oldest.
+//! windows that are over go first, then the oldest. An IPv6 client counts
+//! by its /64 (one host is usually given a whole /64 to pick from); an
+//! IPv4-mapped one as its IPv4 address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,6 +46,7 @@ impl Limiter {
 
     /// `Some(seconds to wait)` while `addr` may not try to log in.
     pub fn blocked(&self, addr: IpAddr) -> Option<u64> {
+        let addr = client_of(addr);
         let now = Instant::now();
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let w = map.get(&addr)?;
@@ -54,6 +57,7 @@ impl Limiter {
 
     /// Counts a failed login of `addr`.
     pub fn failed(&self, addr: IpAddr) {
+        let addr = client_of(addr);
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if !map.contains_key(&addr) && map.len() >= self.tracked_max {
@@ -83,6 +87,20 @@ impl Limiter {
     }
 }
 
+/// The key an address is counted under.
+fn client_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +123,22 @@ mod tests {
         assert_eq!(limiter.blocked(ip(1)), None);
         limiter.failed(ip(1));
         assert_eq!(limiter.blocked(ip(1)), None, "a new window starts at one");
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64() {
+        let limiter = Limiter::new(2, Duration::from_secs(60));
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        limiter.failed(a);
+        limiter.failed(b);
+        assert!(limiter.blocked(a).is_some() && limiter.blocked(b).is_some());
+        assert!(limiter.blocked(other).is_none());
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        limiter.failed(mapped);
+        limiter.failed("192.0.2.7".parse().unwrap());
+        assert!(limiter.blocked("192.0.2.7".parse().unwrap()).is_some());
     }
 
     #[test]
