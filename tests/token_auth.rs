@@ -89,6 +89,63 @@ impl KeyPair {
         }
     }
 
+    /// An RSA key pair whose certificate `ca` issued (a v3 end-entity
+    /// certificate, as token services are given).
+    fn issued(dir: &Path, name: &str, ca: &KeyPair) -> KeyPair {
+        let key = dir.join(format!("{name}.key"));
+        let csr = dir.join(format!("{name}.csr"));
+        let cert = dir.join(format!("{name}.crt"));
+        let ext = dir.join(format!("{name}.ext"));
+        let ca_key = dir.join(format!("{name}-ca.key"));
+        std::fs::write(&ca_key, &ca.private_pem).unwrap();
+        std::fs::write(
+            &ext,
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n",
+        )
+        .unwrap();
+        let p = |p: &PathBuf| p.to_str().unwrap().to_owned();
+        let subject = format!("/CN={name}");
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &subject,
+            "-keyout",
+            &p(&key),
+            "-out",
+            &p(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            ca.cert.to_str().unwrap(),
+            "-CAkey",
+            &p(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p(&ext),
+            "-out",
+            &p(&cert),
+        ]);
+        let cert_der = openssl(&["x509", "-in", &p(&cert), "-outform", "DER"]).stdout;
+        KeyPair {
+            alg: Algorithm::RS256,
+            private_pem: std::fs::read(&key).unwrap(),
+            cert,
+            public_pem: String::new(),
+            kid: String::new(),
+            x5c: base64::engine::general_purpose::STANDARD.encode(cert_der),
+        }
+    }
+
     fn encoding_key(&self) -> EncodingKey {
         match self.alg {
             Algorithm::RS256 => EncodingKey::from_rsa_pem(&self.private_pem),
@@ -153,6 +210,9 @@ struct World {
     ec: KeyPair,
     ed: KeyPair,
     stranger: KeyPair,
+    /// Issued by a CA of the bundle, and by one that is not.
+    issued: KeyPair,
+    issued_elsewhere: KeyPair,
     bundle: PathBuf,
     service: TokenService,
 }
@@ -167,10 +227,13 @@ impl World {
         let ec = KeyPair::make(dir.path(), "ec", Algorithm::ES256);
         let ed = KeyPair::make(dir.path(), "ed", Algorithm::EdDSA);
         let stranger = KeyPair::make(dir.path(), "stranger", Algorithm::RS256);
+        let ca = KeyPair::make(dir.path(), "ca", Algorithm::RS256);
+        let issued = KeyPair::issued(dir.path(), "issued", &ca);
+        let issued_elsewhere = KeyPair::issued(dir.path(), "issued-elsewhere", &stranger);
         // Certificates, and a bare public key: both kinds of block.
         let bundle = dir.path().join("bundle.pem");
         let mut text = String::new();
-        for cert in [&rsa.cert, &ec.cert] {
+        for cert in [&rsa.cert, &ec.cert, &ca.cert] {
             text.push_str(&std::fs::read_to_string(cert).unwrap());
         }
         text.push_str(&ed.public_pem);
@@ -182,6 +245,8 @@ impl World {
             ec,
             ed,
             stranger,
+            issued,
+            issued_elsewhere,
             bundle,
             service,
         })
@@ -580,10 +645,16 @@ fn bad_tokens_are_refused() {
             key.alg
         );
     }
-    // The leaf certificate in `x5c`, as distribution reads it.
-    for key in [&*world.rsa, &world.ec] {
+    // The leaf certificate in `x5c`, as distribution reads it: a bundle
+    // certificate itself, or one a bundle certificate issued.
+    for key in [&*world.rsa, &world.ec, &world.issued] {
         let token = mint_with(key, None, Some(&key.x5c), &good);
-        assert_eq!(status_with(&token, path, "GET").0, 404, "x5c {:?}", key.alg);
+        assert_eq!(
+            status_with(&token, path, "GET").0,
+            404,
+            "x5c {:?}",
+            key.cert
+        );
     }
     let invalid = (401, Some("invalid_token".to_owned()));
     let mut expired = good.clone();
@@ -615,6 +686,19 @@ fn bad_tokens_are_refused() {
         (
             "x5c of a bundle certificate, signed by another key",
             mint_with(&world.stranger, None, Some(&world.rsa.x5c), &good),
+        ),
+        (
+            "x5c issued by a CA outside the bundle",
+            mint_with(
+                &world.issued_elsewhere,
+                None,
+                Some(&world.issued_elsewhere.x5c),
+                &good,
+            ),
+        ),
+        (
+            "x5c issued by a bundle CA, signed by another key",
+            mint_with(&world.stranger, None, Some(&world.issued.x5c), &good),
         ),
     ] {
         assert_eq!(status_with(&token, path, "GET"), invalid, "{what}");

@@ -4,11 +4,12 @@
 //! our service as audience, within their `nbf`/`exp`, granting actions in
 //! their `access` claim.
 //!
-//! The key is chosen as distribution does where it can: a `kid` header
-//! that is the libtrust id of a bundle key (what docker_auth and Harbor
-//! put there) picks that key; an `x5c` header's leaf certificate is used
-//! when its key is one of the bundle's (chains up to a bundle CA are not
-//! followed); otherwise every bundle key of the token's algorithm is tried.
+//! The key is chosen as distribution chooses it: an `x5c` header's leaf
+//! certificate, when its key is one of the bundle's or its chain verifies
+//! up to a certificate of the bundle (as distribution's x509 check: any
+//! key usage); a `kid` header that is the libtrust id of a bundle key
+//! (what docker_auth and Harbor put there) picks that key; otherwise
+//! every bundle key of the token's algorithm is tried.
 
 use std::path::Path;
 
@@ -29,6 +30,8 @@ pub struct TokenAuth {
     issuer: String,
     service: String,
     keys: Vec<TrustedKey>,
+    /// The bundle's certificates, as roots of `x5c` chains.
+    anchors: Vec<rustls_pki_types::TrustAnchor<'static>>,
 }
 
 struct TrustedKey {
@@ -114,12 +117,22 @@ impl TokenAuth {
                 bundle.display()
             )
         })?;
-        let keys = parse_bundle(&text)
+        let (keys, certificates) = parse_bundle(&text)
             .with_context(|| format!("auth_token_rootcertbundle: {}", bundle.display()))?;
+        let anchors = certificates
+            .into_iter()
+            .filter_map(|der| {
+                let der = rustls_pki_types::CertificateDer::from(der);
+                webpki::anchor_from_trusted_cert(&der)
+                    .ok()
+                    .map(|a| a.to_owned())
+            })
+            .collect();
         Ok(Self {
             issuer: issuer.to_owned(),
             service: service.to_owned(),
             keys,
+            anchors,
         })
     }
 
@@ -134,10 +147,30 @@ impl TokenAuth {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY;
 
+        let chained;
         let candidates: Vec<&TrustedKey> = if let Some(chain) = &header.x5c {
-            let leaf = chain.first().ok_or_else(|| invalid("empty x5c"))?;
+            let engine = base64::engine::general_purpose::STANDARD;
+            let ders = chain
+                .iter()
+                .map(|c| engine.decode(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| invalid("unreadable x5c"))?;
+            let leaf = ders.first().ok_or_else(|| invalid("empty x5c"))?;
             let spki = leaf_spki(leaf).ok_or_else(|| invalid("unreadable x5c"))?;
-            self.keys.iter().filter(|k| k.spki_der == spki).collect()
+            let spki_der = spki.to_der().map_err(|_| invalid("unreadable x5c"))?;
+            let known: Vec<&TrustedKey> = self
+                .keys
+                .iter()
+                .filter(|k| k.spki_der == spki_der)
+                .collect();
+            if !known.is_empty() {
+                known
+            } else {
+                self.verify_chain(&ders)
+                    .map_err(|e| TokenError::Invalid(format!("x5c chain: {e}")))?;
+                chained = trusted(&spki).map_err(|_| invalid("x5c key of no usable algorithm"))?;
+                vec![&chained]
+            }
         } else {
             match header
                 .kid
@@ -173,12 +206,44 @@ impl TokenAuth {
     }
 }
 
-fn leaf_spki(b64_der: &str) -> Option<Vec<u8>> {
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64_der)
-        .ok()?;
-    let cert = x509_cert::Certificate::from_der(&der).ok()?;
-    cert.tbs_certificate.subject_public_key_info.to_der().ok()
+impl TokenAuth {
+    /// Whether the chain `ders` (leaf first) leads to a bundle certificate.
+    fn verify_chain(&self, ders: &[Vec<u8>]) -> Result<(), webpki::Error> {
+        let leaf = rustls_pki_types::CertificateDer::from(ders[0].as_slice());
+        let leaf = webpki::EndEntityCert::try_from(&leaf)?;
+        let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> = ders[1..]
+            .iter()
+            .map(|d| rustls_pki_types::CertificateDer::from(d.as_slice()))
+            .collect();
+        leaf.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &self.anchors,
+            &intermediates,
+            rustls_pki_types::UnixTime::now(),
+            AnyUsage,
+            None,
+            None,
+        )
+        .map(|_| ())
+    }
+}
+
+/// Distribution verifies x5c chains for any extended key usage: token
+/// signing certificates rarely name one.
+struct AnyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        for id in iter {
+            id?;
+        }
+        Ok(())
+    }
+}
+
+fn leaf_spki(der: &[u8]) -> Option<SubjectPublicKeyInfoOwned> {
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    Some(cert.tbs_certificate.subject_public_key_info)
 }
 
 const RSA: &str = "1.2.840.113549.1.1.1";
@@ -187,9 +252,11 @@ const P256: &str = "1.2.840.10045.3.1.7";
 const P384: &str = "1.3.132.0.34";
 const ED25519: &str = "1.3.101.112";
 
-/// Every `CERTIFICATE` and `PUBLIC KEY` block of a PEM text.
-fn parse_bundle(text: &str) -> anyhow::Result<Vec<TrustedKey>> {
+/// The keys of every `CERTIFICATE` and `PUBLIC KEY` block of a PEM text,
+/// and the certificates themselves (DER).
+fn parse_bundle(text: &str) -> anyhow::Result<(Vec<TrustedKey>, Vec<Vec<u8>>)> {
     let mut keys = Vec::new();
+    let mut certificates = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let block = &rest[start..];
@@ -209,10 +276,12 @@ fn parse_bundle(text: &str) -> anyhow::Result<Vec<TrustedKey>> {
             .map_err(|e| anyhow::anyhow!("a {label} block is not valid PEM: {e}"))?;
         let spki = match label {
             "CERTIFICATE" => {
-                x509_cert::Certificate::from_der(&der)
+                let spki = x509_cert::Certificate::from_der(&der)
                     .map_err(|e| anyhow::anyhow!("a certificate does not parse: {e}"))?
                     .tbs_certificate
-                    .subject_public_key_info
+                    .subject_public_key_info;
+                certificates.push(der);
+                spki
             }
             "PUBLIC KEY" => SubjectPublicKeyInfoOwned::from_der(&der)
                 .map_err(|e| anyhow::anyhow!("a public key does not parse: {e}"))?,
@@ -227,7 +296,7 @@ fn parse_bundle(text: &str) -> anyhow::Result<Vec<TrustedKey>> {
     if keys.is_empty() {
         bail!("holds no CERTIFICATE or PUBLIC KEY block");
     }
-    Ok(keys)
+    Ok((keys, certificates))
 }
 
 fn trusted(spki: &SubjectPublicKeyInfoOwned) -> anyhow::Result<TrustedKey> {
