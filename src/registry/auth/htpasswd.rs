@@ -2,7 +2,9 @@
 //! writes and distribution accepts), re-read when its modification time or
 //! size changes (one `stat` a login; cheap next to bcrypt).
 //!
-//! bcrypt takes 50-250 ms by design: it runs on a blocking thread, and a
+//! bcrypt takes 50-250 ms by design: it runs on a blocking thread, at most
+//! one per core at once (a flood of guesses, before the limiter has
+//! counted them as failures, waits rather than takes every CPU), and a
 //! check that succeeded is remembered for [`CACHE_TTL`], keyed by a salted
 //! SHA-256 of user, password and stored hash (never the password itself;
 //! a changed entry changes the key).
@@ -26,6 +28,8 @@ pub struct Htpasswd {
     /// Makes the cache keys of this process its own.
     salt: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Permits to run bcrypt, one per core.
+    hashing: tokio::sync::Semaphore,
     /// A hash of a password nobody has, at the cost of the file's
     /// entries, checked for unknown users so that they take as long as
     /// known ones.
@@ -55,7 +59,9 @@ impl Htpasswd {
             .unwrap_or(bcrypt::DEFAULT_COST);
         let nobody: [u8; 16] = rand::random();
         let decoy = bcrypt::hash(nobody, cost).context("auth_htpasswd: bcrypt unavailable")?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
+            hashing: tokio::sync::Semaphore::new(cores.max(2)),
             decoy,
             path: path.to_owned(),
             loaded: Mutex::new(Loaded {
@@ -103,6 +109,9 @@ impl Htpasswd {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.decoy.clone());
         let password = password.to_owned();
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .map(|r| r.unwrap_or(false))
