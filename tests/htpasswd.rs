@@ -322,6 +322,23 @@ fn skopeo_and_podman_log_in_push_and_pull() {
             try_run("skopeo", &["inspect", "--tls-verify=false", &dest]),
             "anonymous inspect",
         );
+        let out = work.path().join("pulled");
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                "--src-creds",
+                &creds,
+                &dest,
+                &format!("oci:{}:v1", out.display()),
+            ],
+        );
+        let layer = std::fs::read(
+            out.join("blobs/sha256")
+                .join(hex_of(&sha256(&layout.layer))),
+        );
+        assert_eq!(layer.unwrap(), layout.layer, "the layer pulled back");
     }
 
     if tool_available("podman", INSTALL_CLIENTS) {
