@@ -14,8 +14,18 @@ pub const MASK: &str = "*****";
 /// secrets, passwords, tokens, credentials, the bugsnag API key.
 pub fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    // A path to a public key, not a secret; seeing it helps.
-    if key == "privileged_key" {
+    // Paths to public keys and password hashes, a URL and names, not
+    // secrets; seeing them helps.
+    if [
+        "privileged_key",
+        "auth_htpasswd",
+        "auth_token_realm",
+        "auth_token_service",
+        "auth_token_issuer",
+        "auth_token_rootcertbundle",
+    ]
+    .contains(&key.as_str())
+    {
         return false;
     }
     [
@@ -209,6 +219,9 @@ mod tests {
             "s3_secure",
             "storage_path",
             "swift_authurl",
+            "auth_htpasswd",
+            "auth_token_realm",
+            "auth_token_rootcertbundle",
         ] {
             assert!(!is_secret(key), "{key}");
         }

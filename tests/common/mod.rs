@@ -37,6 +37,14 @@ pub fn command() -> Command {
                 "RUST_LOG",
                 "BODY_IDLE_TIMEOUT",
                 "MAX_CONCURRENT_UPLOADS",
+                "AUTH_HTPASSWD",
+                "AUTH_REALM",
+                "AUTH_REQUIRED",
+                "AUTH_MAX_FAILED_LOGINS",
+                "AUTH_TOKEN_REALM",
+                "AUTH_TOKEN_SERVICE",
+                "AUTH_TOKEN_ISSUER",
+                "AUTH_TOKEN_ROOTCERTBUNDLE",
             ]
             .contains(&key.as_str())
         {
