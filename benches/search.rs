@@ -6,11 +6,22 @@
 //! index add its full-text tables, then times searches for a selective term,
 //! a common term and the empty term, each way, and prints p50/p99 latency.
 //! `SEARCH_BENCH_SMOKE=1` runs a short version (2,000 repositories).
+//!
+//! Then, where PostgreSQL is installed (`.ci/install-postgres.sh`), the
+//! same rows go into a PostgreSQL database of a cluster the benchmark
+//! starts (the tests' own, `tests/search_support/postgres.rs`), and the
+//! same searches are timed there, next to SQLite's index.
+
+// The tests' PostgreSQL server, shared rather than written twice.
+#[path = "../tests/search_support/postgres.rs"]
+#[allow(dead_code)]
+mod pg;
 
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use registry_v1::search::postgres::PostgresIndex;
 use registry_v1::search::sqlite::SqliteIndex;
 use registry_v1::search::{DatabaseLocation, SearchIndex, SearchPage, SearchQuery};
 use registry_v1::storage::memory::MemoryStorage;
@@ -89,8 +100,14 @@ fn main() {
     let path = dir.path().join("docker-registry.db");
     let selective = fill(&path, repositories);
     let old_size = file_size(&path);
+    // Blocking connections: made before the runtime starts.
+    let postgres = pg::server().map(|server| {
+        let db = server.database();
+        copy_rows(&path, &mut db.connect());
+        db
+    });
 
-    actix_web::rt::System::new().block_on(async move {
+    actix_web::rt::System::new().block_on(async {
         let started = Instant::now();
         let index = SqliteIndex::open(
             &DatabaseLocation::File(path.clone()),
@@ -112,17 +129,19 @@ fn main() {
             "{:<34} {:>8} {:>11} {:>11} {:>11} {:>11} {:>8}",
             "term", "matches", "index p50", "index p99", "scan p50", "scan p99", "x p50"
         );
-        for (label, term) in [
+        let terms = [
             ("selective", selective.as_str()),
             ("common", "postgres"),
             ("short (scanned)", "db"),
             ("empty", ""),
-        ] {
-            let query = SearchQuery {
-                term: term.to_owned(),
-                page: 1,
-                per_page: 25,
-            };
+        ];
+        let query = |term: &str| SearchQuery {
+            term: term.to_owned(),
+            page: 1,
+            per_page: 25,
+        };
+        for (label, term) in terms {
+            let query = query(term);
             let fast = index.search(&query).await.expect("search");
             let slow = index.search_scan(&query).await.expect("scan");
             assert_eq!(fast, slow, "the two paths disagree on {term:?}");
@@ -141,7 +160,82 @@ fn main() {
                 s50.as_secs_f64() / f50.as_secs_f64()
             );
         }
+
+        let Some(db) = &postgres else {
+            println!("PostgreSQL: not installed here, not measured (.ci/install-postgres.sh)");
+            return;
+        };
+        let started = Instant::now();
+        let location = DatabaseLocation::parse(&db.url()).expect("a PostgreSQL URL");
+        let DatabaseLocation::Postgres(url) = &location else {
+            unreachable!("parsed as PostgreSQL")
+        };
+        let (postgres, _) = PostgresIndex::open(url, &MemoryStorage::new(), &hidden())
+            .await
+            .expect("open the PostgreSQL index");
+        println!(
+            "\nPostgreSQL: the same {repositories} repositories; trigram indexes added to the \
+             old tables in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "{:<34} {:>8} {:>11} {:>11} {:>13} {:>13}",
+            "term", "matches", "pg p50", "pg p99", "sqlite p50", "sqlite p99"
+        );
+        for (label, term) in terms {
+            let query = query(term);
+            let on_postgres = postgres.search(&query).await.expect("search");
+            assert_eq!(
+                on_postgres,
+                index.search(&query).await.expect("search"),
+                "PostgreSQL and SQLite disagree on {term:?}"
+            );
+            let pg_times = time(runs, || postgres.search(&query)).await;
+            let sqlite_times = time(runs, || index.search(&query)).await;
+            println!(
+                "{:<34} {:>8} {:>11} {:>11} {:>13} {:>13}",
+                format!("{label} {term:?}"),
+                on_postgres.total,
+                ms(percentile(&pg_times, 50)),
+                ms(percentile(&pg_times, 99)),
+                ms(percentile(&sqlite_times, 50)),
+                ms(percentile(&sqlite_times, 99)),
+            );
+        }
     });
+}
+
+fn hidden() -> indicatif::ProgressBar {
+    indicatif::ProgressBar::hidden()
+}
+
+/// The rows of the SQLite database, into the old registry's tables on
+/// PostgreSQL (as SQLAlchemy made them there), as an old index would be.
+fn copy_rows(path: &std::path::Path, client: &mut postgres::Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE version (id SERIAL NOT NULL, PRIMARY KEY (id));
+             CREATE TABLE repository (id SERIAL NOT NULL, name VARCHAR(95) NOT NULL,
+                 description VARCHAR(100), PRIMARY KEY (id), UNIQUE (name));
+             INSERT INTO version (id) VALUES (1);",
+        )
+        .expect("schema on PostgreSQL");
+    let conn = rusqlite::Connection::open(path).expect("open the SQLite database");
+    let mut rows = conn
+        .prepare("SELECT name, description FROM repository ORDER BY id")
+        .expect("select");
+    let (names, descriptions): (Vec<String>, Vec<Option<String>>) = rows
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .map(|row| row.expect("row"))
+        .unzip();
+    client
+        .execute(
+            "INSERT INTO repository (name, description) \
+             SELECT * FROM unnest($1::text[], $2::text[])",
+            &[&names, &descriptions],
+        )
+        .expect("copy the rows");
 }
 
 /// The old registry's database with `count` repositories; returns a term

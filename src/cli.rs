@@ -197,10 +197,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `loglevel` sets the level; `RUST_LOG`, when set, wins.
+/// `loglevel` sets the level; `RUST_LOG`, when set, wins. The PostgreSQL
+/// driver logs every statement with its parameters at debug: kept at info
+/// unless `RUST_LOG` names it.
 fn init_logging(settings: &Settings) {
     env_logger::Builder::new()
         .filter_level(settings.loglevel.as_filter())
+        .filter_module("tokio_postgres", log::LevelFilter::Info)
         .parse_env("RUST_LOG")
         .init();
 }

@@ -1,7 +1,10 @@
-//! Search as users run it: the real binary, a real SQLite file, storage
-//! folders on disk, `docker search`'s requests.
+//! Search as users run it: the real binary, storage folders on disk,
+//! `docker search`'s requests, on each database the index can live in: a
+//! real SQLite file, and a real PostgreSQL server (tests/search_support/).
+//! Every test runs unchanged on both: `sqlite::<test>` and `postgres::<test>`.
 
 mod common;
+mod search_support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -9,21 +12,43 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// The old registry's schema, with the DDL the contract gives.
-const OLD_SCHEMA: &str = "
+use search_support::postgres::TestDatabase;
+
+/// The old registry's schema on SQLite, with the DDL the contract gives.
+const OLD_SQLITE_SCHEMA: &str = "
     CREATE TABLE version (id INTEGER PRIMARY KEY);
     CREATE TABLE repository (id INTEGER PRIMARY KEY, name VARCHAR(95) NOT NULL UNIQUE,
-                             description VARCHAR(100));
-    INSERT INTO version (id) VALUES (1);";
+                             description VARCHAR(100));";
+
+/// The same on PostgreSQL, as SQLAlchemy created it there.
+const OLD_POSTGRES_SCHEMA: &str = "
+    CREATE TABLE version (id SERIAL NOT NULL, PRIMARY KEY (id));
+    CREATE TABLE repository (id SERIAL NOT NULL, name VARCHAR(95) NOT NULL,
+                             description VARCHAR(100), PRIMARY KEY (id), UNIQUE (name));";
+
+/// Where a test's index lives.
+enum Backend {
+    Sqlite,
+    Postgres(TestDatabase),
+}
+
+impl Backend {
+    /// PostgreSQL's, or `None` (said on stderr) where no server can run.
+    fn postgres() -> Option<Self> {
+        search_support::postgres::server().map(|server| Backend::Postgres(server.database()))
+    }
+}
 
 struct Setup {
     dir: tempfile::TempDir,
+    backend: Backend,
 }
 
 impl Setup {
-    fn new() -> Self {
+    fn new(backend: Backend) -> Self {
         let setup = Setup {
             dir: tempfile::tempdir().unwrap(),
+            backend,
         };
         std::fs::create_dir_all(setup.storage()).unwrap();
         setup
@@ -33,12 +58,24 @@ impl Setup {
         self.dir.path().join("storage")
     }
 
+    /// The SQLite file (used or not).
     fn database(&self) -> PathBuf {
         self.dir.path().join("docker-registry.db")
     }
 
     fn url(&self) -> String {
-        format!("sqlite:///{}", self.database().display())
+        match &self.backend {
+            Backend::Sqlite => format!("sqlite:///{}", self.database().display()),
+            Backend::Postgres(db) => db.url(),
+        }
+    }
+
+    /// What the index is called in the registry's messages.
+    fn shown(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite => self.database().display().to_string(),
+            Backend::Postgres(db) => format!("/{}", db.name),
+        }
     }
 
     /// A repository folder as the old registry laid it out (`folder` is
@@ -49,16 +86,43 @@ impl Setup {
         std::fs::write(dir.join("tag_latest"), "0123456789abcdef").unwrap();
     }
 
-    fn old_database(&self, rows: &[(&str, Option<&str>)]) {
-        let conn = rusqlite::Connection::open(self.database()).unwrap();
-        conn.execute_batch(OLD_SCHEMA).unwrap();
-        for (name, description) in rows {
-            conn.execute(
-                "INSERT INTO repository (name, description) VALUES (?1, ?2)",
-                rusqlite::params![name, description],
-            )
-            .unwrap();
+    /// The database as the old registry left it: its schema, version
+    /// `version`, these rows.
+    fn old_database_of_version(&self, version: i32, rows: &[(&str, Option<&str>)]) {
+        match &self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.database()).unwrap();
+                conn.execute_batch(OLD_SQLITE_SCHEMA).unwrap();
+                conn.execute("INSERT INTO version (id) VALUES (?1)", [version])
+                    .unwrap();
+                for (name, description) in rows {
+                    conn.execute(
+                        "INSERT INTO repository (name, description) VALUES (?1, ?2)",
+                        rusqlite::params![name, description],
+                    )
+                    .unwrap();
+                }
+            }
+            Backend::Postgres(db) => {
+                let mut client = db.connect();
+                client.batch_execute(OLD_POSTGRES_SCHEMA).unwrap();
+                client
+                    .execute("INSERT INTO version (id) VALUES ($1)", &[&version])
+                    .unwrap();
+                for (name, description) in rows {
+                    client
+                        .execute(
+                            "INSERT INTO repository (name, description) VALUES ($1, $2)",
+                            &[name, description],
+                        )
+                        .unwrap();
+                }
+            }
         }
+    }
+
+    fn old_database(&self, rows: &[(&str, Option<&str>)]) {
+        self.old_database_of_version(1, rows);
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -75,18 +139,86 @@ impl Setup {
         common::Registry::start(&env)
     }
 
-    /// `(name, description)` of every row, by name.
+    /// `(name, description)` of every row, by name (in byte order).
     fn rows(&self) -> Vec<(String, Option<String>)> {
-        let conn = rusqlite::Connection::open(self.database()).unwrap();
-        let mut st = conn
-            .prepare("SELECT name, description FROM repository ORDER BY name")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
+        let mut rows: Vec<(String, Option<String>)> = match &self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.database()).unwrap();
+                let mut st = conn
+                    .prepare("SELECT name, description FROM repository")
+                    .unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap()
+            }
+            Backend::Postgres(db) => db
+                .connect()
+                .query("SELECT name::text, description::text FROM repository", &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        };
+        rows.sort();
+        rows
+    }
+
+    /// Rows of `version`.
+    fn versions(&self) -> i64 {
+        match &self.backend {
+            Backend::Sqlite => rusqlite::Connection::open(self.database())
+                .unwrap()
+                .query_row("SELECT count(*) FROM version", [], |r| r.get(0))
+                .unwrap(),
+            Backend::Postgres(db) => db
+                .connect()
+                .query_one("SELECT count(*) FROM version", &[])
+                .unwrap()
+                .get(0),
+        }
+    }
+
+    /// Whether the registry made anything in the database.
+    fn database_made(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite => self.database().exists(),
+            Backend::Postgres(db) => db
+                .connect()
+                .query_one("SELECT to_regclass('version') IS NOT NULL", &[])
+                .unwrap()
+                .get(0),
+        }
     }
 }
+
+/// Each test below, once on SQLite and once on PostgreSQL (skipped, with a
+/// message, where PostgreSQL cannot run).
+macro_rules! on_each_database {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $test() { super::$test(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $test() {
+                if let Some(backend) = super::Backend::postgres() {
+                    super::$test(backend)
+                }
+            })*
+        }
+    };
+}
+
+on_each_database!(
+    a_database_of_the_old_registry_is_searched_as_it_is,
+    docker_search_gets_the_fields_it_reads,
+    first_start_indexes_storage_and_the_api_keeps_it_current,
+    two_registries_starting_at_once_build_one_index,
+    search_off_answers_nothing_and_writes_nothing,
+    a_database_that_cannot_serve_is_a_startup_error,
+    reindex_brings_the_index_in_line_with_storage,
+    every_instance_sees_the_others_pushes,
+);
 
 fn search(registry: &common::Registry, query: &str) -> Value {
     let resp = common::client()
@@ -97,6 +229,18 @@ fn search(registry: &common::Registry, query: &str) -> Value {
     assert_eq!(resp.status(), 200, "{query}");
     assert_eq!(resp.headers()["content-type"], "application/json");
     resp.json().unwrap()
+}
+
+/// `PUT /v1/repositories/<path>`: a v1 push's first request.
+fn create_repository(registry: &common::Registry, path: &str) {
+    let resp = common::client()
+        .put(registry.url(path))
+        .header("X-Docker-Token", "true")
+        .header("Content-Type", "application/json")
+        .body("[]")
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
 }
 
 fn names(body: &Value) -> Vec<String> {
@@ -138,9 +282,8 @@ fn refused(env: &[(&str, &str)]) -> String {
     }
 }
 
-#[test]
-fn a_database_of_the_old_registry_is_searched_as_it_is() {
-    let setup = Setup::new();
+fn a_database_of_the_old_registry_is_searched_as_it_is(backend: Backend) {
+    let setup = Setup::new(backend);
     setup.old_database(&[
         ("library/busybox", None),
         ("me/web", Some("")),
@@ -174,9 +317,8 @@ fn a_database_of_the_old_registry_is_searched_as_it_is() {
     assert_eq!(setup.rows().len(), 4);
 }
 
-#[test]
-fn docker_search_gets_the_fields_it_reads() {
-    let setup = Setup::new();
+fn docker_search_gets_the_fields_it_reads(backend: Backend) {
+    let setup = Setup::new(backend);
     let rows: Vec<String> = (1..=30).map(|i| format!("ns/app{i:02}")).collect();
     let mut old: Vec<(&str, Option<&str>)> = rows.iter().map(|r| (r.as_str(), None)).collect();
     old.extend([
@@ -235,9 +377,8 @@ fn docker_search_gets_the_fields_it_reads() {
     }
 }
 
-#[test]
-fn first_start_indexes_storage_and_the_api_keeps_it_current() {
-    let setup = Setup::new();
+fn first_start_indexes_storage_and_the_api_keeps_it_current(backend: Backend) {
+    let setup = Setup::new(backend);
     setup.repository("library/busybox");
     setup.repository("me/app");
     // `abc%$_-test`, escaped twice by the old registry.
@@ -282,9 +423,8 @@ fn first_start_indexes_storage_and_the_api_keeps_it_current() {
     assert_eq!(search(&registry, "")["num_results"], 3);
 }
 
-#[test]
-fn two_registries_starting_at_once_build_one_index() {
-    let setup = Setup::new();
+fn two_registries_starting_at_once_build_one_index(backend: Backend) {
+    let setup = Setup::new(backend);
     for i in 0..300 {
         setup.repository(&format!("ns{}/repo{i}", i % 10));
     }
@@ -305,18 +445,12 @@ fn two_registries_starting_at_once_build_one_index() {
         assert_eq!(names(&search(registry, "q=ns3/repo293")), ["ns3/repo293"]);
     }
     drop(registries);
-    let rows = setup.rows();
-    assert_eq!(rows.len(), 300);
-    let conn = rusqlite::Connection::open(setup.database()).unwrap();
-    let versions: i64 = conn
-        .query_row("SELECT count(*) FROM version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(versions, 1);
+    assert_eq!(setup.rows().len(), 300);
+    assert_eq!(setup.versions(), 1);
 }
 
-#[test]
-fn search_off_answers_nothing_and_writes_nothing() {
-    let setup = Setup::new();
+fn search_off_answers_nothing_and_writes_nothing(backend: Backend) {
+    let setup = Setup::new(backend);
     setup.repository("me/app");
     // `dev` searches by default; an empty SEARCH_BACKEND turns it off.
     let registry = common::Registry::start(&[
@@ -327,32 +461,44 @@ fn search_off_answers_nothing_and_writes_nothing() {
     let body = search(&registry, "q=app");
     assert_eq!(body["num_results"], 0);
     assert_eq!(body["results"], json!([]));
-    assert!(!setup.database().exists());
+    assert!(!setup.database_made());
 }
 
-#[test]
-fn a_database_that_cannot_serve_is_a_startup_error() {
-    let setup = Setup::new();
+fn a_database_that_cannot_serve_is_a_startup_error(backend: Backend) {
+    let setup = Setup::new(backend);
     let storage = setup.storage().display().to_string();
     let said = refused(&[
         ("STORAGE_PATH", &storage),
         ("SEARCH_BACKEND", "sqlalchemy"),
         (
             "SQLALCHEMY_INDEX_DATABASE",
-            "postgresql://registry:s3cret@db.internal/registry",
+            "mysql://registry:s3cret@db.internal/registry",
         ),
     ]);
-    assert!(said.contains("not an SQLite URL"), "{said}");
+    assert!(said.contains("does not offer"), "{said}");
     assert!(
-        said.contains("postgresql://registry:***@db.internal/registry"),
+        said.contains("mysql://registry:***@db.internal/registry"),
         "{said}"
     );
     assert!(!said.contains("s3cret"), "{said}");
 
-    let conn = rusqlite::Connection::open(setup.database()).unwrap();
-    conn.execute_batch(&OLD_SCHEMA.replace("VALUES (1)", "VALUES (2)"))
-        .unwrap();
-    drop(conn);
+    // A server that does not answer: named, without the password.
+    let closed = format!(
+        "postgresql://registry:s3cret@127.0.0.1:{}/registry",
+        common::free_port()
+    );
+    let said = refused(&[
+        ("STORAGE_PATH", &storage),
+        ("SEARCH_BACKEND", "sqlalchemy"),
+        ("SQLALCHEMY_INDEX_DATABASE", &closed),
+    ]);
+    assert!(
+        said.contains("cannot connect to postgresql://registry:***@127.0.0.1"),
+        "{said}"
+    );
+    assert!(!said.contains("s3cret"), "{said}");
+
+    setup.old_database_of_version(2, &[]);
     let url = setup.url();
     let said = refused(&[
         ("STORAGE_PATH", &storage),
@@ -360,15 +506,11 @@ fn a_database_that_cannot_serve_is_a_startup_error() {
         ("SQLALCHEMY_INDEX_DATABASE", &url),
     ]);
     assert!(said.contains("schema version 2"), "{said}");
-    assert!(
-        said.contains(&setup.database().display().to_string()),
-        "{said}"
-    );
+    assert!(said.contains(&setup.shown()), "{said}");
 }
 
-#[test]
-fn reindex_brings_the_index_in_line_with_storage() {
-    let setup = Setup::new();
+fn reindex_brings_the_index_in_line_with_storage(backend: Backend) {
+    let setup = Setup::new(backend);
     setup.old_database(&[("me/kept", Some("described")), ("me/gone", None)]);
     setup.repository("me/kept");
     setup.repository("me/missed");
@@ -403,4 +545,263 @@ fn reindex_brings_the_index_in_line_with_storage() {
     );
     assert!(!off.status.success());
     assert!(String::from_utf8_lossy(&off.stderr).contains("search is off"));
+}
+
+fn every_instance_sees_the_others_pushes(backend: Backend) {
+    let setup = Setup::new(backend);
+    let (first, second) = (setup.start(), setup.start());
+    let http = common::client();
+    create_repository(&first, "/v1/repositories/team/shared/");
+    // At once: nothing in a process stands in for the shared database.
+    assert_eq!(names(&search(&second, "q=shared")), ["team/shared"]);
+    let resp = http
+        .delete(second.url("/v1/repositories/team/shared/"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(names(&search(&first, "q=shared")).is_empty());
+}
+
+/// PostgreSQL only: the server drops every connection of the registry
+/// (a restart, a failover); the next searches are answered on new ones.
+#[test]
+fn a_database_that_drops_its_connections_is_used_again() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let Backend::Postgres(db) = &backend else {
+        unreachable!()
+    };
+    let name = db.name.clone();
+    let mut admin = db.connect();
+    let setup = Setup::new(backend);
+    setup.repository("me/app");
+    let registry = setup.start();
+    for _ in 0..8 {
+        assert_eq!(names(&search(&registry, "q=app")), ["me/app"]);
+    }
+    let dropped: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(dropped >= 1, "the registry held no connection");
+    for _ in 0..20 {
+        assert_eq!(names(&search(&registry, "q=app")), ["me/app"]);
+    }
+    assert!(
+        !registry.log().contains("s3cret"),
+        "the log shows a password"
+    );
+}
+
+/// The same rows in both databases, through the index itself: every term
+/// (letters in both cases, beyond ASCII, `%`, `_`, `\`), every page size,
+/// gives the same total and the same page.
+#[test]
+fn postgres_answers_exactly_as_sqlite_does() {
+    // The test's own connections are blocking ones: made before the runtime.
+    let Some(Backend::Postgres(db)) = Backend::postgres() else {
+        return;
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(answers_compared(&db));
+    // The trigram indexes serve the term (the planner, kept off full
+    // scans, can use them for it).
+    let mut client = db.connect();
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT name FROM repository WHERE lower(name COLLATE \"C\") LIKE '%ab%' \
+             OR lower(description COLLATE \"C\") LIKE '%ab%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("repository_name_trgm"), "{plan}");
+    assert!(plan.contains("repository_description_trgm"), "{plan}");
+}
+
+async fn answers_compared(db: &TestDatabase) {
+    use registry_v1::search::{Database, DatabaseLocation, SearchQuery};
+    use registry_v1::storage::memory::MemoryStorage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let storage = MemoryStorage::default();
+    let hidden = indicatif::ProgressBar::hidden();
+    let sqlite_location = DatabaseLocation::File(dir.path().join("i.db"));
+    let postgres_location = DatabaseLocation::parse(&db.url()).unwrap();
+    let (sqlite, _) = Database::open(&sqlite_location, &storage, &hidden)
+        .await
+        .unwrap();
+    let (postgres, _) = Database::open(&postgres_location, &storage, &hidden)
+        .await
+        .unwrap();
+    let (sqlite, postgres) = (sqlite.search_index(), postgres.search_index());
+
+    // A small alphabet, so that terms match often; a fixed seed.
+    let alphabet: Vec<char> = "abAB/-._%\\éÉz0".chars().collect();
+    let mut seed = 0x2545_f491_u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let word = |len: usize, next: &mut dyn FnMut(usize) -> usize| -> String {
+        (0..len).map(|_| alphabet[next(alphabet.len())]).collect()
+    };
+    for i in 0..1500 {
+        let name = format!("{}{i}", word(1 + next(12), &mut next));
+        let description = match next(3) {
+            0 => None,
+            1 => Some(String::new()),
+            _ => Some(word(next(40), &mut next)),
+        };
+        for index in [&sqlite, &postgres] {
+            index.upsert(&name, description.as_deref()).await.unwrap();
+        }
+        if i % 7 == 0 {
+            for index in [&sqlite, &postgres] {
+                index.remove(&name).await.unwrap();
+            }
+        }
+    }
+    let mut terms = vec![String::new(), "\0".into(), "é".into(), "%".into()];
+    for _ in 0..150 {
+        let len = 1 + next(4);
+        terms.push(word(len, &mut next));
+    }
+    for term in &terms {
+        for (page, per_page) in [(1, 100), (2, 7), (3, 25), (u64::MAX, 1)] {
+            let query = SearchQuery {
+                term: term.clone(),
+                page,
+                per_page,
+            };
+            let expected = sqlite.search(&query).await.unwrap();
+            let got = postgres.search(&query).await.unwrap();
+            assert_eq!(got, expected, "{query:?}");
+        }
+    }
+}
+
+/// PostgreSQL only, which holds names to the old schema's 95 characters
+/// (SQLite does not): a longer name is left out, said in the log, and
+/// fails neither the first start nor its push.
+#[test]
+fn names_too_long_for_the_column_are_left_out_not_fatal() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let setup = Setup::new(backend);
+    let long = format!("me/{}", "x".repeat(120));
+    setup.repository(&long);
+    setup.repository("me/short");
+    let registry = setup.start();
+    assert_eq!(names(&search(&registry, "")), ["me/short"]);
+    assert!(
+        registry.log().contains("over 95 characters"),
+        "{}",
+        registry.log()
+    );
+    create_repository(
+        &registry,
+        &format!("/v1/repositories/me/{}y/", "x".repeat(120)),
+    );
+    assert_eq!(names(&search(&registry, "")), ["me/short"]);
+}
+
+/// The old registry's own index code (the legacy peer's SQLAlchemy models,
+/// on PostgreSQL through psycopg2) and registry-v1 on one database: the
+/// tables the old registry made are used as they are, and each finds what
+/// the other wrote.
+#[test]
+fn the_old_registry_and_registry_v1_share_a_postgresql_index() {
+    let Some(peer) = legacy_peer() else {
+        return;
+    };
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let Backend::Postgres(db) = &backend else {
+        unreachable!()
+    };
+    let url = format!(
+        "postgresql+psycopg2://postgres@127.0.0.1:{}/{}",
+        db.port(),
+        db.name
+    );
+    let setup = Setup::new(backend);
+    let old = |action: &str| -> String {
+        let script = format!(
+            "import sys\nsys.path.insert(0, {src:?})\n\
+             from docker_registry.lib.index import db\n\
+             index = db.SQLAlchemyIndex(database={url:?})\n{action}\n",
+            src = peer.join("src").display().to_string(),
+        );
+        let out = std::process::Command::new(peer.join("venv/bin/python"))
+            .args(["-c", &script])
+            .current_dir(setup.dir.path())
+            .env("SETTINGS_FLAVOR", "dev")
+            .env(
+                "DOCKER_REGISTRY_CONFIG",
+                peer.join("src/config/config_sample.yml"),
+            )
+            .env("STORAGE_PATH", setup.storage())
+            .env("PYTHONWARNINGS", "ignore")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The old registry makes its tables and indexes a push.
+    old("index._handle_repository_created(None, 'old', 'pushed', None)");
+    let registry = setup.start();
+    assert_eq!(names(&search(&registry, "q=pushed")), ["old/pushed"]);
+    create_repository(&registry, "/v1/repositories/new/one/");
+    let found = old("print(sorted(r['name'] for r in index.results('')))");
+    assert_eq!(found.trim(), "['new/one', 'old/pushed']");
+    // And the old registry still writes to the table registry-v1 indexed.
+    old("index._handle_repository_deleted(None, 'old', 'pushed')");
+    assert_eq!(names(&search(&registry, "")), ["new/one"]);
+}
+
+/// The old Python registry (`.ci/install-legacy-peer.sh`, with psycopg2 from
+/// `.ci/install-postgres.sh`), or `None` (said; under CI a failure).
+fn legacy_peer() -> Option<PathBuf> {
+    let root = PathBuf::from(
+        std::env::var("LEGACY_PEER_ROOT").unwrap_or_else(|_| "/tmp/peers/pyreg".into()),
+    );
+    let ready = std::process::Command::new(root.join("venv/bin/python"))
+        .args(["-c", "import psycopg2, sqlalchemy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return Some(root);
+    }
+    let why = "the legacy peer with psycopg2 is not installed (.ci/install-legacy-peer.sh, \
+               then .ci/install-postgres.sh)";
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}");
+    }
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\nSKIPPED: {why}\n").as_bytes(),
+    );
+    None
 }

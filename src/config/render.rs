@@ -14,8 +14,18 @@ pub const MASK: &str = "*****";
 /// secrets, passwords, tokens, credentials, the bugsnag API key.
 pub fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    // A path to a public key, not a secret; seeing it helps.
-    if key == "privileged_key" {
+    // Paths to public keys and password hashes, a URL and names, not
+    // secrets; seeing them helps.
+    if [
+        "privileged_key",
+        "auth_htpasswd",
+        "auth_token_realm",
+        "auth_token_service",
+        "auth_token_issuer",
+        "auth_token_rootcertbundle",
+    ]
+    .contains(&key.as_str())
+    {
         return false;
     }
     [
@@ -54,8 +64,38 @@ pub fn mask(value: &Value) -> Value {
                 .collect(),
         ),
         Value::Sequence(items) => Value::Sequence(items.iter().map(mask).collect()),
+        Value::String(text) => Value::String(mask_url_password(text)),
         other => other.clone(),
     }
+}
+
+/// A URL's password (`postgresql://user:secret@host/db`), whatever the key
+/// that holds it: a database URL is not named like a secret.
+fn mask_url_password(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let mut out = match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:{MASK}@{host}{tail}")
+        }
+        _ => text.to_owned(),
+    };
+    // libpq's `password=` option.
+    if let Some((before, query)) = out.split_once('?') {
+        let options: Vec<String> = query
+            .split('&')
+            .map(|option| match option.split_once('=') {
+                Some((key, _)) if is_secret(key) => format!("{key}={MASK}"),
+                _ => option.to_owned(),
+            })
+            .collect();
+        out = format!("{before}?{}", options.join("&"));
+    }
+    out
 }
 
 /// The resolved configuration of the chosen flavor, secrets masked: YAML
@@ -179,6 +219,9 @@ mod tests {
             "s3_secure",
             "storage_path",
             "swift_authurl",
+            "auth_htpasswd",
+            "auth_token_realm",
+            "auth_token_rootcertbundle",
         ] {
             assert!(!is_secret(key), "{key}");
         }
@@ -200,6 +243,28 @@ mod tests {
         assert_eq!(m["cache"]["host"], Value::String("h".into()));
         assert_eq!(m["list"][0]["token"], Value::String(MASK.into()));
         assert_eq!(m["cloudfront"]["keysecret"], Value::String(MASK.into()));
+    }
+
+    #[test]
+    fn mask_hides_passwords_in_urls() {
+        let tree = yaml::parse(concat!(
+            "db: 'postgresql+psycopg2://reg:s3cret@db:5432/registry'\n",
+            "opts: 'postgresql:///r?host=/run&password=s3cret'\n",
+            "plain: 'sqlite:////var/lib/r.db'\n",
+            "user_only: 'postgres://reg@db/r'\n",
+        ))
+        .unwrap();
+        let m = mask(&tree);
+        assert_eq!(
+            m["db"],
+            Value::String(format!("postgresql+psycopg2://reg:{MASK}@db:5432/registry"))
+        );
+        assert_eq!(
+            m["opts"],
+            Value::String(format!("postgresql:///r?host=/run&password={MASK}"))
+        );
+        assert_eq!(m["plain"], tree["plain"]);
+        assert_eq!(m["user_only"], tree["user_only"]);
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Settings {
     pub gc: GcSettings,
     /// `mirroring.source` is set: `/_ping` says `mirror`.
     pub mirroring: bool,
+    /// Logins of the v2 era (htpasswd or token service); off by default.
+    pub login: LoginSettings,
     /// The resolved tree of the flavor, unknown keys included.
     pub raw: serde_yaml::Value,
 }
@@ -88,6 +90,7 @@ impl fmt::Debug for Settings {
             .field("cors", &self.cors)
             .field("gc", &self.gc)
             .field("mirroring", &self.mirroring)
+            .field("login", &self.login)
             .field("raw", &super::mask(&self.raw))
             .finish()
     }
@@ -246,6 +249,57 @@ pub struct CorsSettings {
     pub max_age: Option<u64>,
 }
 
+/// `auth_max_failed_logins` when unset: failed logins a client address
+/// may make in a minute before its logins answer 429.
+pub const DEFAULT_MAX_FAILED_LOGINS: u64 = 10;
+/// `auth_realm` when unset.
+pub const DEFAULT_AUTH_REALM: &str = "registry-v1";
+
+/// Who must log in, and how (`auth_*`). No mode: nobody logs in (the v1
+/// `standalone`/`index_endpoint`/`privileged_key` policy alone decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSettings {
+    pub mode: Option<LoginMode>,
+    /// `auth_required`: which requests need a login.
+    pub required: LoginRequired,
+    /// `auth_realm`: the realm of the `Basic` challenge.
+    pub realm: String,
+    /// `auth_max_failed_logins`: failed logins per client address and
+    /// minute; beyond, 429 until the minute is over.
+    pub max_failed_logins: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginMode {
+    /// `auth_htpasswd`: a file of bcrypt entries.
+    Htpasswd(PathBuf),
+    /// `auth_token_*`: bearer tokens of a token service.
+    Token(TokenSettings),
+}
+
+/// A token service as docker's token specification describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// `auth_token_realm`: the URL clients get tokens from.
+    pub realm: String,
+    /// `auth_token_service`: the audience tokens must name.
+    pub service: String,
+    /// `auth_token_issuer`: the issuer tokens must name.
+    pub issuer: String,
+    /// `auth_token_rootcertbundle`: PEM certificates or public keys whose
+    /// keys sign tokens.
+    pub rootcertbundle: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRequired {
+    /// `all`: every request of a gated route.
+    All,
+    /// `write`: pushes and deletes (and `GET /v2/`, where `docker login`
+    /// checks credentials); pulls are anonymous.
+    Write,
+}
+
 /// The text served at `GET /` when `issue` is not set.
 pub const DEFAULT_ISSUE: &str = "\"docker-registry server\"";
 
@@ -341,6 +395,7 @@ impl Settings {
             )?),
             delete_untagged: top.bool("gc_delete_untagged")?,
         };
+        let login = top.login()?;
         Ok(Settings {
             flavor,
             source,
@@ -360,6 +415,7 @@ impl Settings {
             cors,
             gc,
             mirroring,
+            login,
             raw,
         })
     }
@@ -565,6 +621,133 @@ impl<'a> Section<'a> {
             )),
             Err(e) => Err(self.invalid(
                 "privileged_key",
+                format!(
+                    "names the file {}, which cannot be read: {e}",
+                    path.display()
+                ),
+            )),
+        }
+    }
+
+    fn login(&self) -> Result<LoginSettings, ConfigError> {
+        let required = match self
+            .nonempty("auth_required")?
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("all") => LoginRequired::All,
+            Some("write") => LoginRequired::Write,
+            Some(other) => {
+                return Err(self.invalid(
+                    "auth_required",
+                    format!("must be all or write, not {other:?}"),
+                ))
+            }
+        };
+        let realm = self
+            .header_word("auth_realm")?
+            .unwrap_or_else(|| DEFAULT_AUTH_REALM.to_owned());
+        let max_failed_logins = self.bounded_or(
+            "auth_max_failed_logins",
+            DEFAULT_MAX_FAILED_LOGINS,
+            1..=1_000_000,
+            "a whole number from 1 to 1000000",
+        )? as u32;
+        let htpasswd = self.readable_file("auth_htpasswd")?;
+        let token_realm = self.header_word("auth_token_realm")?;
+        if let Some(url) = &token_realm {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(self.invalid(
+                    "auth_token_realm",
+                    format!("must be the http(s):// URL of the token service, not {url:?}"),
+                ));
+            }
+        }
+        let service = self.header_word("auth_token_service")?;
+        let issuer = self.nonempty("auth_token_issuer")?;
+        let bundle = self.readable_file("auth_token_rootcertbundle")?;
+        let token_set = [
+            ("auth_token_realm", token_realm.is_some()),
+            ("auth_token_service", service.is_some()),
+            ("auth_token_issuer", issuer.is_some()),
+            ("auth_token_rootcertbundle", bundle.is_some()),
+        ];
+        let token = match (token_realm, service, issuer, bundle) {
+            (Some(realm), Some(service), Some(issuer), Some(rootcertbundle)) => {
+                Some(TokenSettings {
+                    realm,
+                    service,
+                    issuer,
+                    rootcertbundle,
+                })
+            }
+            (None, None, None, None) => None,
+            _ => {
+                let (missing, _) = token_set
+                    .iter()
+                    .find(|(_, set)| !set)
+                    .expect("one is unset");
+                let (given, _) = token_set.iter().find(|(_, set)| *set).expect("one is set");
+                return Err(self.invalid(
+                    missing,
+                    format!(
+                        "must be set too: {given} turns token auth on, which needs \
+                         auth_token_realm, auth_token_service, auth_token_issuer and \
+                         auth_token_rootcertbundle"
+                    ),
+                ));
+            }
+        };
+        let mode = match (htpasswd, token) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "auth_htpasswd",
+                    "cannot be combined with token auth (auth_token_realm): choose one".to_owned(),
+                ))
+            }
+            (Some(path), None) => Some(LoginMode::Htpasswd(path)),
+            (None, Some(token)) => Some(LoginMode::Token(token)),
+            (None, None) => None,
+        };
+        Ok(LoginSettings {
+            mode,
+            required,
+            realm,
+            max_failed_logins,
+        })
+    }
+
+    /// A string that goes into a `WWW-Authenticate` parameter: no double
+    /// quotes, backslashes or control characters.
+    fn header_word(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let value = self.nonempty(key)?;
+        if let Some(v) = &value {
+            if v.contains(|c: char| c == '"' || c == '\\' || c.is_control()) {
+                return Err(self.invalid(
+                    key,
+                    "must not hold double quotes, backslashes or control characters (it goes \
+                     into the WWW-Authenticate header)"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(value)
+    }
+
+    /// A file the server reads; one that cannot be read is a startup error.
+    fn readable_file(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(path) = self.nonempty(key)? else {
+            return Ok(None);
+        };
+        let path = PathBuf::from(path);
+        match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+            Ok(meta) if meta.is_file() => Ok(Some(path)),
+            Ok(_) => Err(self.invalid(
+                key,
+                format!("names {}, which is not a file", path.display()),
+            )),
+            Err(e) => Err(self.invalid(
+                key,
                 format!(
                     "names the file {}, which cannot be read: {e}",
                     path.display()

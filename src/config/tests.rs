@@ -142,6 +142,20 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
     let mut env: Vec<(&'static str, String)> =
         pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     env.push(("PRIVILEGED_KEY", key_file.to_owned()));
+    env.push(("AUTH_HTPASSWD", key_file.to_owned()));
+    // One login mode at a time: the token ones are set, to nothing
+    // (`logins_are_off_by_default_and_typed` covers them).
+    for var in [
+        "AUTH_TOKEN_REALM",
+        "AUTH_TOKEN_SERVICE",
+        "AUTH_TOKEN_ISSUER",
+        "AUTH_TOKEN_ROOTCERTBUNDLE",
+    ] {
+        env.push((var, String::new()));
+    }
+    env.push(("AUTH_REALM", "Corp Registry".to_owned()));
+    env.push(("AUTH_REQUIRED", "write".to_owned()));
+    env.push(("AUTH_MAX_FAILED_LOGINS", "5".to_owned()));
     env
 }
 
@@ -245,6 +259,15 @@ fn every_sample_flavor_resolves_with_its_whole_environment() {
             })
         );
         assert_eq!(s.privileged_key.as_deref(), Some(key.path()));
+        assert_eq!(
+            s.login,
+            LoginSettings {
+                mode: Some(LoginMode::Htpasswd(key.path().to_owned())),
+                required: LoginRequired::Write,
+                realm: "Corp Registry".into(),
+                max_failed_logins: 5,
+            }
+        );
         assert_eq!(s.search.backend, SearchBackend::Sqlalchemy);
         assert_eq!(
             s.search.database.as_deref(),
@@ -751,6 +774,78 @@ fn integers_serve_as_text_where_text_is_expected() {
     assert_eq!(s3.bucket, "123456");
     // YAML 1.1 reads 0x10 as 16, as the old registry did; quote to keep text.
     assert_eq!(s3.access_key.as_deref(), Some("16"));
+}
+
+#[test]
+fn logins_are_off_by_default_and_typed() {
+    for flavor in SAMPLE_FLAVORS {
+        let login = load_sample(flavor, &[]).unwrap().login;
+        assert_eq!(login.mode, None, "{flavor}");
+        assert_eq!(login.required, LoginRequired::All);
+        assert_eq!(login.realm, DEFAULT_AUTH_REALM);
+        assert_eq!(login.max_failed_logins, 10);
+    }
+    let bundle = tempfile::NamedTempFile::new().unwrap();
+    let bundle_path = bundle.path().to_str().unwrap();
+    let token_env = [
+        ("AUTH_TOKEN_REALM", "https://auth.example.com/token"),
+        ("AUTH_TOKEN_SERVICE", "registry.example.com"),
+        ("AUTH_TOKEN_ISSUER", "auth.example.com"),
+        ("AUTH_TOKEN_ROOTCERTBUNDLE", bundle_path),
+    ];
+    let s = load_sample("dev", &token_env).unwrap();
+    assert_eq!(
+        s.login.mode,
+        Some(LoginMode::Token(TokenSettings {
+            realm: "https://auth.example.com/token".into(),
+            service: "registry.example.com".into(),
+            issuer: "auth.example.com".into(),
+            rootcertbundle: bundle.path().to_owned(),
+        }))
+    );
+    // Each of the four alone is an error naming the first missing one.
+    for (i, (var, _)) in token_env.iter().enumerate() {
+        let e = load_sample("dev", &[token_env[i]]).unwrap_err().to_string();
+        let missing = if i == 0 {
+            "auth_token_service"
+        } else {
+            "auth_token_realm"
+        };
+        assert!(e.contains(&format!("`{missing}`")), "{var}: {e}");
+    }
+    // Both modes at once.
+    let mut both = token_env.to_vec();
+    both.push(("AUTH_HTPASSWD", bundle_path));
+    let e = load_sample("dev", &both).unwrap_err().to_string();
+    assert!(e.contains("`auth_htpasswd`") && e.contains("token"), "{e}");
+    // Files that cannot be read name the setting and the path.
+    for var in ["AUTH_HTPASSWD", "AUTH_TOKEN_ROOTCERTBUNDLE"] {
+        let mut env = token_env.to_vec();
+        env.retain(|(v, _)| var == "AUTH_TOKEN_ROOTCERTBUNDLE" && *v != var);
+        env.push((var, "/nonexistent/logins"));
+        let e = load_sample("dev", &env).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("`{}`", var.to_ascii_lowercase()))
+                && e.contains("/nonexistent/logins")
+                && e.contains(var),
+            "{e}"
+        );
+    }
+    for (var, bad, key) in [
+        ("AUTH_REQUIRED", "pull", "auth_required"),
+        ("AUTH_MAX_FAILED_LOGINS", "0", "auth_max_failed_logins"),
+        ("AUTH_REALM", "a\"b", "auth_realm"),
+        (
+            "AUTH_TOKEN_REALM",
+            "auth.example.com/token",
+            "auth_token_realm",
+        ),
+    ] {
+        let e = load_sample("dev", &[(var, bad)]).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{key}`")), "{var}={bad}: {e}");
+    }
+    let s = load_sample("dev", &[("AUTH_REQUIRED", "WRITE")]).unwrap();
+    assert_eq!(s.login.required, LoginRequired::Write);
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //! A policy may leave what it granted in the request's extensions for the
 //! handler to read (v1 leaves the `Grant`).
 //!
+//! Both APIs answer a login's 401 with the challenge the registry's policy
+//! names; [`www_authenticate`] writes it.
+//!
 //! Wrap a resource (not the App: before routing, the route and its match
 //! info are not known yet):
 //! ```ignore
@@ -25,6 +28,33 @@ use actix_web::dev::{
 };
 use actix_web::{web, HttpResponse, Resource};
 use futures_util::future::LocalBoxFuture;
+
+use crate::registry::auth::Challenge;
+
+/// The `WWW-Authenticate` value of a challenge (RFC 9110 parameters,
+/// quoted; the settings hold no quote or backslash, names are escaped
+/// anyway).
+pub fn www_authenticate(challenge: &Challenge) -> String {
+    let quoted = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    match challenge {
+        Challenge::Basic { realm } => format!("Basic realm={}", quoted(realm)),
+        Challenge::Bearer {
+            realm,
+            service,
+            scope,
+            error,
+        } => {
+            let mut value = format!("Bearer realm={},service={}", quoted(realm), quoted(service));
+            if let Some(scope) = scope {
+                value.push_str(&format!(",scope={}", quoted(scope)));
+            }
+            if let Some(error) = error {
+                value.push_str(&format!(",error={}", quoted(error)));
+            }
+            value
+        }
+    }
+}
 
 /// An API's side of the gate.
 pub trait Policy: 'static {
@@ -158,6 +188,28 @@ mod tests {
                 }
             })
         }
+    }
+
+    #[actix_web::test]
+    async fn challenges_are_written_as_clients_read_them() {
+        let basic = Challenge::Basic {
+            realm: "my realm".into(),
+        };
+        assert_eq!(www_authenticate(&basic), r#"Basic realm="my realm""#);
+        let bearer = Challenge::Bearer {
+            realm: "https://auth.example.com/token".into(),
+            service: "registry.example.com".into(),
+            scope: Some("repository:a/b:pull,push".into()),
+            error: Some("insufficient_scope"),
+        };
+        assert_eq!(
+            www_authenticate(&bearer),
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push",error="insufficient_scope""#
+        );
+        let odd = Challenge::Basic {
+            realm: r#"a"b\c"#.into(),
+        };
+        assert_eq!(www_authenticate(&odd), r#"Basic realm="a\"b\\c""#);
     }
 
     #[actix_web::test]

@@ -1,10 +1,18 @@
-//! Who may do what, when the registry is not standalone.
+//! Who may do what.
 //!
-//! Standalone (the usual private registry) or `disable_token_auth`: anyone.
-//! Otherwise a request needs either an `X-Signature` made with the
-//! `privileged_key`, or an `Authorization: Token ...` that names the
-//! repository of the URL, grants the access the method needs, and that the
-//! central index (`index_endpoint`) confirms.
+//! A request with an `X-Signature` made with the `privileged_key` may do
+//! anything. Otherwise, one of:
+//! - logins of the v2 era (`auth_htpasswd` or `auth_token_*`, issue 12):
+//!   `Authorization: Basic` checked against an htpasswd file
+//!   ([`htpasswd`]), or `Authorization: Bearer` tokens of a token service
+//!   ([`token`]) granting the actions the request needs ([`scope`]);
+//!   `auth_required: write` lets pulls through without one; failed logins
+//!   are rate-limited per client address ([`limiter`]);
+//! - standalone (the usual private registry) or `disable_token_auth`:
+//!   anyone;
+//! - otherwise an `Authorization: Token ...` that names the repository of
+//!   the URL, grants the access the method needs, and that the central
+//!   index (`index_endpoint`) confirms.
 //!
 //! Decisions only: given what a request carries (method, path, headers)
 //! and what it targets, [`Auth::decide`] grants or denies. It writes
@@ -12,8 +20,15 @@
 //! token) is the caller's to record. The HTTP side, checking every request
 //! once before its handler runs, is `http::gate`.
 
+pub mod htpasswd;
+pub mod limiter;
+pub mod scope;
+pub mod token;
+
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use actix_web::http::header::HeaderMap;
 use actix_web::http::Method;
@@ -25,7 +40,7 @@ use rsa::signature::Verifier;
 use rsa::RsaPublicKey;
 use sha1::Sha1;
 
-use crate::config::Settings;
+use crate::config::{LoginMode, LoginRequired, Settings};
 use crate::names::{ImageId, RepositoryName};
 
 /// The authorisation policy, built once at startup.
@@ -37,6 +52,8 @@ pub struct Auth {
 enum Mode {
     /// Everything is allowed.
     Open,
+    /// Logins: an htpasswd file or a token service.
+    Login(Box<Login>),
     /// Tokens are checked against a central index.
     Token {
         index_endpoint: String,
@@ -61,7 +78,21 @@ impl Auth {
                 )?))
             }
         };
-        let mode = if settings.standalone || settings.disable_token_auth {
+        let index_checks = !(settings.standalone || settings.disable_token_auth);
+        let mode = if let Some(login) = Login::from_settings(settings)? {
+            if index_checks {
+                anyhow::bail!(
+                    "flavor `{}`: logins ({}) replace the central index's token checks: set \
+                     standalone: true (or disable_token_auth: true) to use them",
+                    settings.flavor,
+                    match login.kind {
+                        LoginKind::Basic(_) => "auth_htpasswd",
+                        LoginKind::Bearer(_) => "auth_token_realm",
+                    }
+                );
+            }
+            Mode::Login(Box::new(login))
+        } else if !index_checks {
             Mode::Open
         } else {
             let index_endpoint = settings.index_endpoint.clone().with_context(|| {
@@ -89,12 +120,21 @@ impl Auth {
         if self.signature_valid(request) {
             return Ok(Grant::Everything);
         }
-        let Mode::Token {
-            index_endpoint,
-            client,
-        } = &self.mode
-        else {
-            return Ok(Grant::Everything);
+        let (index_endpoint, client) = match &self.mode {
+            Mode::Open => return Ok(Grant::Everything),
+            Mode::Login(login) => return login.decide(request, target).await,
+            Mode::Token {
+                index_endpoint,
+                client,
+            } => (index_endpoint, client),
+        };
+        // The index's tokens name one repository; the routes of neither
+        // API beyond that are theirs to gate (search stays open, as it was).
+        let target = match target {
+            Target::Search => return Ok(Grant::Everything),
+            Target::Named { repository, .. } => Target::Repository(repository),
+            Target::Base | Target::Catalog => Target::Unnamed,
+            other => other,
         };
         let token = Token::from_headers(request.headers).ok_or(Denial::Unauthorized)?;
         if let Target::Repository(repository) = target {
@@ -166,17 +206,202 @@ pub struct Request<'a> {
     pub method: &'a Method,
     /// The URL path, without the query (a signature covers it).
     pub path: &'a str,
+    /// The query (a mount's `from`).
+    pub query: &'a str,
     pub headers: &'a HeaderMap,
+    /// The client's address, whose failed logins are counted.
+    pub peer: Option<IpAddr>,
 }
 
 /// What a request acts on, as far as the policy cares.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
-    /// A repository named in the URL: a token must be for that one.
+    /// A v1 repository named in the URL: a token must be for that one.
     Repository(&'a RepositoryName),
+    /// A v2 repository: `name` as the URL spells it (what token scopes
+    /// name), `repository` as the v1 policy reads it.
+    Named {
+        name: &'a str,
+        repository: &'a RepositoryName,
+    },
     /// Something not tied to a repository in the URL (a v1 image): the
     /// token's own repository counts.
     Unnamed,
+    /// `/v2/`: where clients check that they may talk to the registry.
+    Base,
+    /// `/v2/_catalog`.
+    Catalog,
+    /// `/v1/search`.
+    Search,
+}
+
+/// How a client is to log in: what a 401's `WWW-Authenticate` says (the
+/// gates render it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic {
+        realm: String,
+    },
+    Bearer {
+        realm: String,
+        service: String,
+        /// The scope the request needs (none for `/v2/`).
+        scope: Option<String>,
+        /// `invalid_token` or `insufficient_scope`, when a token was sent.
+        error: Option<&'static str>,
+    },
+}
+
+/// The logins of issue 12.
+struct Login {
+    kind: LoginKind,
+    required: LoginRequired,
+    /// Failed htpasswd logins per client address.
+    limiter: limiter::Limiter,
+}
+
+enum LoginKind {
+    Basic(Basic),
+    Bearer(Bearer),
+}
+
+struct Basic {
+    realm: String,
+    file: htpasswd::Htpasswd,
+}
+
+struct Bearer {
+    realm: String,
+    service: String,
+    tokens: token::TokenAuth,
+}
+
+/// Failed logins are counted per client address over this window.
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+impl Login {
+    fn from_settings(settings: &Settings) -> anyhow::Result<Option<Self>> {
+        let login = &settings.login;
+        let kind = match &login.mode {
+            None => return Ok(None),
+            Some(LoginMode::Htpasswd(path)) => LoginKind::Basic(Basic {
+                realm: login.realm.clone(),
+                file: htpasswd::Htpasswd::open(path)?,
+            }),
+            Some(LoginMode::Token(t)) => LoginKind::Bearer(Bearer {
+                realm: t.realm.clone(),
+                service: t.service.clone(),
+                tokens: token::TokenAuth::open(&t.issuer, &t.service, &t.rootcertbundle)?,
+            }),
+        };
+        Ok(Some(Self {
+            kind,
+            required: login.required,
+            limiter: limiter::Limiter::new(login.max_failed_logins, LOGIN_WINDOW),
+        }))
+    }
+
+    async fn decide(&self, request: &Request<'_>, target: Target<'_>) -> Result<Grant, Denial> {
+        let needs = scope::needs(request.method, request.query, target);
+        // Anonymous pulls, where allowed: credentials a client sends are
+        // still checked (a wrong password is better told than ignored), a
+        // token's scope is not (the request needs none).
+        let anonymous_ok =
+            self.required == LoginRequired::Write && !needs.writes && !needs.login_check;
+        let authorization = request
+            .headers
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let credentials = authorization.and_then(|h| {
+            let (scheme, value) = h.trim().split_once(' ')?;
+            Some((scheme, value.trim()))
+        });
+        match &self.kind {
+            LoginKind::Basic(basic) => {
+                let challenge = || {
+                    Denial::Login(Challenge::Basic {
+                        realm: basic.realm.clone(),
+                    })
+                };
+                let Some((user, password)) = credentials
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+                    .and_then(|(_, value)| basic_credentials(value))
+                else {
+                    return if anonymous_ok {
+                        Ok(Grant::Everything)
+                    } else {
+                        Err(challenge())
+                    };
+                };
+                if let Some(wait) = request.peer.and_then(|ip| self.limiter.blocked(ip)) {
+                    return Err(Denial::TooManyLogins { retry_after: wait });
+                }
+                if basic.file.verify(&user, &password).await {
+                    return Ok(Grant::Everything);
+                }
+                if let Some(ip) = request.peer {
+                    self.limiter.failed(ip);
+                }
+                // The user name helps an operator; the password never
+                // appears anywhere.
+                log::info!(
+                    "failed login of user {:?} from {}",
+                    user.chars().take(64).collect::<String>(),
+                    request.peer.map_or("?".to_owned(), |ip| ip.to_string())
+                );
+                Err(challenge())
+            }
+            LoginKind::Bearer(bearer) => {
+                let challenge = |error| {
+                    Denial::Login(Challenge::Bearer {
+                        realm: bearer.realm.clone(),
+                        service: bearer.service.clone(),
+                        scope: needs.challenge_scope(),
+                        error,
+                    })
+                };
+                let Some((_, jwt)) =
+                    credentials.filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                else {
+                    return if anonymous_ok {
+                        Ok(Grant::Everything)
+                    } else {
+                        Err(challenge(None))
+                    };
+                };
+                // No rate limit: passwords are the token service's to
+                // check, and no number of guesses forges a signature.
+                let granted = match bearer.tokens.verify(jwt) {
+                    Ok(granted) => granted,
+                    Err(e) => {
+                        log::info!(
+                            "{e} from {}",
+                            request.peer.map_or("?".to_owned(), |ip| ip.to_string())
+                        );
+                        return Err(challenge(Some("invalid_token")));
+                    }
+                };
+                if anonymous_ok || granted.covers(&needs) {
+                    Ok(Grant::Everything)
+                } else {
+                    Err(challenge(Some("insufficient_scope")))
+                }
+            }
+        }
+    }
+}
+
+/// `user:password` of a `Basic` value (RFC 7617); the user part ends at
+/// the first colon. An empty user is nobody: skopeo and podman send
+/// `Basic Og==` (`:`) when they have no credentials for a registry that
+/// challenged them, and mean an anonymous request.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    (!user.is_empty()).then(|| (user.to_owned(), password.to_owned()))
 }
 
 /// What a granted request may do.
@@ -212,6 +437,14 @@ pub enum Denial {
     /// The central index could not be asked.
     #[error("index unavailable: {0}")]
     IndexUnavailable(String),
+    /// No login, or one that does not cover the request: a 401 with this
+    /// challenge.
+    #[error("requires a login")]
+    Login(Challenge),
+    /// Too many failed logins from this address: 429 for `retry_after`
+    /// seconds.
+    #[error("too many failed logins, retry in {retry_after} s")]
+    TooManyLogins { retry_after: u64 },
 }
 
 /// The text a privileged client signs for a request.
@@ -332,6 +565,18 @@ mod tests {
     }
 
     #[test]
+    fn basic_credentials_split_at_the_first_colon() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            basic_credentials(&b64("alice:pass:word")),
+            Some(("alice".into(), "pass:word".into()))
+        );
+        assert_eq!(basic_credentials(&b64(":")), None, "nobody");
+        assert_eq!(basic_credentials(&b64("nocolon")), None);
+        assert_eq!(basic_credentials("!!"), None);
+    }
+
+    #[test]
     fn stand_in_tokens_look_like_the_old_ones() {
         let name = RepositoryName::parse("ns/app").unwrap();
         let token = stand_in_token(&name, "read");
@@ -351,7 +596,9 @@ mod tests {
         let request = Request {
             method: req.method(),
             path: req.path(),
+            query: req.query_string(),
             headers: req.headers(),
+            peer: None,
         };
         assert_eq!(
             signed_message(&request),
@@ -371,7 +618,9 @@ mod tests {
         let request = Request {
             method: req.method(),
             path: req.path(),
+            query: req.query_string(),
             headers: req.headers(),
+            peer: None,
         };
         let name = RepositoryName::parse(repository).unwrap();
         auth.decide(&request, Target::Repository(&name)).await

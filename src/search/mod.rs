@@ -1,5 +1,6 @@
-//! Repository search: one [`SearchIndex`] trait, the SQLite index behind
-//! `search_backend: sqlalchemy`, and the empty index when search is off.
+//! Repository search: one [`SearchIndex`] trait, the two databases behind
+//! `search_backend: sqlalchemy` (SQLite for one host, PostgreSQL shared by
+//! several), and the empty index when search is off.
 //!
 //! The index follows the registry through the [`Event`]s the v1 API
 //! publishes (see [`subscriber`]); the first start over a storage that
@@ -7,6 +8,7 @@
 //! `repositories/<ns>/<repo>` (see [`walk`]).
 
 mod database_url;
+pub mod postgres;
 mod reindex;
 pub mod sqlite;
 pub mod walk;
@@ -19,7 +21,7 @@ use crate::config::{SearchBackend, Settings};
 use crate::events::{Event, Subscriber};
 use crate::storage::Storage;
 
-pub use database_url::{DatabaseLocation, DatabaseUrlError};
+pub use database_url::{DatabaseLocation, DatabaseUrlError, PostgresUrl};
 pub use reindex::reindex_command;
 
 /// `n` when the client gives none (the old Docker Hub API's default).
@@ -76,6 +78,92 @@ pub trait SearchIndex: Send + Sync {
     async fn remove(&self, name: &str) -> Result<(), SearchError>;
 }
 
+/// What a walk of storage changed in the index.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Repositories in storage.
+    pub found: u64,
+    /// Rows added for repositories the index did not know.
+    pub added: u64,
+    /// Rows removed for repositories storage no longer holds.
+    pub removed: u64,
+}
+
+/// `%term%`, with `%`, `_` and the escape character itself matched
+/// literally (the old registry let them act as wildcards).
+pub(crate) fn like_pattern(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// An index kept in a database: it answers searches, and can be brought in
+/// line with storage.
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(Arc<sqlite::SqliteIndex>),
+    Postgres(Arc<postgres::PostgresIndex>),
+}
+
+impl Database {
+    /// Opens (and on first use builds from `storage`) the index at
+    /// `location`: what building found, if it was built now.
+    pub async fn open(
+        location: &DatabaseLocation,
+        storage: &dyn Storage,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<(Self, Option<Reconciled>)> {
+        match location {
+            DatabaseLocation::Postgres(url) => {
+                let (index, built) = postgres::PostgresIndex::open(url, storage, progress).await?;
+                Ok((Self::Postgres(Arc::new(index)), built))
+            }
+            DatabaseLocation::File(_) | DatabaseLocation::Memory => {
+                let opened = sqlite::SqliteIndex::open(location, storage, progress).await?;
+                Ok((Self::Sqlite(Arc::new(opened.index)), opened.built))
+            }
+        }
+    }
+
+    pub fn search_index(&self) -> Arc<dyn SearchIndex> {
+        match self {
+            Self::Sqlite(index) => index.clone(),
+            Self::Postgres(index) => index.clone(),
+        }
+    }
+
+    /// Adds the repositories of storage the index misses; removes nothing.
+    pub async fn catch_up(
+        &self,
+        storage: &dyn Storage,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<Reconciled> {
+        match self {
+            Self::Sqlite(index) => index.catch_up(storage, progress).await,
+            Self::Postgres(index) => index.catch_up(storage, progress).await,
+        }
+    }
+
+    /// Adds what the index misses and removes what storage no longer holds.
+    pub async fn reindex(
+        &self,
+        storage: &dyn Storage,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<Reconciled> {
+        match self {
+            Self::Sqlite(index) => index.reindex(storage, progress).await,
+            Self::Postgres(index) => index.reindex(storage, progress).await,
+        }
+    }
+}
+
 /// Search is off (`search_backend` empty): no results, nothing indexed.
 struct Disabled;
 
@@ -105,19 +193,19 @@ pub async fn from_settings(
         SearchBackend::Disabled => Ok(Arc::new(Disabled)),
         SearchBackend::Sqlalchemy => {
             let location = database_location(settings)?;
-            let opened = sqlite::SqliteIndex::open(
+            let (database, built) = Database::open(
                 &location,
                 storage.as_ref(),
                 &indicatif::ProgressBar::hidden(),
             )
             .await?;
-            let index = Arc::new(opened.index);
-            match &opened.built {
+            let index = database.search_index();
+            match built {
                 Some(built) => log::info!(
                     "search index {location} built from storage: {} repositories",
                     built.added
                 ),
-                None => catch_up_in_background(index.clone(), storage, location),
+                None => catch_up_in_background(database, storage, location),
             }
             Ok(index)
         }
@@ -129,13 +217,9 @@ pub async fn from_settings(
 pub const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// At start over an index built before: the repositories a crash left in
-/// storage but not in the index are added (see [`sqlite::SqliteIndex::catch_up`]),
+/// storage but not in the index are added (see [`Database::catch_up`]),
 /// while the server already serves; found, added and the time taken logged.
-fn catch_up_in_background(
-    index: Arc<sqlite::SqliteIndex>,
-    storage: Arc<dyn Storage>,
-    location: DatabaseLocation,
-) {
+fn catch_up_in_background(index: Database, storage: Arc<dyn Storage>, location: DatabaseLocation) {
     actix_web::rt::spawn(async move {
         let started = std::time::Instant::now();
         let progress = indicatif::ProgressBar::hidden();

@@ -7,8 +7,7 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::sqlite::SqliteIndex;
-use super::DatabaseLocation;
+use super::{Database, DatabaseLocation};
 use crate::config::{SearchBackend, Settings};
 
 /// Walks storage and updates the index: a progress bar on a terminal, and a
@@ -32,11 +31,10 @@ pub async fn reindex_command(settings: Settings) -> anyhow::Result<()> {
     }
     let storage = crate::storage::from_settings(&settings).await?;
     let progress = progress_bar();
-    let opened = SqliteIndex::open(&location, storage.as_ref(), &progress).await?;
-    let summary = match opened.built {
+    let (database, built) = Database::open(&location, storage.as_ref(), &progress).await?;
+    let summary = match built {
         Some(built) => built,
-        None => opened
-            .index
+        None => database
             .reindex(storage.as_ref(), &progress)
             .await
             .with_context(|| format!("search index {location}"))?,

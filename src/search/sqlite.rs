@@ -29,7 +29,10 @@ use rusqlite::{
     named_params, params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior,
 };
 
-use super::{walk, DatabaseLocation, SearchError, SearchHit, SearchIndex, SearchPage, SearchQuery};
+use super::{
+    like_pattern, walk, DatabaseLocation, Reconciled, SearchError, SearchHit, SearchIndex,
+    SearchPage, SearchQuery,
+};
 use crate::names::RepositoryName;
 use crate::storage::Storage;
 
@@ -103,17 +106,6 @@ pub struct Opened {
     pub built: Option<Reconciled>,
 }
 
-/// What a walk of storage changed in the index.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Reconciled {
-    /// Repositories in storage.
-    pub found: u64,
-    /// Rows added for repositories the index did not know.
-    pub added: u64,
-    /// Rows removed for repositories storage no longer holds.
-    pub removed: u64,
-}
-
 impl SqliteIndex {
     /// Opens the index at `location`, creating it from `storage` when it has
     /// no `version` table (or an empty one), and adding our full-text index
@@ -129,6 +121,9 @@ impl SqliteIndex {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let (target, pool_size) = match location {
             DatabaseLocation::File(path) => (path.clone(), POOL_SIZE),
+            DatabaseLocation::Postgres(_) => {
+                anyhow::bail!("search index {location} is PostgreSQL, not SQLite")
+            }
             DatabaseLocation::Memory => {
                 // A named shared-cache database: every connection of the
                 // pool sees the same one. One connection, so that they never
@@ -164,7 +159,7 @@ impl SqliteIndex {
             .build_unchecked(manager);
         let keep_alive = match location {
             DatabaseLocation::Memory => Some(setup),
-            DatabaseLocation::File(_) => None,
+            DatabaseLocation::File(_) | DatabaseLocation::Postgres(_) => None,
         };
         let index = SqliteIndex {
             pool,
@@ -323,7 +318,7 @@ async fn prepare(
 ) -> anyhow::Result<Option<Reconciled>> {
     let _lock = match location {
         DatabaseLocation::File(path) => BuildLock::acquire(path).await?,
-        DatabaseLocation::Memory => None,
+        DatabaseLocation::Memory | DatabaseLocation::Postgres(_) => None,
     };
     let wal = matches!(location, DatabaseLocation::File(_));
     let fresh = on(setup, move |conn| {
@@ -575,21 +570,6 @@ impl Plan {
             Plan::for_scan(term)
         }
     }
-}
-
-/// `%term%`, with `%`, `_` and the escape character itself matched
-/// literally (the old registry let them act as wildcards).
-fn like_pattern(term: &str) -> String {
-    let mut pattern = String::with_capacity(term.len() + 2);
-    pattern.push('%');
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 /// An FTS5 query for the rows holding every piece of three characters

@@ -9,9 +9,10 @@ use actix_web::{HttpResponse, ResponseError};
 use super::response;
 use crate::http::blob::BlobError;
 use crate::http::body::BodyError;
+use crate::http::gate::www_authenticate;
 use crate::http::range::Unsatisfiable;
 use crate::names::{InvalidName, TAG_PATTERN};
-use crate::registry::auth::Denial;
+use crate::registry::auth::{Challenge, Denial};
 use crate::registry::{legacy, Classify, Failure};
 use crate::search::SearchError;
 use crate::storage::StorageError;
@@ -84,6 +85,11 @@ pub enum Error {
     IndexImagesNotFound,
     #[error("Requires authorization")]
     Unauthorized,
+    /// A login (issue 12) is missing or does not cover the request.
+    #[error("Requires authorization")]
+    Login(Challenge),
+    #[error("Too many failed logins, retry in {0} s")]
+    TooManyLogins(u64),
     #[error("Request body too large (at most {0} bytes)")]
     TooLarge(usize),
     #[error("Upload interrupted")]
@@ -149,6 +155,8 @@ impl From<Denial> for Error {
         match e {
             Denial::Unauthorized => Error::Unauthorized,
             Denial::IndexUnavailable(why) => Error::Index(why),
+            Denial::Login(challenge) => Error::Login(challenge),
+            Denial::TooManyLogins { retry_after } => Error::TooManyLogins(retry_after),
         }
     }
 }
@@ -200,7 +208,8 @@ impl ResponseError for Error {
             ImageExists | ChecksumNotExpected => StatusCode::CONFLICT,
             ClientTooOld | ChecksumHeaderMissing => StatusCode::PRECONDITION_FAILED,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            Unauthorized => StatusCode::UNAUTHORIZED,
+            Unauthorized | Login(_) => StatusCode::UNAUTHORIZED,
+            TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ImageInProgress
             | InvalidJson
@@ -250,6 +259,15 @@ impl ResponseError for Error {
             Error::Unauthorized => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+            }
+            Error::Login(challenge) => {
+                if let Ok(v) = HeaderValue::try_from(www_authenticate(challenge)) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Error::TooManyLogins(wait) => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*wait));
             }
             Error::RangeNotSatisfiable { size }
             | Error::Storage(StorageError::InvalidRange { size, .. }) => {

@@ -19,6 +19,8 @@ pub enum Route {
     Repository,
     /// `/v1/images/<id>/...`: the token's own repository counts.
     Image,
+    /// `/v1/search`: open unless logins are on.
+    Search,
 }
 
 /// The v1 policy: the registry's [`crate::registry::auth::Auth`], denials
@@ -49,13 +51,19 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
         Route::Repository => Some(layout::storable(RepositoryName::parse(
             req.match_info().get("repository").unwrap_or_default(),
         )?)?),
-        Route::Image => None,
+        Route::Image | Route::Search => None,
     };
-    let target = name.as_ref().map_or(Target::Unnamed, Target::Repository);
+    let target = match (route, &name) {
+        (Route::Search, _) => Target::Search,
+        (_, Some(name)) => Target::Repository(name),
+        (_, None) => Target::Unnamed,
+    };
     let request = Request {
         method: req.method(),
         path: req.path(),
+        query: req.query_string(),
         headers: req.headers(),
+        peer: req.peer_addr().map(|a| a.ip()),
     };
     let grant = state.auth.decide(&request, target).await?;
     if let Grant::Token { repository, images } = &grant {

@@ -34,8 +34,9 @@ const REPO: &str = "/{repository:.+}";
 ///
 /// Every route that acts on images or repositories is a [`gated`]
 /// resource: the auth gate checks the request before its handler runs.
-/// Only the status routes, search and the stand-in index's user and auth
-/// routes are open, as they were in the old registry.
+/// Only the status routes and the stand-in index's user and auth routes
+/// are open, as they were in the old registry; search is gated too, open
+/// unless logins (issue 12) are on.
 ///
 /// Images and repositories are scopes: a request is matched against the
 /// patterns of its own scope only (each pattern is a regex run; they were
@@ -45,7 +46,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.route("/", web::get().to(ping::root))
         .route("/_ping", web::get().to(ping::ping))
         .route("/v1/_ping", web::get().to(ping::ping))
-        .route("/v1/search", web::get().to(search::search));
+        .service(
+            gated(&auth, Route::Search, &["/v1/search"])
+                .guard(guard::Get())
+                .route(web::get().to(search::search)),
+        );
 
     let image = |path: &str| gated(&auth, Route::Image, &[path]);
     cfg.service(

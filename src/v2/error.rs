@@ -7,6 +7,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
+use crate::http::gate::www_authenticate;
+use crate::registry::auth::Challenge;
 use crate::registry::{oci, Classify, Failure};
 use crate::storage::StorageError;
 
@@ -36,6 +38,13 @@ pub enum Error {
     SizeInvalid(String),
     #[error("authentication required")]
     Unauthorized,
+    /// A login (issue 12) is missing or does not cover the request: 401
+    /// with the challenge.
+    #[error("authentication required")]
+    Login(Challenge),
+    /// Too many failed logins from the client's address.
+    #[error("too many failed login attempts")]
+    TooManyLogins { retry_after: u64 },
     #[error("requested access to the resource is denied")]
     Denied,
     #[error("the operation is unsupported")]
@@ -84,10 +93,10 @@ impl Error {
             NameInvalid(_) => "NAME_INVALID",
             NameUnknown(_) => "NAME_UNKNOWN",
             SizeInvalid(_) | TooLarge { .. } => "SIZE_INVALID",
-            Unauthorized => "UNAUTHORIZED",
+            Unauthorized | Login(_) => "UNAUTHORIZED",
             Denied => "DENIED",
             Unsupported(_) | UnknownEndpoint | BadQuery(_) => "UNSUPPORTED",
-            TooManyRequests(_) => "TOOMANYREQUESTS",
+            TooManyRequests(_) | TooManyLogins { .. } => "TOOMANYREQUESTS",
             RangeInvalid { .. } | Unavailable | Internal => "UNKNOWN",
         }
     }
@@ -102,6 +111,12 @@ impl Error {
             | Unsupported(s) | BadQuery(s) | TooManyRequests(s) => json!(s),
             RangeNotSatisfiable { size } | RangeInvalid { size } => json!({ "size": size }),
             TooLarge { limit } => json!({ "limit": limit }),
+            TooManyLogins { retry_after } => json!({ "retry_after": retry_after }),
+            // What the request needs, as distribution details it.
+            Login(Challenge::Bearer {
+                scope: Some(scope), ..
+            }) => json!(scope),
+            Login(_) => Value::Null,
             BlobUploadUnknown | UnknownEndpoint | Unauthorized | Denied | Unavailable
             | Internal => Value::Null,
         }
@@ -121,7 +136,8 @@ impl ResponseError for Error {
             | NameInvalid(_)
             | SizeInvalid(_)
             | BadQuery(_) => StatusCode::BAD_REQUEST,
-            Unauthorized => StatusCode::UNAUTHORIZED,
+            Unauthorized | Login(_) => StatusCode::UNAUTHORIZED,
+            TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             Denied => StatusCode::FORBIDDEN,
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             RangeNotSatisfiable { .. } | RangeInvalid { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -146,6 +162,12 @@ impl ResponseError for Error {
             // The scheme the registry's one policy understands today (v1
             // tokens confirmed by the central index).
             resp.insert_header((header::WWW_AUTHENTICATE, "Token realm=\"registry\""));
+        }
+        if let Error::Login(challenge) = self {
+            resp.insert_header((header::WWW_AUTHENTICATE, www_authenticate(challenge)));
+        }
+        if let Error::TooManyLogins { retry_after } = self {
+            resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         if let Error::RangeNotSatisfiable { size } = self {
             // Where the upload stands, so the client can resume from there.

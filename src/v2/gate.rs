@@ -3,10 +3,11 @@
 //!
 //! The decision is the registry's one policy ([`crate::registry::auth`]),
 //! the same for both APIs: an open (standalone) registry lets everything
-//! through; one that checks v1 tokens with a central index asks the same of
-//! v2 requests, which today's clients cannot give, so they get a 401 rather
-//! than a way around the index. v2 logins of their own (`Basic`, `Bearer`)
-//! are a separate piece of work.
+//! through; logins (htpasswd, a token service) answer 401 with the
+//! `Basic` or `Bearer` challenge the policy names; one that checks v1
+//! tokens with a central index asks the same of v2 requests, which
+//! today's clients cannot give, so they get a 401 rather than a way around
+//! the index.
 
 use actix_web::dev::ServiceRequest;
 use actix_web::{web, HttpResponse, ResponseError};
@@ -23,8 +24,10 @@ use crate::registry::AppState;
 pub enum Route {
     /// `/v2/<name>/...`: the repository the path names.
     Repository,
-    /// `/v2/` and `/v2/_catalog`: no repository.
-    Registry,
+    /// `/v2/`: no repository; where clients check credentials.
+    Base,
+    /// `/v2/_catalog`.
+    Catalog,
 }
 
 /// The v2 policy: the registry's auth, denials as v2 errors.
@@ -53,22 +56,32 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
     let name = match route {
         Route::Repository => {
             let name = Name::parse(req.match_info().get("name").unwrap_or_default())?;
-            Some(
-                RepositoryName::parse(name.as_str())
-                    .map_err(|_| Error::NameInvalid(name.to_string()))?,
-            )
+            let repository = RepositoryName::parse(name.as_str())
+                .map_err(|_| Error::NameInvalid(name.to_string()))?;
+            Some((name, repository))
         }
-        Route::Registry => None,
+        Route::Base | Route::Catalog => None,
     };
     let request = Request {
         method: req.method(),
         path: req.path(),
+        query: req.query_string(),
         headers: req.headers(),
+        peer: req.peer_addr().map(|a| a.ip()),
     };
-    let target = name.as_ref().map_or(Target::Unnamed, Target::Repository);
+    let target = match (route, &name) {
+        (_, Some((name, repository))) => Target::Named {
+            name: name.as_str(),
+            repository,
+        },
+        (Route::Catalog, None) => Target::Catalog,
+        (_, None) => Target::Base,
+    };
     match state.auth.decide(&request, target).await {
         Ok(_) => Ok(()),
         Err(Denial::Unauthorized) => Err(Error::Unauthorized),
+        Err(Denial::Login(challenge)) => Err(Error::Login(challenge)),
+        Err(Denial::TooManyLogins { retry_after }) => Err(Error::TooManyLogins { retry_after }),
         Err(Denial::IndexUnavailable(reason)) => {
             log::error!("central index unavailable: {reason}");
             Err(Error::Unavailable)

@@ -47,9 +47,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
         gated(&auth, Route::Repository, paths)
             .default_service(web::to(move || base::method_not_allowed(allow)))
     };
-    let registry = |allow: &'static str, paths: &[&str]| {
-        gated(&auth, Route::Registry, paths)
-            .default_service(web::to(move || base::method_not_allowed(allow)))
+    let registry = |route: Route, allow: &'static str, paths: &[&str]| {
+        gated(&auth, route, paths).default_service(web::to(move || base::method_not_allowed(allow)))
     };
     cfg.service(
         web::scope("/v2")
@@ -60,12 +59,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
             // server; clients probe `/v2/` with it): actix strips the body
             // and keeps the GET's Content-Length.
             .service(
-                registry("GET, HEAD", &["", "/"])
+                registry(Route::Base, "GET, HEAD", &["", "/"])
                     .route(web::get().to(base::check))
                     .route(web::head().to(base::check)),
             )
             .service(
-                registry("GET, HEAD", &["/_catalog"])
+                registry(Route::Catalog, "GET, HEAD", &["/_catalog"])
                     .route(web::get().to(catalog::list))
                     .route(web::head().to(catalog::list)),
             )

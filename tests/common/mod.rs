@@ -41,6 +41,14 @@ pub fn command() -> Command {
                 "GC_GRACE_PERIOD",
                 "GC_UPLOAD_MAX_AGE",
                 "GC_DELETE_UNTAGGED",
+                "AUTH_HTPASSWD",
+                "AUTH_REALM",
+                "AUTH_REQUIRED",
+                "AUTH_MAX_FAILED_LOGINS",
+                "AUTH_TOKEN_REALM",
+                "AUTH_TOKEN_SERVICE",
+                "AUTH_TOKEN_ISSUER",
+                "AUTH_TOKEN_ROOTCERTBUNDLE",
             ]
             .contains(&key.as_str())
         {

@@ -1,0 +1,3 @@
+//! What the search tests share: a real PostgreSQL server.
+
+pub mod postgres;

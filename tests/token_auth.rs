@@ -1,0 +1,970 @@
+//! Token auth through the real binary (issue 12), with a token service of
+//! the test's own: a few lines of HTTP on a loopback port that checks a
+//! password and signs JWTs with key pairs openssl makes here. The flow is
+//! docker's: a request, its 401 `Bearer realm,service,scope` challenge, a
+//! token for that scope, the request again. Real clients do it too:
+//! skopeo and podman with credentials, and the docker engine (login, push,
+//! pull, search) where `docker info` works.
+
+mod common;
+mod login_support;
+mod v2_support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::blocking::{RequestBuilder, Response};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use login_support::*;
+use v2_support::*;
+
+const SERVICE: &str = "registry.test";
+const ISSUER: &str = "token-service.test";
+const USER: &str = "alice";
+const PASSWORD: &str = "token pw";
+/// The refresh token alice's logins get.
+const REFRESH: &str = "refresh-alice-0123";
+
+/// A key pair made with openssl: its private key (PEM) and certificate.
+struct KeyPair {
+    alg: Algorithm,
+    private_pem: Vec<u8>,
+    cert: PathBuf,
+    /// The public key as a `PUBLIC KEY` block.
+    public_pem: String,
+    /// libtrust's id of the key, as docker_auth puts it in `kid`.
+    kid: String,
+    /// The certificate, as an `x5c` header carries it.
+    x5c: String,
+}
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    expect_ok(
+        try_run("openssl", args),
+        &format!("openssl {}", args.join(" ")),
+    )
+}
+
+impl KeyPair {
+    fn make(dir: &Path, name: &str, alg: Algorithm) -> KeyPair {
+        let key = dir.join(format!("{name}.key"));
+        let cert = dir.join(format!("{name}.crt"));
+        let mut args = vec!["req", "-x509", "-nodes", "-days", "2"];
+        args.extend(match alg {
+            Algorithm::RS256 => &["-newkey", "rsa:2048"][..],
+            Algorithm::ES256 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"][..],
+            Algorithm::EdDSA => &["-newkey", "ed25519"][..],
+            other => panic!("no key for {other:?}"),
+        });
+        let subject = format!("/CN={name}");
+        let (k, c) = (key.to_str().unwrap(), cert.to_str().unwrap());
+        args.extend(["-subj", &subject, "-keyout", k, "-out", c]);
+        openssl(&args);
+        let public_pem = String::from_utf8(openssl(&["pkey", "-in", k, "-pubout"]).stdout).unwrap();
+        let der = openssl(&["pkey", "-in", k, "-pubout", "-outform", "DER"]).stdout;
+        let digest = sha2::Sha256::digest(&der);
+        let b32 = data_encoding::BASE32_NOPAD.encode(&digest[..30]);
+        let kid = b32
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(":");
+        let cert_der = openssl(&["x509", "-in", c, "-outform", "DER"]).stdout;
+        KeyPair {
+            x5c: base64::engine::general_purpose::STANDARD.encode(cert_der),
+            alg,
+            private_pem: std::fs::read(&key).unwrap(),
+            cert,
+            public_pem,
+            kid,
+        }
+    }
+
+    /// An RSA key pair whose certificate `ca` issued (a v3 end-entity
+    /// certificate, as token services are given).
+    fn issued(dir: &Path, name: &str, ca: &KeyPair) -> KeyPair {
+        let key = dir.join(format!("{name}.key"));
+        let csr = dir.join(format!("{name}.csr"));
+        let cert = dir.join(format!("{name}.crt"));
+        let ext = dir.join(format!("{name}.ext"));
+        let ca_key = dir.join(format!("{name}-ca.key"));
+        std::fs::write(&ca_key, &ca.private_pem).unwrap();
+        std::fs::write(
+            &ext,
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n",
+        )
+        .unwrap();
+        let p = |p: &PathBuf| p.to_str().unwrap().to_owned();
+        let subject = format!("/CN={name}");
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &subject,
+            "-keyout",
+            &p(&key),
+            "-out",
+            &p(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            ca.cert.to_str().unwrap(),
+            "-CAkey",
+            &p(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p(&ext),
+            "-out",
+            &p(&cert),
+        ]);
+        let cert_der = openssl(&["x509", "-in", &p(&cert), "-outform", "DER"]).stdout;
+        KeyPair {
+            alg: Algorithm::RS256,
+            private_pem: std::fs::read(&key).unwrap(),
+            cert,
+            public_pem: String::new(),
+            kid: String::new(),
+            x5c: base64::engine::general_purpose::STANDARD.encode(cert_der),
+        }
+    }
+
+    fn encoding_key(&self) -> EncodingKey {
+        match self.alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&self.private_pem),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&self.private_pem),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(&self.private_pem),
+            _ => unreachable!(),
+        }
+        .unwrap()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// What a token says, changed field by field by the tests.
+#[derive(Clone)]
+struct Claims {
+    issuer: String,
+    audience: String,
+    not_before: u64,
+    expires: u64,
+    access: Value,
+}
+
+impl Claims {
+    fn granting(access: Value) -> Claims {
+        Claims {
+            issuer: ISSUER.into(),
+            audience: SERVICE.into(),
+            not_before: now() - 5,
+            expires: now() + 300,
+            access,
+        }
+    }
+}
+
+fn mint(key: &KeyPair, kid: Option<&str>, claims: &Claims) -> String {
+    mint_with(key, kid, None, claims)
+}
+
+fn mint_with(key: &KeyPair, kid: Option<&str>, x5c: Option<&str>, claims: &Claims) -> String {
+    let mut header = Header::new(key.alg);
+    header.kid = kid.map(str::to_owned);
+    header.x5c = x5c.map(|c| vec![c.to_owned()]);
+    let body = json!({
+        "iss": claims.issuer, "sub": USER, "aud": claims.audience,
+        "exp": claims.expires, "nbf": claims.not_before, "iat": claims.not_before,
+        "jti": rand_suffix(), "access": claims.access,
+    });
+    jsonwebtoken::encode(&header, &body, &key.encoding_key()).unwrap()
+}
+
+/// The keys of the test, the bundle the registry trusts, and the token
+/// service.
+struct World {
+    _dir: tempfile::TempDir,
+    rsa: Arc<KeyPair>,
+    ec: KeyPair,
+    ed: KeyPair,
+    stranger: KeyPair,
+    /// Issued by a CA of the bundle, and by one that is not.
+    issued: KeyPair,
+    issued_elsewhere: KeyPair,
+    bundle: PathBuf,
+    service: TokenService,
+}
+
+impl World {
+    fn new() -> Option<World> {
+        if !tool_available("openssl", INSTALL_AUTH) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rsa = Arc::new(KeyPair::make(dir.path(), "rsa", Algorithm::RS256));
+        let ec = KeyPair::make(dir.path(), "ec", Algorithm::ES256);
+        let ed = KeyPair::make(dir.path(), "ed", Algorithm::EdDSA);
+        let stranger = KeyPair::make(dir.path(), "stranger", Algorithm::RS256);
+        let ca = KeyPair::make(dir.path(), "ca", Algorithm::RS256);
+        let issued = KeyPair::issued(dir.path(), "issued", &ca);
+        let issued_elsewhere = KeyPair::issued(dir.path(), "issued-elsewhere", &stranger);
+        // Certificates, and a bare public key: both kinds of block.
+        let bundle = dir.path().join("bundle.pem");
+        let mut text = String::new();
+        for cert in [&rsa.cert, &ec.cert, &ca.cert] {
+            text.push_str(&std::fs::read_to_string(cert).unwrap());
+        }
+        text.push_str(&ed.public_pem);
+        std::fs::write(&bundle, text).unwrap();
+        let service = TokenService::start(rsa.clone());
+        Some(World {
+            _dir: dir,
+            rsa,
+            ec,
+            ed,
+            stranger,
+            issued,
+            issued_elsewhere,
+            bundle,
+            service,
+        })
+    }
+
+    fn start(&self, extra: &[(&str, &str)]) -> (Backend, common::Registry) {
+        let backend = Backend::local();
+        let realm = self.service.realm();
+        let mut env = vec![
+            ("AUTH_TOKEN_REALM", realm.as_str()),
+            ("AUTH_TOKEN_SERVICE", SERVICE),
+            ("AUTH_TOKEN_ISSUER", ISSUER),
+            ("AUTH_TOKEN_ROOTCERTBUNDLE", self.bundle.to_str().unwrap()),
+        ];
+        env.extend_from_slice(extra);
+        let registry = backend.start(&env);
+        (backend, registry)
+    }
+}
+
+/// The token service: `GET /token?service=&scope=...` with basic auth
+/// (or none: anonymous), and the OAuth2 form of it docker uses once it
+/// holds a refresh token (`POST /token`, `grant_type=refresh_token` or
+/// `password`). alice gets what she asks for, except on repositories
+/// under `locked/`; anonymous callers get nothing. A login asking
+/// `offline_token=true` gets a refresh token too (docker keeps it as its
+/// identity token, and only with one does `docker search` do the token
+/// flow). Every request is recorded (scopes asked, who asked).
+struct TokenService {
+    port: u16,
+    asked: Arc<Asked>,
+}
+
+/// Who asked (`None`: anonymous) for which scopes.
+type Asked = Mutex<Vec<(Option<String>, Vec<String>)>>;
+
+impl TokenService {
+    fn start(key: Arc<KeyPair>) -> TokenService {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let key = key.clone();
+                let log = log.clone();
+                std::thread::spawn(move || serve_token(stream, &key, &log));
+            }
+        });
+        TokenService { port, asked }
+    }
+
+    fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    fn asked(&self) -> Vec<(Option<String>, Vec<String>)> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+fn serve_token(stream: TcpStream, key: &KeyPair, log: &Asked) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut authorization = None;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_owned());
+            }
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length.min(65536)];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    let target = request_line.split(' ').nth(1).unwrap_or("/");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut params: Vec<(String, String)> = url_pairs(query);
+    params.extend(url_pairs(&String::from_utf8_lossy(&body)));
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let scopes: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let user = authorization.as_deref().and_then(|h| {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(h.strip_prefix("Basic ")?)
+            .ok()?;
+        String::from_utf8(raw).ok()
+    });
+    let user = match param("grant_type").as_deref() {
+        Some("refresh_token") if param("refresh_token").as_deref() == Some(REFRESH) => {
+            Some(format!("{USER}:{PASSWORD}"))
+        }
+        Some("password") => Some(format!(
+            "{}:{}",
+            param("username").unwrap_or_default(),
+            param("password").unwrap_or_default()
+        )),
+        Some(_) => Some(String::new()),
+        None => user,
+    };
+    let who = match user.as_deref() {
+        None => None,
+        Some(creds) if creds == format!("{USER}:{PASSWORD}") => Some(USER.to_owned()),
+        Some(_) => {
+            respond(stream, 401, &json!({"details": "wrong password"}));
+            return;
+        }
+    };
+    log.lock().unwrap().push((who.clone(), scopes.clone()));
+    let service = params
+        .iter()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.as_str());
+    if service != Some(SERVICE) {
+        respond(stream, 400, &json!({"details": "unknown service"}));
+        return;
+    }
+    let access: Vec<Value> = if who.is_some() {
+        scopes
+            .iter()
+            .filter_map(|s| {
+                let (kind, rest) = s.split_once(':')?;
+                let (name, actions) = rest.rsplit_once(':')?;
+                (!name.starts_with("locked/")).then(|| {
+                    json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()})
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let token = mint(key, Some(&key.kid), &Claims::granting(json!(access)));
+    let mut answer = json!({"token": token, "access_token": token, "expires_in": 300});
+    if who.is_some() && param("offline_token").as_deref() == Some("true") {
+        answer["refresh_token"] = json!(REFRESH);
+    }
+    respond(stream, 200, &answer);
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (!k.is_empty()).then(|| (decode(k), decode(v)))
+        })
+        .collect()
+}
+
+fn respond(mut stream: TcpStream, status: u16, body: &Value) {
+    let body = body.to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// The parameters of a `Bearer` challenge.
+fn challenge_of(resp: &Response) -> HashMap<String, String> {
+    let value = header(resp, "www-authenticate").expect("a challenge");
+    let rest = value
+        .strip_prefix("Bearer ")
+        .unwrap_or_else(|| panic!("{value}"));
+    let mut params = HashMap::new();
+    let re = regex::Regex::new(r#"(\w+)="([^"]*)""#).unwrap();
+    for c in re.captures_iter(rest) {
+        params.insert(c[1].to_owned(), c[2].to_owned());
+    }
+    params
+}
+
+/// docker's flow: send, read the challenge, get a token for its scope as
+/// alice, send again with it.
+fn with_token_flow(
+    http: &reqwest::blocking::Client,
+    build: impl Fn() -> RequestBuilder,
+) -> Response {
+    let first = build().send().unwrap();
+    if first.status() != 401 {
+        return first;
+    }
+    let c = challenge_of(&first);
+    let mut query = vec![("service", c["service"].clone())];
+    if let Some(scope) = c.get("scope") {
+        query.push(("scope", scope.clone()));
+    }
+    let token: Value = http
+        .get(&c["realm"])
+        .query(&query)
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    build()
+        .bearer_auth(token["token"].as_str().unwrap())
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn challenges_name_the_scope_each_request_needs() {
+    let Some(world) = World::new() else { return };
+    let (_backend, registry) = world.start(&[]);
+    let http = common::client();
+    let realm = world.service.realm();
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("GET", "/v2/", None),
+        (
+            "GET",
+            "/v2/team/app/manifests/v1",
+            Some("repository:team/app:pull"),
+        ),
+        (
+            "HEAD",
+            "/v2/team/app/blobs/sha256:00",
+            Some("repository:team/app:pull"),
+        ),
+        (
+            "POST",
+            "/v2/team/app/blobs/uploads/",
+            Some("repository:team/app:pull,push"),
+        ),
+        (
+            "PUT",
+            "/v2/team/app/manifests/v1",
+            Some("repository:team/app:pull,push"),
+        ),
+        (
+            "DELETE",
+            "/v2/team/app/manifests/v1",
+            Some("repository:team/app:delete"),
+        ),
+        (
+            "POST",
+            "/v2/team/app/blobs/uploads/?mount=sha256:00&from=base/os",
+            Some("repository:team/app:pull,push repository:base/os:pull"),
+        ),
+        ("GET", "/v2/_catalog", Some("registry:catalog:*")),
+        ("GET", "/v1/search?q=app", Some("registry:catalog:search")),
+        (
+            "GET",
+            "/v1/repositories/team/app/tags",
+            Some("repository:team/app:pull"),
+        ),
+    ];
+    for (method, path, scope) in cases {
+        let resp = http
+            .request(method.parse().unwrap(), registry.url(path))
+            .send()
+            .unwrap();
+        let what = format!("{method} {path}");
+        assert_eq!(resp.status(), 401, "{what}");
+        let c = challenge_of(&resp);
+        assert_eq!(c["realm"], realm, "{what}");
+        assert_eq!(c["service"], SERVICE, "{what}");
+        assert_eq!(c.get("scope").map(String::as_str), *scope, "{what}");
+        assert!(!c.contains_key("error"), "{what}: no token, no error");
+        if *method != "HEAD" {
+            let body: Value = resp.json().unwrap();
+            if path.starts_with("/v2/") {
+                assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{what}");
+            } else {
+                assert_eq!(body["error"], "Requires authorization", "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_token_flow_pushes_pulls_lists_and_searches() {
+    let Some(world) = World::new() else { return };
+    let (_backend, registry) = world.start(&[]);
+    let http = common::client();
+    let blob = unique_bytes("token flow", 2000);
+    let digest = sha256(&blob);
+    let push = with_token_flow(&http, || {
+        http.post(registry.url(&format!("/v2/team/app/blobs/uploads/?digest={digest}")))
+            .body(blob.clone())
+    });
+    assert_eq!(push.status(), 201);
+    let image = ImageBlobs::new("token flow", "amd64");
+    for data in [&image.config, &image.layer] {
+        let d = sha256(data);
+        let resp = with_token_flow(&http, || {
+            http.post(registry.url(&format!("/v2/team/app/blobs/uploads/?digest={d}")))
+                .body(data.clone())
+        });
+        assert_eq!(resp.status(), 201);
+    }
+    let manifest = image.oci_manifest();
+    let resp = with_token_flow(&http, || {
+        http.put(registry.url("/v2/team/app/manifests/v1"))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest.clone())
+    });
+    assert_eq!(resp.status(), 201);
+    let pull = with_token_flow(&http, || {
+        http.get(registry.url(&format!("/v2/team/app/blobs/{digest}")))
+    });
+    assert_eq!(pull.status(), 200);
+    assert_eq!(pull.bytes().unwrap(), blob);
+    let catalog = with_token_flow(&http, || http.get(registry.url("/v2/_catalog")));
+    assert_eq!(catalog.status(), 200);
+    assert_eq!(
+        catalog.json::<Value>().unwrap()["repositories"],
+        json!(["team/app"])
+    );
+    let search = with_token_flow(&http, || http.get(registry.url("/v1/search?q=app")));
+    assert_eq!(search.status(), 200);
+    let found: Value = search.json().unwrap();
+    assert!(found["results"].is_array(), "{found}");
+    // A mount asks for the source too.
+    let mount = with_token_flow(&http, || {
+        http.post(registry.url(&format!(
+            "/v2/team/copy/blobs/uploads/?mount={digest}&from=team/app"
+        )))
+    });
+    assert_eq!(mount.status(), 201);
+    let asked = world.service.asked();
+    assert!(
+        asked.iter().any(|(_, s)| s
+            == &[
+                "repository:team/copy:pull,push".to_owned(),
+                "repository:team/app:pull".to_owned()
+            ]),
+        "{asked:?}"
+    );
+    // Denied by the token service: the token lacks the scope.
+    let locked = with_token_flow(&http, || http.get(registry.url("/v2/locked/app/tags/list")));
+    assert_eq!(locked.status(), 401);
+    assert_eq!(challenge_of(&locked)["error"], "insufficient_scope");
+}
+
+#[test]
+fn bad_tokens_are_refused() {
+    let Some(world) = World::new() else { return };
+    let (_backend, registry) = world.start(&[]);
+    let http = common::client();
+    let path = "/v2/team/app/tags/list";
+    let pull = json!([{"type": "repository", "name": "team/app", "actions": ["pull"]}]);
+    let status_with = |token: &str, path: &str, method: &str| {
+        let resp = http
+            .request(method.parse().unwrap(), registry.url(path))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let error = (status == 401)
+            .then(|| challenge_of(&resp).get("error").cloned())
+            .flatten();
+        (status, error)
+    };
+    let good = Claims::granting(pull.clone());
+    // Valid: signed by each kind of bundle key, with and without `kid`,
+    // with a `kid` the bundle does not know.
+    for (key, kid) in [
+        (&*world.rsa, Some(world.rsa.kid.as_str())),
+        (&*world.rsa, None),
+        (&*world.rsa, Some("UNKN:OWNK:EYID")),
+        (&world.ec, Some(world.ec.kid.as_str())),
+        (&world.ed, None),
+    ] {
+        let token = mint(key, kid, &good);
+        // The repository has no tags yet: 404 is past the gate.
+        assert_eq!(
+            status_with(&token, path, "GET").0,
+            404,
+            "{:?} {kid:?}",
+            key.alg
+        );
+    }
+    // The leaf certificate in `x5c`, as distribution reads it: a bundle
+    // certificate itself, or one a bundle certificate issued.
+    for key in [&*world.rsa, &world.ec, &world.issued] {
+        let token = mint_with(key, None, Some(&key.x5c), &good);
+        assert_eq!(
+            status_with(&token, path, "GET").0,
+            404,
+            "x5c {:?}",
+            key.cert
+        );
+    }
+    let invalid = (401, Some("invalid_token".to_owned()));
+    let mut expired = good.clone();
+    expired.expires = now() - 600;
+    expired.not_before = now() - 1200;
+    let mut early = good.clone();
+    early.not_before = now() + 600;
+    let mut audience = good.clone();
+    audience.audience = "another.registry".into();
+    let mut issuer = good.clone();
+    issuer.issuer = "someone else".into();
+    for (what, token) in [
+        ("expired", mint(&world.rsa, None, &expired)),
+        ("not yet valid", mint(&world.rsa, None, &early)),
+        ("wrong audience", mint(&world.rsa, None, &audience)),
+        ("wrong issuer", mint(&world.rsa, None, &issuer)),
+        ("wrong key", mint(&world.stranger, None, &good)),
+        (
+            "wrong key, a trusted kid",
+            mint(&world.stranger, Some(&world.rsa.kid), &good),
+        ),
+        ("not a JWT", "abc.def.ghi".to_owned()),
+        ("tampered", tamper(&mint(&world.rsa, None, &good))),
+        ("unsigned", unsigned(&good)),
+        (
+            "x5c of a certificate outside the bundle",
+            mint_with(&world.stranger, None, Some(&world.stranger.x5c), &good),
+        ),
+        (
+            "x5c of a bundle certificate, signed by another key",
+            mint_with(&world.stranger, None, Some(&world.rsa.x5c), &good),
+        ),
+        (
+            "x5c issued by a CA outside the bundle",
+            mint_with(
+                &world.issued_elsewhere,
+                None,
+                Some(&world.issued_elsewhere.x5c),
+                &good,
+            ),
+        ),
+        (
+            "x5c issued by a bundle CA, signed by another key",
+            mint_with(&world.stranger, None, Some(&world.issued.x5c), &good),
+        ),
+    ] {
+        assert_eq!(status_with(&token, path, "GET"), invalid, "{what}");
+    }
+    // Valid tokens outside their scope.
+    let insufficient = (401, Some("insufficient_scope".to_owned()));
+    let token = mint(&world.rsa, None, &good);
+    assert_eq!(
+        status_with(&token, "/v2/team/other/tags/list", "GET"),
+        insufficient
+    );
+    assert_eq!(
+        status_with(&token, "/v2/team/app/blobs/uploads/", "POST"),
+        insufficient,
+        "a pull token pushing"
+    );
+    assert_eq!(
+        status_with(&token, "/v2/team/app/manifests/v1", "DELETE"),
+        insufficient
+    );
+    assert_eq!(status_with(&token, "/v2/_catalog", "GET"), insufficient);
+    assert_eq!(status_with(&token, "/v1/search?q=x", "GET"), insufficient);
+    // A mount needs pull on its source as well.
+    let push = json!([{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}]);
+    let token = mint(&world.rsa, None, &Claims::granting(push));
+    let mount = "/v2/team/app/blobs/uploads/?mount=sha256:00&from=other/base";
+    assert_eq!(status_with(&token, mount, "POST"), insufficient);
+    assert_eq!(
+        status_with(&token, "/v2/team/app/blobs/uploads/", "POST").0,
+        202
+    );
+    // Wildcards grant everything on their resource.
+    let all = json!([
+        {"type": "repository", "name": "team/app", "actions": ["*"]},
+        {"type": "registry", "name": "catalog", "actions": ["*"]},
+    ]);
+    let token = mint(&world.rsa, None, &Claims::granting(all));
+    assert_eq!(
+        status_with(&token, "/v2/team/app/manifests/v1", "DELETE").0,
+        404
+    );
+    assert_eq!(status_with(&token, "/v2/_catalog", "GET").0, 200);
+    assert_eq!(status_with(&token, "/v1/search?q=x", "GET").0, 200);
+    // v1 image routes name no repository: the action on some repository.
+    let image = format!("/v1/images/{}/json", "a".repeat(64));
+    let token = mint(&world.rsa, None, &good);
+    assert_eq!(
+        status_with(&token, &image, "PUT"),
+        insufficient,
+        "a pull token"
+    );
+    assert_eq!(status_with(&token, &image, "GET").0, 404, "past the gate");
+    // Nothing of the tokens reaches the log: not the token, not its
+    // signature, not the header.
+    let log = registry.log();
+    let signature = token.rsplit('.').next().unwrap();
+    for needle in [token.as_str(), signature, "uthorization"] {
+        assert!(!log.contains(needle), "{needle} in the log:\n{log}");
+    }
+}
+
+/// The token with one byte of its payload changed.
+fn tamper(token: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut payload: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+    payload["access"][0]["name"] = json!("team/app");
+    payload["sub"] = json!("mallory");
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        engine.encode(payload.to_string()),
+        parts[2]
+    )
+}
+
+/// `alg: none`.
+fn unsigned(claims: &Claims) -> String {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = engine.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let body = engine.encode(
+        json!({"iss": claims.issuer, "aud": claims.audience, "exp": claims.expires, "access": claims.access})
+            .to_string(),
+    );
+    format!("{header}.{body}.")
+}
+
+#[test]
+fn write_mode_pulls_without_a_token() {
+    let Some(world) = World::new() else { return };
+    let (_backend, registry) = world.start(&[("AUTH_REQUIRED", "write")]);
+    let http = common::client();
+    let resp = http
+        .get(registry.url("/v2/team/app/tags/list"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 404, "anonymous pull passes the gate");
+    let resp = http
+        .post(registry.url("/v2/team/app/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        challenge_of(&resp)["scope"],
+        "repository:team/app:pull,push"
+    );
+}
+
+#[test]
+fn skopeo_and_podman_do_the_token_flow() {
+    let Some(world) = World::new() else { return };
+    let (_backend, registry) = world.start(&[]);
+    let host = format!("127.0.0.1:{}", registry.port);
+    let creds = format!("{USER}:{PASSWORD}");
+    let work = tempfile::tempdir().unwrap();
+    if tool_available("skopeo", INSTALL_CLIENTS) {
+        let layout = Layout::write(&work.path().join("src"), "skopeo token");
+        let dest = format!("docker://{host}/team/skopeo:v1");
+        let copy = |creds: Option<&str>| {
+            let mut args = vec!["copy", "--dest-tls-verify=false"];
+            if let Some(c) = creds {
+                args.extend(["--dest-creds", c]);
+            }
+            let from = layout.reference();
+            args.extend([from.as_str(), dest.as_str()]);
+            try_run("skopeo", &args)
+        };
+        expect_refused(copy(None), "anonymous push");
+        expect_refused(copy(Some(&format!("{USER}:wrong"))), "a wrong password");
+        expect_ok(copy(Some(&creds)), "push with creds");
+        let info: Value = serde_json::from_slice(
+            &run(
+                "skopeo",
+                &["inspect", "--tls-verify=false", "--creds", &creds, &dest],
+            )
+            .stdout,
+        )
+        .unwrap();
+        assert_eq!(info["Digest"], layout.manifest_digest.as_str());
+        let asked = world.service.asked();
+        assert!(
+            asked
+                .iter()
+                .any(|(who, scopes)| who.as_deref() == Some(USER)
+                    && scopes
+                        .iter()
+                        .any(|s| s == "repository:team/skopeo:pull,push")),
+            "{asked:?}"
+        );
+    }
+    if tool_available("podman", INSTALL_CLIENTS) {
+        let podman = Podman::new();
+        let tar = work.path().join("rootfs.tar");
+        std::fs::write(&tar, rootfs_tar("podman token")).unwrap();
+        podman.run(&["import", tar.to_str().unwrap(), "localhost/imported:v1"]);
+        let image = format!("{host}/team/podman:v1");
+        expect_refused(
+            podman.try_run(&[
+                "push",
+                "--tls-verify=false",
+                "localhost/imported:v1",
+                &image,
+            ]),
+            "podman push before login",
+        );
+        podman.run(&[
+            "login",
+            "--tls-verify=false",
+            "--username",
+            USER,
+            "--password",
+            PASSWORD,
+            &host,
+        ]);
+        podman.run(&[
+            "push",
+            "--tls-verify=false",
+            "localhost/imported:v1",
+            &image,
+        ]);
+        podman.run(&["rmi", "-a", "-f"]);
+        podman.run(&["pull", "--tls-verify=false", &image]);
+        podman.run(&["logout", &host]);
+    }
+}
+
+#[test]
+fn docker_login_push_pull_search() {
+    if !docker_engine_answers("docker_login_push_pull_search") {
+        return;
+    }
+    let Some(world) = World::new() else { return };
+    let (_backend, registry) = world.start(&[]);
+    let host = format!("127.0.0.1:{}", registry.port);
+    let mut docker = Docker::new();
+    let repo = format!("team/docker-{}", rand_suffix());
+    let image = format!("{host}/{repo}:v1");
+    docker.images.push(image.clone());
+    let work = tempfile::tempdir().unwrap();
+    let tar = work.path().join("rootfs.tar");
+    std::fs::write(&tar, rootfs_tar("docker token")).unwrap();
+    docker.run(&["import", tar.to_str().unwrap(), &image]);
+    expect_refused(
+        docker.try_run(&["push", &image]),
+        "docker push before login",
+    );
+    expect_refused(docker.login(&host, USER, "wrong"), "a wrong password");
+    expect_ok(docker.login(&host, USER, PASSWORD), "docker login");
+    docker.run(&["push", &image]);
+    docker.run(&["rmi", "-f", &image]);
+    docker.run(&["pull", &image]);
+    let found = docker.try_run(&["search", &format!("{host}/docker")]);
+    let asked = world.service.asked();
+    let found = expect_ok(
+        found,
+        &format!("docker search; asked {asked:?}\n{}", registry.log()),
+    );
+    let found = String::from_utf8_lossy(&found.stdout).into_owned();
+    assert!(
+        asked.iter().any(|(who, s)| who.as_deref() == Some(USER)
+            && s.iter().any(|s| s == "registry:catalog:search")),
+        "docker search asked {asked:?}; found {found}"
+    );
+    assert!(found.contains(&repo), "{found}");
+}
+
+#[test]
+fn startup_errors_name_the_setting() {
+    let Some(world) = World::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let realm = world.service.realm();
+    let private = dir.path().join("private.pem");
+    std::fs::write(&private, &world.rsa.private_pem).unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    for (bundle, words) in [
+        ("/nonexistent/bundle.pem", &["/nonexistent/bundle.pem"][..]),
+        (
+            private.to_str().unwrap(),
+            &["PRIVATE KEY", "private.pem"][..],
+        ),
+        (
+            empty.to_str().unwrap(),
+            &["no CERTIFICATE or PUBLIC KEY"][..],
+        ),
+    ] {
+        let out = common::run(
+            &[],
+            &[
+                ("STORAGE_PATH", storage.to_str().unwrap()),
+                ("AUTH_TOKEN_REALM", &realm),
+                ("AUTH_TOKEN_SERVICE", SERVICE),
+                ("AUTH_TOKEN_ISSUER", ISSUER),
+                ("AUTH_TOKEN_ROOTCERTBUNDLE", bundle),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bundle}");
+        assert!(stderr.contains("auth_token_rootcertbundle"), "{stderr}");
+        for word in words {
+            assert!(stderr.contains(word), "{word}: {stderr}");
+        }
+        // The private key's text never reaches the message.
+        let pem = String::from_utf8_lossy(&world.rsa.private_pem);
+        let body_line = pem.lines().nth(1).unwrap();
+        assert!(!stderr.contains(body_line), "{stderr}");
+    }
+}
