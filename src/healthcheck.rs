@@ -8,9 +8,9 @@ use anyhow::{bail, Context};
 
 use crate::config::Environment;
 
-/// The request the probe sends. One place, so that the registry's own
-/// readiness route replaces `/_ping` here and nowhere else.
-pub const HEALTH_PATH: &str = "/_ping";
+/// The request the probe sends: readiness, so that a container whose
+/// storage or search index does not answer shows as unhealthy.
+pub const HEALTH_PATH: &str = crate::http::health::READINESS_PATH;
 
 /// A probe that hangs must fail before docker's own `--timeout` kills it,
 /// so that the container's health log says why.
@@ -27,14 +27,16 @@ pub fn health_url(env: &Environment) -> String {
         h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
         h => h.to_owned(),
     };
-    // Plain http: the registry serves nothing else yet. When it serves TLS,
-    // the scheme (and the trust of its own certificate) is chosen here,
-    // from the settings that turn TLS on.
+    // Plain http first; `probe` tries https when that gets no answer.
     format!("http://{host}:{}{HEALTH_PATH}", env.registry_port)
 }
 
 /// GETs [`health_url`]: `Ok` with the status line when the answer is a
 /// 2xx, an error saying what went wrong otherwise.
+///
+/// A registry with `tls_*` set answers no plain http: then the same URL
+/// is asked over https, without checking the certificate, which the probe
+/// could not judge (the registry's own, on loopback, is what it asks).
 pub fn probe(env: &Environment) -> anyhow::Result<String> {
     let url = health_url(env);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -44,16 +46,24 @@ pub fn probe(env: &Environment) -> anyhow::Result<String> {
     runtime.block_on(async {
         // No proxy: HTTP(S)_PROXY set for the registry's object store must
         // not send a loopback probe elsewhere.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(TIMEOUT)
-            .build()
-            .context("cannot build the health check's client")?;
-        let response = client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}: no answer"))?;
+        let client = |tls_trusted: bool| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .timeout(TIMEOUT)
+                .danger_accept_invalid_certs(!tls_trusted)
+                .build()
+                .context("cannot build the health check's client")
+        };
+        let (url, response) = match client(true)?.get(&url).send().await {
+            Ok(response) => (url, response),
+            Err(plain) => {
+                let https = url.replacen("http://", "https://", 1);
+                match client(false)?.get(&https).send().await {
+                    Ok(response) => (https, response),
+                    Err(tls) => bail!("GET {url}: no answer ({plain}); over https neither ({tls})"),
+                }
+            }
+        };
         let status = response.status();
         if !status.is_success() {
             bail!("GET {url}: {status}");
@@ -78,23 +88,23 @@ mod tests {
 
     #[test]
     fn wildcard_addresses_are_probed_on_loopback() {
-        assert_eq!(health_url(&env("", "")), "http://127.0.0.1:5000/_ping");
+        assert_eq!(health_url(&env("", "")), "http://127.0.0.1:5000/readyz");
         assert_eq!(
             health_url(&env("0.0.0.0", "6000")),
-            "http://127.0.0.1:6000/_ping"
+            "http://127.0.0.1:6000/readyz"
         );
-        assert_eq!(health_url(&env("::", "5000")), "http://[::1]:5000/_ping");
+        assert_eq!(health_url(&env("::", "5000")), "http://[::1]:5000/readyz");
     }
 
     #[test]
     fn a_specific_address_is_probed_where_it_listens() {
         assert_eq!(
             health_url(&env("10.1.2.3", "5000")),
-            "http://10.1.2.3:5000/_ping"
+            "http://10.1.2.3:5000/readyz"
         );
         assert_eq!(
             health_url(&env("fd00::1", "5000")),
-            "http://[fd00::1]:5000/_ping"
+            "http://[fd00::1]:5000/readyz"
         );
     }
 

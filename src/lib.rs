@@ -3,6 +3,8 @@
 //! same search database.
 //!
 //! The layers, from the bottom up; a module imports only the ones below it:
+//! - [`metrics`]: the Prometheus registry every layer counts in; imports
+//!   nothing of ours;
 //! - [`config`]: the legacy YAML file (flavors, `_env:`), typed [`config::Settings`];
 //! - [`names`]: repository names and image ids, validated once;
 //! - [`storage`]: one [`storage::Storage`] trait, the on-disk/in-bucket layouts, a driver a file;
@@ -16,7 +18,8 @@
 //!   blob serving (redirects, X-Accel-Redirect, streaming), the auth gate;
 //! - [`v1`], [`v2`]: the handlers and wire errors of each API, grouped as
 //!   the API is; neither imports the other;
-//! - [`server`]: assembly: middleware, mounting the APIs, the listener;
+//! - [`server`]: assembly: middleware, mounting the APIs, the listeners
+//!   (http or https, metrics);
 //! - [`cli`]: the command line, and [`healthcheck`], the probe it runs for
 //!   the container image.
 
@@ -25,6 +28,7 @@ pub mod config;
 pub mod events;
 pub mod healthcheck;
 pub mod http;
+pub mod metrics;
 pub mod names;
 pub mod registry;
 pub mod search;
@@ -38,6 +42,7 @@ mod tests {
     /// The layers above, top first; each may import only those after it.
     const LAYERS: &[&str] = &[
         "server", "v1", "v2", "http", "registry", "search", "events", "storage", "names", "config",
+        "metrics",
     ];
 
     fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

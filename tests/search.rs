@@ -577,9 +577,16 @@ fn a_database_that_drops_its_connections_is_used_again() {
     let setup = Setup::new(backend);
     setup.repository("me/app");
     let registry = setup.start();
-    for _ in 0..8 {
-        assert_eq!(names(&search(&registry, "q=app")), ["me/app"]);
-    }
+    // Searches at once, so the pool holds several connections to lose.
+    std::thread::scope(|threads| {
+        for _ in 0..8 {
+            threads.spawn(|| {
+                for _ in 0..4 {
+                    assert_eq!(names(&search(&registry, "q=app")), ["me/app"]);
+                }
+            });
+        }
+    });
     let dropped: i64 = admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -589,13 +596,59 @@ fn a_database_that_drops_its_connections_is_used_again() {
         .unwrap()
         .get(0);
     assert!(dropped >= 1, "the registry held no connection");
-    for _ in 0..20 {
-        assert_eq!(names(&search(&registry, "q=app")), ["me/app"]);
-    }
+    std::thread::scope(|threads| {
+        for _ in 0..8 {
+            threads.spawn(|| {
+                for _ in 0..4 {
+                    assert_eq!(names(&search(&registry, "q=app")), ["me/app"]);
+                }
+            });
+        }
+    });
     assert!(
         !registry.log().contains("s3cret"),
         "the log shows a password"
     );
+}
+
+/// PostgreSQL only: the database goes away for good (dropped); searches
+/// fail, `/readyz` says the search index failed, `/healthz` still answers.
+#[test]
+fn a_database_gone_makes_the_registry_not_ready() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let Backend::Postgres(db) = &backend else {
+        unreachable!()
+    };
+    let drop_database = db.dropper();
+    let setup = Setup::new(backend);
+    setup.repository("me/app");
+    let registry = setup.start();
+    let ready = |path: &str| {
+        let resp = common::client().get(registry.url(path)).send().unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    };
+    let (status, body) = ready("/readyz");
+    assert_eq!(
+        (status, &body["search"]),
+        (200, &Value::from("ok")),
+        "{body}"
+    );
+    drop_database();
+    let (status, body) = ready("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (&body["storage"], &body["search"]),
+        (&"ok".into(), &"failed".into())
+    );
+    assert_eq!(ready("/healthz").0, 200);
+    let resp = common::client()
+        .get(registry.url("/v1/search?q=app"))
+        .send()
+        .unwrap();
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    assert!(registry.log().contains("readiness: search index failed"));
 }
 
 /// The same rows in both databases, through the index itself: every term

@@ -23,6 +23,7 @@ pub fn is_secret(key: &str) -> bool {
         "auth_token_service",
         "auth_token_issuer",
         "auth_token_rootcertbundle",
+        "tls_key",
     ]
     .contains(&key.as_str())
     {
@@ -222,6 +223,7 @@ mod tests {
             "auth_htpasswd",
             "auth_token_realm",
             "auth_token_rootcertbundle",
+            "tls_key",
         ] {
             assert!(!is_secret(key), "{key}");
         }

@@ -63,6 +63,10 @@ pub struct Settings {
     pub mirroring: bool,
     /// Logins of the v2 era (htpasswd or token service); off by default.
     pub login: LoginSettings,
+    /// `tls_*`: https instead of plain http; `None`: plain http.
+    pub tls: Option<TlsSettings>,
+    /// `metrics_*`: the Prometheus listener; `None`: no metrics served.
+    pub metrics: Option<MetricsSettings>,
     /// The resolved tree of the flavor, unknown keys included.
     pub raw: serde_yaml::Value,
 }
@@ -91,6 +95,8 @@ impl fmt::Debug for Settings {
             .field("gc", &self.gc)
             .field("mirroring", &self.mirroring)
             .field("login", &self.login)
+            .field("tls", &self.tls)
+            .field("metrics", &self.metrics)
             .field("raw", &super::mask(&self.raw))
             .finish()
     }
@@ -108,6 +114,33 @@ pub struct GcSettings {
     /// `gc_delete_untagged`: manifests no tag points at go too.
     pub delete_untagged: bool,
 }
+
+/// https (`tls_*`): the files are read at startup and again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `tls_certificate`: PEM, the server's certificate first, then the
+    /// chain.
+    pub certificate: PathBuf,
+    /// `tls_key`: PEM, the certificate's private key (PKCS#8, RSA or EC).
+    pub key: PathBuf,
+    /// `tls_client_ca`: PEM certificates; when set, clients must present
+    /// a certificate they signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Prometheus metrics (`metrics_*`), on a listener of their own so that a
+/// scrape never queues behind layer transfers, and so that they can stay
+/// on an address the registry's clients do not reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `metrics_address`: `host:port` to listen on.
+    pub address: String,
+    /// `metrics_path`: where the text format is served.
+    pub path: String,
+}
+
+/// `metrics_path` when unset.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 
 /// `gc_grace_period` when unset: an hour, far longer than any push.
 pub const DEFAULT_GC_GRACE_PERIOD: u64 = 3600;
@@ -396,6 +429,8 @@ impl Settings {
             delete_untagged: top.bool("gc_delete_untagged")?,
         };
         let login = top.login()?;
+        let tls = top.tls()?;
+        let metrics = top.metrics()?;
         Ok(Settings {
             flavor,
             source,
@@ -416,6 +451,8 @@ impl Settings {
             gc,
             mirroring,
             login,
+            tls,
+            metrics,
             raw,
         })
     }
@@ -627,6 +664,58 @@ impl<'a> Section<'a> {
                 ),
             )),
         }
+    }
+
+    fn tls(&self) -> Result<Option<TlsSettings>, ConfigError> {
+        let certificate = self.readable_file("tls_certificate")?;
+        let key = self.readable_file("tls_key")?;
+        let client_ca = self.readable_file("tls_client_ca")?;
+        match (certificate, key) {
+            (Some(certificate), Some(key)) => Ok(Some(TlsSettings {
+                certificate,
+                key,
+                client_ca,
+            })),
+            (None, None) if client_ca.is_none() => Ok(None),
+            (None, None) => Err(self.invalid(
+                "tls_client_ca",
+                "needs tls_certificate and tls_key: client certificates are asked for over https"
+                    .to_owned(),
+            )),
+            (Some(_), None) => Err(self.invalid(
+                "tls_key",
+                "must be set too: tls_certificate turns https on, which needs the key".to_owned(),
+            )),
+            (None, Some(_)) => Err(self.invalid(
+                "tls_certificate",
+                "must be set too: tls_key turns https on, which needs the certificate".to_owned(),
+            )),
+        }
+    }
+
+    fn metrics(&self) -> Result<Option<MetricsSettings>, ConfigError> {
+        let path = self
+            .nonempty("metrics_path")?
+            .unwrap_or_else(|| DEFAULT_METRICS_PATH.to_owned());
+        if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c == '?') {
+            return Err(self.invalid(
+                "metrics_path",
+                format!("must be a path starting with /, not {path:?}"),
+            ));
+        }
+        let Some(address) = self.nonempty("metrics_address")? else {
+            return Ok(None);
+        };
+        let valid = address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(self.invalid(
+                "metrics_address",
+                format!("must be host:port (127.0.0.1:9090, [::1]:9090), not {address:?}"),
+            ));
+        }
+        Ok(Some(MetricsSettings { address, path }))
     }
 
     fn login(&self) -> Result<LoginSettings, ConfigError> {

@@ -143,6 +143,11 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     env.push(("PRIVILEGED_KEY", key_file.to_owned()));
     env.push(("AUTH_HTPASSWD", key_file.to_owned()));
+    env.push(("TLS_CERTIFICATE", key_file.to_owned()));
+    env.push(("TLS_KEY", key_file.to_owned()));
+    env.push(("TLS_CLIENT_CA", key_file.to_owned()));
+    env.push(("METRICS_ADDRESS", "127.0.0.1:9090".to_owned()));
+    env.push(("METRICS_PATH", "/prometheus".to_owned()));
     // One login mode at a time: the token ones are set, to nothing
     // (`logins_are_off_by_default_and_typed` covers them).
     for var in [

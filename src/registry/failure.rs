@@ -23,6 +23,20 @@ pub enum Failure {
     Internal,
 }
 
+impl Failure {
+    /// The failure's name as a metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Failure::NotFound => "not_found",
+            Failure::InvalidPath => "invalid_path",
+            Failure::Interrupted => "interrupted",
+            Failure::InvalidRange { .. } => "invalid_range",
+            Failure::Unavailable => "unavailable",
+            Failure::Internal => "internal",
+        }
+    }
+}
+
 /// Errors of a lower layer, classified.
 pub trait Classify {
     fn failure(&self) -> Failure;

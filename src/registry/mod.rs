@@ -1,7 +1,8 @@
 //! The registry below both APIs: the application state, the auth policy,
 //! and the models of what is stored (v1 images and tags in [`legacy`], OCI
 //! blobs, uploads, manifests, tags and referrers in [`oci`]), the
-//! [`bridge`] that serves v1 images to v2 clients, returning
+//! [`bridge`] that serves v1 images to v2 clients, the backends'
+//! [`health`], returning
 //! domain errors that each API maps to its wire. Nothing here imports an
 //! API module or `http`.
 
@@ -9,6 +10,7 @@ pub mod auth;
 pub mod bridge;
 pub mod collector;
 pub mod failure;
+pub mod health;
 pub mod legacy;
 pub mod oci;
 mod state;

@@ -170,10 +170,10 @@ impl PostgresIndex {
     /// Runs `work` on a connection of the pool, off the async workers.
     ///
     /// Connections are not tested when checked out (a round trip on every
-    /// search): a connection found closed fails at once, is dropped by the
+    /// search): a connection found lost fails at once, is dropped by the
     /// pool, and `work` runs again on the next one. Every piece of work is
     /// one statement or one transaction, so running it again is safe. After
-    /// a server restart every idle connection is closed: at most all of
+    /// a server restart every idle connection is lost: at most all of
     /// them are tried, then a new one is made.
     async fn run<T: Send + 'static>(
         &self,
@@ -188,7 +188,17 @@ impl PostgresIndex {
                     SearchError::Unavailable(format!("no connection to the database: {e}"))
                 })?;
                 match work(&mut conn) {
-                    Err(e) if e.is_closed() && attempts <= POOL_SIZE => attempts += 1,
+                    Err(e) if connection_lost(&e) && attempts <= POOL_SIZE => {
+                        attempts += 1;
+                        // A server that ended the session says so in its
+                        // answer to the next statement, before the socket
+                        // is seen closed; the round trip makes the client
+                        // notice, so the pool drops it instead of handing
+                        // it out again.
+                        if !conn.is_closed() {
+                            let _ = conn.is_valid(Duration::from_secs(1));
+                        }
+                    }
                     result => return result.map_err(classify),
                 }
             }
@@ -379,6 +389,22 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for SessionSettings {
 
 /// A failure of the database as search reports it: waiting too long for a
 /// lock or a statement is `Busy` (try again), anything else `Unavailable`.
+/// The session is gone, not the statement wrong: the socket closed or
+/// broke, or the server ended the session (a restart, a failover,
+/// `pg_terminate_backend`: SQLSTATE class 57P).
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|code| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+        })
+        || std::error::Error::source(e).is_some_and(|cause| cause.is::<std::io::Error>())
+}
+
 fn classify(e: postgres::Error) -> SearchError {
     let busy = e.code().is_some_and(|code| {
         [

@@ -1,4 +1,5 @@
-//! Cross-cutting concerns: the access log, CORS, the debug header.
+//! Cross-cutting concerns: the access log, CORS, the debug header, body
+//! limits.
 
 use actix_cors::Cors;
 use actix_web::http::{header, Method, StatusCode};
@@ -25,6 +26,7 @@ struct UploadSlot(Arc<AtomicUsize>);
 impl Drop for UploadSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::get().uploads.dec();
     }
 }
 
@@ -35,7 +37,10 @@ impl Uploads {
                 (n < cap).then_some(n + 1)
             })
             .ok()
-            .map(|_| UploadSlot(self.0.clone()))
+            .map(|_| {
+                crate::metrics::get().uploads.inc();
+                UploadSlot(self.0.clone())
+            })
     }
 }
 
@@ -87,15 +92,28 @@ pub async fn body_limits(
     };
     let path: String = req.path().chars().take(200).collect();
     let what = format!("{} {path}", req.method());
-    let body = idle_timeout_payload(req.take_payload(), settings.body_idle_timeout, what);
+    let api = super::metrics::api_of(req.path());
+    let body = idle_timeout_payload(req.take_payload(), settings.body_idle_timeout, what, api);
     req.set_payload(body);
     let resp = next.call(req).await;
     drop(slot);
     Ok(resp?.map_into_boxed_body())
 }
 
-fn idle_timeout_payload(payload: Payload, idle: std::time::Duration, what: String) -> Payload {
-    let stream = crate::http::body::idle_timeout(payload, idle, what);
+/// The body, with an idle timeout and its bytes counted for the metrics.
+fn idle_timeout_payload(
+    payload: Payload,
+    idle: std::time::Duration,
+    what: String,
+    api: &'static str,
+) -> Payload {
+    use futures_util::StreamExt;
+    let read = crate::metrics::get().bytes_in.with_label_values(&[api]);
+    let stream = crate::http::body::idle_timeout(payload, idle, what).inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            read.inc_by(chunk.len() as u64);
+        }
+    });
     Payload::Stream {
         payload: Box::pin(stream),
     }

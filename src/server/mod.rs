@@ -1,7 +1,9 @@
 //! Assembly, the top layer: the shared state, the middleware, the routes
-//! of each API, the listener.
+//! of each API, the listeners (plain http or https, and the metrics').
 
+mod metrics;
 mod middleware;
+mod tls;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -36,6 +38,14 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             storage, options, interval,
         ));
     }
+    let tls = match &state.settings.tls {
+        Some(settings) => Some(std::sync::Arc::new(tls::Tls::load(settings)?)),
+        None => None,
+    };
+    if let Some(settings) = &state.settings.metrics {
+        log::info!("metrics on http://{}{}", settings.address, settings.path);
+        actix_web::rt::spawn(metrics::server(settings)?);
+    }
     let uploads = middleware::Uploads::default();
     let server = HttpServer::new(move || {
         let settings = state.settings.clone();
@@ -46,12 +56,20 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             .wrap(middleware::debug_header(&settings))
             .wrap(middleware::cors(&settings.cors))
             .wrap(middleware::access_log())
+            .wrap(actix_web::middleware::from_fn(metrics::measure))
+            .configure(crate::http::health::routes)
             .configure(|cfg| crate::v1::routes(cfg, &settings))
             .configure(|cfg| crate::v2::routes(cfg, &settings))
             .default_service(web::to(middleware::not_found))
     })
-    .workers(workers)
-    .bind(addr)
+    .workers(workers);
+    let server = match &tls {
+        Some(tls) => {
+            tls.clone().reload_on_sighup()?;
+            server.bind_rustls_0_23(addr, tls.server_config()?)
+        }
+        None => server.bind(addr),
+    }
     .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
     server.run().await.context("server failed")
 }

@@ -236,6 +236,11 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        match self {
+            Error::Storage(e) => crate::metrics::get().failure("storage", e.failure().label()),
+            Error::Search(e) => crate::metrics::get().failure("search", e.failure().label()),
+            _ => {}
+        }
         // Internal details go to the log, not to the client.
         let message = match self {
             Error::Storage(StorageError::Io { .. }) => {

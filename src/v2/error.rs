@@ -211,7 +211,9 @@ impl From<StorageError> for Error {
     /// "not found" it expects into its own error; one that reaches here is
     /// a tree that changed under the request, which is ours to log.
     fn from(e: StorageError) -> Self {
-        match e.failure() {
+        let failure = e.failure();
+        crate::metrics::get().failure("storage", failure.label());
+        match failure {
             Failure::Interrupted => Error::BlobUploadInvalid("the request body broke off".into()),
             Failure::InvalidRange { size } => Error::RangeInvalid { size },
             // Validated names never build such a path; the driver's check

@@ -46,6 +46,18 @@ impl TestDatabase {
     pub fn connect(&self) -> postgres::Client {
         connect(self.port, &self.name).expect("connect to the test database")
     }
+
+    /// What drops the database under whoever uses it (their sessions
+    /// ended), for when the database itself has been handed on.
+    pub fn dropper(&self) -> impl Fn() {
+        let (port, name) = (self.port, self.name.clone());
+        move || {
+            connect(port, "postgres")
+                .expect("connect to the cluster")
+                .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .expect("drop the test database");
+        }
+    }
 }
 
 impl Drop for TestDatabase {

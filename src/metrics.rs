@@ -1,0 +1,160 @@
+//! What an operator graphs: the process's Prometheus metrics, in one
+//! registry for the whole process.
+//!
+//! Labels never hold what a request names (repositories, digests, users):
+//! routes are their patterns, so the number of series stays bounded
+//! whatever clients send, and nothing a client typed reaches a scrape.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The metrics the registry keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// `api`, `route`, `method`, `status`.
+    pub requests: IntCounterVec,
+    /// Seconds to the response's headers: `api`, `route`, `method`.
+    pub latency: HistogramVec,
+    /// Request body bytes read: `api`.
+    pub bytes_in: IntCounterVec,
+    /// Response body bytes sent: `api`.
+    pub bytes_out: IntCounterVec,
+    /// Uploads being served (those `max_concurrent_uploads` counts).
+    pub uploads: IntGauge,
+    /// Storage and search failures that reached a response: `backend`, `kind`.
+    pub failures: IntCounterVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("registry_http_requests_total", "Requests answered"),
+            &["api", "route", "method", "status"],
+        )
+        .expect("valid metric");
+        // From 0.5 ms (a cached manifest) to a minute (a layer written to S3).
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "registry_http_request_duration_seconds",
+                "Seconds from the request to its response's headers",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["api", "route", "method"],
+        )
+        .expect("valid metric");
+        let bytes_in = IntCounterVec::new(
+            Opts::new(
+                "registry_http_request_body_bytes_total",
+                "Request body bytes read",
+            ),
+            &["api"],
+        )
+        .expect("valid metric");
+        let bytes_out = IntCounterVec::new(
+            Opts::new(
+                "registry_http_response_body_bytes_total",
+                "Response body bytes sent",
+            ),
+            &["api"],
+        )
+        .expect("valid metric");
+        let uploads = IntGauge::new("registry_uploads_in_progress", "Uploads being served")
+            .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "registry_backend_failures_total",
+                "Storage and search failures that reached a response",
+            ),
+            &["backend", "kind"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(bytes_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(uploads.clone()),
+            Box::new(failures.clone()),
+        ] {
+            registry.register(metric).expect("registered once");
+        }
+        // CPU, memory, file descriptors, start time, named `process_*` as
+        // every Prometheus exporter names them.
+        #[cfg(target_os = "linux")]
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            registry
+                .register(Box::new(collector))
+                .expect("registered once");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            uploads,
+            failures,
+        }
+    }
+
+    /// The text format of every metric, as a scrape gets it.
+    pub fn render(&self) -> String {
+        let mut text = Vec::new();
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail but on a broken metric.
+        if let Err(e) = TextEncoder::new().encode(&families, &mut text) {
+            log::error!("metrics not encoded: {e}");
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
+
+    /// A storage or search failure that reached a response.
+    pub fn failure(&self, backend: &str, kind: &str) {
+        self.failures.with_label_values(&[backend, kind]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_process_figures_are_rendered() {
+        let metrics = get();
+        metrics
+            .requests
+            .with_label_values(&["v2", "/v2/", "GET", "200"])
+            .inc();
+        metrics.failure("storage", "unavailable");
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "registry_http_requests_total{api=\"v2\",method=\"GET\",route=\"/v2/\",status=\"200\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "registry_backend_failures_total{backend=\"storage\",kind=\"unavailable\"}"
+            ),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+}
