@@ -26,6 +26,9 @@ pub struct Metrics {
     pub uploads: IntGauge,
     /// Storage and search failures that reached a response: `backend`, `kind`.
     pub failures: IntCounterVec,
+    /// Lookups of the Redis cache: `result` (`hit`, `miss`, `tombstone`,
+    /// `unavailable`).
+    pub cache: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -82,6 +85,14 @@ impl Metrics {
             &["backend", "kind"],
         )
         .expect("valid metric");
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "registry_cache_lookups_total",
+                "Lookups of the Redis cache of small files, by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -89,6 +100,7 @@ impl Metrics {
             Box::new(bytes_out.clone()),
             Box::new(uploads.clone()),
             Box::new(failures.clone()),
+            Box::new(cache.clone()),
         ] {
             registry.register(metric).expect("registered once");
         }
@@ -109,6 +121,7 @@ impl Metrics {
             bytes_out,
             uploads,
             failures,
+            cache,
         }
     }
 

@@ -62,6 +62,7 @@ macro_rules! driver_suite {
 
 driver_suite!(local, async { Some(Fixture::local().await) });
 driver_suite!(memory, async { Some(Fixture::memory().await) });
+driver_suite!(cached_memory, Fixture::cached_memory());
 driver_suite!(s3, Fixture::bucket(StorageKind::S3, "/registry", true));
 driver_suite!(
     gcs,

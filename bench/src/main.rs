@@ -209,6 +209,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "7. On S3 storage (moto on loopback)",
         "8. v1 images over v2 (local storage)",
         "9. Garbage collection (local storage)",
+        "10. https next to plain http (local storage)",
     ];
     let want = |n: usize| args.wants(n);
     if [1, 2, 3, 5, 6, 8].into_iter().any(want) {
@@ -264,6 +265,13 @@ fn run(args: Args) -> Result<ExitCode> {
         println!("== {}", titles[8]);
         let start = Instant::now();
         steps::gc::run(&ctx, report.section(titles[8]));
+        println!("  ({:.0} s)", start.elapsed().as_secs_f64());
+    }
+
+    if want(10) {
+        println!("== {}", titles[9]);
+        let start = Instant::now();
+        steps::tls::run(&ctx, report.section(titles[9]));
         println!("  ({:.0} s)", start.elapsed().as_secs_f64());
     }
 

@@ -67,6 +67,9 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// `metrics_*`: the Prometheus listener; `None`: no metrics served.
     pub metrics: Option<MetricsSettings>,
+    /// `cache` (or else `cache_lru`): the Redis cache of small files;
+    /// `None`: no cache.
+    pub cache: Option<CacheSettings>,
     /// The resolved tree of the flavor, unknown keys included.
     pub raw: serde_yaml::Value,
 }
@@ -97,6 +100,7 @@ impl fmt::Debug for Settings {
             .field("login", &self.login)
             .field("tls", &self.tls)
             .field("metrics", &self.metrics)
+            .field("cache", &self.cache)
             .field("raw", &super::mask(&self.raw))
             .finish()
     }
@@ -137,6 +141,36 @@ pub struct MetricsSettings {
     pub address: String,
     /// `metrics_path`: where the text format is served.
     pub path: String,
+}
+
+/// A Redis server, as the old registry's `cache` and `cache_lru` name it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// `cache.host`
+    pub host: String,
+    /// `cache.port`; unset: 6379.
+    pub port: u16,
+    /// `cache.db`; unset: 0.
+    pub db: i64,
+    /// `cache.password`
+    pub password: Option<String>,
+    /// Which section it came from (`cache` or `cache_lru`), for messages.
+    pub section: &'static str,
+}
+
+impl fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field(
+                "password",
+                &self.password.as_ref().map(|_| super::render::MASK),
+            )
+            .field("section", &self.section)
+            .finish()
+    }
 }
 
 /// `metrics_path` when unset.
@@ -431,6 +465,12 @@ impl Settings {
         let login = top.login()?;
         let tls = top.tls()?;
         let metrics = top.metrics()?;
+        // Both were Redis caches of small files in the old registry: one
+        // cache here, `cache` first.
+        let cache = match top.section("cache")?.cache("cache")? {
+            Some(cache) => Some(cache),
+            None => top.section("cache_lru")?.cache("cache_lru")?,
+        };
         Ok(Settings {
             flavor,
             source,
@@ -453,6 +493,7 @@ impl Settings {
             login,
             tls,
             metrics,
+            cache,
             raw,
         })
     }
@@ -664,6 +705,23 @@ impl<'a> Section<'a> {
                 ),
             )),
         }
+    }
+
+    /// This section as a Redis server; `None` without a host.
+    fn cache(&self, section: &'static str) -> Result<Option<CacheSettings>, ConfigError> {
+        let Some(host) = self.nonempty("host")? else {
+            return Ok(None);
+        };
+        let port = self.port("port")?.unwrap_or(6379);
+        let db = self.bounded_or("db", 0, 0..=65_535, "a database number from 0 to 65535")? as i64;
+        let password = self.nonempty("password")?;
+        Ok(Some(CacheSettings {
+            host,
+            port,
+            db,
+            password,
+            section,
+        }))
     }
 
     fn tls(&self) -> Result<Option<TlsSettings>, ConfigError> {

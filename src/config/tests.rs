@@ -306,6 +306,20 @@ fn every_sample_flavor_resolves_with_its_whole_environment() {
         assert_eq!(s.cors.max_age, Some(600));
         // Unknown keys survive, typed as YAML 1.1 reads them.
         assert_eq!(s.raw["cache"]["port"], Value::Number(6379.into()));
+        assert_eq!(
+            s.cache,
+            Some(CacheSettings {
+                host: "redis".into(),
+                port: 6379,
+                db: 1,
+                password: Some("cachepw".into()),
+                section: "cache",
+            })
+        );
+        assert!(
+            !format!("{s:?}").contains("cachepw"),
+            "the password in Debug"
+        );
         assert_eq!(s.raw["cors"]["resources"], Value::String("/v1/*".into()));
         assert_eq!(s.raw["email_exceptions"]["smtp_secure"], Value::Bool(true));
     }

@@ -56,7 +56,11 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             .wrap(middleware::debug_header(&settings))
             .wrap(middleware::cors(&settings.cors))
             .wrap(middleware::access_log())
-            .wrap(actix_web::middleware::from_fn(metrics::measure))
+            // Nothing is measured where nothing scrapes.
+            .wrap(actix_web::middleware::Condition::new(
+                settings.metrics.is_some(),
+                actix_web::middleware::from_fn(metrics::measure),
+            ))
             .configure(crate::http::health::routes)
             .configure(|cfg| crate::v1::routes(cfg, &settings))
             .configure(|cfg| crate::v2::routes(cfg, &settings))

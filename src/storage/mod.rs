@@ -5,6 +5,7 @@
 //! by [`layout`]; a driver still refuses any path that could leave its root
 //! (see [`check_path`]), so a bug above cannot reach outside `storage_path`.
 
+pub mod cache;
 pub mod layout;
 pub mod lease;
 pub mod local;
@@ -369,6 +370,28 @@ pub const DRIVERS: &[&str] = &["local (file)", "s3", "gcs"];
 
 /// Builds the driver the settings ask for.
 pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Storage>> {
+    let driver = driver(settings).await?;
+    let Some(cache) = &settings.cache else {
+        return Ok(driver);
+    };
+    // Instances share the cache of one storage: its keys name the store.
+    let namespace = match &settings.storage.s3 {
+        Some(s3) => format!(
+            "{}:{}:{}",
+            settings.storage.kind, s3.bucket, settings.storage.path
+        ),
+        None => format!("{}:{}", settings.storage.kind, settings.storage.path),
+    };
+    let redis = cache::RedisCache::new(cache, &namespace)?;
+    log::info!("cache: small files in Redis at {}", redis.address());
+    Ok(Arc::new(cache::CachedStorage::new(
+        driver,
+        Arc::new(redis),
+        layout::immutable,
+    )))
+}
+
+async fn driver(settings: &Settings) -> anyhow::Result<Arc<dyn Storage>> {
     match &settings.storage.kind {
         StorageKind::Local => Ok(Arc::new(local::LocalStorage::new(&settings.storage.path)?)),
         StorageKind::S3 | StorageKind::Gcs => {

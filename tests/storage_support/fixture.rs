@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use registry_v1::config::{S3Settings, StorageKind};
+use registry_v1::storage::cache::{CachedStorage, RedisCache};
 use registry_v1::storage::local::LocalStorage;
 use registry_v1::storage::memory::MemoryStorage;
 use registry_v1::storage::s3::S3Storage;
@@ -36,6 +37,11 @@ enum Place {
         storage_path: String,
     },
     Memory(MemoryStorage),
+    /// The memory driver behind the Redis cache, every path cached.
+    Cached {
+        memory: MemoryStorage,
+        cache: Arc<RedisCache>,
+    },
 }
 
 /// Settings for a bucket of the local S3 server.
@@ -100,6 +106,38 @@ impl Fixture {
         }
     }
 
+    /// The memory driver behind the Redis cache of the shared test Redis,
+    /// with every path cached (the registry caches only files it never
+    /// rewrites: here every write exercises the invalidation); `None`
+    /// without redis-server.
+    pub async fn cached_memory() -> Option<Fixture> {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let server = super::redis_server::shared()?;
+        let settings = registry_v1::config::CacheSettings {
+            host: "127.0.0.1".into(),
+            port: server.port,
+            db: 0,
+            password: None,
+            section: "cache",
+        };
+        let namespace = format!(
+            "suite-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        );
+        let cache = Arc::new(RedisCache::new(&settings, &namespace).expect("cache"));
+        let memory = MemoryStorage::new();
+        Some(Fixture {
+            storage: Arc::new(CachedStorage::new(
+                Arc::new(memory.clone()),
+                cache.clone(),
+                |_| true,
+            )),
+            redirects: false,
+            place: Place::Cached { memory, cache },
+        })
+    }
+
     /// S3 (or GCS, through the same interface) on the local S3 server, in
     /// a bucket of its own; `None` when the server is not installed.
     pub async fn bucket(kind: StorageKind, storage_path: &str, encrypt: bool) -> Option<Fixture> {
@@ -142,6 +180,11 @@ impl Fixture {
                 ..
             } => Arc::new(S3Storage::new(kind, settings, storage_path).expect("s3 driver")),
             Place::Memory(storage) => Arc::new(storage.clone()),
+            Place::Cached { memory, cache } => Arc::new(CachedStorage::new(
+                Arc::new(memory.clone()),
+                cache.clone(),
+                |_| true,
+            )),
         }
     }
 
@@ -149,7 +192,7 @@ impl Fixture {
     pub fn raw_bucket(&self) -> Option<&Bucket> {
         match &self.place {
             Place::Bucket { bucket, .. } => Some(bucket),
-            Place::Local { .. } | Place::Memory(_) => None,
+            Place::Local { .. } | Place::Memory(_) | Place::Cached { .. } => None,
         }
     }
 
@@ -167,7 +210,7 @@ impl Fixture {
                 .filter(|k| !k.starts_with(prefix.as_str()))
                 .collect(),
             // A map has no outside.
-            Place::Memory(_) => Vec::new(),
+            Place::Memory(_) | Place::Cached { .. } => Vec::new(),
         }
     }
 
@@ -192,7 +235,10 @@ impl Fixture {
                 .flat_map(|page| page.uploads)
                 .map(|u| format!("unfinished upload of {}", u.key))
                 .collect(),
-            Place::Memory(storage) => storage
+            Place::Memory(storage)
+            | Place::Cached {
+                memory: storage, ..
+            } => storage
                 .unfinished()
                 .into_iter()
                 .map(|p| format!("unfinished write of {p}"))

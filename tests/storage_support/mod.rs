@@ -4,5 +4,6 @@
 
 pub mod fixture;
 pub mod pattern;
+pub mod redis_server;
 pub mod s3_server;
 pub mod suite;

@@ -6,6 +6,7 @@ pub mod layers;
 pub mod local;
 pub mod s3;
 pub mod search;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
