@@ -92,11 +92,13 @@ impl Setup {
         // Both answer, over what they speak; the https one refuses http.
         for tls in [false, true] {
             let url = setup.url(tls, "/v2/");
-            let status = ctx.block_on(setup.client.get(&url).send())?.status();
+            let status = ctx
+                .block_on(async { setup.client.get(&url).send().await })?
+                .status();
             ensure!(status == 200, "GET {url}: {status}");
         }
         ensure!(
-            ctx.block_on(setup.client.get(setup.tls.url("/v2/")).send())
+            ctx.block_on(async { setup.client.get(setup.tls.url("/v2/")).send().await })
                 .is_err(),
             "the https registry answered plain http"
         );
@@ -256,6 +258,10 @@ fn self_signed(cert: &Path, key: &Path) -> Result<()> {
             "/CN=127.0.0.1",
             "-addext",
             "subjectAltName=IP:127.0.0.1",
+            // A server's certificate, not a CA's (openssl's default for
+            // -x509), or rustls refuses it.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
             "-keyout",
             &key.display().to_string(),
             "-out",
