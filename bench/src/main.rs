@@ -111,7 +111,7 @@ impl Args {
             concurrency: vec![1, 16, 64],
             wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(1)),
             verify: smoke,
-            s3: !self.no_s3 && self.wants(7),
+            s3: !self.no_s3 && (self.wants(7) || self.wants(11)),
         }
     }
 
@@ -210,6 +210,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "8. v1 images over v2 (local storage)",
         "9. Garbage collection (local storage)",
         "10. https next to plain http (local storage)",
+        "11. The Redis cache on S3 storage (moto on loopback)",
     ];
     let want = |n: usize| args.wants(n);
     if [1, 2, 3, 5, 6, 8].into_iter().any(want) {
@@ -272,6 +273,13 @@ fn run(args: Args) -> Result<ExitCode> {
         println!("== {}", titles[9]);
         let start = Instant::now();
         steps::tls::run(&ctx, report.section(titles[9]));
+        println!("  ({:.0} s)", start.elapsed().as_secs_f64());
+    }
+
+    if want(11) {
+        println!("== {}", titles[10]);
+        let start = Instant::now();
+        steps::cache::run(&ctx, report.section(titles[10]));
         println!("  ({:.0} s)", start.elapsed().as_secs_f64());
     }
 

@@ -305,3 +305,20 @@ pub fn moto(dir: &Path) -> Result<Server> {
     ]);
     Server::spawn("moto_server", cmd, port, dir.join("moto.log"))
 }
+
+/// Starts redis-server on loopback, nothing kept on disk.
+pub fn redis(dir: &Path) -> Result<Server> {
+    let port = free_port()?;
+    let mut cmd = Command::new("redis-server");
+    cmd.current_dir(dir).args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    Server::spawn("redis-server", cmd, port, dir.join("redis.log"))
+}

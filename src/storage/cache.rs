@@ -4,8 +4,10 @@
 //!
 //! What is cached: whole small files read with [`Storage::get`] whose path
 //! a predicate accepts (the registry's: the files no write ever changes
-//! but to delete them, [`layout::immutable`]), at most [`MAX_CACHED`]
-//! bytes, for [`ENTRY_TTL`]. Layers never pass through here: they stream.
+//! but to delete them, [`super::layout::immutable`]), at most
+//! [`MAX_CACHED`] bytes, for [`ENTRY_TTL`]; `exists` and `size` of such a
+//! file are answered from its entry too. Layers never pass through here:
+//! they stream.
 //!
 //! Every instance sees every write at once, by tombstones: before a write
 //! or remove of path `p`, the key of `p` is set to a tombstone for
@@ -480,11 +482,22 @@ impl Storage for CachedStorage {
         self.inner.get_stream(path, range).await
     }
 
+    // A cached file exists, with its length: no round trip to storage.
     async fn size(&self, path: &str) -> Result<u64> {
+        if (self.cacheable)(path) {
+            if let (Some(data), _) = self.cache.lookup(path).await {
+                return Ok(data.len() as u64);
+            }
+        }
         self.inner.size(path).await
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
+        if (self.cacheable)(path) {
+            if let (Some(_), _) = self.cache.lookup(path).await {
+                return Ok(true);
+            }
+        }
         self.inner.exists(path).await
     }
 

@@ -49,6 +49,19 @@ pub fn command() -> Command {
                 "AUTH_TOKEN_SERVICE",
                 "AUTH_TOKEN_ISSUER",
                 "AUTH_TOKEN_ROOTCERTBUNDLE",
+                "TLS_CERTIFICATE",
+                "TLS_KEY",
+                "TLS_CLIENT_CA",
+                "METRICS_ADDRESS",
+                "METRICS_PATH",
+                "CACHE_REDIS_HOST",
+                "CACHE_REDIS_PORT",
+                "CACHE_REDIS_DB",
+                "CACHE_REDIS_PASSWORD",
+                "CACHE_LRU_REDIS_HOST",
+                "CACHE_LRU_REDIS_PORT",
+                "CACHE_LRU_REDIS_DB",
+                "CACHE_LRU_REDIS_PASSWORD",
             ]
             .contains(&key.as_str())
         {

@@ -177,10 +177,26 @@ fn connect(port: u16, database: &str) -> Result<postgres::Client, postgres::Erro
 }
 
 fn start() -> Result<PgServer, String> {
+    start_listening("127.0.0.1")
+}
+
+/// A server of its own that also listens on `host` (a test host's
+/// gateway address, beside loopback); stopped when dropped.
+#[allow(dead_code)] // tests/multi_host.rs
+pub fn start_on(host: &str) -> Result<PgServer, String> {
+    start_listening(&format!("127.0.0.1,{host}"))
+}
+
+fn start_listening(addresses: &str) -> Result<PgServer, String> {
     let bin = bin_dir()?;
     // Not a TempDir: the shell removes it after the server stops, which
     // may be after this process is gone.
-    let dir = std::env::temp_dir().join(format!("registry-v1-pg-{}", std::process::id()));
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "registry-v1-pg-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
     if is_root() {
@@ -216,6 +232,17 @@ fn start() -> Result<PgServer, String> {
             String::from_utf8_lossy(&init.stderr)
         ));
     }
+    // The test hosts of a start_on: their subnet may connect (as loopback
+    // may, by initdb's own entries).
+    for host in addresses.split(',').filter(|a| *a != "127.0.0.1") {
+        let subnet = host.rsplit_once('.').map_or(host, |(net, _)| net);
+        let line = format!("host all all {subnet}.0/24 trust\n");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("pg_hba.conf"))
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| format!("pg_hba.conf: {e}"))?;
+    }
     let port = free_port();
     // The command line, run by the shell below.
     let mut server = as_owner(&bin.join("postgres"));
@@ -224,7 +251,7 @@ fn start() -> Result<PgServer, String> {
         .arg(&data)
         .args(["-p", &port.to_string(), "-k"])
         .arg(&dir)
-        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", &format!("listen_addresses={addresses}")])
         .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
         .args(["-c", "full_page_writes=off", "-c", "max_connections=300"]);
     let script = r#"dir="$1"; shift

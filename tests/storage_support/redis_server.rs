@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
+    /// Where it listens: loopback, or a test host's gateway.
+    pub host: String,
     pub port: u16,
     pub password: Option<String>,
     dir: tempfile::TempDir,
@@ -22,6 +24,11 @@ pub struct RedisServer {
 /// `None` (and a message) when redis-server is not installed; under CI a
 /// missing server fails instead.
 pub fn start(password: Option<&str>) -> Option<RedisServer> {
+    start_on("127.0.0.1", password)
+}
+
+/// A server on `host` instead of loopback.
+pub fn start_on(host: &str, password: Option<&str>) -> Option<RedisServer> {
     let found = Command::new("sh")
         .args(["-c", "command -v redis-server"])
         .stdout(Stdio::null())
@@ -37,11 +44,12 @@ pub fn start(password: Option<&str>) -> Option<RedisServer> {
         );
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
+    let port = TcpListener::bind((host, 0))
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
     let mut server = RedisServer {
+        host: host.to_owned(),
         port,
         password: password.map(str::to_owned),
         dir: tempfile::tempdir().expect("tempdir"),
@@ -59,7 +67,7 @@ impl RedisServer {
             "--port".to_owned(),
             self.port.to_string(),
             "--bind".to_owned(),
-            "127.0.0.1".to_owned(),
+            self.host.clone(),
             "--save".to_owned(),
             String::new(),
             "--appendonly".to_owned(),
@@ -103,7 +111,7 @@ exit 0"#;
             let _ = child.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+        while TcpStream::connect((self.host.as_str(), self.port)).is_ok() {
             assert!(Instant::now() < deadline, "redis-server still answers");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -112,7 +120,7 @@ exit 0"#;
     /// A command through `redis-cli`, its output.
     pub fn cli(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("redis-cli");
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        cmd.args(["-h", &self.host, "-p", &self.port.to_string()]);
         if let Some(password) = &self.password {
             cmd.env("REDISCLI_AUTH", password);
         }
@@ -122,7 +130,7 @@ exit 0"#;
     }
 
     fn answers(&self) -> bool {
-        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Ok(mut conn) = TcpStream::connect((self.host.as_str(), self.port)) else {
             return false;
         };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
@@ -137,7 +145,7 @@ exit 0"#;
     /// The settings a registry gets to use this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
-            ("CACHE_REDIS_HOST", "127.0.0.1".to_owned()),
+            ("CACHE_REDIS_HOST", self.host.clone()),
             ("CACHE_REDIS_PORT", self.port.to_string()),
         ];
         if let Some(password) = &self.password {

@@ -1,6 +1,7 @@
 //! The measurements, section by section: what is run, against which
 //! baseline, and how the runs of the two interleave.
 
+pub mod cache;
 pub mod gc;
 pub mod layers;
 pub mod local;
