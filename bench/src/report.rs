@@ -31,6 +31,18 @@ impl Unit {
         }
     }
 
+    /// Whether a smaller value is the better one (time, CPU, memory).
+    pub fn lower_is_better(self) -> bool {
+        matches!(
+            self,
+            Unit::Milliseconds
+                | Unit::Mebibytes
+                | Unit::Seconds
+                | Unit::CpuMsPerGb
+                | Unit::CpuUsPerRequest
+        )
+    }
+
     fn format(self, v: f64) -> String {
         if v.is_nan() {
             return "-".into();
@@ -60,6 +72,9 @@ pub struct Figure {
     pub value: Samples,
     /// What the same work costs without the registry, same run.
     pub baseline: Option<(String, Samples)>,
+    /// The other registry doing the same work in the same run
+    /// (distribution): the figure should be ahead of it.
+    pub peer: Option<(String, Samples)>,
     pub goal: Option<Goal>,
     /// The 1-minute load average when the figure was taken (start, end):
     /// a busy machine explains a slow or scattered figure.
@@ -78,6 +93,35 @@ impl Figure {
         match self.goal? {
             Goal::RatioAtLeast(r) => Some(self.ratio()? >= r),
             Goal::Below(limit) => Some(self.value.max() < limit),
+        }
+    }
+
+    /// registry-v1 ÷ the peer registry, medians.
+    pub fn peer_ratio(&self) -> Option<f64> {
+        let (_, peer) = self.peer.as_ref()?;
+        let r = self.value.median() / peer.median();
+        r.is_finite().then_some(r)
+    }
+
+    /// Whether registry-v1's median is ahead of the peer's: above it for a
+    /// speed, below it for a time, CPU or memory. `None` without a peer.
+    pub fn ahead_of_peer(&self) -> Option<bool> {
+        let r = self.peer_ratio()?;
+        Some(if self.unit.lower_is_better() {
+            r < 1.0
+        } else {
+            r > 1.0
+        })
+    }
+
+    fn peer_text(&self) -> String {
+        match (self.peer_ratio(), self.ahead_of_peer()) {
+            (Some(r), Some(ahead)) => format!(
+                "{:.0} %: {}",
+                r * 100.0,
+                if ahead { "ahead" } else { "BEHIND" }
+            ),
+            _ => "-".into(),
         }
     }
 
@@ -136,8 +180,11 @@ pub fn one_line(f: &Figure) -> String {
     } else {
         format!("  [goal {goal}]")
     };
+    let peer = f.peer.as_ref().map_or(String::new(), |(name, s)| {
+        format!("  {name} {} ({})", f.cell(s), f.peer_text())
+    });
     format!(
-        "{:<40} {}{base}{ratio}{goal}  (load {})",
+        "{:<40} {}{peer}{base}{ratio}{goal}  (load {})",
         f.name,
         f.cell(&f.value),
         load_text(f.load, "→")
@@ -268,11 +315,25 @@ impl Report {
                     _ => None,
                 })
                 .collect();
+            // A section measured against another registry gets its columns.
+            let peer = figures
+                .iter()
+                .find_map(|f| f.peer.as_ref().map(|p| p.0.clone()));
             if !figures.is_empty() {
-                let _ = writeln!(
-                    md,
-                    "| figure | registry-v1 | baseline | ratio | goal | load |\n|---|---|---|---|---|---|"
-                );
+                match &peer {
+                    Some(name) => {
+                        let _ = writeln!(
+                            md,
+                            "| figure | registry-v1 | {name} | registry-v1 ÷ {name} | baseline | ratio | goal | load |\n|---|---|---|---|---|---|---|---|"
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            md,
+                            "| figure | registry-v1 | baseline | ratio | goal | load |\n|---|---|---|---|---|---|"
+                        );
+                    }
+                }
                 for f in figures {
                     let base = f
                         .baseline
@@ -282,9 +343,15 @@ impl Report {
                         .ratio()
                         .map_or("-".into(), |r| format!("{:.0} %", r * 100.0));
                     let goal = f.goal_text();
+                    let peer_cells = if peer.is_some() {
+                        let value = f.peer.as_ref().map_or("-".into(), |(_, s)| f.cell(s));
+                        format!(" {value} | {} |", f.peer_text())
+                    } else {
+                        String::new()
+                    };
                     let _ = writeln!(
                         md,
-                        "| {} | {} | {base} | {ratio} | {} | {} |",
+                        "| {} | {} |{peer_cells} {base} | {ratio} | {} | {} |",
                         f.name,
                         f.cell(&f.value),
                         if goal.is_empty() { "-" } else { &goal },
@@ -315,6 +382,10 @@ impl Report {
             .figures()
             .filter(|f| f.goal_met() == Some(false))
             .collect();
+        let behind: Vec<&Figure> = self
+            .figures()
+            .filter(|f| f.ahead_of_peer() == Some(false))
+            .collect();
         let _ = writeln!(md, "## Goals\n");
         if missed.is_empty() {
             let _ = writeln!(md, "Every figure with a goal met it in this run.\n");
@@ -324,6 +395,21 @@ impl Report {
                 let _ = writeln!(md, "- {}: {}", f.name, f.goal_text());
             }
             md.push('\n');
+        }
+        if self.figures().any(|f| f.peer.is_some()) {
+            if behind.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "Every figure measured against another registry is ahead of it.\n"
+                );
+            } else {
+                let _ = writeln!(md, "Behind the other registry in this run:\n");
+                for f in behind {
+                    let name = f.peer.as_ref().map_or("", |p| p.0.as_str());
+                    let _ = writeln!(md, "- {}: {} of {name}", f.name, f.peer_text());
+                }
+                md.push('\n');
+            }
         }
         if !findings.trim().is_empty() {
             let _ = writeln!(md, "{}\n", findings.trim_end());
@@ -353,6 +439,7 @@ mod tests {
             unit: Unit::MegabytesPerSecond,
             value: Samples::one(value),
             baseline: Some(("nginx".into(), Samples::one(base))),
+            peer: None,
             goal: Some(goal),
             load: (0.0, 0.0),
         }
@@ -370,5 +457,17 @@ mod tests {
         );
         assert_eq!(figure(63.0, 1.0, Goal::Below(64.0)).goal_met(), Some(true));
         assert_eq!(figure(64.0, 1.0, Goal::Below(64.0)).goal_met(), Some(false));
+    }
+
+    #[test]
+    fn ahead_of_the_peer_means_faster_or_cheaper() {
+        let mut f = figure(120.0, 100.0, Goal::RatioAtLeast(0.9));
+        assert_eq!(f.ahead_of_peer(), None);
+        f.peer = Some(("distribution".into(), Samples::one(100.0)));
+        assert_eq!(f.ahead_of_peer(), Some(true));
+        f.unit = Unit::CpuMsPerGb;
+        assert_eq!(f.ahead_of_peer(), Some(false));
+        f.peer = Some(("distribution".into(), Samples::one(150.0)));
+        assert_eq!(f.ahead_of_peer(), Some(true));
     }
 }
