@@ -27,9 +27,9 @@ use steps::{local::Local, Ctx, Plan, MIB};
 #[derive(Debug, Parser)]
 #[command(
     name = "bench",
-    about = "Benchmarks registry-v1 against nginx, openssl and the S3 server, on 127.0.0.1 only",
-    after_help = "Full run: `bash bench/run` (release; about 10 minutes; writes BENCHMARKS.md).\n\
-                  Smoke run: `BENCH_SMOKE=1 bash bench/run` (under a minute; fails if a step fails)."
+    about = "Benchmarks registry-v1 against nginx, openssl, the S3 server and distribution, on 127.0.0.1 only",
+    after_help = "Full run: `bash bench/run` (release; about 20 minutes; writes BENCHMARKS.md).\n\
+                  Smoke run: `BENCH_SMOKE=1 bash bench/run` (about a minute and a half; fails if a step fails)."
 )]
 struct Args {
     /// A short run that checks every step works and prints a figure
