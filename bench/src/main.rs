@@ -28,7 +28,7 @@ use steps::{local::Local, Ctx, Plan, MIB};
 #[command(
     name = "bench",
     about = "Benchmarks registry-v1 against nginx, openssl, the S3 server and distribution, on 127.0.0.1 only",
-    after_help = "Full run: `bash bench/run` (release; about 20 minutes; writes BENCHMARKS.md).\n\
+    after_help = "Full run: `bash bench/run` (release; 20 to 30 minutes; writes BENCHMARKS.md).\n\
                   Smoke run: `BENCH_SMOKE=1 bash bench/run` (about a minute and a half; fails if a step fails)."
 )]
 struct Args {
