@@ -383,3 +383,146 @@ pub async fn v2_push_image(
         .await?;
     expect(resp, "PUT manifest", StatusCode::CREATED).await
 }
+
+/// A `Location` header as a URL: distribution answers absolute URLs,
+/// registry-v1 paths.
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location.to_owned()
+    }
+}
+
+fn location(resp: &reqwest::Response, base: &str, what: &str) -> Result<String> {
+    let loc = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .with_context(|| format!("{what}: no Location"))?;
+    Ok(absolute(base, loc))
+}
+
+fn with_query(url: &str, query: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{query}")
+}
+
+/// `POST .../blobs/uploads/`: an upload session; answers its URL.
+async fn v2_start_upload(client: &Client, base: &str, repo: &str) -> Result<String> {
+    let resp = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .header(CONTENT_LENGTH, 0)
+        .send()
+        .await?;
+    let what = format!("POST /v2/{repo}/blobs/uploads/");
+    let loc = location(&resp, base, &what);
+    expect(resp, &what, StatusCode::ACCEPTED).await?;
+    loc
+}
+
+/// A blob pushed whole the way docker and containerd push a layer: `POST`
+/// an upload, then one `PUT ?digest=` with the whole body, streamed from
+/// the file.
+pub async fn v2_push_monolithic(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    layer: &crate::data::Layer,
+) -> Result<()> {
+    let upload = v2_start_upload(client, base, repo).await?;
+    let digest = format!("sha256:{}", layer.sha256);
+    let resp = client
+        .put(with_query(&upload, &format!("digest={digest}")))
+        .header(CONTENT_LENGTH, layer.size)
+        .header("Content-Type", "application/octet-stream")
+        .body(file_body(&layer.path).await?)
+        .send()
+        .await?;
+    expect(resp, "PUT blob (monolithic)", StatusCode::CREATED).await
+}
+
+/// A blob pushed in `chunk`-byte `PATCH`es, each with its `Content-Range`
+/// and following the `Location` of the one before, then an empty `PUT
+/// ?digest=`.
+pub async fn v2_push_chunked(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    layer: &crate::data::Layer,
+    chunk: u64,
+) -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut upload = v2_start_upload(client, base, repo).await?;
+    let mut file = tokio::fs::File::open(&layer.path)
+        .await
+        .with_context(|| format!("open {}", layer.path.display()))?;
+    let mut offset = 0u64;
+    while offset < layer.size {
+        let n = chunk.min(layer.size - offset);
+        let mut buf = vec![0u8; n as usize];
+        file.read_exact(&mut buf).await?;
+        let resp = client
+            .patch(&upload)
+            .header(CONTENT_LENGTH, n)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("{offset}-{}", offset + n - 1))
+            .body(buf)
+            .send()
+            .await?;
+        let what = format!("PATCH {offset}+{n}");
+        let next = location(&resp, base, &what);
+        expect(resp, &what, StatusCode::ACCEPTED).await?;
+        upload = next?;
+        offset += n;
+    }
+    let digest = format!("sha256:{}", layer.sha256);
+    let resp = client
+        .put(with_query(&upload, &format!("digest={digest}")))
+        .header(CONTENT_LENGTH, 0)
+        .send()
+        .await?;
+    expect(resp, "PUT ?digest= (chunked)", StatusCode::CREATED).await
+}
+
+/// A small blob (a config, the empty blob) pushed in one `PUT`.
+pub async fn v2_push_bytes(client: &Client, base: &str, repo: &str, data: &[u8]) -> Result<String> {
+    let upload = v2_start_upload(client, base, repo).await?;
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+    let resp = client
+        .put(with_query(&upload, &format!("digest={digest}")))
+        .header(CONTENT_LENGTH, data.len())
+        .header("Content-Type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await?;
+    expect(resp, "PUT small blob", StatusCode::CREATED).await?;
+    Ok(digest)
+}
+
+/// `DELETE` of a blob from a repository (202).
+pub async fn v2_delete_blob(client: &Client, base: &str, repo: &str, digest: &str) -> Result<()> {
+    let resp = client
+        .delete(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await?;
+    expect(resp, &format!("DELETE blob {digest}"), StatusCode::ACCEPTED).await
+}
+
+/// Pushes an OCI image manifest under `tag`; answers its digest.
+pub async fn v2_put_manifest(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    manifest: &[u8],
+) -> Result<String> {
+    let resp = client
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.to_vec())
+        .send()
+        .await?;
+    expect(resp, "PUT manifest", StatusCode::CREATED).await?;
+    Ok(format!("sha256:{}", hex::encode(Sha256::digest(manifest))))
+}

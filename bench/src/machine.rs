@@ -52,7 +52,7 @@ fn output(program: &str, args: &[&str], dir: &Path) -> String {
 impl Machine {
     /// Looks at the machine and the tools; `registry` names the binary and
     /// how it was built.
-    pub fn describe(root: &Path, registry: &str, load_at_start: &str) -> Machine {
+    pub fn describe(root: &Path, registry: &str, load_at_start: &str, v2: bool) -> Machine {
         let date = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"], root);
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         let mem_kib: f64 = first_match("/proc/meminfo", "MemTotal")
@@ -67,7 +67,7 @@ impl Machine {
             root,
         )
         .is_empty();
-        let rows = vec![
+        let mut rows = vec![
             ("CPU".into(), first_match("/proc/cpuinfo", "model name")),
             ("cores".into(), cores.to_string()),
             ("memory".into(), format!("{:.1} GiB", mem_kib / 1048576.0)),
@@ -112,6 +112,16 @@ impl Machine {
                 ),
             ),
         ];
+        if v2 {
+            rows.push((
+                "distribution".into(),
+                format!(
+                    "{} (Debian's docker-registry)",
+                    tools::version("docker-registry", &["--version"])
+                ),
+            ));
+            rows.push(("skopeo".into(), tools::version("skopeo", &["--version"])));
+        }
         Machine { date, rows }
     }
 

@@ -27,9 +27,9 @@ use steps::{local::Local, Ctx, Plan, MIB};
 #[derive(Debug, Parser)]
 #[command(
     name = "bench",
-    about = "Benchmarks registry-v1 against nginx, openssl and the S3 server, on 127.0.0.1 only",
-    after_help = "Full run: `bash bench/run` (release; about 10 minutes; writes BENCHMARKS.md).\n\
-                  Smoke run: `BENCH_SMOKE=1 bash bench/run` (under a minute; fails if a step fails)."
+    about = "Benchmarks registry-v1 against nginx, openssl, the S3 server and distribution, on 127.0.0.1 only",
+    after_help = "Full run: `bash bench/run` (release; 20 to 30 minutes; writes BENCHMARKS.md).\n\
+                  Smoke run: `BENCH_SMOKE=1 bash bench/run` (about a minute and a half; fails if a step fails)."
 )]
 struct Args {
     /// A short run that checks every step works and prints a figure
@@ -60,7 +60,7 @@ struct Args {
     /// Seconds of each wrk load (default 4; smoke 1).
     #[arg(long)]
     wrk_secs: Option<u64>,
-    /// Leave out the S3 section.
+    /// Leave out the S3 sections (7 and 11).
     #[arg(long)]
     no_s3: bool,
     /// Run only these sections (numbers as in the report, e.g. `1,5`):
@@ -77,7 +77,8 @@ struct Args {
     /// With --smoke: build the registry in release mode anyway.
     #[arg(long)]
     release_registry: bool,
-    /// Fail instead of installing missing tools (nginx, wrk, openssl, moto).
+    /// Fail instead of installing missing tools (nginx, wrk, openssl, moto,
+    /// distribution, skopeo).
     #[arg(long)]
     no_install: bool,
     /// Where to write the report (default: BENCHMARKS.md at the workspace
@@ -107,11 +108,12 @@ impl Args {
             s3_reps: self.s3_reps.unwrap_or(reps).max(1),
             repo_layer: pick(self.repo_layer_mib, 10, 1).max(1) * MIB,
             repo_images: 10,
+            chunk: if smoke { MIB } else { 8 * MIB },
             clients: self.clients.max(1),
             concurrency: vec![1, 16, 64],
             wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(1)),
             verify: smoke,
-            s3: !self.no_s3 && (self.wants(7) || self.wants(11)),
+            s3: !self.no_s3 && (self.wants(7) || self.wants(11) || self.wants(13)),
         }
     }
 
@@ -150,7 +152,8 @@ fn run(args: Args) -> Result<ExitCode> {
     let plan = args.plan();
     let root = workspace_root();
     let load_at_start = machine::loadavg_line();
-    tools::ensure(&root, plan.s3, !args.no_install)?;
+    let v2 = args.wants(10) || args.wants(11);
+    tools::ensure(&root, plan.s3, v2, !args.no_install)?;
 
     let debug = args.debug_registry || (plan.smoke && !args.release_registry);
     let (registry_bin, build) = match &args.registry_bin {
@@ -180,7 +183,7 @@ fn run(args: Args) -> Result<ExitCode> {
         .context("create the scratch folder")?;
     let work = scratch.path().to_owned();
 
-    let mut machine = machine::Machine::describe(&root, &build, &load_at_start);
+    let mut machine = machine::Machine::describe(&root, &build, &load_at_start, v2);
     println!("{}", machine.text());
     println!("{}\nscratch folder: {}\n", plan.describe(), work.display());
 
@@ -209,8 +212,10 @@ fn run(args: Args) -> Result<ExitCode> {
         "7. On S3 storage (moto on loopback)",
         "8. v1 images over v2 (local storage)",
         "9. Garbage collection (local storage)",
-        "10. https next to plain http (local storage)",
-        "11. The Redis cache on S3 storage (moto on loopback)",
+        "10. v2 API: registry-v1 and distribution (local storage)",
+        "11. v2 API on S3 storage: registry-v1 and distribution (moto on loopback)",
+        "12. https next to plain http (local storage)",
+        "13. The Redis cache on S3 storage (moto on loopback)",
     ];
     let want = |n: usize| args.wants(n);
     if [1, 2, 3, 5, 6, 8].into_iter().any(want) {
@@ -269,18 +274,18 @@ fn run(args: Args) -> Result<ExitCode> {
         println!("  ({:.0} s)", start.elapsed().as_secs_f64());
     }
 
-    if want(10) {
-        println!("== {}", titles[9]);
-        let start = Instant::now();
-        steps::tls::run(&ctx, report.section(titles[9]));
-        println!("  ({:.0} s)", start.elapsed().as_secs_f64());
-    }
-
-    if want(11) {
-        println!("== {}", titles[10]);
-        let start = Instant::now();
-        steps::cache::run(&ctx, report.section(titles[10]));
-        println!("  ({:.0} s)", start.elapsed().as_secs_f64());
+    for (n, part) in [
+        (10, steps::v2::local as fn(&Ctx, &mut report::Section)),
+        (11, steps::v2::s3),
+        (12, steps::tls::run),
+        (13, steps::cache::run),
+    ] {
+        if want(n) {
+            println!("== {}", titles[n - 1]);
+            let start = Instant::now();
+            part(&ctx, report.section(titles[n - 1]));
+            println!("  ({:.0} s)", start.elapsed().as_secs_f64());
+        }
     }
 
     machine.finish();

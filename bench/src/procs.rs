@@ -322,3 +322,48 @@ pub fn redis(dir: &Path) -> Result<Server> {
     ]);
     Server::spawn("redis-server", cmd, port, dir.join("redis.log"))
 }
+
+/// Starts distribution (Debian's `docker-registry`) with the storage
+/// section `storage` (YAML, indented as under `storage:`) on a free
+/// loopback port; its configuration and log go in `dir`. The rest of the
+/// configuration is the one `distribution-peer-setup.sh` writes: access
+/// log on at info, deletes on, the in-memory blob descriptor cache,
+/// redirects off; no health checks (they would poll storage mid-figure).
+pub fn distribution(storage: &str, dir: &Path) -> Result<Server> {
+    let port = free_port()?;
+    let conf = format!(
+        "version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+{storage}
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false
+  redirect:
+    disable: true
+http:
+  addr: 127.0.0.1:{port}
+"
+    );
+    let conf_path = dir.join(format!("distribution-{port}.yml"));
+    fs::write(&conf_path, conf)?;
+    let mut cmd = Command::new("docker-registry");
+    // The AWS SDK in distribution refuses to start on S3 when
+    // AWS_CA_BUNDLE is set (its transport cannot take a CA bundle), and
+    // the harness's own AWS_* variables are not distribution's business.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("REGISTRY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir).arg("serve").arg(&conf_path);
+    let log = dir.join(format!("distribution-{port}.log"));
+    Server::spawn("distribution", cmd, port, log)
+}

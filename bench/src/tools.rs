@@ -44,9 +44,16 @@ fn moto_found() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn missing(s3: bool) -> Vec<&'static str> {
+fn missing(s3: bool, v2: bool) -> Vec<&'static str> {
+    let v2_tools: &[&'static str] = if v2 {
+        &["docker-registry", "skopeo"]
+    } else {
+        &[]
+    };
     let mut absent: Vec<&'static str> = ["nginx", "wrk", "openssl", "dd"]
-        .into_iter()
+        .iter()
+        .chain(v2_tools)
+        .copied()
         .filter(|t| which(t).is_none())
         .collect();
     if s3 && !moto_found() {
@@ -56,9 +63,12 @@ fn missing(s3: bool) -> Vec<&'static str> {
 }
 
 /// Makes sure every tool is there, running the install script (apt-get,
-/// pip; idempotent) when one is missing.
-pub fn ensure(root: &Path, s3: bool, install: bool) -> Result<()> {
-    let absent = missing(s3);
+/// pip; idempotent) when one is missing. With `v2`, distribution
+/// (`docker-registry`) and skopeo too: the v2 sections have no meaning
+/// without their peer, so a machine without it fails the run rather than
+/// skipping them (`--only` leaves them out).
+pub fn ensure(root: &Path, s3: bool, v2: bool, install: bool) -> Result<()> {
+    let absent = missing(s3, v2);
     if absent.is_empty() {
         return Ok(());
     }
@@ -79,7 +89,7 @@ pub fn ensure(root: &Path, s3: bool, install: bool) -> Result<()> {
         .arg(&script)
         .status()
         .with_context(|| format!("run {}", script.display()))?;
-    let still = missing(s3);
+    let still = missing(s3, v2);
     if !status.success() || !still.is_empty() {
         bail!(
             "{} failed ({status}); still missing: {} (it needs root for apt-get)",

@@ -16,11 +16,36 @@ pub struct Load {
     pub socket_errors: u64,
 }
 
+/// What wrk sends besides a plain GET: headers, and a Lua script (which
+/// is how wrk changes the method).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub headers: Vec<String>,
+    pub script: Option<std::path::PathBuf>,
+}
+
 /// Runs wrk against `url` with `connections` keep-alive connections for
 /// `duration`. Fails on any non-2xx/3xx answer: a fast error is no figure.
 pub fn run(url: &str, connections: usize, duration: Duration) -> Result<Load> {
+    run_with(url, connections, duration, &Request::default())
+}
+
+/// [`run`] with headers or a script.
+pub fn run_with(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    request: &Request,
+) -> Result<Load> {
     let threads = connections.min(2);
-    let out = Command::new("wrk")
+    let mut cmd = Command::new("wrk");
+    for h in &request.headers {
+        cmd.arg("-H").arg(h);
+    }
+    if let Some(script) = &request.script {
+        cmd.arg("-s").arg(script);
+    }
+    let out = cmd
         .args([
             "--latency",
             "-t",
@@ -44,7 +69,14 @@ pub fn run(url: &str, connections: usize, duration: Duration) -> Result<Load> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    parse(&text).with_context(|| format!("wrk {url}: cannot read its output:\n{text}"))
+    let load =
+        parse(&text).with_context(|| format!("wrk {url}: cannot read its output:\n{text}"))?;
+    // wrk waits for a body after a HEAD answer with a length, and so
+    // counts nothing: no requests is a failed load, not a slow one.
+    if load.requests == 0 {
+        bail!("wrk {url}: no request completed:\n{text}");
+    }
+    Ok(load)
 }
 
 fn parse(text: &str) -> Result<Load> {

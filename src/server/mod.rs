@@ -15,6 +15,12 @@ use crate::registry::AppState;
 /// flight finish first, for actix's 30 s at most; SIGINT and SIGQUIT stop at
 /// once, as gunicorn did for the old registry.
 pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
+    // Before the storage and the index are opened (which may take long):
+    // broken certificate files stop the start at once.
+    let tls = match &settings.tls {
+        Some(settings) => Some(std::sync::Arc::new(tls::Tls::load(settings)?)),
+        None => None,
+    };
     let state = AppState::open(settings).await?;
     let workers = env
         .gunicorn_workers
@@ -38,10 +44,6 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             storage, options, interval,
         ));
     }
-    let tls = match &state.settings.tls {
-        Some(settings) => Some(std::sync::Arc::new(tls::Tls::load(settings)?)),
-        None => None,
-    };
     if let Some(settings) = &state.settings.metrics {
         log::info!("metrics on http://{}{}", settings.address, settings.path);
         actix_web::rt::spawn(metrics::server(settings)?);

@@ -1,4 +1,4 @@
-//! Section 11: the Redis cache of small files on S3 storage (moto on
+//! Section 13: the Redis cache of small files on S3 storage (moto on
 //! loopback). Two registry processes on the same bucket and prefix, one
 //! with `cache` pointing at a redis-server of the run's own, one without:
 //! the same small requests through each, wrk at each concurrency, runs

@@ -8,6 +8,7 @@ pub mod local;
 pub mod s3;
 pub mod search;
 pub mod tls;
+pub mod v2;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +39,9 @@ pub struct Plan {
     pub clients: usize,
     pub concurrency: Vec<usize>,
     pub wrk_duration: Duration,
+    /// The PATCH size of the chunked v2 pushes (8 MiB; smaller in smoke
+    /// runs, so that their small blobs still take several PATCHes).
+    pub chunk: u64,
     /// Check pulled bytes against their sha256 (smoke runs).
     pub verify: bool,
     pub s3: bool,
@@ -53,7 +57,7 @@ impl Plan {
             "{mode}; {reps} runs of every figure (S3: {s3reps}), the registry's and its \
              baseline's runs taking turns; layer {layer} (S3: {s3layer}); {clients} \
              concurrent clients; small requests: wrk for {secs} s at {conc} connections; \
-             repository: {n} images of {repo} each.",
+             repository: {n} images of {repo} each; v2 chunked pushes in {chunk} PATCHes.",
             mode = if self.smoke {
                 "SMOKE run: sizes and durations too small for the figures to mean anything"
             } else {
@@ -73,6 +77,7 @@ impl Plan {
                 .join(", "),
             n = self.repo_images,
             repo = mib(self.repo_layer),
+            chunk = mib(self.chunk),
         )
     }
 }
@@ -137,6 +142,29 @@ pub fn figure(
         unit,
         value: samples(value),
         baseline: baseline.map(|(n, v)| (n.to_owned(), samples(v))),
+        peer: None,
+        goal,
+        load,
+    })
+}
+
+/// A figure with the registry's runs, the peer registry's (the same
+/// work on distribution) and a baseline's.
+pub fn figure_vs(
+    name: impl Into<String>,
+    unit: Unit,
+    value: &[f64],
+    peer: (&str, &[f64]),
+    baseline: Option<(&str, &[f64])>,
+    goal: Option<Goal>,
+    load: (f64, f64),
+) -> Row {
+    Row::Figure(Figure {
+        name: name.into(),
+        unit,
+        value: samples(value),
+        baseline: baseline.map(|(n, v)| (n.to_owned(), samples(v))),
+        peer: Some((peer.0.to_owned(), samples(peer.1))),
         goal,
         load,
     })

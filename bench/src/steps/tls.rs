@@ -1,4 +1,4 @@
-//! Section 10: what https costs. Two registry processes on one storage
+//! Section 12: what https costs. Two registry processes on one storage
 //! folder, one on plain http (the baseline) and one with `tls_*` set, the
 //! same layer pushed and pulled through each by the same client, runs
 //! taking turns. The certificate is a self-signed P-256 one made by
