@@ -154,7 +154,7 @@ impl RedisCache {
                 // One request tries; the others keep away meanwhile.
                 *retry_at = now + RETRY_AFTER;
             }
-            let mut connection = self.connect().await?;
+            let mut connection = self.connect(true).await?;
             if let Err(e) = self.catch_up(&mut connection).await {
                 self.failed(&e);
                 return None;
@@ -166,13 +166,19 @@ impl RedisCache {
             );
             return Some(connection);
         }
-        self.connect().await
+        self.connect(false).await
     }
 
-    async fn connect(&self) -> Option<ConnectionManager> {
+    /// The connection manager, made on first use. `recovering`: the one
+    /// request that tries Redis again after a failure; the others never
+    /// wait for a connection attempt that just failed.
+    async fn connect(&self, recovering: bool) -> Option<ConnectionManager> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Some(connection.clone());
+        }
+        if !recovering && self.down.load(Ordering::Acquire) {
+            return None;
         }
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(OP_TIMEOUT)
