@@ -14,7 +14,7 @@ use crate::data;
 use crate::http;
 use crate::objects::{self, ObjectStore};
 use crate::procs;
-use crate::report::{Goal, Row, Section};
+use crate::report::{Goal, Section};
 
 const BUCKET: &str = "registry-bench-cache";
 const REPO: &str = "bench/cached";
@@ -23,19 +23,7 @@ const REPO: &str = "bench/cached";
 const CACHE_GOAL: Goal = Goal::RatioAtLeast(2.0);
 
 pub fn run(ctx: &Ctx, section: &mut Section) {
-    if !ctx.plan.s3 {
-        section.rows.push(Row::Skipped {
-            step: "Redis cache on S3".into(),
-            reason: "left out (--no-s3)".into(),
-        });
-        return;
-    }
-    if let Err(e) = measure(ctx, section) {
-        section.rows.push(Row::Failed {
-            step: "Redis cache set-up".into(),
-            error: format!("{e:#}"),
-        });
-    }
+    super::on_s3(ctx, section, "Redis cache on S3", measure);
 }
 
 fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {

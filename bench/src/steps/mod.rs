@@ -196,6 +196,29 @@ impl Section {
     }
 }
 
+/// Runs a section on S3 storage: skipped with `--no-s3`; a set-up that
+/// fails is one failed row named `what`.
+pub fn on_s3(
+    ctx: &Ctx,
+    section: &mut Section,
+    what: &str,
+    measure: impl FnOnce(&Ctx, &mut Section) -> Result<()>,
+) {
+    if !ctx.plan.s3 {
+        section.rows.push(Row::Skipped {
+            step: what.into(),
+            reason: "left out (--no-s3)".into(),
+        });
+        return;
+    }
+    if let Err(e) = measure(ctx, section) {
+        section.rows.push(Row::Failed {
+            step: format!("{what} set-up"),
+            error: format!("{e:#}"),
+        });
+    }
+}
+
 /// The load average around a step.
 pub struct LoadWatch(f64);
 

@@ -19,19 +19,7 @@ const BUCKET: &str = "registry-bench";
 const REPO: &str = "bench/s3layers";
 
 pub fn run(ctx: &Ctx, section: &mut Section) {
-    if !ctx.plan.s3 {
-        section.rows.push(Row::Skipped {
-            step: "S3".into(),
-            reason: "left out (--no-s3)".into(),
-        });
-        return;
-    }
-    if let Err(e) = measure(ctx, section) {
-        section.rows.push(Row::Failed {
-            step: "S3 set-up".into(),
-            error: format!("{e:#}"),
-        });
-    }
+    super::on_s3(ctx, section, "S3", measure);
 }
 
 fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {

@@ -840,19 +840,7 @@ fn local_figures(ctx: &Ctx, section: &mut Section) -> Result<()> {
 /// Section 11: blob pulls and pushes with both registries on S3 (moto),
 /// each in a bucket of its own, next to moto's own GET and PUT.
 pub fn s3(ctx: &Ctx, section: &mut Section) {
-    if !ctx.plan.s3 {
-        section.rows.push(Row::Skipped {
-            step: "v2 on S3".into(),
-            reason: "left out (--no-s3)".into(),
-        });
-        return;
-    }
-    if let Err(e) = s3_figures(ctx, section) {
-        section.rows.push(Row::Failed {
-            step: "v2 on S3 set-up".into(),
-            error: format!("{e:#}"),
-        });
-    }
+    super::on_s3(ctx, section, "v2 on S3", s3_figures);
 }
 
 fn s3_figures(ctx: &Ctx, section: &mut Section) -> Result<()> {
