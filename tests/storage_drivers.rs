@@ -32,6 +32,7 @@ macro_rules! driver_suite {
                 abandoned_upload_leaves_nothing,
                 redirect_urls,
                 writer_resumes_across_writers,
+                writer_across_flushes,
                 resume_drops_bytes_after_the_last_close,
                 resume_on_another_instance,
                 resume_before_the_last_close,

@@ -62,6 +62,11 @@ pub async fn body_limits(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Only PUT, POST and PATCH handlers read a body (and uploads are among
+    // them): the others, most requests, pass untouched.
+    if !matches!(*req.method(), Method::PUT | Method::POST | Method::PATCH) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
     let Some(state) = req.app_data::<actix_web::web::Data<crate::registry::AppState>>() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
@@ -92,7 +97,11 @@ pub async fn body_limits(
     };
     let path: String = req.path().chars().take(200).collect();
     let what = format!("{} {path}", req.method());
-    let api = super::metrics::api_of(req.path());
+    // Counted only where something scrapes the count.
+    let api = settings
+        .metrics
+        .is_some()
+        .then(|| super::metrics::api_of(req.path()));
     let body = idle_timeout_payload(req.take_payload(), settings.body_idle_timeout, what, api);
     req.set_payload(body);
     let resp = next.call(req).await;
@@ -100,22 +109,28 @@ pub async fn body_limits(
     Ok(resp?.map_into_boxed_body())
 }
 
-/// The body, with an idle timeout and its bytes counted for the metrics.
+/// The body, with an idle timeout, and its bytes counted for the metrics
+/// of `api` when given.
 fn idle_timeout_payload(
     payload: Payload,
     idle: std::time::Duration,
     what: String,
-    api: &'static str,
+    api: Option<&'static str>,
 ) -> Payload {
     use futures_util::StreamExt;
+    let stream = crate::http::body::idle_timeout(payload, idle, what);
+    let Some(api) = api else {
+        return Payload::Stream {
+            payload: Box::pin(stream),
+        };
+    };
     let read = crate::metrics::get().bytes_in.with_label_values(&[api]);
-    let stream = crate::http::body::idle_timeout(payload, idle, what).inspect(move |chunk| {
-        if let Ok(chunk) = chunk {
-            read.inc_by(chunk.len() as u64);
-        }
-    });
     Payload::Stream {
-        payload: Box::pin(stream),
+        payload: Box::pin(stream.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                read.inc_by(chunk.len() as u64);
+            }
+        })),
     }
 }
 

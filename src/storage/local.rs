@@ -218,7 +218,7 @@ fn open_for_writing(full: &Path, resume: Option<u64>) -> io::Result<(File, Optio
                 fs::OpenOptions::new()
                     .write(true)
                     .create(true)
-                    .truncate(true)
+                    .truncate(false)
                     .mode(0o666)
                     .open(full)
             };
@@ -227,10 +227,13 @@ fn open_for_writing(full: &Path, resume: Option<u64>) -> io::Result<(File, Optio
                 Err(e) if e.kind() == io::ErrorKind::NotFound => create()?,
                 other => other?,
             };
+            lock_for_writing(&file, full)?;
+            file.set_len(0)?;
             Ok((file, None))
         }
         Some(n) => {
             let mut file = fs::OpenOptions::new().write(true).open(full)?;
+            lock_for_writing(&file, full)?;
             let meta = file.metadata()?;
             if meta.is_dir() {
                 return Err(io::Error::from(io::ErrorKind::IsADirectory));
@@ -244,6 +247,37 @@ fn open_for_writing(full: &Path, resume: Option<u64>) -> io::Result<(File, Optio
             }
             file.seek(SeekFrom::Start(n))?;
             Ok((file, None))
+        }
+    }
+}
+
+/// How long a new writer waits for the writes of an earlier one to land.
+const WRITER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes the file's exclusive lock, held until the writer's last handle
+/// closes. A writer's batch may still be in flight on the blocking pool
+/// when its request breaks off; the lock makes the next writer (which
+/// cuts the file back to the acknowledged offset) wait for it, so that no
+/// byte of the earlier writer lands after the cut. A file system without
+/// locks goes without.
+fn lock_for_writing(file: &File, full: &Path) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + WRITER_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
+                return Ok(())
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::other(format!(
+                    "{} is still being written by another writer",
+                    full.display()
+                )))
+            }
         }
     }
 }
@@ -336,13 +370,20 @@ impl BlockReader {
 
 /// A file written in place, appended to across requests: what is written
 /// is collected into [`WRITE_BATCH`] batches, each written on the blocking
-/// pool.
+/// pool while the next one arrives, and flushed to disk every
+/// [`FLUSH_EVERY`] bytes, as [`Storage::put_stream`] does, so that a close
+/// waits for the tail only.
 struct LocalWriter {
     path: String,
     full: PathBuf,
     root: PathBuf,
-    /// Taken by the write in flight; gone after a failed write.
+    /// Here between writes, taken by the write in flight; gone after a
+    /// failed write.
     file: Option<File>,
+    in_flight: Option<JoinHandle<io::Result<File>>>,
+    /// The early flush under way, on a second handle of the file.
+    flushing: Option<JoinHandle<io::Result<()>>>,
+    unflushed: usize,
     pending: BytesMut,
     size: u64,
     /// A file this writer created: its folder entry is synced once, at the
@@ -351,14 +392,31 @@ struct LocalWriter {
 }
 
 impl LocalWriter {
+    /// The file, once the write in flight (if any) is done.
+    async fn settle(&mut self) -> Result<File> {
+        if let Some(write) = self.in_flight.take() {
+            return join_write(&self.path, write).await;
+        }
+        self.file.take().ok_or_else(|| failed_before(&self.path))
+    }
+
+    /// Hands `data` to the blocking pool and returns without waiting for
+    /// it: the caller goes on reading the body meanwhile.
     async fn write_out(&mut self, data: Bytes) -> Result<()> {
-        let mut file = self.file.take().ok_or_else(|| failed_before(&self.path))?;
-        let file = blocking(&self.path, move || {
+        let mut file = self.settle().await?;
+        self.unflushed += data.len();
+        if self.unflushed >= FLUSH_EVERY && self.flushing.as_ref().is_none_or(|f| f.is_finished()) {
+            if let Some(done) = self.flushing.take() {
+                join_flush(&self.path, done).await?;
+            }
+            let handle = file.try_clone().map_err(|e| io_error(&self.path, e))?;
+            self.flushing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+            self.unflushed = 0;
+        }
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
             file.write_all(&data)?;
             Ok(file)
-        })
-        .await?;
-        self.file = Some(file);
+        }));
         Ok(())
     }
 
@@ -373,7 +431,10 @@ impl LocalWriter {
     /// Writes out what is pending and syncs it (and a new file's name).
     async fn sync(&mut self) -> Result<u64> {
         self.flush().await?;
-        let file = self.file.take().ok_or_else(|| failed_before(&self.path))?;
+        let file = self.settle().await?;
+        if let Some(done) = self.flushing.take() {
+            join_flush(&self.path, done).await?;
+        }
         let full = self.full.clone();
         let new_entry = std::mem::take(&mut self.new_entry);
         blocking(&self.path, move || {
@@ -426,7 +487,20 @@ impl FileWriter for LocalWriter {
         self.sync().await
     }
 
+    async fn abandon(mut self: Box<Self>) {
+        let _ = self.settle().await;
+        if let Some(done) = self.flushing.take() {
+            let _ = done.await;
+        }
+    }
+
     async fn cancel(mut self: Box<Self>) -> Result<()> {
+        // The write in flight ends first, so that no byte lands after the
+        // removal (in a file a new writer may have created meanwhile).
+        let _ = self.settle().await;
+        if let Some(done) = self.flushing.take() {
+            let _ = done.await;
+        }
         self.file = None;
         let full = self.full.clone();
         let root = self.root.clone();
@@ -634,6 +708,9 @@ impl Storage for LocalStorage {
             full,
             root: self.root.clone(),
             file: Some(file),
+            in_flight: None,
+            flushing: None,
+            unflushed: 0,
             pending: BytesMut::new(),
             size: resume.unwrap_or(0),
             new_entry: resume.is_none(),

@@ -609,6 +609,37 @@ pub async fn writer_resumes_across_writers(f: &Fixture) {
     assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
 }
 
+/// A writer past the local driver's early flush (32 MiB), with its batches
+/// in flight while the next arrive: a writer dropped or abandoned with a
+/// batch in flight lands nothing after the next writer's cut.
+pub async fn writer_across_flushes(f: &Fixture) {
+    let s = &*f.storage;
+    let p = "uploads/flushes/data";
+    let mut w = s.writer(p, None).await.unwrap();
+    write_pattern(&mut *w, 41, BIG_WRITE + 1, 6).await;
+    write_pattern(&mut *w, 41, SMALL_WRITE, 3).await;
+    let first = w.close().await.unwrap();
+    for round in 0..4 {
+        let mut w = resume(s, p, first).await;
+        // Other bytes than the file's, which must never appear in it.
+        write_pattern(&mut *w, 50 + round, BIG_WRITE, 2).await;
+        if round % 2 == 0 {
+            drop(w);
+        } else {
+            w.abandon().await;
+        }
+    }
+    let mut w = resume(s, p, first).await;
+    write_pattern(&mut *w, 41, 1024 * 1024 + 3, 2).await;
+    let total = w.commit().await.unwrap();
+    assert_eq!(total, first + 2 * (1024 * 1024 + 3));
+    let checked = pattern::verify(41, 0, s.get_stream(p, None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(checked, total);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
 /// Bytes a writer wrote and never closed (it was dropped, as a request
 /// that breaks off drops it) are not part of the file; a resume at an
 /// earlier close drops what came after it.

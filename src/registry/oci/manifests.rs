@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::digest::{Algorithm, Digest};
-use super::error::{Error, OrNotFound, Result};
+use super::error::{Error, Result};
 use super::name::{Name, Reference, Tag};
 use super::{links, referrers, repository, tags};
 use crate::storage::layout::distribution as layout;
@@ -517,15 +517,31 @@ async fn resolve(storage: &dyn Storage, name: &Name, reference: &Reference) -> R
 
 /// The manifest `reference` names, bytes as pushed.
 pub async fn get(storage: &dyn Storage, name: &Name, reference: &Reference) -> Result<Stored> {
-    let digest = resolve(storage, name, reference).await?;
-    // Gone since `resolve` saw it: collected by another registry.
-    let bytes = storage
-        .get(&links::blob_data(&digest))
-        .await
-        .or_not_found(|| Error::ManifestUnknown(reference.to_string()))?;
+    let digest = match reference {
+        Reference::Tag(tag) => links::read(storage, &links::tag_current(name, tag)).await?,
+        Reference::Digest(digest) => Some(digest.clone()),
+    };
+    let linked = match digest {
+        Some(d)
+            if links::read(storage, &links::revision(name, &d))
+                .await?
+                .is_some() =>
+        {
+            d
+        }
+        _ => return Err(unknown(storage, name, reference).await),
+    };
+    // The read stands for the existence check `resolve` makes (one file
+    // call less on the busiest route): the bytes may be gone, collected by
+    // another registry since the link was read.
+    let bytes = match storage.get(&links::blob_data(&linked)).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound(_)) => return Err(unknown(storage, name, reference).await),
+        Err(e) => return Err(e.into()),
+    };
     Ok(Stored {
         media_type: stored_media_type(&bytes),
-        digest,
+        digest: linked,
         bytes,
     })
 }
