@@ -610,8 +610,4 @@ impl FileWriter for CachedWriter {
     async fn cancel(self: Box<Self>) -> Result<()> {
         self.inner.cancel().await
     }
-
-    async fn abandon(self: Box<Self>) {
-        self.inner.abandon().await
-    }
 }

@@ -487,20 +487,9 @@ impl FileWriter for LocalWriter {
         self.sync().await
     }
 
-    async fn abandon(mut self: Box<Self>) {
-        let _ = self.settle().await;
-        if let Some(done) = self.flushing.take() {
-            let _ = done.await;
-        }
-    }
-
     async fn cancel(mut self: Box<Self>) -> Result<()> {
-        // The write in flight ends first, so that no byte lands after the
-        // removal (in a file a new writer may have created meanwhile).
-        let _ = self.settle().await;
-        if let Some(done) = self.flushing.take() {
-            let _ = done.await;
-        }
+        // A write still in flight lands in the removed file, never in one
+        // a new writer creates at the path.
         self.file = None;
         let full = self.full.clone();
         let root = self.root.clone();

@@ -107,10 +107,6 @@ pub trait FileWriter {
     async fn commit(self: Box<Self>) -> Result<u64>;
     /// Throws away the file and any state the driver kept for it.
     async fn cancel(self: Box<Self>) -> Result<()>;
-    /// Ends this writer without making anything durable, once no write of
-    /// it can still land: a later writer at an earlier offset must never
-    /// see a byte of this one arrive after its own.
-    async fn abandon(self: Box<Self>) {}
 }
 
 /// The operations the registry needs from a place to keep blobs.

@@ -503,33 +503,41 @@ async fn unknown(storage: &dyn Storage, name: &Name, reference: &Reference) -> E
     }
 }
 
-/// The digest `reference` names in the repository, if it names one.
-async fn resolve(storage: &dyn Storage, name: &Name, reference: &Reference) -> Result<Digest> {
+/// The digest `reference` names, if the repository links it.
+async fn linked(
+    storage: &dyn Storage,
+    name: &Name,
+    reference: &Reference,
+) -> Result<Option<Digest>> {
     let digest = match reference {
         Reference::Tag(tag) => links::read(storage, &links::tag_current(name, tag)).await?,
         Reference::Digest(digest) => Some(digest.clone()),
     };
     match digest {
-        Some(d) if links::has_revision(storage, name, &d).await? => Ok(d),
+        Some(d)
+            if links::read(storage, &links::revision(name, &d))
+                .await?
+                .is_some() =>
+        {
+            Ok(Some(d))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The digest `reference` names in the repository, if it names one whose
+/// bytes exist.
+async fn resolve(storage: &dyn Storage, name: &Name, reference: &Reference) -> Result<Digest> {
+    match linked(storage, name, reference).await? {
+        Some(d) if storage.exists(&links::blob_data(&d)).await? => Ok(d),
         _ => Err(unknown(storage, name, reference).await),
     }
 }
 
 /// The manifest `reference` names, bytes as pushed.
 pub async fn get(storage: &dyn Storage, name: &Name, reference: &Reference) -> Result<Stored> {
-    let digest = match reference {
-        Reference::Tag(tag) => links::read(storage, &links::tag_current(name, tag)).await?,
-        Reference::Digest(digest) => Some(digest.clone()),
-    };
-    let linked = match digest {
-        Some(d)
-            if links::read(storage, &links::revision(name, &d))
-                .await?
-                .is_some() =>
-        {
-            d
-        }
-        _ => return Err(unknown(storage, name, reference).await),
+    let Some(linked) = linked(storage, name, reference).await? else {
+        return Err(unknown(storage, name, reference).await);
     };
     // The read stands for the existence check `resolve` makes (one file
     // call less on the busiest route): the bytes may be gone, collected by

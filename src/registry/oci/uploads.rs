@@ -283,13 +283,10 @@ impl<'a> Upload<'a> {
         let offset = self.offset().await?;
         check_start(chunk, offset)?;
         let (mut writer, mut hasher) = self.resume(offset).await?;
-        // On any failure below the writer is abandoned unclosed: the bytes
+        // On any failure below the writer is dropped unclosed: the bytes
         // of this request are not acknowledged and a later resume drops
         // them.
-        if let Err(e) = feed(&mut *writer, &mut hasher, chunk, body).await {
-            writer.abandon().await;
-            return Err(e);
-        }
+        feed(&mut *writer, &mut hasher, chunk, body).await?;
         let size = writer.close().await?;
         // Every state is kept, as distribution keeps them: on S3 a resume
         // may have to go back to an earlier one (see `resume`).
@@ -330,8 +327,6 @@ impl<'a> Upload<'a> {
             if matches!(e, Error::SizeInvalid(_) | Error::TooLarge { .. }) {
                 self.drop_writer(writer).await;
                 self.remove().await?;
-            } else {
-                writer.abandon().await;
             }
             return Err(e);
         }
