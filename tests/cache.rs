@@ -134,14 +134,7 @@ fn instances_share_the_cache_and_see_each_others_deletes() {
     let json = std::fs::read(image.join("json")).unwrap();
     let layer = std::fs::read(image.join("layer.tar")).unwrap();
     let url = |i: &Instance, what: &str| i.registry.url(&format!("/v1/images/{id}/{what}"));
-    let checksum = {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(&json);
-        h.update(b"\n");
-        h.update(&layer);
-        format!("sha256:{}", hex::encode(h.finalize()))
-    };
+    let checksum = common::v1_checksum(&json, &layer);
     let status = |r: reqwest::blocking::RequestBuilder| r.send().unwrap().status().as_u16();
     assert_eq!(status(http.put(url(&a, "json")).body(json.clone())), 200);
     assert_eq!(status(http.put(url(&a, "layer")).body(layer)), 200);

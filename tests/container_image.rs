@@ -297,10 +297,7 @@ impl V1Image {
     }
 
     fn checksum(&self) -> String {
-        let mut data = self.json.clone();
-        data.push(b'\n');
-        data.extend_from_slice(&self.layer);
-        sha256(&data)
+        common::v1_checksum(&self.json, &self.layer)
     }
 }
 

@@ -168,14 +168,7 @@ fn v2_and_v1_answer_logins_with_their_own_errors() {
     assert_eq!(anonymous.status(), 401);
     assert_eq!(put(url("json"), json.clone()), 200);
     assert_eq!(put(url("layer"), layer.clone()), 200);
-    let checksum = {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(&json);
-        h.update(b"\n");
-        h.update(&layer);
-        format!("sha256:{}", hex::encode(h.finalize()))
-    };
+    let checksum = common::v1_checksum(&json, &layer);
     let resp = http
         .put(url("checksum"))
         .basic_auth(ALICE, Some(ALICE_PW))

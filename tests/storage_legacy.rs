@@ -15,7 +15,6 @@ use registry_v1::names::{ImageId, RepositoryName, Tag};
 use registry_v1::storage::layout::legacy;
 use registry_v1::storage::local::LocalStorage;
 use registry_v1::storage::{ByteRange, Storage};
-use sha2::{Digest, Sha256};
 
 /// An image of the fixtures: its id, parent, json and layer bytes.
 struct Fixture {
@@ -68,11 +67,7 @@ fn legacy_folder(root: &Path, images: &[Fixture]) {
                 .replace(",", ", ")
                 .as_bytes(),
         );
-        let mut sum = Sha256::new();
-        sum.update(&image.json);
-        sum.update(b"\n");
-        sum.update(&image.layer);
-        let checksum = format!("sha256:{}", hex::encode(sum.finalize()));
+        let checksum = common::v1_checksum(&image.json, &image.layer);
         // Older registries wrote one bare string, later ones a list.
         let stored = if i == 0 {
             checksum

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use common::Registry;
 
@@ -31,11 +30,7 @@ struct Image {
 impl Image {
     /// The checksum a docker client computes: `sha256(json + "\n" + layer)`.
     fn checksum(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(&self.json);
-        h.update(b"\n");
-        h.update(&self.layer);
-        format!("sha256:{}", hex::encode(h.finalize()))
+        common::v1_checksum(&self.json, &self.layer)
     }
 }
 

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use common::Registry;
 
@@ -41,15 +40,11 @@ fn push(http: &Client, registry: &Registry, id: &str, layer: &[u8]) {
         .body(layer.to_vec())
         .send()
         .unwrap());
-    let mut h = Sha256::new();
-    h.update(&doc);
-    h.update(b"\n");
-    h.update(layer);
     ok(http
         .put(registry.url(&format!("/v1/images/{id}/checksum")))
         .header(
             "X-Docker-Checksum-Payload",
-            format!("sha256:{}", hex::encode(h.finalize())),
+            common::v1_checksum(&doc, layer),
         )
         .send()
         .unwrap());

@@ -180,11 +180,7 @@ fn a_slow_layer_cannot_replace_a_completed_image() {
         .unwrap()
         .status()
         .is_success());
-    let mut h = Sha256::new();
-    h.update(image_json.as_bytes());
-    h.update(b"\n");
-    h.update(&layer_a);
-    let checksum_a = format!("sha256:{}", hex::encode(h.finalize()));
+    let checksum_a = common::v1_checksum(image_json.as_bytes(), &layer_a);
 
     let (go, wait) = mpsc::channel();
     let body = Held {

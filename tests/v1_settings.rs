@@ -223,11 +223,7 @@ fn nginx_serves_layers_when_asked_to() {
             .status(),
         200
     );
-    let mut sum = <sha2::Sha256 as sha2::Digest>::new();
-    sha2::Digest::update(&mut sum, &json);
-    sha2::Digest::update(&mut sum, b"\n");
-    sha2::Digest::update(&mut sum, &layer);
-    let checksum = format!("sha256:{}", hex::encode(sha2::Digest::finalize(sum)));
+    let checksum = common::v1_checksum(&json, &layer);
     let resp = http
         .put(url("checksum"))
         .header("X-Docker-Checksum-Payload", checksum)

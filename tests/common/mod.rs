@@ -7,6 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The checksum a v1 client sends for an image (`X-Docker-Checksum-Payload`):
+/// `sha256(json + "\n" + layer)`.
+pub fn v1_checksum(json: &[u8], layer: &[u8]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(json);
+    h.update(b"\n");
+    h.update(layer);
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
 /// Where the fixtures shared with the rest of the team live.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/v1-images")
