@@ -98,49 +98,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// glibc malloc settings for serving layers, each applied unless the
-/// operator set glibc's own variable for it.
-///
-/// Layers move in 1 MiB blocks, and actix-http grows a 1 MiB write buffer
-/// for each block it sends; they are allocated on one thread and freed on
-/// another. With glibc's defaults (up to 8 pools a core; thresholds that
-/// adapt as the process runs) the same pull of 1 GiB cost 280 ms of CPU
-/// one time and 750 ms another, the difference being 180,000 page faults:
-/// blocks given back to the kernel after each use and faulted in afresh.
-/// Fixed thresholds make every block come from, and go back to, the heap;
-/// 2 pools bound what freed blocks can pin (BENCHMARKS.md, sections 1 and
-/// 5: a peak of 106 MiB before, under 64 MiB now).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_SETTINGS: [(&str, libc::c_int, libc::c_int); 3] = [
-    ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2),
-    // Blocks are served from the heap, never from a mapping of their own.
-    ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 4 << 20),
-    // Freed memory at the top of a pool is kept up to this much for the
-    // next blocks, not handed back to the kernel at once.
-    ("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, 16 << 20),
-];
-
-/// Applies [`MALLOC_SETTINGS`] before any thread starts.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    for (variable, param, value) in MALLOC_SETTINGS {
-        if std::env::var_os(variable).is_none() {
-            // SAFETY: mallopt only sets a tunable of the allocator; no
-            // thread other than this one exists yet.
-            unsafe {
-                libc::mallopt(param, value);
-            }
-        }
-    }
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Environment::from_process()?;
     let load = || config::load(&env);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let settings = load()?;
-            tune_malloc();
+            crate::server::memory::tune_malloc();
             init_logging(&settings);
             actix_web::rt::System::new().block_on(crate::server::run(settings, &env))
         }

@@ -1,6 +1,7 @@
 //! Assembly, the top layer: the shared state, the middleware, the routes
 //! of each API, the listeners (plain http or https, and the metrics').
 
+pub mod memory;
 mod metrics;
 mod middleware;
 mod tls;
@@ -48,6 +49,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         log::info!("metrics on http://{}{}", settings.address, settings.path);
         actix_web::rt::spawn(metrics::server(settings)?);
     }
+    memory::start_trimming().context("cannot start the malloc trim thread")?;
     let uploads = middleware::Uploads::default();
     let server = HttpServer::new(move || {
         let settings = state.settings.clone();
