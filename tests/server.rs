@@ -24,16 +24,6 @@ fn starts_with_nothing_configured_and_stops_on_sigterm() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// The resident memory of a process now, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Pushes a 64 MiB blob, pulls it 16 times at once, and returns the
 /// registry's resident memory 8 s later (past two trims), in KiB.
 fn rss_at_rest_after_pulls(env: &[(&str, &str)]) -> u64 {
@@ -63,7 +53,7 @@ fn rss_at_rest_after_pulls(env: &[(&str, &str)]) -> u64 {
         }
     });
     std::thread::sleep(std::time::Duration::from_secs(8));
-    rss_kib(registry.pid())
+    common::proc_status_kib(registry.pid(), "VmRSS")
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -84,16 +84,6 @@ fn xz(level: u32, write: impl FnOnce(&mut dyn Write)) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-/// The peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 const MANY: &str = "aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11";
 const BOMB: &str = "bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22";
 const FINE: &str = "cc33cc33cc33cc33cc33cc33cc33cc33cc33cc33cc33cc33cc33cc33cc33cc33";
@@ -122,7 +112,7 @@ fn a_layer_of_too_many_entries_is_refused_in_bounded_memory() {
         (400, "Layer listing too large: more than 100000 entries")
     );
     assert!(took < Duration::from_secs(30), "took {took:?}");
-    let peak = peak_rss_kib(registry.pid());
+    let peak = common::proc_status_kib(registry.pid(), "VmHWM");
     eprintln!(
         "{} KiB layer, 120,000 entries: 400 in {took:?}, peak RSS {peak} KiB",
         layer.len() / 1024

@@ -221,3 +221,13 @@ macro_rules! for_each_backend {
         }
     };
 }
+
+/// A field of a process's /proc status in KiB (`VmRSS`, now; `VmHWM`, the peak).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
