@@ -1,6 +1,9 @@
-//! The binary starts with no configuration at all, answers, and stops.
+//! The binary starts with no configuration at all, answers, and stops;
+//! what the server does for every connection (TCP options, memory).
 
 mod common;
+#[path = "storage_support/s3_server.rs"]
+mod s3_server;
 
 #[test]
 fn starts_with_nothing_configured_and_stops_on_sigterm() {
@@ -68,4 +71,79 @@ fn free_memory_goes_back_to_the_kernel_once_layers_stop_moving() {
         trimmed + 6 * 1024 < kept,
         "trimmed {trimmed} KiB against {kept} KiB without the trim"
     );
+}
+
+/// Pulls a `size`-byte blob 40 times over one kept-alive connection from a
+/// registry started with `env`; returns how many took over 35 ms.
+fn stalled_small_pulls(env: &[(&str, &str)], size: usize) -> usize {
+    use sha2::Digest;
+    let registry = common::Registry::start(env);
+    let http = common::client();
+    let blob: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)));
+    let push = http
+        .post(registry.url(&format!("/v2/small/blob/blobs/uploads/?digest={digest}")))
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(push.status(), 201);
+    let url = registry.url(&format!("/v2/small/blob/blobs/{digest}"));
+    let times: Vec<std::time::Duration> = (0..40)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            let pull = http.get(&url).send().unwrap();
+            assert_eq!(pull.status(), 200);
+            assert!(pull.bytes().unwrap() == blob, "other bytes came back");
+            started.elapsed()
+        })
+        .collect();
+    let stalled = times
+        .iter()
+        .filter(|t| **t > std::time::Duration::from_millis(35))
+        .count();
+    eprintln!("{size} bytes, {env:?}: {stalled} of 40 over 35 ms: {times:?}");
+    stalled
+}
+
+#[test]
+fn small_blobs_on_a_kept_alive_connection_wait_for_no_delayed_ack() {
+    // An answer whose head and body leave in two writes, with Nagle's
+    // algorithm on the server's socket, had its second write wait for the
+    // client's delayed ACK (40 ms on Linux) on about every other request
+    // of a connection: a defect whose only symptom is time. Config blobs
+    // are a few hundred bytes. Local files that small are read before the
+    // head leaves (one write); an S3 object's body comes after its head.
+    // What is counted is requests that took most of that delay; a loaded
+    // machine slows one now and then, not half of them.
+    let storage = tempfile::tempdir().unwrap();
+    let local = [("STORAGE_PATH", storage.path().to_str().unwrap())];
+    assert!(stalled_small_pulls(&local, 370) < 6);
+    let Some(server) = s3_server::server() else {
+        eprintln!("SKIPPED the S3 half: no S3-compatible server (see .ci/install-storage.sh)");
+        return;
+    };
+    let bucket = format!("nodelay-{}", std::process::id());
+    let created = common::client()
+        .put(format!("{}/{bucket}", server.endpoint()))
+        .send()
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "create bucket: {}",
+        created.status()
+    );
+    let port = server.port.to_string();
+    let s3 = [
+        ("SETTINGS_FLAVOR", "s3"),
+        ("AWS_BUCKET", bucket.as_str()),
+        ("AWS_KEY", "testing"),
+        ("AWS_SECRET", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_HOST", "127.0.0.1"),
+        ("AWS_PORT", port.as_str()),
+        ("AWS_SECURE", "false"),
+        ("AWS_ENCRYPT", "false"),
+        ("STORAGE_PATH", "/registry"),
+    ];
+    assert!(stalled_small_pulls(&s3, 370) < 6);
 }

@@ -290,39 +290,3 @@ fn deletes_can_be_switched_off() {
     assert_eq!(code(resp), "UNSUPPORTED");
     assert_eq!(api.pull("x", &digest).status(), 200);
 }
-
-#[test]
-fn small_blobs_on_a_kept_alive_connection_wait_for_no_delayed_ack() {
-    // The head and a streamed body leave in two writes. With Nagle's
-    // algorithm on the server's socket the second waited for the client's
-    // delayed ACK (40 ms on Linux) on about every other request of a
-    // connection: a defect whose only symptom is time. What is counted is
-    // requests that took most of that delay; a loaded machine slows one
-    // now and then, not half of them.
-    let dir = tempfile::tempdir().unwrap();
-    let registry = start(&dir, &[]);
-    let client = common::client();
-    let blob = b"a config blob of a few hundred bytes ".repeat(10);
-    let digest = sha256(&blob);
-    let push = client
-        .post(registry.url(&format!("/v2/small/blob/blobs/uploads/?digest={digest}")))
-        .body(blob.clone())
-        .send()
-        .unwrap();
-    assert_eq!(push.status(), 201);
-    let url = registry.url(&format!("/v2/small/blob/blobs/{digest}"));
-    let times: Vec<std::time::Duration> = (0..40)
-        .map(|_| {
-            let started = std::time::Instant::now();
-            let pull = client.get(&url).send().unwrap();
-            assert_eq!(pull.status(), 200);
-            assert_eq!(pull.bytes().unwrap(), blob);
-            started.elapsed()
-        })
-        .collect();
-    let stalled = times
-        .iter()
-        .filter(|t| **t > std::time::Duration::from_millis(35))
-        .count();
-    assert!(stalled < 6, "{stalled} of 40 took over 35 ms: {times:?}");
-}

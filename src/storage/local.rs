@@ -32,7 +32,9 @@ pub const READ_CHUNK: usize = 1024 * 1024;
 /// Bytes collected from a request body before one blocking write.
 pub const WRITE_BATCH: usize = 1024 * 1024;
 
-/// Largest file [`Storage::get`] reads on the calling thread.
+/// Largest file [`Storage::get`] reads on the calling thread, and the
+/// largest stream [`Storage::get_stream`] reads there whole (a config
+/// blob, a manifest fetched as a blob).
 pub const INLINE_READ: u64 = 64 * 1024;
 
 /// Bytes written to a layer between two early flushes to disk.
@@ -314,6 +316,15 @@ fn read_block(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
+/// The file shrank under a reader (someone outside the registry truncated
+/// it): said so rather than ending short silently.
+fn shrank(path: &str, missing: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("{path} ended {missing} bytes early"),
+    )
+}
+
 /// A file streamed out block by block, the next block read while the
 /// current one is being sent.
 struct BlockReader {
@@ -346,12 +357,7 @@ impl BlockReader {
                 Err(join) => return Some((Err(io::Error::other(join.to_string())), s.finished())),
             };
             if block.is_empty() {
-                // The file shrank under us (someone outside the registry
-                // truncated it): say so rather than end short silently.
-                let e = io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{} ended {} bytes early", s.path, s.remaining),
-                );
+                let e = shrank(&s.path, s.remaining);
                 return Some((Err(e), s.finished()));
             }
             s.offset += block.len() as u64;
@@ -611,6 +617,18 @@ impl Storage for LocalStorage {
             Some(r) => (r.first, r.len().min(size - r.first)),
             None => (0, size),
         };
+        if remaining <= INLINE_READ {
+            // Ready at the first poll, so the answer's head and body leave
+            // in one write, with no round trip to the blocking pool.
+            let block = quick(path, || read_block(&file, offset, remaining as usize))?;
+            if (block.len() as u64) < remaining {
+                return Err(io_error(path, shrank(path, remaining - block.len() as u64)));
+            }
+            if block.is_empty() {
+                return Ok(Box::pin(futures_util::stream::empty()));
+            }
+            return Ok(Box::pin(futures_util::stream::once(async { Ok(block) })));
+        }
         Ok(BlockReader {
             file: Arc::new(file),
             path: path.to_owned(),

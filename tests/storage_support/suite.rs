@@ -66,9 +66,10 @@ pub async fn small_round_trip(f: &Fixture) {
     assert!(f.outside().await.is_empty());
 }
 
-/// `get` reads whole files of any size; the local driver reads small ones
-/// on the calling thread and larger ones on the blocking pool, so sizes
-/// around that bound are read back byte for byte.
+/// `get` and `get_stream` read whole files and ranges of any size; the
+/// local driver reads small ones on the calling thread and larger ones on
+/// the blocking pool, so sizes around that bound are read back byte for
+/// byte.
 pub async fn whole_files_of_any_size(f: &Fixture) {
     let s = &*f.storage;
     let bound = registry_v1::storage::local::INLINE_READ as usize;
@@ -85,6 +86,22 @@ pub async fn whole_files_of_any_size(f: &Fixture) {
         let got = s.get(&path).await.unwrap();
         assert_eq!(got.len(), len, "{path}");
         assert!(got[..] == data[..], "{path}: other bytes came back");
+        let streamed = read_all(s, &path, None).await;
+        assert!(streamed == data, "{path}: other bytes streamed");
+    }
+    // Ranges of a length around the bound, inside a larger file.
+    let path = format!("images/sized/{}", 5 * bound + 3);
+    let data = pattern::bytes(5, 0, 5 * bound + 3);
+    for (first, len) in [(7, bound - 1), (bound, bound), (3, bound + 1)] {
+        let range = ByteRange {
+            first: first as u64,
+            last: (first + len - 1) as u64,
+        };
+        let got = read_all(s, &path, Some(range)).await;
+        assert!(
+            got[..] == data[first..first + len],
+            "{path}: range of {len} bytes at {first} differs"
+        );
     }
     assert_not_found(s.get("images/sized").await, "a folder read as a file");
 }
