@@ -187,26 +187,11 @@ fn readiness_names_the_backend_that_fails() {
         return;
     };
     let bucket = "readiness";
-    let status = common::client()
-        .put(format!("{}/{bucket}", server.endpoint()))
-        .send()
-        .unwrap()
-        .status();
-    assert!(status.is_success());
-    let port = server.port.to_string();
-    let registry = common::Registry::start(&[
-        ("SETTINGS_FLAVOR", "s3"),
-        ("AWS_BUCKET", bucket),
-        ("AWS_KEY", "testing"),
-        ("AWS_SECRET", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_HOST", "127.0.0.1"),
-        ("AWS_PORT", &port),
-        ("AWS_SECURE", "false"),
-        ("AWS_ENCRYPT", "false"),
-        ("STORAGE_PATH", "/registry"),
-        ("SEARCH_BACKEND", ""),
-    ]);
+    server.create_bucket(bucket);
+    let mut env = server.registry_env(bucket);
+    env.push(("SEARCH_BACKEND".into(), String::new()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let registry = common::Registry::start(&env);
     assert_eq!(probe(&registry, "/readyz").0, 200);
     drop(server);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -3,6 +3,7 @@
 
 mod common;
 #[path = "storage_support/s3_server.rs"]
+#[allow(dead_code)]
 mod s3_server;
 
 #[test]
@@ -123,27 +124,8 @@ fn small_blobs_on_a_kept_alive_connection_wait_for_no_delayed_ack() {
         return;
     };
     let bucket = format!("nodelay-{}", std::process::id());
-    let created = common::client()
-        .put(format!("{}/{bucket}", server.endpoint()))
-        .send()
-        .unwrap();
-    assert!(
-        created.status().is_success(),
-        "create bucket: {}",
-        created.status()
-    );
-    let port = server.port.to_string();
-    let s3 = [
-        ("SETTINGS_FLAVOR", "s3"),
-        ("AWS_BUCKET", bucket.as_str()),
-        ("AWS_KEY", "testing"),
-        ("AWS_SECRET", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_HOST", "127.0.0.1"),
-        ("AWS_PORT", port.as_str()),
-        ("AWS_SECURE", "false"),
-        ("AWS_ENCRYPT", "false"),
-        ("STORAGE_PATH", "/registry"),
-    ];
+    server.create_bucket(&bucket);
+    let env = server.registry_env(&bucket);
+    let s3: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert!(stalled_small_pulls(&s3, 370) < 6);
 }

@@ -78,12 +78,7 @@ impl Backend {
     fn s3() -> Option<Self> {
         let server = s3_server::server()?;
         let bucket = format!("v1-{}", rand_suffix());
-        let status = common::client()
-            .put(format!("{}/{bucket}", server.endpoint()))
-            .send()
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "create bucket: {status}");
+        server.create_bucket(&bucket);
         Some(Backend::S3 { bucket })
     }
 
@@ -93,21 +88,7 @@ impl Backend {
                 ("STORAGE_PATH".into(), dir.path().to_str().unwrap().into()),
                 ("SETTINGS_FLAVOR".into(), "dev".into()),
             ],
-            Backend::S3 { bucket } => {
-                let server = s3_server::server().unwrap();
-                vec![
-                    ("SETTINGS_FLAVOR".into(), "s3".into()),
-                    ("AWS_BUCKET".into(), bucket.clone()),
-                    ("AWS_KEY".into(), "testing".into()),
-                    ("AWS_SECRET".into(), "testing".into()),
-                    ("AWS_REGION".into(), "us-east-1".into()),
-                    ("AWS_HOST".into(), "127.0.0.1".into()),
-                    ("AWS_PORT".into(), server.port.to_string()),
-                    ("AWS_SECURE".into(), "false".into()),
-                    ("AWS_ENCRYPT".into(), "false".into()),
-                    ("STORAGE_PATH".into(), "/registry".into()),
-                ]
-            }
+            Backend::S3 { bucket } => s3_server::server().unwrap().registry_env(bucket),
         }
     }
 

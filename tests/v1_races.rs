@@ -95,25 +95,9 @@ fn concurrent_image_lists_lose_no_id_across_two_processes_on_s3() {
         return;
     };
     let bucket = format!("races-{}", std::process::id());
-    let status = common::client()
-        .put(format!("{}/{bucket}", server.endpoint()))
-        .send()
-        .unwrap()
-        .status();
-    assert!(status.is_success(), "create bucket: {status}");
-    let port = server.port.to_string();
-    let env = [
-        ("SETTINGS_FLAVOR", "s3"),
-        ("AWS_BUCKET", bucket.as_str()),
-        ("AWS_KEY", "testing"),
-        ("AWS_SECRET", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_HOST", "127.0.0.1"),
-        ("AWS_PORT", port.as_str()),
-        ("AWS_SECURE", "false"),
-        ("AWS_ENCRYPT", "false"),
-        ("STORAGE_PATH", "/registry"),
-    ];
+    server.create_bucket(&bucket);
+    let env = server.registry_env(&bucket);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let a = Registry::start(&env);
     let b = Registry::start(&env);
     let lost = lost_ids(&[&a, &b], 8, 10);

@@ -48,6 +48,41 @@ impl S3Server {
     pub fn endpoint(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
     }
+
+    /// Makes a bucket (the test fails if the server refuses). Not from
+    /// within an async runtime: the client blocks.
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .put(format!("{}/{bucket}", self.endpoint()))
+            .send()
+            .expect("create bucket")
+            .status();
+        assert!(status.is_success(), "create bucket {bucket}: {status}");
+    }
+
+    /// The environment of a registry that keeps its data in `bucket` on
+    /// this server: the `s3` flavor of config_sample.yml with moto's test
+    /// credentials, plain HTTP, `storage_path` /registry.
+    pub fn registry_env(&self, bucket: &str) -> Vec<(String, String)> {
+        [
+            ("SETTINGS_FLAVOR", "s3"),
+            ("AWS_BUCKET", bucket),
+            ("AWS_KEY", "testing"),
+            ("AWS_SECRET", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_HOST", &self.host),
+            ("AWS_PORT", &self.port.to_string()),
+            ("AWS_SECURE", "false"),
+            ("AWS_ENCRYPT", "false"),
+            ("STORAGE_PATH", "/registry"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
 }
 
 static SERVER: OnceLock<Option<S3Server>> = OnceLock::new();

@@ -98,12 +98,7 @@ impl Backend {
     pub fn s3() -> Option<Backend> {
         let server = s3_server::server()?;
         let bucket = format!("v2-{}", rand_suffix());
-        let status = common::client()
-            .put(format!("{}/{bucket}", server.endpoint()))
-            .send()
-            .expect("create bucket")
-            .status();
-        assert!(status.is_success(), "create bucket: {status}");
+        server.create_bucket(&bucket);
         Some(Backend::S3 {
             bucket,
             port: server.port,
@@ -131,18 +126,7 @@ impl Backend {
                 ),
                 ("SETTINGS_FLAVOR".into(), "dev".into()),
             ],
-            Backend::S3 { bucket, port } => vec![
-                ("SETTINGS_FLAVOR".into(), "s3".into()),
-                ("AWS_BUCKET".into(), bucket.clone()),
-                ("AWS_KEY".into(), "testing".into()),
-                ("AWS_SECRET".into(), "testing".into()),
-                ("AWS_REGION".into(), "us-east-1".into()),
-                ("AWS_HOST".into(), "127.0.0.1".into()),
-                ("AWS_PORT".into(), port.to_string()),
-                ("AWS_SECURE".into(), "false".into()),
-                ("AWS_ENCRYPT".into(), "false".into()),
-                ("STORAGE_PATH".into(), "/registry".into()),
-            ],
+            Backend::S3 { bucket, .. } => s3_server::server().unwrap().registry_env(bucket),
         }
     }
 
