@@ -57,7 +57,7 @@ struct Args {
     /// Concurrent clients of the parallel pull (default 16).
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// Seconds of each wrk load (default 4; smoke 1).
+    /// Seconds of each wrk load (default 4; smoke 1; on S3 at least 3).
     #[arg(long)]
     wrk_secs: Option<u64>,
     /// Leave out the S3 sections (7 and 11).
@@ -112,6 +112,7 @@ impl Args {
             clients: self.clients.max(1),
             concurrency: vec![1, 16, 64],
             wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(1)),
+            s3_wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(3)),
             verify: smoke,
             s3: !self.no_s3 && (self.wants(7) || self.wants(11) || self.wants(13)),
         }

@@ -108,6 +108,7 @@ fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {
             small_requests(
                 ctx,
                 ctx.plan.s3_reps,
+                ctx.plan.s3_wrk_duration,
                 ("S3, no cache", &baseline, &plain),
                 &cached,
                 &targets,

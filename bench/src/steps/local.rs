@@ -262,6 +262,7 @@ impl Local {
             small_requests(
                 ctx,
                 ctx.plan.reps,
+                ctx.plan.wrk_duration,
                 ("nginx static JSON", &baseline, &self.nginx),
                 &self.registry,
                 &targets,

@@ -39,6 +39,11 @@ pub struct Plan {
     pub clients: usize,
     pub concurrency: Vec<usize>,
     pub wrk_duration: Duration,
+    /// wrk's duration on S3 storage: at 64 connections a request there
+    /// waits up to a second for moto, and wrk counts only the requests
+    /// that finish within its duration (a 1-second smoke load could
+    /// count none).
+    pub s3_wrk_duration: Duration,
     /// The PATCH size of the chunked v2 pushes (8 MiB; smaller in smoke
     /// runs, so that their small blobs still take several PATCHes).
     pub chunk: u64,
@@ -56,7 +61,7 @@ impl Plan {
         format!(
             "{mode}; {reps} runs of every figure (S3: {s3reps}), the registry's and its \
              baseline's runs taking turns; layer {layer} (S3: {s3layer}); {clients} \
-             concurrent clients; small requests: wrk for {secs} s at {conc} connections; \
+             concurrent clients; small requests: wrk for {secs} s (S3: {s3secs} s) at {conc} connections; \
              repository: {n} images of {repo} each; v2 chunked pushes in {chunk} PATCHes.",
             mode = if self.smoke {
                 "SMOKE run: sizes and durations too small for the figures to mean anything"
@@ -69,6 +74,7 @@ impl Plan {
             s3layer = mib(self.s3_layer),
             clients = self.clients,
             secs = self.wrk_duration.as_secs(),
+            s3secs = self.s3_wrk_duration.as_secs(),
             conc = self
                 .concurrency
                 .iter()
@@ -278,17 +284,17 @@ pub fn copy_mb_per_s(from: &Path, to: &Path, size: u64) -> Result<f64> {
 type Measure<'a> = Box<dyn FnMut() -> Result<(wrk::Load, f64)> + 'a>;
 
 /// Small-request figures: for each concurrency, each registry URL against
-/// the baseline URL: requests/s (with `goal`), p99 latency, and the
-/// server's CPU time per request.
+/// the baseline URL, wrk running for `duration`: requests/s (with `goal`),
+/// p99 latency, and the server's CPU time per request.
 pub fn small_requests(
     ctx: &Ctx,
     runs: usize,
+    duration: Duration,
     baseline: (&str, &str, &Server),
     registry: &Server,
     targets: &[(&str, String)],
     goal: Option<Goal>,
 ) -> Result<Vec<Row>> {
-    let duration = ctx.plan.wrk_duration;
     let mut rows = Vec::new();
     for &c in &ctx.plan.concurrency {
         let load = LoadWatch::start();

@@ -194,6 +194,7 @@ fn measure(ctx: &Ctx, section: &mut Section) -> Result<()> {
         small_requests(
             ctx,
             runs,
+            ctx.plan.s3_wrk_duration,
             ("moto GET of the tags object", &raw_tags, &moto),
             &registry,
             &targets,
