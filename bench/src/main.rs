@@ -100,6 +100,7 @@ impl Args {
         let pick =
             |v: Option<u64>, full: u64, small: u64| v.unwrap_or(if smoke { small } else { full });
         let reps = self.reps.unwrap_or(if smoke { 1 } else { 3 }).max(1);
+        let wrk_duration = Duration::from_secs(pick(self.wrk_secs, 4, 1).max(1));
         Plan {
             smoke,
             reps,
@@ -111,8 +112,8 @@ impl Args {
             chunk: if smoke { MIB } else { 8 * MIB },
             clients: self.clients.max(1),
             concurrency: vec![1, 16, 64],
-            wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(1)),
-            s3_wrk_duration: Duration::from_secs(pick(self.wrk_secs, 4, 1).max(3)),
+            wrk_duration,
+            s3_wrk_duration: wrk_duration.max(Duration::from_secs(3)),
             verify: smoke,
             s3: !self.no_s3 && (self.wants(7) || self.wants(11) || self.wants(13)),
         }
