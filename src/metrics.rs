@@ -8,7 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// The metrics the registry keeps.
@@ -29,6 +30,19 @@ pub struct Metrics {
     /// Lookups of the Redis cache: `result` (`hit`, `miss`, `tombstone`,
     /// `unavailable`).
     pub cache: IntCounterVec,
+    /// Collections run inside `serve` (`gc_interval`): `result` (`done`,
+    /// `busy`: another collector held the store, `failed`).
+    pub gc_runs: IntCounterVec,
+    /// What collections deleted: `kind` (`manifests`, `blobs`,
+    /// `v1_images`, `uploads`).
+    pub gc_deleted: IntCounterVec,
+    /// Bytes the collections freed.
+    pub gc_freed_bytes: IntCounter,
+    /// Seconds the last finished collection took.
+    pub gc_last_duration: Gauge,
+    /// Unix time of the last finished collection (0: none yet), so an alert
+    /// can fire when collections stop.
+    pub gc_last_success: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -93,6 +107,37 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let gc_runs = IntCounterVec::new(
+            Opts::new(
+                "registry_gc_runs_total",
+                "Garbage collections started by gc_interval, by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let gc_deleted = IntCounterVec::new(
+            Opts::new(
+                "registry_gc_deleted_total",
+                "What garbage collections deleted, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let gc_freed_bytes = IntCounter::new(
+            "registry_gc_freed_bytes_total",
+            "Bytes garbage collections freed",
+        )
+        .expect("valid metric");
+        let gc_last_duration = Gauge::new(
+            "registry_gc_last_duration_seconds",
+            "Seconds the last finished garbage collection took",
+        )
+        .expect("valid metric");
+        let gc_last_success = Gauge::new(
+            "registry_gc_last_success_timestamp_seconds",
+            "Unix time the last garbage collection finished",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -101,6 +146,11 @@ impl Metrics {
             Box::new(uploads.clone()),
             Box::new(failures.clone()),
             Box::new(cache.clone()),
+            Box::new(gc_runs.clone()),
+            Box::new(gc_deleted.clone()),
+            Box::new(gc_freed_bytes.clone()),
+            Box::new(gc_last_duration.clone()),
+            Box::new(gc_last_success.clone()),
         ] {
             registry.register(metric).expect("registered once");
         }
@@ -122,6 +172,11 @@ impl Metrics {
             uploads,
             failures,
             cache,
+            gc_runs,
+            gc_deleted,
+            gc_freed_bytes,
+            gc_last_duration,
+            gc_last_success,
         }
     }
 

@@ -225,3 +225,47 @@ fn readiness_names_the_backend_that_fails() {
     );
     assert!(!out.status.success());
 }
+
+/// The collector that `gc_interval` runs inside `serve` reports to the
+/// scrape: runs, what went (a stray blob past the grace period) and when.
+#[test]
+fn collections_inside_serve_show_in_the_scrape() {
+    let metrics_port = common::free_port();
+    let address = format!("127.0.0.1:{metrics_port}");
+    let registry = Backend::local().start(&[
+        ("METRICS_ADDRESS", &address),
+        ("GC_INTERVAL", "1"),
+        ("GC_GRACE_PERIOD", "0"),
+    ]);
+    let url = format!("http://{address}/metrics");
+    let v2 = V2::new(&registry);
+    // A blob no manifest references: the next collection deletes it.
+    let blob = unique_bytes("stray", 10_000);
+    let digest = v2.push_blob("gc-metrics/app", &blob);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(&url);
+        if value(&text, "registry_gc_deleted_total{kind=\"blobs\"}") >= 1.0 {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no collection deleted the stray blob in 30 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(value(&text, "registry_gc_runs_total{result=\"done\"}") >= 1.0);
+    assert!(value(&text, "registry_gc_freed_bytes_total") >= blob.len() as f64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = value(&text, "registry_gc_last_success_timestamp_seconds");
+    assert!((now - 60.0..=now + 1.0).contains(&last), "{last} vs {now}");
+    assert_eq!(
+        v2.get(&format!("/v2/gc-metrics/app/blobs/{digest}"))
+            .status(),
+        404
+    );
+}

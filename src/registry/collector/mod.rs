@@ -276,12 +276,41 @@ pub async fn command(settings: crate::config::Settings, options: Options) -> any
 pub async fn periodic(storage: std::sync::Arc<dyn Storage>, options: Options, interval: Duration) {
     loop {
         actix_web::rt::time::sleep(interval).await;
+        let metrics = crate::metrics::get();
         match collect(&*storage, options.clone()).await {
-            Ok(Outcome::Done(report)) => log::info!("{report}"),
-            Ok(Outcome::Busy { .. }) => {
-                log::info!("gc: another collector holds the storage; skipped")
+            Ok(Outcome::Done(report)) => {
+                log::info!("{report}");
+                report.count(metrics);
             }
-            Err(e) => log::warn!("gc failed: {e}"),
+            Ok(Outcome::Busy { .. }) => {
+                log::info!("gc: another collector holds the storage; skipped");
+                metrics.gc_runs.with_label_values(&["busy"]).inc();
+            }
+            Err(e) => {
+                log::warn!("gc failed: {e}");
+                metrics.gc_runs.with_label_values(&["failed"]).inc();
+            }
         }
+    }
+}
+
+impl GcReport {
+    /// Adds a finished run to the process's metrics.
+    fn count(&self, metrics: &crate::metrics::Metrics) {
+        metrics.gc_runs.with_label_values(&["done"]).inc();
+        for (kind, n) in [
+            ("manifests", self.manifests),
+            ("blobs", self.blobs),
+            ("v1_images", self.v1_images),
+            ("uploads", self.uploads),
+        ] {
+            metrics.gc_deleted.with_label_values(&[kind]).inc_by(n);
+        }
+        metrics.gc_freed_bytes.inc_by(self.bytes);
+        metrics.gc_last_duration.set(self.elapsed.as_secs_f64());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        metrics.gc_last_success.set(now.as_secs_f64());
     }
 }
