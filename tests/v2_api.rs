@@ -526,6 +526,113 @@ fn sha512_blobs(backend: Backend) {
     v2.expect_error(resp, 400, "DIGEST_INVALID", "wrong sha512");
 }
 
+/// sha512 blobs sent in chunks or streamed: hashed as sha256 when the
+/// client said nothing, and read back once at the `PUT`; hashed as sha512
+/// from the start when the `POST` says `?digest-algorithm=sha512`.
+fn sha512_chunked_and_streamed(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = "sha/chunks";
+    let patch = |location: &str, range: Option<(usize, usize)>, data: &[u8]| {
+        let mut req = v2
+            .request("PATCH", location)
+            .header("content-type", "application/octet-stream");
+        if let Some((from, to)) = range {
+            req = req
+                .header("content-range", format!("{from}-{to}"))
+                .header("content-length", (to - from + 1).to_string());
+        }
+        let resp = v2.send(req.body(data.to_vec()));
+        assert_eq!(resp.status(), 202, "PATCH {range:?}");
+        header(&resp, "location").unwrap()
+    };
+    let put = |location: &str, digest: &str, last: &[u8]| {
+        v2.send(
+            v2.request("PUT", &with_query(location, &format!("digest={digest}")))
+                .header("content-type", "application/octet-stream")
+                .body(last.to_vec()),
+        )
+    };
+    let pulled = |digest: &str| {
+        v2.get(&format!("/v2/{name}/blobs/{digest}"))
+            .bytes()
+            .unwrap()
+            .to_vec()
+    };
+    let starts = [
+        format!("/v2/{name}/blobs/uploads/"),
+        format!("/v2/{name}/blobs/uploads/?digest-algorithm=sha512"),
+    ];
+    for start in &starts {
+        let post = || {
+            let resp = v2.send(v2.request("POST", start).header("content-length", "0"));
+            assert_eq!(resp.status(), 202, "POST {start}");
+            header(&resp, "location").unwrap()
+        };
+        // Chunks, then an empty PUT; chunks, the last with the PUT.
+        let data = unique_bytes(&format!("sha512 chunks {start}"), 3000);
+        let digest = sha512(&data);
+        let mut location = post();
+        for (from, to) in [(0, 999), (1000, 2999)] {
+            location = patch(&location, Some((from, to)), &data[from..=to]);
+        }
+        let resp = put(&location, &digest, b"");
+        assert_eq!(resp.status(), 201, "chunked sha512 after {start}");
+        assert_eq!(header(&resp, "docker-content-digest"), Some(digest.clone()));
+        assert_eq!(pulled(&digest), data);
+
+        let data = unique_bytes(&format!("sha512 put chunk {start}"), 2000);
+        let digest = sha512(&data);
+        let location = patch(&post(), Some((0, 1199)), &data[..1200]);
+        let resp = v2.send(
+            v2.request("PUT", &with_query(&location, &format!("digest={digest}")))
+                .header("content-range", "1200-1999")
+                .body(data[1200..].to_vec()),
+        );
+        assert_eq!(resp.status(), 201, "last chunk with the PUT after {start}");
+        assert_eq!(pulled(&digest), data);
+
+        // Streamed (no Content-Range, no length), then an empty PUT.
+        let data = unique_bytes(&format!("sha512 stream {start}"), 70_000);
+        let digest = sha512(&data);
+        let location = post();
+        let resp = v2.send(
+            v2.request("PATCH", &location)
+                .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+                    data.clone(),
+                ))),
+        );
+        assert_eq!(resp.status(), 202);
+        let resp = put(&header(&resp, "location").unwrap(), &digest, b"");
+        assert_eq!(resp.status(), 201, "streamed sha512 after {start}");
+        assert_eq!(pulled(&digest), data);
+
+        // A wrong sha512 after chunks: refused, nothing stored, and the
+        // upload is gone.
+        let location = patch(&post(), Some((0, 4)), b"12345");
+        let wrong = sha512(b"12346");
+        v2.expect_error(put(&location, &wrong, b""), 400, "DIGEST_INVALID", "wrong");
+        assert_eq!(v2.get(&format!("/v2/{name}/blobs/{wrong}")).status(), 404);
+        v2.expect_error(v2.get(&location), 404, "BLOB_UPLOAD_UNKNOWN", "after");
+
+        // The sha256 digest of the same kind of upload, either way.
+        let data = unique_bytes(&format!("sha256 chunks {start}"), 1500);
+        let digest = sha256(&data);
+        let location = patch(&post(), Some((0, 1499)), &data);
+        assert_eq!(put(&location, &digest, b"").status(), 201);
+        assert_eq!(pulled(&digest), data);
+    }
+    // An algorithm we cannot verify is refused when the upload starts.
+    let resp = v2.send(
+        v2.request(
+            "POST",
+            &format!("/v2/{name}/blobs/uploads/?digest-algorithm=md5"),
+        )
+        .header("content-length", "0"),
+    );
+    v2.expect_error(resp, 400, "DIGEST_INVALID", "digest-algorithm=md5");
+}
+
 fn cross_repository_mount(backend: Backend) {
     let registry = backend.start(&[]);
     let v2 = V2::new(&registry);
@@ -805,6 +912,160 @@ fn manifest_refusals(backend: Backend) {
     assert_eq!(resp.status(), 413, "manifest over 4 MiB");
     let resp = v2.get(&format!("/v2/{name}/manifests/too-big"));
     v2.expect_error(resp, 404, "MANIFEST_UNKNOWN", "the big one was not kept");
+}
+
+/// A reference that breaks the tag grammar names no manifest: a pull is a
+/// 404 (the OCI conformance suite pulls `.INVALID_MANIFEST_NAME`), a push a
+/// 400.
+fn references_that_cannot_exist(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = "invalid/references";
+    let image = ImageBlobs::new("invalid references", "amd64");
+    image.push(&v2, name);
+    let body = image.oci_manifest();
+    v2.push_manifest(name, "latest", OCI_MANIFEST, &body);
+    for reference in [
+        ".INVALID_MANIFEST_NAME".to_owned(),
+        "-dash".to_owned(),
+        "a".repeat(129),
+    ] {
+        let path = format!("/v2/{name}/manifests/{reference}");
+        v2.expect_error(v2.get_manifest(&path), 404, "MANIFEST_UNKNOWN", &path);
+        assert_eq!(v2.head_manifest(&path).status(), 404, "HEAD {path}");
+        let resp = v2.put_manifest(name, &reference, OCI_MANIFEST, &body);
+        v2.expect_error(resp, 400, "MANIFEST_INVALID", &format!("PUT {path}"));
+    }
+    // One with a `:` was meant as a digest: the client learns what is
+    // wrong with it.
+    for reference in ["sha256:abc", "md5:d41d8cd98f00b204e9800998ecf8427e"] {
+        let path = format!("/v2/{name}/manifests/{reference}");
+        v2.expect_error(v2.get_manifest(&path), 400, "DIGEST_INVALID", &path);
+    }
+}
+
+/// `PUT /v2/<name>/manifests/<digest>?tag=..`: the manifest keeps the
+/// digest it was pushed by (sha512 too), each tag points at it, and the
+/// answer names each in `OCI-Tag`.
+fn manifest_tag_parameters(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = "tag/params";
+    let image = ImageBlobs::new("tag params", "amd64");
+    image.push(&v2, name);
+    let body = image.oci_manifest();
+    for digest in [sha512(&body), sha256(&body)] {
+        let alg = &digest[..6];
+        let tags = [format!("{alg}-a"), format!("{alg}-b")];
+        let resp = v2.send(
+            v2.request(
+                "PUT",
+                &format!(
+                    "/v2/{name}/manifests/{digest}?tag={}&tag={}&tag={}",
+                    tags[0], tags[1], tags[0]
+                ),
+            )
+            .header("content-type", OCI_MANIFEST)
+            .body(body.clone()),
+        );
+        assert_eq!(resp.status(), 201, "{digest}");
+        assert_eq!(header(&resp, "docker-content-digest"), Some(digest.clone()));
+        let oci_tags: Vec<String> = resp
+            .headers()
+            .get_all("oci-tag")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(oci_tags, tags, "{digest}");
+        for tag in &tags {
+            let resp = v2.get_manifest(&format!("/v2/{name}/manifests/{tag}"));
+            assert_eq!(resp.status(), 200, "{tag}");
+            assert_eq!(header(&resp, "docker-content-digest"), Some(digest.clone()));
+            assert_eq!(resp.bytes().unwrap(), body);
+        }
+    }
+    let list: Value = v2.get(&format!("/v2/{name}/tags/list")).json().unwrap();
+    assert_eq!(
+        list["tags"],
+        json!(["sha256-a", "sha256-b", "sha512-a", "sha512-b"])
+    );
+
+    // A bad tag refuses the whole push; so do too many.
+    let digest = sha256(&body);
+    let resp = v2.send(
+        v2.request(
+            "PUT",
+            &format!("/v2/{name}/manifests/{digest}?tag=ok&tag=.bad"),
+        )
+        .header("content-type", OCI_MANIFEST)
+        .body(body.clone()),
+    );
+    v2.expect_error(resp, 400, "MANIFEST_INVALID", "?tag=.bad");
+    let many: Vec<String> = (0..101).map(|i| format!("tag={i}")).collect();
+    let resp = v2.send(
+        v2.request(
+            "PUT",
+            &format!("/v2/{name}/manifests/{digest}?{}", many.join("&")),
+        )
+        .header("content-type", OCI_MANIFEST)
+        .body(body.clone()),
+    );
+    v2.expect_error(resp, 414, "UNSUPPORTED", "101 tags");
+    let list: Value = v2.get(&format!("/v2/{name}/tags/list")).json().unwrap();
+    assert_eq!(list["tags"].as_array().unwrap().len(), 4, "{list}");
+}
+
+/// `If-None-Match` with the digest a client holds: `304`, no body, the
+/// same `ETag`; anything else: the manifest.
+fn manifest_if_none_match(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = "conditional/pull";
+    let image = ImageBlobs::new("conditional", "amd64");
+    image.push(&v2, name);
+    let body = image.oci_manifest();
+    let digest = v2.push_manifest(name, "latest", OCI_MANIFEST, &body);
+    let etag = format!("\"{digest}\"");
+    for reference in ["latest", digest.as_str()] {
+        let path = format!("/v2/{name}/manifests/{reference}");
+        let resp = v2.get_manifest(&path);
+        assert_eq!(header(&resp, "etag"), Some(etag.clone()));
+        for method in ["GET", "HEAD"] {
+            for held in [
+                etag.clone(),
+                format!("W/{etag}"),
+                format!("\"sha256:{}\", {etag}", "0".repeat(64)),
+                "*".to_owned(),
+                digest.clone(),
+            ] {
+                let resp = v2.send(
+                    v2.request(method, &path)
+                        .header("accept", ALL_MANIFESTS)
+                        .header("if-none-match", &held),
+                );
+                assert_eq!(resp.status(), 304, "{method} {path} If-None-Match {held}");
+                assert_eq!(header(&resp, "etag"), Some(etag.clone()));
+                assert_eq!(header(&resp, "docker-content-digest"), Some(digest.clone()));
+                assert!(resp.bytes().unwrap().is_empty());
+            }
+            let other = format!("\"{}\"", sha256(b"other"));
+            let resp = v2.send(
+                v2.request(method, &path)
+                    .header("accept", ALL_MANIFESTS)
+                    .header("if-none-match", &other),
+            );
+            assert_eq!(resp.status(), 200, "{method} {path} If-None-Match {other}");
+            if method == "GET" {
+                assert_eq!(resp.bytes().unwrap(), body);
+            }
+        }
+    }
+    // Nothing there: still a 404, whatever the client holds.
+    let resp = v2.send(
+        v2.request("GET", &format!("/v2/{name}/manifests/gone"))
+            .header("if-none-match", "*"),
+    );
+    v2.expect_error(resp, 404, "MANIFEST_UNKNOWN", "If-None-Match of nothing");
 }
 
 fn manifest_unknown_and_delete(backend: Backend) {
@@ -1468,9 +1729,13 @@ for_each_backend!(
     cancel_upload,
     digest_errors,
     sha512_blobs,
+    sha512_chunked_and_streamed,
     cross_repository_mount,
     manifests_of_every_kind,
     manifest_refusals,
+    references_that_cannot_exist,
+    manifest_tag_parameters,
+    manifest_if_none_match,
     manifest_unknown_and_delete,
     tags_list,
     catalog,

@@ -28,6 +28,18 @@ impl Algorithm {
         }
     }
 
+    /// A registered algorithm we verify, by its name (`sha256`, `sha512`).
+    pub fn parse(text: &str) -> Result<Self, InvalidDigest> {
+        match text {
+            "sha256" => Ok(Algorithm::Sha256),
+            "sha512" => Ok(Algorithm::Sha512),
+            _ => Err(InvalidDigest {
+                text: text.chars().take(200).collect(),
+                reason: "unsupported algorithm (sha256 and sha512 are)",
+            }),
+        }
+    }
+
     /// Hex digits of an encoded digest of this algorithm.
     fn hex_len(self) -> usize {
         match self {
@@ -79,11 +91,8 @@ impl Digest {
             return Err(invalid("not <algorithm>:<encoded>"));
         }
         let (algorithm, hex) = text.split_once(':').ok_or_else(|| invalid("no `:`"))?;
-        let algorithm = match algorithm {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            _ => return Err(invalid("unsupported algorithm (sha256 and sha512 are)")),
-        };
+        let algorithm = Algorithm::parse(algorithm)
+            .map_err(|_| invalid("unsupported algorithm (sha256 and sha512 are)"))?;
         let well_formed = hex.len() == algorithm.hex_len()
             && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !well_formed {

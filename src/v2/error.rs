@@ -66,6 +66,10 @@ pub enum Error {
     RangeInvalid { size: u64 },
     #[error("request body too large")]
     TooLarge { limit: u64 },
+    /// More `?tag=` in one manifest push than we take: 414, as the spec
+    /// allows, with the nearest code.
+    #[error("too many tags in one push")]
+    TooManyTags(usize),
     /// More uploads at once than `max_concurrent_uploads`.
     #[error("too many requests")]
     TooManyRequests(String),
@@ -95,7 +99,7 @@ impl Error {
             SizeInvalid(_) | TooLarge { .. } => "SIZE_INVALID",
             Unauthorized | Login(_) => "UNAUTHORIZED",
             Denied => "DENIED",
-            Unsupported(_) | UnknownEndpoint | BadQuery(_) => "UNSUPPORTED",
+            Unsupported(_) | UnknownEndpoint | BadQuery(_) | TooManyTags(_) => "UNSUPPORTED",
             TooManyRequests(_) | TooManyLogins { .. } => "TOOMANYREQUESTS",
             RangeInvalid { .. } | Unavailable | Internal => "UNKNOWN",
         }
@@ -111,6 +115,7 @@ impl Error {
             | Unsupported(s) | BadQuery(s) | TooManyRequests(s) => json!(s),
             RangeNotSatisfiable { size } | RangeInvalid { size } => json!({ "size": size }),
             TooLarge { limit } => json!({ "limit": limit }),
+            TooManyTags(limit) => json!({ "limit": limit }),
             TooManyLogins { retry_after } => json!({ "retry_after": retry_after }),
             // What the request needs, as distribution details it.
             Login(Challenge::Bearer {
@@ -142,6 +147,7 @@ impl ResponseError for Error {
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             RangeNotSatisfiable { .. } | RangeInvalid { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            TooManyTags(_) => StatusCode::URI_TOO_LONG,
             TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,7 +13,8 @@ use super::error::{Error, Result};
 use crate::events::{Event, TagTarget};
 use crate::http::body::{self, BodyError};
 use crate::names::RepositoryName;
-use crate::registry::oci::{self, manifests, Name, Reference};
+use crate::registry::oci::name::InvalidReference;
+use crate::registry::oci::{self, manifests, Name, Reference, Tag};
 use crate::registry::{bridge, AppState};
 
 fn reference(req: &HttpRequest) -> Result<Reference> {
@@ -41,15 +42,73 @@ async fn read_bounded(req: &HttpRequest, payload: web::Payload, limit: usize) ->
 /// GET and HEAD (actix sends the headers of a HEAD answer, not its body).
 pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let name = super::name(&req)?;
-    let reference = reference(&req)?;
+    // A reference that breaks the tag grammar names no manifest: a pull
+    // answers 404, as the spec and distribution do (a push of one is a
+    // 400). One with a `:` was meant as a digest: a bad one is a 400
+    // DIGEST_INVALID, which tells the client what it got wrong.
+    let raw = req.match_info().get("reference").unwrap_or_default();
+    let reference = Reference::parse(raw).map_err(|e| match e {
+        InvalidReference::Tag(_) => Error::ManifestUnknown(raw.chars().take(200).collect()),
+        InvalidReference::Digest(d) => d.into(),
+    })?;
     // The v2 tree's manifest, else the v1 tag's (see `registry::bridge`).
     let stored = bridge::manifest(&*state.storage, &name, &reference).await?;
     let digest = stored.digest.to_string();
+    // The ETag is the quoted digest, as distribution sends it.
+    let etag = format!("\"{digest}\"");
+    if unchanged(&req, &digest) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(("Docker-Content-Digest", digest.as_str()))
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, stored.media_type))
         .insert_header(("Docker-Content-Digest", digest.as_str()))
-        .insert_header((header::ETAG, format!("\"{digest}\"")))
+        .insert_header((header::ETAG, etag))
         .body(stored.bytes))
+}
+
+/// Whether `If-None-Match` names the manifest the client already holds
+/// (RFC 9110, 13.1.2: a list of entity tags, weak ones compared weakly,
+/// or `*`). An unquoted digest is taken too, as distribution takes it.
+fn unchanged(req: &HttpRequest, digest: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            let tag = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .unwrap_or(tag);
+            tag == "*" || tag == digest
+        })
+}
+
+/// The most tags one push may name with `?tag=` (the spec asks for at
+/// least 10): each is two writes, and the answer lists each.
+const MAX_TAGS: usize = 100;
+
+/// The tags of `?tag=`, each checked against the grammar, duplicates
+/// dropped.
+fn query_tags(req: &HttpRequest) -> Result<Vec<Tag>> {
+    let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let mut tags: Vec<Tag> = Vec::new();
+    for (_, value) in query.iter().filter(|(k, _)| k == "tag") {
+        let tag = Tag::parse(value).map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(Error::TooManyTags(MAX_TAGS));
+        }
+    }
+    Ok(tags)
 }
 
 pub async fn put(
@@ -59,12 +118,15 @@ pub async fn put(
 ) -> Result<HttpResponse> {
     let name = super::name(&req)?;
     let reference = reference(&req)?;
+    let tags = query_tags(&req)?;
     let body = read_bounded(&req, payload, manifests::MAX_SIZE).await?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let pushed = manifests::put(&*state.storage, &name, &reference, content_type, body).await?;
+    let storage = &*state.storage;
+    let pushed =
+        manifests::put_tagged(storage, &name, &reference, &tags, content_type, body).await?;
 
     let events = repository_name(&name).map(|repo| {
         let mut events = Vec::new();
@@ -74,13 +136,13 @@ pub async fn put(
                 description: None,
             });
         }
-        if let Some(tag) = pushed
-            .tag
-            .as_ref()
-            .and_then(|t| crate::names::Tag::parse(t.as_str()))
+        for tag in pushed
+            .tags
+            .iter()
+            .filter_map(|t| crate::names::Tag::parse(t.as_str()))
         {
             events.push(Event::TagPushed {
-                name: repo,
+                name: repo.clone(),
                 tag,
                 target: TagTarget::Manifest(pushed.digest.clone()),
             });
@@ -93,6 +155,10 @@ pub async fn put(
     let mut resp = HttpResponse::Created();
     resp.insert_header((header::LOCATION, format!("/v2/{name}/manifests/{digest}")))
         .insert_header(("Docker-Content-Digest", digest));
+    for tag in &pushed.tags {
+        // One header a tag: a client may look for each (spec: `OCI-Tag`).
+        resp.append_header(("OCI-Tag", tag.as_str()));
+    }
     if let Some(subject) = &pushed.subject {
         // Tells the client this registry keeps the referrers itself, so it
         // must not maintain the fallback tag.

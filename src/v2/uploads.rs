@@ -10,7 +10,7 @@ use super::error::Result;
 use super::{name, Error};
 use crate::http::body;
 use crate::registry::oci::uploads::{self, Chunk, Upload, UploadId};
-use crate::registry::oci::{blobs, Digest, Name};
+use crate::registry::oci::{blobs, Algorithm, Digest, Name};
 use crate::registry::AppState;
 
 /// The first value of each query parameter we read.
@@ -132,15 +132,25 @@ pub async fn start(
     let name = name(&req)?;
     let query = Query::of(&req);
     let storage = &*state.storage;
+    // What the upload will be finished with, when the client says: it is
+    // hashed so from the first byte (see `registry::oci::uploads`).
+    let mut algorithm = match query.get("digest-algorithm") {
+        Some(text) => Algorithm::parse(text)?,
+        None => Algorithm::Sha256,
+    };
     if let Some(mount) = query.get("mount") {
         // A mount that cannot be done (bad digest, unknown or missing
         // `from`, blob not there) falls back to a plain upload, as the
         // spec asks.
         let from = query.get("from").and_then(|f| Name::parse(f).ok());
-        if let (Ok(digest), Some(from)) = (Digest::parse(mount), from) {
-            if blobs::mount(storage, &from, &name, &digest).await? {
-                return Ok(created(&name, &digest));
+        if let Ok(digest) = Digest::parse(mount) {
+            if let Some(from) = from {
+                if blobs::mount(storage, &from, &name, &digest).await? {
+                    return Ok(created(&name, &digest));
+                }
             }
+            // The client pushes that blob next.
+            algorithm = digest.algorithm();
         }
     } else if query.get("digest").is_some() {
         let digest = query.digest()?;
@@ -148,7 +158,7 @@ pub async fn start(
         uploads::push(storage, &name, &digest, length, body::stream(payload)).await?;
         return Ok(created(&name, &digest));
     }
-    let upload = Upload::start(storage, &name).await?;
+    let upload = Upload::start_hashing(storage, &name, algorithm).await?;
     Ok(in_progress(HttpResponse::Accepted(), &name, upload.id(), 0))
 }
 

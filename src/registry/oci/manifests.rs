@@ -312,8 +312,9 @@ pub struct Pushed {
     pub subject: Option<Digest>,
     /// The repository held no manifest before this one.
     pub first_in_repository: bool,
-    /// The tag pushed, when the push was by tag.
-    pub tag: Option<Tag>,
+    /// The tags pushed: the reference's, when the push was by tag, and
+    /// the others the push named (`?tag=`).
+    pub tags: Vec<Tag>,
 }
 
 /// Stores a pushed manifest under `reference` (a tag, or the digest the
@@ -322,6 +323,20 @@ pub async fn put(
     storage: &dyn Storage,
     name: &Name,
     reference: &Reference,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<Pushed> {
+    put_tagged(storage, name, reference, &[], content_type, body).await
+}
+
+/// [`put`], and the manifest is tagged with each of `tags` too (the
+/// `?tag=` of a push by digest: the digest stays the one named, whatever
+/// its algorithm, and no tag ever points at a digest of another).
+pub async fn put_tagged(
+    storage: &dyn Storage,
+    name: &Name,
+    reference: &Reference,
+    tags: &[Tag],
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Pushed> {
@@ -358,21 +373,26 @@ pub async fn put(
     if let Some(subject) = &subject {
         referrers::record(storage, name, subject, &digest).await?;
     }
-    let tag = match reference {
-        Reference::Tag(tag) => {
-            // distribution's order: the tag's history first, then what it
-            // points at now.
-            links::write(storage, &links::tag_index(name, tag, &digest), &digest).await?;
-            links::write(storage, &links::tag_current(name, tag), &digest).await?;
-            Some(tag.clone())
-        }
+    let mut pushed_tags: Vec<Tag> = Vec::new();
+    let by_tag = match reference {
+        Reference::Tag(tag) => Some(tag),
         Reference::Digest(_) => None,
     };
+    for tag in by_tag.into_iter().chain(tags) {
+        if pushed_tags.contains(tag) {
+            continue;
+        }
+        // distribution's order: the tag's history first, then what it
+        // points at now.
+        links::write(storage, &links::tag_index(name, tag, &digest), &digest).await?;
+        links::write(storage, &links::tag_current(name, tag), &digest).await?;
+        pushed_tags.push(tag.clone());
+    }
     Ok(Pushed {
         digest,
         subject,
         first_in_repository,
-        tag,
+        tags: pushed_tags,
     })
 }
 
@@ -921,12 +941,23 @@ mod tests {
                 &name,
                 &Reference::Digest(sha512.clone()),
                 None,
-                manifest,
+                manifest.clone(),
             )
             .await
             .unwrap();
             assert_eq!(pushed.digest, sha512);
-            assert!(pushed.tag.is_none());
+            assert!(pushed.tags.is_empty());
+            // Tags named with a push by a sha512 digest point at it.
+            let tags = [Tag::parse("a").unwrap(), Tag::parse("b").unwrap()];
+            let sha512_ref = Reference::Digest(sha512.clone());
+            let pushed = put_tagged(&storage, &name, &sha512_ref, &tags, None, manifest)
+                .await
+                .unwrap();
+            assert_eq!(pushed.tags, tags);
+            for tag in tags {
+                let got = get(&storage, &name, &Reference::Tag(tag)).await.unwrap();
+                assert_eq!(got.digest, sha512);
+            }
 
             let mut huge = image(Some(OCI_MANIFEST));
             huge["annotations"] = json!({"x": "y".repeat(MAX_SIZE)});

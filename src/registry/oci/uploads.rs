@@ -10,11 +10,18 @@
 //! newest, and resuming at its offset drops the bytes past it, so the data
 //! and the hash always agree.
 //!
-//! Chunked and streamed uploads are hashed as sha256, the only algorithm
-//! clients push in chunks: hashing every algorithm of every push would
-//! cost sha512's CPU on every layer. A request that brings the whole blob
-//! with its digest is hashed with that digest's algorithm, so sha512
-//! blobs work in one request.
+//! An upload is hashed with one algorithm, fixed when it starts: sha512
+//! when the `POST` says so (`?digest-algorithm=sha512`, or the mount of a
+//! sha512 blob that fell back to an upload), else sha256, the digest
+//! nearly every client pushes with. Hashing every upload both ways would
+//! cost sha512's CPU on every layer. The algorithm is written into the
+//! upload's id (see [`UploadId::algorithm`]), so every request, on any
+//! instance, knows it without a storage call. A request that brings the
+//! whole blob with its digest is hashed with that digest's algorithm. An
+//! upload finished with a digest of the other algorithm (a client that
+//! said nothing at `POST`, then a sha512 digest) is read back once, after
+//! its last byte, to be verified: that client pays for the second hash,
+//! the others never do.
 //!
 //! A completed blob appears atomically: the writer commits the data in the
 //! upload's folder, which is then renamed to the blob's path.
@@ -41,7 +48,8 @@ pub const MAX_BLOB: u64 = 64 << 30;
 /// driver, well under an S3 part, and all a request holds at a time.
 const BLOCK: usize = 1024 * 1024;
 
-/// The algorithm chunks are hashed with (see the module comment).
+/// The algorithm chunks are hashed with unless the client asks for
+/// another (see the module comment).
 const CHUNKED: Algorithm = Algorithm::Sha256;
 
 /// An upload's id: UUID text, as distribution writes them. Anything else
@@ -52,8 +60,19 @@ pub struct UploadId(String);
 impl UploadId {
     /// A fresh random id (a version 4 UUID).
     pub fn random() -> Self {
+        Self::random_for(CHUNKED)
+    }
+
+    /// A fresh random id of an upload hashed with `algorithm`: a version 4
+    /// UUID for sha256 (as distribution's), a version 8 UUID (RFC 9562's
+    /// custom one, random bits otherwise) for sha512.
+    pub fn random_for(algorithm: Algorithm) -> Self {
+        let version = match algorithm {
+            Algorithm::Sha256 => 0x40,
+            Algorithm::Sha512 => 0x80,
+        };
         let mut b: [u8; 16] = rand::random();
-        b[6] = (b[6] & 0x0f) | 0x40;
+        b[6] = (b[6] & 0x0f) | version;
         b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex::encode(b);
         Self(format!(
@@ -87,6 +106,16 @@ impl UploadId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The algorithm the upload is hashed with, from the UUID's version
+    /// (see [`UploadId::random_for`]); distribution's ids are version 4.
+    pub fn algorithm(&self) -> Algorithm {
+        if self.0.as_bytes().get(14) == Some(&b'8') {
+            Algorithm::Sha512
+        } else {
+            CHUNKED
+        }
     }
 }
 
@@ -150,7 +179,16 @@ pub struct Upload<'a> {
 impl<'a> Upload<'a> {
     /// Starts a new upload in repository `name`.
     pub async fn start(storage: &'a dyn Storage, name: &'a Name) -> Result<Upload<'a>> {
-        let id = UploadId::random();
+        Self::start_hashing(storage, name, CHUNKED).await
+    }
+
+    /// Starts a new upload whose bytes are hashed with `algorithm`.
+    pub async fn start_hashing(
+        storage: &'a dyn Storage,
+        name: &'a Name,
+        algorithm: Algorithm,
+    ) -> Result<Upload<'a>> {
+        let id = UploadId::random_for(algorithm);
         let upload = Upload { storage, name, id };
         storage
             .put(
@@ -201,8 +239,11 @@ impl<'a> Upload<'a> {
 
     /// The offsets hash states were saved at, in ascending order.
     async fn saved(&self) -> Result<Vec<u64>> {
-        let folder =
-            layout::upload_hash_states(self.name.as_str(), self.id.as_str(), CHUNKED.as_str());
+        let folder = layout::upload_hash_states(
+            self.name.as_str(),
+            self.id.as_str(),
+            self.id.algorithm().as_str(),
+        );
         match self.storage.list(&folder).await {
             Ok(names) => {
                 let mut offsets: Vec<u64> = names.iter().filter_map(|n| n.parse().ok()).collect();
@@ -225,7 +266,7 @@ impl<'a> Upload<'a> {
     async fn resume(&self, offset: u64) -> Result<(Box<dyn FileWriter>, Hasher)> {
         if offset == 0 {
             let writer = self.storage.writer(&self.data(), None).await?;
-            return Ok((writer, CHUNKED.hasher()));
+            return Ok((writer, self.id.algorithm().hasher()));
         }
         let writer = self
             .storage
@@ -251,7 +292,11 @@ impl<'a> Upload<'a> {
             // Newest first: a crash midway still leaves the newest state
             // at an offset the data holds.
             for later in saved.iter().rev().filter(|&&o| o > back) {
-                match self.storage.remove(&self.state_path(CHUNKED, *later)).await {
+                match self
+                    .storage
+                    .remove(&self.state_path(self.id.algorithm(), *later))
+                    .await
+                {
                     Ok(()) | Err(StorageError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -260,10 +305,10 @@ impl<'a> Upload<'a> {
         }
         let state = self
             .storage
-            .get(&self.state_path(CHUNKED, offset))
+            .get(&self.state_path(self.id.algorithm(), offset))
             .await
             .or_not_found(|| Error::UploadUnknown)?;
-        let Some(hasher) = Hasher::restore(CHUNKED, &state) else {
+        let Some(hasher) = Hasher::restore(self.id.algorithm(), &state) else {
             // Another implementation's state (distribution writes Go's):
             // the upload cannot go on here, the client starts again.
             log::warn!(
@@ -292,7 +337,10 @@ impl<'a> Upload<'a> {
         // may have to go back to an earlier one (see `resume`).
         if size != offset {
             self.storage
-                .put(&self.state_path(CHUNKED, size), Bytes::from(hasher.save()))
+                .put(
+                    &self.state_path(self.id.algorithm(), size),
+                    Bytes::from(hasher.save()),
+                )
                 .await?;
         }
         Ok(size)
@@ -311,14 +359,6 @@ impl<'a> Upload<'a> {
             // The whole blob comes in this request: hash it as named.
             let writer = self.storage.writer(&self.data(), None).await?;
             (writer, digest.algorithm().hasher())
-        } else if digest.algorithm() != CHUNKED {
-            self.remove().await?;
-            return Err(Error::DigestInvalid(format!(
-                "{} blobs are verified only when sent whole in one request \
-                 (POST or PUT with ?digest= and the body); chunked uploads \
-                 are hashed as {CHUNKED}",
-                digest.algorithm()
-            )));
         } else {
             self.resume(offset).await?
         };
@@ -330,26 +370,56 @@ impl<'a> Upload<'a> {
             }
             return Err(e);
         }
-        let got = hasher.finish();
-        if &got != digest {
-            self.drop_writer(writer).await;
-            self.remove().await?;
-            return Err(Error::DigestInvalid(format!(
-                "the content has digest {got}, not {digest}"
-            )));
-        }
         let size = writer.size();
         let blob = links::blob_data(digest);
-        if self.storage.exists(&blob).await? {
-            // Someone stored these bytes first: they are the same bytes.
-            self.drop_writer(writer).await;
+        if hasher.algorithm() == digest.algorithm() {
+            let got = hasher.finish();
+            if &got != digest {
+                self.drop_writer(writer).await;
+                return Err(self.mismatch(got, digest).await);
+            }
+            if self.storage.exists(&blob).await? {
+                // Someone stored these bytes first: they are the same bytes.
+                self.drop_writer(writer).await;
+            } else {
+                writer.commit().await?;
+                self.storage.rename(&self.data(), &blob).await?;
+            }
         } else {
+            // Hashed as the other algorithm: the bytes, now whole at the
+            // upload's `data`, are read back once to be verified.
             writer.commit().await?;
-            self.storage.rename(&self.data(), &blob).await?;
+            let got = self.rehash(digest.algorithm()).await?;
+            if &got != digest {
+                return Err(self.mismatch(got, digest).await);
+            }
+            if !self.storage.exists(&blob).await? {
+                self.storage.rename(&self.data(), &blob).await?;
+            }
         }
         blobs::link(self.storage, self.name, digest).await?;
         self.remove().await?;
         Ok(size)
+    }
+
+    /// The content has another digest than the client named: the upload
+    /// goes (its writer already ended), and the client starts again.
+    async fn mismatch(&self, got: Digest, digest: &Digest) -> Error {
+        if let Err(e) = self.remove().await {
+            return e;
+        }
+        Error::DigestInvalid(format!("the content has digest {got}, not {digest}"))
+    }
+
+    /// The digest of the upload's committed `data`, read back block by
+    /// block.
+    async fn rehash(&self, algorithm: Algorithm) -> Result<Digest> {
+        let mut hasher = algorithm.hasher();
+        let mut blocks = Blocks::new(self.storage.get_stream(&self.data(), None).await?);
+        while let Some(block) = blocks.next(BLOCK).await? {
+            hasher.update(&block);
+        }
+        Ok(hasher.finish())
     }
 
     /// Throws the upload away, bytes and writer state.
@@ -684,14 +754,81 @@ mod tests {
             assert!(matches!(bad, Err(Error::SizeInvalid(_))));
             let left = storage.list(&layout::uploads(name.as_str())).await;
             assert!(left.as_ref().map_or(true, |l| l.is_empty()), "{left:?}");
+        })
+        .await;
+    }
 
+    #[actix_web::test]
+    async fn an_upload_hashed_as_sha256_is_read_back_for_a_sha512_digest() {
+        on_each_driver(async |storage: &dyn Storage| {
+            let name = repo("a");
             let upload = Upload::start(storage, &name).await.unwrap();
+            assert_eq!(upload.id().algorithm(), Algorithm::Sha256);
             upload.append(at(0, 5), body(&[b"chunk"])).await.unwrap();
-            let chunked = Digest::of(Algorithm::Sha512, b"chunk");
-            match upload.complete(&chunked, Chunk::default(), body(&[])).await {
-                Err(Error::DigestInvalid(m)) => assert!(m.contains("one request"), "{m}"),
-                other => panic!("{:?}", other.map(|_| ())),
-            }
+            let chunked = Digest::of(Algorithm::Sha512, b"chunked");
+            let size = upload.complete(&chunked, at(5, 2), body(&[b"ed"])).await;
+            assert_eq!(size.unwrap(), 7);
+            let stored = storage.get(&links::blob_data(&chunked)).await.unwrap();
+            assert_eq!(&stored[..], b"chunked");
+            assert!(links::has_layer(storage, &name, &chunked).await.unwrap());
+
+            // A wrong one read back ends the upload, and stores nothing.
+            let upload = Upload::start(storage, &name).await.unwrap();
+            let id = upload.id().clone();
+            upload.append(at(0, 5), body(&[b"chunk"])).await.unwrap();
+            let wrong = Digest::of(Algorithm::Sha512, b"other");
+            assert!(matches!(
+                upload.complete(&wrong, Chunk::default(), body(&[])).await,
+                Err(Error::DigestInvalid(_))
+            ));
+            assert!(!storage.exists(&links::blob_data(&wrong)).await.unwrap());
+            assert!(matches!(
+                reopen(storage, &name, &id).await,
+                Err(Error::UploadUnknown)
+            ));
+        })
+        .await;
+    }
+
+    #[actix_web::test]
+    async fn an_upload_started_as_sha512_is_hashed_so_across_requests() {
+        on_each_driver(async |storage: &dyn Storage| {
+            let name = repo("a");
+            let upload = Upload::start_hashing(storage, &name, Algorithm::Sha512)
+                .await
+                .unwrap();
+            let id = upload.id().clone();
+            assert_eq!(id.algorithm(), Algorithm::Sha512);
+            assert_eq!(UploadId::parse(id.as_str()).unwrap(), id);
+            upload.append(at(0, 3), body(&[b"abc"])).await.unwrap();
+            // Another request (or instance) knows the algorithm by the id.
+            let upload = reopen(storage, &name, &id).await.unwrap();
+            upload
+                .append(Chunk::default(), body(&[b"de"]))
+                .await
+                .unwrap();
+            let states = layout::upload_hash_states(name.as_str(), id.as_str(), "sha512");
+            assert_eq!(storage.list(&states).await.unwrap(), ["3", "5"]);
+            let digest = Digest::of(Algorithm::Sha512, b"abcdef");
+            let upload = reopen(storage, &name, &id).await.unwrap();
+            upload
+                .complete(&digest, at(5, 1), body(&[b"f"]))
+                .await
+                .unwrap();
+            let stored = storage.get(&links::blob_data(&digest)).await.unwrap();
+            assert_eq!(&stored[..], b"abcdef");
+
+            // Finished with sha256 after all: read back, verified as that.
+            let upload = Upload::start_hashing(storage, &name, Algorithm::Sha512)
+                .await
+                .unwrap();
+            upload.append(at(0, 3), body(&[b"xyz"])).await.unwrap();
+            let digest = sha256(b"xyz");
+            upload
+                .complete(&digest, Chunk::default(), body(&[]))
+                .await
+                .unwrap();
+            assert!(links::has_layer(storage, &name, &digest).await.unwrap());
         })
         .await;
     }
