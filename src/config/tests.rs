@@ -75,6 +75,7 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("SMTP_SECURE", "true"),
         ("SMTP_FROM_ADDR", "registry@example.com"),
         ("SMTP_TO_ADDR", "ops@example.com"),
+        ("SMTP_MIN_INTERVAL", "300"),
         ("BUGSNAG", "0123abcd"),
         (
             "CORS_ORIGINS",
