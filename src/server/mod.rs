@@ -1,5 +1,6 @@
 //! Assembly, the top layer: the shared state, the middleware, the routes
-//! of each API, the listeners (plain http or https, and the metrics').
+//! of each API, the listeners (plain http or https, and the metrics'), the
+//! mail of server errors.
 
 mod mail;
 pub mod memory;
