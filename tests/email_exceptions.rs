@@ -44,20 +44,26 @@ fn python() -> Option<String> {
     })
 }
 
+/// The Python that runs aiosmtpd, or `None` (said on stderr) when it is
+/// not installed; under CI a missing server fails the test instead.
+fn python_or_skip() -> Option<String> {
+    let found = python();
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the mail tests need aiosmtpd under CI (run .ci/install-smtp.sh)");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPING the mail tests: aiosmtpd is not installed (.ci/install-smtp.sh)\n"
+        );
+    }
+    found
+}
+
 impl SmtpServer {
-    /// `None` (said on stderr) when aiosmtpd is not installed; under CI a
-    /// missing server fails the test instead.
+    /// Plain SMTP, no login; `None` as [`python_or_skip`].
     fn start() -> Option<SmtpServer> {
-        let Some(python) = python() else {
-            if std::env::var_os("CI").is_some() {
-                panic!("the mail tests need aiosmtpd under CI (run .ci/install-smtp.sh)");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "\nSKIPPING the mail tests: aiosmtpd is not installed (.ci/install-smtp.sh)\n"
-            );
-            return None;
-        };
+        let python = python_or_skip()?;
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("maildir");
         let port = common::free_port();
@@ -71,6 +77,37 @@ impl SmtpServer {
             .stderr(std::fs::File::create(dir.path().join("smtpd.log")).unwrap())
             .spawn()
             .expect("start aiosmtpd");
+        Some(SmtpServer::listening(port, maildir, child, dir))
+    }
+
+    /// STARTTLS required with `cert` and `key` (PEM files), and a login;
+    /// `None` as [`python_or_skip`].
+    fn start_tls(cert: &Path, key: &Path, login: &str, password: &str) -> Option<SmtpServer> {
+        let python = python_or_skip()?;
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("maildir");
+        let port = common::free_port();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/email_support/smtpd_tls_auth.py"
+        );
+        let child = Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&maildir)
+            .arg(cert)
+            .arg(key)
+            .args([login, password])
+            // Held open: the server stops when it closes.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("smtpd.log")).unwrap())
+            .spawn()
+            .expect("start aiosmtpd");
+        Some(SmtpServer::listening(port, maildir, child, dir))
+    }
+
+    fn listening(port: u16, maildir: PathBuf, child: Child, dir: tempfile::TempDir) -> SmtpServer {
         let server = SmtpServer {
             port,
             maildir,
@@ -82,7 +119,7 @@ impl SmtpServer {
             assert!(Instant::now() < deadline, "aiosmtpd did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(server)
+        server
     }
 
     /// The messages received so far, oldest first, as [`readable`].
@@ -147,15 +184,24 @@ fn readable(message: &str) -> String {
 
 /// A registry on local storage at `storage` mailing through `port`.
 fn registry(storage: &Path, port: u16, min_interval: u64) -> (common::Registry, tempfile::TempDir) {
+    registry_with(storage, port, &format!("min_interval: {min_interval}"))
+}
+
+/// The same, with more `email_exceptions` settings (`key: value` lines).
+fn registry_with(storage: &Path, port: u16, email: &str) -> (common::Registry, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
+    let email: String = email
+        .lines()
+        .map(|line| format!("        {line}\n"))
+        .collect();
     std::fs::write(
         &config,
         format!(
-            "prod:\n    standalone: true\n    storage: local\n    storage_path: {}\n    email_exceptions:\n        \
-             smtp_host: 127.0.0.1\n        smtp_port: {port}\n        from_addr: \
-             registry@example.com\n        to_addr: ops@example.com\n        min_interval: \
-             {min_interval}\n",
+            "prod:\n    standalone: true\n    loglevel: debug\n    storage: local\n    \
+             storage_path: {}\n    email_exceptions:\n        smtp_host: 127.0.0.1\n        \
+             smtp_port: {port}\n        from_addr: registry@example.com\n        to_addr: \
+             ops@example.com\n{email}",
             storage.display()
         ),
     )
@@ -282,4 +328,76 @@ fn a_silent_mail_server_holds_up_no_request() {
         200
     );
     drop(silent);
+}
+
+/// `smtp_secure` (STARTTLS, the server's certificate checked against
+/// `smtp_ca`) with a login: the mail arrives; a wrong password is a log
+/// line, and no password is in the log, whatever the level.
+#[test]
+fn starttls_with_a_login() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let files = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca_file = write("ca.pem", ca.pem());
+    let cert_file = write("server.pem", server.pem());
+    let key_file = write("server.key", server_key.serialize_pem());
+    let Some(smtp) = SmtpServer::start_tls(&cert_file, &key_file, "registry", "s3cret-pw") else {
+        return;
+    };
+    let storage = tempfile::tempdir().unwrap();
+    let settings = |password: &str| {
+        format!(
+            "smtp_secure: true\nsmtp_ca: {}\nsmtp_login: registry\nsmtp_password: {password}\n\
+             min_interval: 1",
+            ca_file.display()
+        )
+    };
+    let (registry, _config) = registry_with(storage.path(), smtp.port, &settings("s3cret-pw"));
+    let id = broken_image(storage.path(), 1);
+    assert_eq!(get_broken(&registry, &id).status(), 500);
+    let mails = smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(mails.len(), 1, "{}", registry.log());
+    assert!(mails[0].contains(&format!("500 GET /v1/images/{id}/json")));
+    // The mailer logs once the server has said goodbye.
+    wait_for_log(&registry, "mailed 1 server error(s)");
+    let log = registry.log();
+    assert!(log.contains("(STARTTLS)"), "{log}");
+    assert!(!log.contains("s3cret-pw"), "{log}");
+    drop(registry);
+
+    let (registry, _config) = registry_with(storage.path(), smtp.port, &settings("wrong-pw"));
+    assert_eq!(get_broken(&registry, &id).status(), 500);
+    wait_for_log(&registry, "cannot mail 1 server error(s)");
+    let log = registry.log();
+    assert!(
+        log.contains("(535): 5.7.8 Authentication credentials invalid"),
+        "{log}"
+    );
+    assert!(!log.contains("wrong-pw"), "{log}");
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+fn wait_for_log(registry: &common::Registry, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !registry.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not in:\n{}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

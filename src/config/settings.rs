@@ -194,6 +194,9 @@ pub struct EmailSettings {
     pub login: Option<(String, String)>,
     /// `smtp_secure`: STARTTLS, required.
     pub secure: bool,
+    /// `smtp_ca`: PEM certificates trusted for STARTTLS besides the
+    /// public roots (a company's own CA).
+    pub ca: Option<PathBuf>,
     /// `from_addr`
     pub from: String,
     /// `to_addr`: one address, a list, or comma-separated addresses.
@@ -216,6 +219,7 @@ impl fmt::Debug for EmailSettings {
                 &self.login.as_ref().map(|(l, _)| (l, super::render::MASK)),
             )
             .field("secure", &self.secure)
+            .field("ca", &self.ca)
             .field("from", &self.from)
             .field("to", &self.to)
             .field("min_interval", &self.min_interval)
@@ -521,6 +525,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "email_exceptions.from_addr",
     "email_exceptions.to_addr",
     "email_exceptions.min_interval",
+    "email_exceptions.smtp_ca",
     // The older style: the same keys directly in the flavor.
     "smtp_host",
     "smtp_port",
@@ -948,7 +953,18 @@ impl<'a> Section<'a> {
             return Err(self.invalid("from_addr", "must be one mail address".to_owned()));
         }
         let to = address("to_addr")?;
-        // Only in the section: the older style had no such key.
+        // Only in the section: the older style had no such keys.
+        let ca = if prefix.is_empty() {
+            None
+        } else {
+            self.readable_file("smtp_ca")?
+        };
+        if ca.is_some() && !secure {
+            return Err(self.invalid(
+                "smtp_ca",
+                "is for STARTTLS: set smtp_secure: true too, or remove it".to_owned(),
+            ));
+        }
         let min_interval = if prefix.is_empty() {
             DEFAULT_EMAIL_MIN_INTERVAL
         } else {
@@ -965,6 +981,7 @@ impl<'a> Section<'a> {
             port,
             login,
             secure,
+            ca,
             from: from.into_iter().next().expect("one address"),
             to,
             min_interval,

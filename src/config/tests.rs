@@ -1154,6 +1154,7 @@ prod:
             port: 2525,
             login: Some(("registry".into(), "hunter2".into())),
             secure: true,
+            ca: None,
             from: "registry@example.com".into(),
             to: vec!["ops@example.com".into(), "dev@example.com".into()],
             min_interval: Duration::from_secs(5),
@@ -1178,6 +1179,8 @@ prod:
     assert_eq!(email.min_interval, Duration::from_secs(60));
     assert_eq!(email.prefix, "");
 
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    let ca = ca_file.path().display();
     for (bad, needles) in [
         (
             "prod:\n    email_exceptions:\n        smtp_host: h\n        from_addr: a@b.c\n",
@@ -1190,6 +1193,14 @@ prod:
         (
             "prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_password: hunter2\n        from_addr: a@b.c\n        to_addr: d@e.f\n",
             &["email_exceptions.smtp_login", "must be set too"][..],
+        ),
+        (
+            "prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_ca: /no/such/ca.pem\n        smtp_secure: true\n        from_addr: a@b.c\n        to_addr: d@e.f\n",
+            &["email_exceptions.smtp_ca", "/no/such/ca.pem", "cannot be read"][..],
+        ),
+        (
+            &format!("prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_ca: {ca}\n        from_addr: a@b.c\n        to_addr: d@e.f\n"),
+            &["email_exceptions.smtp_ca", "smtp_secure: true"][..],
         ),
         (
             "prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_secure: 'yes'\n        from_addr: a@b.c\n        to_addr: d@e.f\n",

@@ -13,9 +13,11 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use anyhow::Context;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::mpsc;
@@ -62,14 +64,21 @@ impl Mailer {
             .iter()
             .map(|a| a.parse::<Mailbox>())
             .collect::<Result<Vec<_>, _>>()?;
-        let mut transport = if settings.secure {
+        let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host);
+        if settings.secure {
             // STARTTLS, required: the login and the mail never travel in clear.
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)?
-        } else {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            let mut tls = TlsParameters::builder(settings.host.clone());
+            if let Some(ca) = &settings.ca {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("cannot read smtp_ca {}", ca.display()))?;
+                let roots = Certificate::from_pem(&pem).with_context(|| {
+                    format!("smtp_ca {} is not a PEM file of certificates", ca.display())
+                })?;
+                tls = tls.add_root_certificate(roots);
+            }
+            transport = transport.tls(Tls::Required(tls.build()?));
         }
-        .port(settings.port)
-        .timeout(Some(SEND_TIMEOUT));
+        let mut transport = transport.port(settings.port).timeout(Some(SEND_TIMEOUT));
         if let Ok(name) = hostname::get() {
             if let Some(name) = name.to_str().filter(|n| !n.is_empty()) {
                 transport = transport.hello_name(ClientId::Domain(name.to_owned()));
@@ -172,12 +181,20 @@ impl Task {
                 return;
             }
         };
-        match self.transport.send(message).await {
-            Ok(_) => log::info!("mailed {total} server error(s) through {}", self.relay),
+        // lettre's own timeout does not bound every wait of an exchange (a
+        // server that never answers AUTH held it for good): the whole
+        // exchange is bounded here, or one such server would stop all mail.
+        match tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await {
+            Ok(Ok(_)) => log::info!("mailed {total} server error(s) through {}", self.relay),
             // lettre's errors carry the server's answer, never the password.
-            Err(e) => log::warn!(
+            Ok(Err(e)) => log::warn!(
                 "cannot mail {total} server error(s) through {}: {e}",
                 self.relay
+            ),
+            Err(_) => log::warn!(
+                "cannot mail {total} server error(s) through {}: no answer within {} s",
+                self.relay,
+                SEND_TIMEOUT.as_secs()
             ),
         }
     }
