@@ -327,8 +327,22 @@ fn ignored(settings: &Settings) -> Vec<(String, String)> {
              bucket with storage_redirect",
         );
     }
-    // Settings of a storage other than the one in use.
     let kind = &settings.storage.kind;
+    if settings.storage.redirect && *kind == StorageKind::Local {
+        say(
+            "storage_redirect",
+            "not acted on: local storage has no URL of its own to send clients to; layers are \
+             served by the registry (or by nginx, with nginx_x_accel_redirect)",
+        );
+    }
+    if settings.storage.nginx_x_accel_redirect.is_some() && *kind != StorageKind::Local {
+        say(
+            "nginx_x_accel_redirect",
+            "not acted on: nginx can only send files of local storage; layers are served by \
+             the registry (or redirected to the bucket with storage_redirect)",
+        );
+    }
+    // Settings of a storage other than the one in use.
     if !matches!(kind, StorageKind::Unsupported(_)) {
         let groups: [(&str, &[&str], bool); 2] = [
             (

@@ -1066,6 +1066,15 @@ fn the_sample_knows_every_key_it_carries() {
             "{key} once in {text:#?}"
         );
     }
+    // A redirect local storage cannot make.
+    let s = load_sample("dev", &env).unwrap();
+    assert!(
+        s.notices
+            .iter()
+            .any(|n| n.message.contains("`storage_redirect`") && !n.unknown),
+        "{:?}",
+        s.notices
+    );
     // SIGV4 is what this build does; a false switch is nothing to say.
     assert!(!text.iter().any(|t| t.contains("s3_use_sigv4")));
     assert!(text.iter().any(|t| t.contains("issue 27")), "{text:#?}");
