@@ -319,6 +319,10 @@ fn a_silent_mail_server_holds_up_no_request() {
     let took = started.elapsed();
     // 400 errors, more than the queue holds, each answered at once.
     assert!(took < Duration::from_secs(20), "{took:?}");
+    eprintln!(
+        "400 failing requests, mail server silent: {} ms",
+        took.as_millis()
+    );
     assert_eq!(
         common::client()
             .get(registry.url("/_ping"))
