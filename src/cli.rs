@@ -45,9 +45,13 @@ enum Command {
         /// Print JSON instead of YAML.
         #[arg(long)]
         json: bool,
-        /// Only check that the configuration loads; print nothing on success.
+        /// Only check that the configuration loads; print nothing on success
+        /// but the warnings (unknown keys, settings not acted on) on stderr.
         #[arg(long)]
         check: bool,
+        /// With --check: an unknown key is an error (exit status 1), for CI.
+        #[arg(long, requires = "check")]
+        strict: bool,
     },
     /// Rebuild the search index from what storage holds.
     Reindex,
@@ -106,10 +110,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load()?;
             crate::server::memory::tune_malloc();
             init_logging(&settings);
+            for notice in &settings.notices {
+                log::warn!("{notice}");
+            }
             actix_web::rt::System::new().block_on(crate::server::run(settings, &env))
         }
-        Command::Config { json, check } => {
+        Command::Config {
+            json,
+            check,
+            strict,
+        } => {
             let settings = load()?;
+            for notice in &settings.notices {
+                eprintln!("registry-v1: warning: {notice}");
+            }
+            let unknown = settings.notices.iter().filter(|n| n.unknown).count();
+            if strict && unknown > 0 {
+                anyhow::bail!(
+                    "{unknown} unknown setting(s) in flavor `{}` of {} (--strict)",
+                    settings.flavor,
+                    settings.source
+                );
+            }
             if !check {
                 print!("{}", config::render(&settings, json)?);
             }

@@ -19,7 +19,7 @@
 //! - [`v1`], [`v2`]: the handlers and wire errors of each API, grouped as
 //!   the API is; neither imports the other;
 //! - [`server`]: assembly: middleware, mounting the APIs, the listeners
-//!   (http or https, metrics);
+//!   (http or https, metrics), the mail of server errors;
 //! - [`cli`]: the command line, and [`healthcheck`], the probe it runs for
 //!   the container image.
 

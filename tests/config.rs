@@ -395,3 +395,118 @@ fn the_object_store_examples_give_s3_settings() {
         Some("/registry-files")
     );
 }
+
+const MISSPELLED: &str = "\
+common: &common
+    loglevel: info
+    standalone: true
+prod:
+    <<: *common
+    storage: local
+    storage_pth: /data
+    serach_backend: sqlalchemy
+    bugsnag: 0123abcd
+    mirroring:
+        source: https://registry-1.docker.io
+";
+
+#[test]
+fn unknown_keys_are_warned_about_and_strict_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "registry.yml", MISSPELLED);
+    let env = [
+        ("DOCKER_REGISTRY_CONFIG", file.to_str().unwrap()),
+        ("SETTINGS_FLAVOR", "prod"),
+    ];
+    let out = common::run(&["config", "--check"], &env);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout.is_empty());
+    let place = format!("of flavor `prod` in {}", file.display());
+    for needle in [
+        format!("unknown setting `storage_pth` {place}, line 7"),
+        "did you mean `storage_path`?".to_owned(),
+        format!("unknown setting `serach_backend` {place}, line 8"),
+        "did you mean `search_backend`?".to_owned(),
+        format!("setting `bugsnag` {place}, line 9: Bugsnag is not supported"),
+        format!("setting `mirroring.source` {place}, line 11"),
+    ] {
+        assert!(err.contains(&needle), "{needle:?} not in:\n{err}");
+    }
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(err.lines().all(|l| l.starts_with("registry-v1: warning: ")));
+    // The key of bugsnag is a secret: not shown.
+    assert!(!err.contains("0123abcd"), "{err}");
+
+    let out = common::run(&["config", "--check", "--strict"], &env);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("registry-v1: 2 unknown setting(s) in flavor `prod`"),
+        "{err}"
+    );
+
+    // Printing still prints, the warnings beside it.
+    let out = common::run(&["config"], &env);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("storage_pth: /data"));
+    assert!(stderr(&out).contains("did you mean `storage_path`?"));
+
+    // --strict is for --check.
+    let out = common::run(&["config", "--strict"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn the_sample_and_the_examples_pass_strict() {
+    let out = common::run(&["config", "--check", "--strict"], &[]);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        stderr(&out)
+    );
+    for entry in std::fs::read_dir(flavors_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for flavor in registry_v1::config::flavors(&text).unwrap() {
+            let out = common::run(
+                &["config", "--check", "--strict"],
+                &[
+                    ("DOCKER_REGISTRY_CONFIG", path.to_str().unwrap()),
+                    ("SETTINGS_FLAVOR", &flavor),
+                ],
+            );
+            let err = stderr(&out);
+            assert!(
+                out.status.success() && !err.contains("unknown setting"),
+                "{} {flavor}: {err}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn serve_says_each_setting_it_does_not_act_on_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = MISSPELLED.replace("/data", &dir.path().join("data").display().to_string());
+    let file = write(dir.path(), "registry.yml", &text);
+    let mut registry = common::Registry::start(&[
+        ("DOCKER_REGISTRY_CONFIG", file.to_str().unwrap()),
+        ("SETTINGS_FLAVOR", "prod"),
+    ]);
+    registry.terminate();
+    let log = registry.log();
+    for needle in [
+        "unknown setting `storage_pth`",
+        "unknown setting `serach_backend`",
+        "setting `bugsnag`",
+        "setting `mirroring.source`",
+    ] {
+        assert_eq!(log.matches(needle).count(), 1, "{needle:?} once in:\n{log}");
+    }
+    assert!(log.contains("issue 27"), "{log}");
+}

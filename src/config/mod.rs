@@ -5,9 +5,11 @@
 //! - [`yaml`]: YAML 1.1 as PyYAML reads it, merge keys included;
 //! - [`env`]: `_env:` values;
 //! - [`settings`]: the typed result, and every type check;
-//! - [`render`]: `registry-v1 config`, secrets masked.
+//! - [`render`]: `registry-v1 config`, secrets masked;
+//! - [`keys`]: unknown keys and the old registry's keys not acted on.
 
 mod env;
+pub mod keys;
 mod render;
 mod settings;
 pub mod yaml;
@@ -247,7 +249,11 @@ pub fn from_text(
             error: Box::new(error),
         });
     }
-    Settings::from_tree(flavor.to_owned(), source, tree, &origins)
+    let mut settings = Settings::from_tree(flavor.to_owned(), source, tree, &origins)?;
+    let mut notices = keys::notices(&settings, text);
+    notices.append(&mut settings.notices);
+    settings.notices = notices;
+    Ok(settings)
 }
 
 /// A dotted path fit for a one-line message (a runaway `_env:` nesting

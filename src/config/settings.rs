@@ -70,6 +70,13 @@ pub struct Settings {
     /// `cache` (or else `cache_lru`): the Redis cache of small files;
     /// `None`: no cache.
     pub cache: Option<CacheSettings>,
+    /// `email_exceptions` (or the older top-level `smtp_host`...): server
+    /// errors mailed; `None`: off.
+    pub email: Option<EmailSettings>,
+    /// What the configuration holds that is not acted on (unknown keys,
+    /// settings this build ignores), said once at startup and by
+    /// `config --check`.
+    pub notices: Vec<super::keys::Notice>,
     /// The resolved tree of the flavor, unknown keys included.
     pub raw: serde_yaml::Value,
 }
@@ -101,6 +108,8 @@ impl fmt::Debug for Settings {
             .field("tls", &self.tls)
             .field("metrics", &self.metrics)
             .field("cache", &self.cache)
+            .field("email", &self.email)
+            .field("notices", &self.notices)
             .field("raw", &super::mask(&self.raw))
             .finish()
     }
@@ -172,6 +181,55 @@ impl fmt::Debug for CacheSettings {
             .finish()
     }
 }
+
+/// Server errors mailed (`email_exceptions`), as the old registry's
+/// logging `SMTPHandler` mailed them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EmailSettings {
+    /// `smtp_host`
+    pub host: String,
+    /// `smtp_port`; unset: 25.
+    pub port: u16,
+    /// `smtp_login` and `smtp_password`: both, or no login.
+    pub login: Option<(String, String)>,
+    /// `smtp_secure`: STARTTLS, required.
+    pub secure: bool,
+    /// `smtp_ca`: PEM certificates trusted for STARTTLS besides the
+    /// public roots (a company's own CA).
+    pub ca: Option<PathBuf>,
+    /// `from_addr`
+    pub from: String,
+    /// `to_addr`: one address, a list, or comma-separated addresses.
+    pub to: Vec<String>,
+    /// `min_interval`: at most one mail this often; the errors in between
+    /// go into the next mail. Unset: 60 s.
+    pub min_interval: std::time::Duration,
+    /// Where the keys were: `email_exceptions.`, or empty for the older
+    /// style of keys directly in the flavor.
+    pub prefix: &'static str,
+}
+
+impl fmt::Debug for EmailSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "login",
+                &self.login.as_ref().map(|(l, _)| (l, super::render::MASK)),
+            )
+            .field("secure", &self.secure)
+            .field("ca", &self.ca)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("min_interval", &self.min_interval)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// `email_exceptions.min_interval` when unset, in seconds.
+pub const DEFAULT_EMAIL_MIN_INTERVAL: u64 = 60;
 
 /// `metrics_path` when unset.
 pub const DEFAULT_METRICS_PATH: &str = "/metrics";
@@ -392,6 +450,92 @@ impl LogLevel {
     }
 }
 
+/// Every key [`Settings::from_tree`] reads, as a dotted path (`cors.origins`
+/// is `origins` in the `cors` mapping). A key read below must be listed
+/// here too, one line, or `config::tests::every_key_read_is_known` fails;
+/// a key missing here draws "unknown setting" at startup. Keys of the old
+/// registry that this build does not read are in `keys::LEGACY`.
+pub const KNOWN_KEYS: &[&str] = &[
+    "loglevel",
+    "debug",
+    "issue",
+    "standalone",
+    "index_endpoint",
+    "disable_token_auth",
+    "delete_enabled",
+    "body_idle_timeout",
+    "max_concurrent_uploads",
+    "privileged_key",
+    "registry_endpoints",
+    "storage",
+    "storage_path",
+    "storage_redirect",
+    "nginx_x_accel_redirect",
+    "s3_bucket",
+    "boto_bucket",
+    "s3_region",
+    "s3_access_key",
+    "s3_secret_key",
+    "s3_encrypt",
+    "s3_secure",
+    "boto_host",
+    "boto_port",
+    "gs_access_key",
+    "gs_secret_key",
+    "gs_secure",
+    "search_backend",
+    "sqlalchemy_index_database",
+    "cors.origins",
+    "cors.methods",
+    "cors.headers",
+    "cors.expose_headers",
+    "cors.supports_credentials",
+    "cors.max_age",
+    "mirroring.source",
+    "gc_interval",
+    "gc_grace_period",
+    "gc_upload_max_age",
+    "gc_delete_untagged",
+    "auth_required",
+    "auth_realm",
+    "auth_max_failed_logins",
+    "auth_htpasswd",
+    "auth_token_realm",
+    "auth_token_service",
+    "auth_token_issuer",
+    "auth_token_rootcertbundle",
+    "tls_certificate",
+    "tls_key",
+    "tls_client_ca",
+    "metrics_path",
+    "metrics_address",
+    "cache.host",
+    "cache.port",
+    "cache.db",
+    "cache.password",
+    "cache_lru.host",
+    "cache_lru.port",
+    "cache_lru.db",
+    "cache_lru.password",
+    "email_exceptions.smtp_host",
+    "email_exceptions.smtp_port",
+    "email_exceptions.smtp_login",
+    "email_exceptions.smtp_password",
+    "email_exceptions.smtp_secure",
+    "email_exceptions.from_addr",
+    "email_exceptions.to_addr",
+    "email_exceptions.min_interval",
+    "email_exceptions.smtp_ca",
+    // The older style: the same keys directly in the flavor.
+    "smtp_host",
+    "smtp_port",
+    "smtp_login",
+    "smtp_password",
+    "smtp_secure",
+    "from_addr",
+    "to_addr",
+];
+
 impl Settings {
     /// Types the resolved tree of one flavor. `origins` tells which settings
     /// came from which environment variable, for the error messages.
@@ -471,6 +615,16 @@ impl Settings {
             Some(cache) => Some(cache),
             None => top.section("cache_lru")?.cache("cache_lru")?,
         };
+        let mut notices = Vec::new();
+        // The older style (keys directly in the flavor) when the section
+        // names no host.
+        let email = match top
+            .section("email_exceptions")?
+            .email("email_exceptions.", &mut notices)?
+        {
+            Some(email) => Some(email),
+            None => top.email("", &mut notices)?,
+        };
         Ok(Settings {
             flavor,
             source,
@@ -494,6 +648,8 @@ impl Settings {
             tls,
             metrics,
             cache,
+            email,
+            notices,
             raw,
         })
     }
@@ -721,6 +877,115 @@ impl<'a> Section<'a> {
             db,
             password,
             section,
+        }))
+    }
+
+    /// This section as `email_exceptions`; `None` without `smtp_host`.
+    fn email(
+        &self,
+        prefix: &'static str,
+        notices: &mut Vec<super::keys::Notice>,
+    ) -> Result<Option<EmailSettings>, ConfigError> {
+        let Some(host) = self.nonempty("smtp_host")? else {
+            return Ok(None);
+        };
+        let port = self.port("smtp_port")?.unwrap_or(25);
+        let login = match (
+            self.nonempty("smtp_login")?,
+            self.nonempty("smtp_password")?,
+        ) {
+            (Some(login), Some(password)) => Some((login, password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.invalid(
+                    "smtp_password",
+                    "must be set too: smtp_login logs in to the SMTP server, which needs the \
+                     password"
+                        .to_owned(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid(
+                    "smtp_login",
+                    "must be set too: smtp_password is only sent with a login".to_owned(),
+                ))
+            }
+        };
+        // The old registry also took a key file, or a mapping of keyfile and
+        // certfile, handed to STARTTLS as a client certificate.
+        let secure = match self.get("smtp_secure") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(_) | Value::Mapping(_)) => {
+                notices.push(super::keys::Notice::ignored(format!(
+                    "setting `{}` of flavor `{}` in {} names a client key or certificate: \
+                     registry-v1 uses STARTTLS without presenting one",
+                    self.path("smtp_secure"),
+                    self.context.flavor,
+                    self.context.source
+                )));
+                true
+            }
+            Some(other) => {
+                return Err(self.wrong("smtp_secure", "true or false (true: STARTTLS)", other))
+            }
+        };
+        let address = |key: &str| -> Result<Vec<String>, ConfigError> {
+            let list = self.list(key)?.unwrap_or_default();
+            if list.is_empty() {
+                return Err(self.invalid(
+                    key,
+                    "must be set too: smtp_host turns the mailing of server errors on".to_owned(),
+                ));
+            }
+            for addr in &list {
+                if addr.parse::<lettre::message::Mailbox>().is_err() {
+                    return Err(self.invalid(
+                        key,
+                        format!("must be a mail address (name@example.com), not {addr:?}"),
+                    ));
+                }
+            }
+            Ok(list)
+        };
+        let from = address("from_addr")?;
+        if from.len() > 1 {
+            return Err(self.invalid("from_addr", "must be one mail address".to_owned()));
+        }
+        let to = address("to_addr")?;
+        // Only in the section: the older style had no such keys.
+        let ca = if prefix.is_empty() {
+            None
+        } else {
+            self.readable_file("smtp_ca")?
+        };
+        if ca.is_some() && !secure {
+            return Err(self.invalid(
+                "smtp_ca",
+                "is for STARTTLS: set smtp_secure: true too, or remove it".to_owned(),
+            ));
+        }
+        let min_interval = if prefix.is_empty() {
+            DEFAULT_EMAIL_MIN_INTERVAL
+        } else {
+            self.bounded_or(
+                "min_interval",
+                DEFAULT_EMAIL_MIN_INTERVAL,
+                1..=86_400,
+                "a whole number of seconds from 1 to 86400",
+            )?
+        };
+        let min_interval = std::time::Duration::from_secs(min_interval);
+        Ok(Some(EmailSettings {
+            host,
+            port,
+            login,
+            secure,
+            ca,
+            from: from.into_iter().next().expect("one address"),
+            to,
+            min_interval,
+            prefix,
         }))
     }
 

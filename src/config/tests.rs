@@ -75,6 +75,7 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("SMTP_SECURE", "true"),
         ("SMTP_FROM_ADDR", "registry@example.com"),
         ("SMTP_TO_ADDR", "ops@example.com"),
+        ("SMTP_MIN_INTERVAL", "300"),
         ("BUGSNAG", "0123abcd"),
         (
             "CORS_ORIGINS",
@@ -974,4 +975,282 @@ fn render_falls_back_to_json_form_when_yaml_would_misread() {
     let s = load_text("f:\n  odd: '1_000'\n  n: 3\n", "f", &[]).unwrap();
     let text = render(&s, false).unwrap();
     assert_eq!(yaml::parse(&text).unwrap(), s.raw, "{text}");
+}
+
+// Keys this build does not know, and keys it knows but does not act on
+// (issue 35 item 3, issue 26).
+
+fn unknown_notices(settings: &Settings) -> Vec<String> {
+    settings
+        .notices
+        .iter()
+        .filter(|n| n.unknown)
+        .map(|n| n.message.clone())
+        .collect()
+}
+
+/// The known keys cannot drift from the code: every key settings.rs reads
+/// (the first argument, a literal, of a reading method) is listed in
+/// `KNOWN_KEYS`, and every listed key is read there.
+#[test]
+fn every_key_read_is_known() {
+    let source = include_str!("settings.rs");
+    let read = regex::Regex::new(r#"\b([a-z_]+)\(\s*"([a-z][a-z0-9_]*)""#).unwrap();
+    let mut literals = BTreeSet::new();
+    for c in read.captures_iter(source) {
+        // Debug and Display output name fields and values, not keys.
+        if !["field", "write_str"].contains(&&c[1]) {
+            literals.insert(c[2].to_owned());
+        }
+    }
+    assert!(literals.contains("storage_path") && literals.contains("origins"));
+    for literal in &literals {
+        let known = KNOWN_KEYS.iter().any(|k| {
+            *k == literal
+                || k.ends_with(&format!(".{literal}"))
+                || k.starts_with(&format!("{literal}."))
+        });
+        assert!(
+            known,
+            "settings.rs reads `{literal}`, which KNOWN_KEYS does not list: add it there"
+        );
+    }
+    for key in KNOWN_KEYS {
+        let name = key.rsplit('.').next().unwrap();
+        assert!(
+            literals.contains(name),
+            "KNOWN_KEYS lists `{key}`, which settings.rs does not read"
+        );
+        assert!(
+            !keys::LEGACY_KEYS.contains(key),
+            "`{key}` is both read and listed as not read"
+        );
+    }
+}
+
+#[test]
+fn the_sample_says_nothing_when_nothing_is_set() {
+    for flavor in SAMPLE_FLAVORS {
+        let s = load_sample(flavor, &[]).unwrap();
+        assert!(s.notices.is_empty(), "{flavor}: {:?}", s.notices);
+    }
+}
+
+#[test]
+fn the_sample_knows_every_key_it_carries() {
+    let key = tempfile::NamedTempFile::new().unwrap();
+    let env = full_environment(key.path().to_str().unwrap());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for flavor in SAMPLE_FLAVORS {
+        let s = load_sample(flavor, &env).unwrap();
+        assert_eq!(unknown_notices(&s), Vec::<String>::new(), "{flavor}");
+    }
+    // With every variable set, each setting not acted on has its line.
+    let s = load_sample("cloudfronts3", &env).unwrap();
+    let text: Vec<String> = s.notices.iter().map(|n| n.to_string()).collect();
+    for key in [
+        "`bugsnag`",
+        "`mirroring.source`",
+        "`cache_lru.host`",
+        "`cors.send_wildcard`",
+        "`cors.always_send`",
+        "`cors.automatic_options`",
+        "`cors.vary_header`",
+        "`cors.resources`",
+        "`boto_calling_format`",
+        "`cloudfront`",
+    ] {
+        assert_eq!(
+            text.iter().filter(|t| t.contains(key)).count(),
+            1,
+            "{key} once in {text:#?}"
+        );
+    }
+    // A redirect local storage cannot make.
+    let s = load_sample("dev", &env).unwrap();
+    assert!(
+        s.notices
+            .iter()
+            .any(|n| n.message.contains("`storage_redirect`") && !n.unknown),
+        "{:?}",
+        s.notices
+    );
+    // SIGV4 is what this build does; a false switch is nothing to say.
+    assert!(!text.iter().any(|t| t.contains("s3_use_sigv4")));
+    assert!(text.iter().any(|t| t.contains("issue 27")), "{text:#?}");
+    assert!(text
+        .iter()
+        .any(|t| t.contains("bugsnag") && t.contains("metrics")));
+    // The GCS flavor: oauth2 false is silent; on, it is said.
+    let s = load_sample("gcs", &env).unwrap();
+    assert!(!s.notices.iter().any(|n| n.message.contains("oauth2")));
+    let mut with_oauth = env.clone();
+    with_oauth.retain(|(k, _)| *k != "GCS_OAUTH2");
+    with_oauth.push(("GCS_OAUTH2", "true"));
+    let s = load_sample("gcs", &with_oauth).unwrap();
+    assert!(s
+        .notices
+        .iter()
+        .any(|n| n.message.contains("`oauth2`") && n.message.contains("HMAC")));
+}
+
+#[test]
+fn misspelled_keys_are_named_with_file_line_flavor_and_nearest_key() {
+    let text = "\
+common: &common
+    loglevel: info
+    serach_backend: sqlalchemy
+prod:
+    <<: *common
+    storage: local
+    storage_pth: /data
+    cors:
+        orgins: '*'
+    my_own_note: kept
+";
+    let s = load_text(text, "prod", &[]).unwrap();
+    let unknown = unknown_notices(&s);
+    assert_eq!(unknown.len(), 4, "{unknown:#?}");
+    let find = |key: &str| {
+        unknown
+            .iter()
+            .find(|m| m.contains(&format!("`{key}`")))
+            .unwrap_or_else(|| panic!("{key} in {unknown:#?}"))
+            .clone()
+    };
+    let m = find("storage_pth");
+    assert!(
+        m.contains("flavor `prod` in test.yml, line 7")
+            && m.contains("did you mean `storage_path`?"),
+        "{m}"
+    );
+    let m = find("serach_backend");
+    assert!(
+        m.contains("line 3 (in `common`, merged in)")
+            && m.contains("did you mean `search_backend`?"),
+        "{m}"
+    );
+    let m = find("cors.orgins");
+    assert!(
+        m.contains("line 9") && m.contains("did you mean `cors.origins`?"),
+        "{m}"
+    );
+    let m = find("my_own_note");
+    assert!(m.contains("line 10") && !m.contains("did you mean"), "{m}");
+    // Still a working configuration: the typo'd value is not used.
+    assert_eq!(s.storage.path, "./tmp");
+}
+
+#[test]
+fn mail_settings_are_typed_and_checked() {
+    let text = "\
+prod:
+    email_exceptions:
+        smtp_host: mail.example.com
+        smtp_port: 2525
+        smtp_login: registry
+        smtp_password: hunter2
+        smtp_secure: true
+        from_addr: registry@example.com
+        to_addr: [ops@example.com, dev@example.com]
+        min_interval: 5
+";
+    let s = load_text(text, "prod", &[]).unwrap();
+    assert_eq!(
+        s.email,
+        Some(EmailSettings {
+            host: "mail.example.com".into(),
+            port: 2525,
+            login: Some(("registry".into(), "hunter2".into())),
+            secure: true,
+            ca: None,
+            from: "registry@example.com".into(),
+            to: vec!["ops@example.com".into(), "dev@example.com".into()],
+            min_interval: Duration::from_secs(5),
+            prefix: "email_exceptions.",
+        })
+    );
+    assert!(
+        !format!("{s:?}").contains("hunter2"),
+        "the password in Debug"
+    );
+    assert!(s.notices.is_empty(), "{:?}", s.notices);
+
+    // The older style: the keys directly in the flavor, defaults as the
+    // sample's.
+    let old = "prod:\n    smtp_host: localhost\n    from_addr: docker@myself.com\n    to_addr: my@myself.com\n";
+    let s = load_text(old, "prod", &[]).unwrap();
+    let email = s.email.unwrap();
+    assert_eq!(
+        (email.host.as_str(), email.port, email.secure),
+        ("localhost", 25, false)
+    );
+    assert_eq!(email.min_interval, Duration::from_secs(60));
+    assert_eq!(email.prefix, "");
+
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    let ca = ca_file.path().display();
+    for (bad, needles) in [
+        (
+            "prod:\n    email_exceptions:\n        smtp_host: h\n        from_addr: a@b.c\n",
+            &["email_exceptions.to_addr", "must be set too"][..],
+        ),
+        (
+            "prod:\n    email_exceptions:\n        smtp_host: h\n        from_addr: a@b.c\n        to_addr: not an address\n",
+            &["email_exceptions.to_addr", "mail address"][..],
+        ),
+        (
+            "prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_password: hunter2\n        from_addr: a@b.c\n        to_addr: d@e.f\n",
+            &["email_exceptions.smtp_login", "must be set too"][..],
+        ),
+        (
+            "prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_ca: /no/such/ca.pem\n        smtp_secure: true\n        from_addr: a@b.c\n        to_addr: d@e.f\n",
+            &["email_exceptions.smtp_ca", "/no/such/ca.pem", "cannot be read"][..],
+        ),
+        (
+            &format!("prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_ca: {ca}\n        from_addr: a@b.c\n        to_addr: d@e.f\n"),
+            &["email_exceptions.smtp_ca", "smtp_secure: true"][..],
+        ),
+        (
+            "prod:\n    email_exceptions:\n        smtp_host: h\n        smtp_secure: 'yes'\n        from_addr: a@b.c\n        to_addr: d@e.f\n",
+            &[][..],
+        ),
+    ] {
+        match load_text(bad, "prod", &[]) {
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!needles.is_empty(), "{bad}: {e}");
+                for n in needles {
+                    assert!(e.contains(n), "{n} not in {e}");
+                }
+                assert!(!e.contains("hunter2"), "{e}");
+            }
+            // A string smtp_secure was a client key file: STARTTLS, said.
+            Ok(s) => {
+                assert!(needles.is_empty(), "{bad} loaded");
+                assert!(s.email.unwrap().secure);
+                assert_eq!(s.notices.len(), 1, "{:?}", s.notices);
+            }
+        }
+    }
+}
+
+#[test]
+fn key_lines_follow_nesting_and_skip_lists() {
+    let text = "a: &x\n  b: 1\n  c:\n    - d: 2\n  e: {f: 3}\ng:\n  <<: *x\n  h: 4\n";
+    let lines = yaml::key_lines(text);
+    let want: Vec<(Vec<String>, usize)> = [
+        (&["a"][..], 1),
+        (&["a", "b"], 2),
+        (&["a", "c"], 3),
+        (&["a", "e"], 5),
+        (&["a", "e", "f"], 5),
+        (&["g"], 6),
+        (&["g", "<<"], 7),
+        (&["g", "h"], 8),
+    ]
+    .iter()
+    .map(|(p, l)| (p.iter().map(|s| s.to_string()).collect(), *l))
+    .collect();
+    assert_eq!(lines, want);
 }

@@ -100,6 +100,62 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
     Ok(builder.root.unwrap_or(Value::Null))
 }
 
+/// Where each mapping key of a text stands: its path of keys from the top
+/// (`["prod", "cors", "origins"]`) and its 1-based line, in file order.
+/// Keys inside lists are left out. For messages about a key: the tree
+/// [`parse`] builds has no positions, and a key merged in with `<<` stands
+/// where its anchored mapping is. A text [`parse`] refuses gives what was
+/// read before the fault.
+pub fn key_lines(text: &str) -> Vec<(Vec<String>, usize)> {
+    // Per open collection: `Some(expecting a key)` for a mapping, `None`
+    // for a list; `path` holds the key of each open mapping value.
+    let mut stack: Vec<Option<bool>> = Vec::new();
+    let mut path: Vec<String> = Vec::new();
+    let mut in_list = 0usize;
+    let mut out = Vec::new();
+    let mut parser = Parser::new_from_str(text);
+    // A value (scalar, alias or closed collection) was placed in the
+    // innermost collection: a mapping then expects a key again.
+    fn placed(stack: &mut [Option<bool>], path: &mut Vec<String>) {
+        if let Some(Some(expecting_key)) = stack.last_mut() {
+            if !*expecting_key {
+                *expecting_key = true;
+                path.pop();
+            }
+        }
+    }
+    while let Ok((event, mark)) = parser.next_token() {
+        match event {
+            Event::StreamEnd => break,
+            Event::Scalar(key, ..) if stack.last() == Some(&Some(true)) => {
+                if in_list == 0 {
+                    let mut at = path.clone();
+                    at.push(key.clone());
+                    out.push((at, mark.line()));
+                }
+                if let Some(frame) = stack.last_mut() {
+                    *frame = Some(false);
+                }
+                path.push(key);
+            }
+            Event::Scalar(..) | Event::Alias(_) => placed(&mut stack, &mut path),
+            Event::MappingStart(..) => stack.push(Some(true)),
+            Event::SequenceStart(..) => {
+                in_list += 1;
+                stack.push(None);
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if stack.pop() == Some(None) {
+                    in_list -= 1;
+                }
+                placed(&mut stack, &mut path);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A scalar as parsed, before it lands in its parent.
 enum Parsed {
     Value(Value),

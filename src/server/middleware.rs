@@ -151,7 +151,11 @@ pub const LOGGED_REQUEST_MAX: usize = 512;
 
 /// `%r` of the common log format (`GET /path?query HTTP/1.1`), its target
 /// cut to [`LOGGED_REQUEST_MAX`] bytes with the length it had.
-fn bounded_request_line(method: &str, target: &str, version: actix_web::http::Version) -> String {
+pub(super) fn bounded_request_line(
+    method: &str,
+    target: &str,
+    version: actix_web::http::Version,
+) -> String {
     if target.len() <= LOGGED_REQUEST_MAX {
         return format!("{method} {target} {version:?}");
     }

@@ -1,6 +1,8 @@
 //! Assembly, the top layer: the shared state, the middleware, the routes
-//! of each API, the listeners (plain http or https, and the metrics').
+//! of each API, the listeners (plain http or https, and the metrics'), the
+//! mail of server errors.
 
+mod mail;
 pub mod memory;
 mod metrics;
 mod middleware;
@@ -49,6 +51,13 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         log::info!("metrics on http://{}{}", settings.address, settings.path);
         actix_web::rt::spawn(metrics::server(settings)?);
     }
+    let mailer = match &state.settings.email {
+        Some(email) => Some(
+            mail::Mailer::start(email, &state.settings.flavor)
+                .context("cannot set up the mailing of server errors (email_exceptions)")?,
+        ),
+        None => None,
+    };
     memory::start_trimming().context("cannot start the malloc trim thread")?;
     let uploads = middleware::Uploads::default();
     let server = HttpServer::new(move || {
@@ -56,10 +65,15 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(uploads.clone())
+            .app_data(mailer.clone())
             .wrap(actix_web::middleware::from_fn(middleware::body_limits))
             .wrap(middleware::debug_header(&settings))
             .wrap(middleware::cors(&settings.cors))
             .wrap(middleware::access_log())
+            .wrap(actix_web::middleware::Condition::new(
+                settings.email.is_some(),
+                actix_web::middleware::from_fn(mail::report_server_errors),
+            ))
             // Nothing is measured where nothing scrapes.
             .wrap(actix_web::middleware::Condition::new(
                 settings.metrics.is_some(),
