@@ -22,6 +22,7 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 use super::scope::{Action, Needs};
+use crate::names::RepositoryName;
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 const LEEWAY: u64 = 60;
@@ -105,6 +106,30 @@ impl Granted {
             })
         });
         scopes_ok && any_ok
+    }
+}
+
+impl Granted {
+    /// The repositories granting `action`, as v1 names them (a name v1
+    /// cannot spell is no v1 repository and is left out); at most
+    /// `limit`, in the token's order.
+    pub fn repositories(&self, action: Action, limit: usize) -> Vec<RepositoryName> {
+        let mut names: Vec<RepositoryName> = Vec::new();
+        for ra in &self.0 {
+            if ra.kind != "repository" || !ra.actions.iter().any(|a| action.granted_by(a)) {
+                continue;
+            }
+            if names.len() == limit {
+                log::debug!("a token grants {action:?} on more than {limit} repositories: the rest do not reach v1 images");
+                break;
+            }
+            if let Ok(name) = RepositoryName::parse(&ra.name) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 }
 
