@@ -404,7 +404,8 @@ mod tests {
             {"type": "repository", "name": "base/os", "actions": ["pull"]}
         ]));
         assert!(both.covers(&mount));
-        // v1 image routes: the action on any repository.
+        // v1 image routes: the action on some repository (which images it
+        // reaches, the v1 gate looks up).
         let image = needs(&Method::PUT, "", Target::Unnamed);
         assert_eq!(image.any_repository, Some(Action::Push));
         assert!(!pull.covers(&image));
