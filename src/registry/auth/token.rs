@@ -417,6 +417,33 @@ mod tests {
     }
 
     #[test]
+    fn the_repositories_a_token_reaches_v1_images_through() {
+        let token = granted(serde_json::json!([
+            {"type": "repository", "name": "alice/app", "actions": ["pull"]},
+            {"type": "repository", "name": "base", "actions": ["*"]},
+            {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]},
+            {"type": "registry", "name": "catalog", "actions": ["*"]},
+            {"type": "repository", "name": "bad\"name", "actions": ["pull"]},
+            {"type": "repository", "name": "bob/secret", "actions": ["push"]},
+        ]));
+        let names = |action, limit| -> Vec<String> {
+            token
+                .repositories(action, limit)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        // v1's spelling (`base` is `library/base`), each once, registry
+        // resources and unspellable names left out.
+        assert_eq!(names(Action::Pull, 64), ["alice/app", "library/base"]);
+        assert_eq!(
+            names(Action::Push, 64),
+            ["library/base", "alice/app", "bob/secret"]
+        );
+        assert_eq!(names(Action::Pull, 1), ["alice/app"]);
+    }
+
+    #[test]
     fn libtrust_ids_are_twelve_groups_of_base32() {
         let id = libtrust_key_id(b"any key");
         let groups: Vec<&str> = id.split(':').collect();
