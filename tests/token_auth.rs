@@ -742,7 +742,8 @@ fn bad_tokens_are_refused() {
     );
     assert_eq!(status_with(&token, "/v2/_catalog", "GET").0, 200);
     assert_eq!(status_with(&token, "/v1/search?q=x", "GET").0, 200);
-    // v1 image routes name no repository: the action on some repository.
+    // v1 image routes name no repository: the action on a repository the
+    // image belongs to (none does: refused, not 404, issue 26).
     let image = format!("/v1/images/{}/json", "a".repeat(64));
     let token = mint(&world.rsa, None, &good);
     assert_eq!(
@@ -750,7 +751,7 @@ fn bad_tokens_are_refused() {
         insufficient,
         "a pull token"
     );
-    assert_eq!(status_with(&token, &image, "GET").0, 404, "past the gate");
+    assert_eq!(status_with(&token, &image, "GET"), insufficient);
     // Nothing of the tokens reaches the log: not the token, not its
     // signature, not the header.
     let log = registry.log();
@@ -966,5 +967,317 @@ fn startup_errors_name_the_setting() {
         let pem = String::from_utf8_lossy(&world.rsa.private_pem);
         let body_line = pem.lines().nth(1).unwrap();
         assert!(!stderr.contains(body_line), "{stderr}");
+    }
+}
+
+/// A v1 image of the tests: its id, its json (naming `parent`) and a
+/// layer (a real tar).
+struct V1Image {
+    id: String,
+    json: Vec<u8>,
+    layer: Vec<u8>,
+}
+
+impl V1Image {
+    fn new(parent: Option<&str>) -> V1Image {
+        let id = hex_of(&sha256(&unique_bytes("v1 image", 32))).to_owned();
+        let mut json = json!({"id": id, "created": "2014-04-07T02:45:52Z"});
+        if let Some(p) = parent {
+            json["parent"] = json!(p);
+        }
+        let layer = std::fs::read(
+            common::fixtures()
+                .join("511136ea3c5a64f264b78b5433614aec563103b4d4702f3ba7d4d2698e22c158")
+                .join("layer.tar"),
+        )
+        .unwrap();
+        V1Image {
+            id,
+            json: json.to_string().into_bytes(),
+            layer,
+        }
+    }
+}
+
+/// A token of the test's key granting `actions` on each repository.
+fn token_for(world: &World, repositories: &[&str], actions: &[&str]) -> String {
+    let access: Vec<Value> = repositories
+        .iter()
+        .map(|r| json!({"type": "repository", "name": r, "actions": actions}))
+        .collect();
+    mint(&world.rsa, None, &Claims::granting(json!(access)))
+}
+
+/// A docker 1.x push of `images` (those not stored yet) into
+/// `repository` with `token`: the list, the images, the tag, the list
+/// with checksums.
+fn push_v1(
+    http: &reqwest::blocking::Client,
+    registry: &common::Registry,
+    token: &str,
+    repository: &str,
+    images: &[&V1Image],
+    tag: &str,
+) {
+    let list: Vec<Value> = images.iter().map(|i| json!({"id": i.id})).collect();
+    let resp = http
+        .put(registry.url(&format!("/v1/repositories/{repository}/")))
+        .bearer_auth(token)
+        .json(&list)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "list of {repository}");
+    for image in images {
+        let url = |what: &str| registry.url(&format!("/v1/images/{}/{what}", image.id));
+        let exists = http.get(url("json")).bearer_auth(token).send().unwrap();
+        if exists.status() == 200 {
+            continue;
+        }
+        assert_eq!(exists.status(), 404, "{repository}: {}", image.id);
+        for (what, body) in [("json", &image.json), ("layer", &image.layer)] {
+            let resp = http
+                .put(url(what))
+                .bearer_auth(token)
+                .body(body.clone())
+                .send()
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{repository}: {what} of {}", image.id);
+        }
+        let resp = http
+            .put(url("checksum"))
+            .bearer_auth(token)
+            .header(
+                "X-Docker-Checksum-Payload",
+                common::v1_checksum(&image.json, &image.layer),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{repository}: checksum of {}", image.id);
+    }
+    let top = images.last().unwrap();
+    let resp = http
+        .put(registry.url(&format!("/v1/repositories/{repository}/tags/{tag}")))
+        .bearer_auth(token)
+        .json(&json!(top.id))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "tag of {repository}");
+    let resp = http
+        .put(registry.url(&format!("/v1/repositories/{repository}/images")))
+        .bearer_auth(token)
+        .json(&list)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 204, "final list of {repository}");
+}
+
+/// Issue 26: a token reaches the v1 images of the repositories it grants
+/// (listed, tagged, or an ancestor of those), and no other, whether the
+/// image exists or not.
+#[test]
+fn v1_images_are_reached_only_through_the_tokens_repositories() {
+    let Some(world) = World::new() else { return };
+    let (_backend, registry) = world.start(&[]);
+    let http = common::client();
+    let base = V1Image::new(None);
+    let secret = V1Image::new(Some(&base.id));
+    let app = V1Image::new(Some(&base.id));
+    let push_all = token_for(
+        &world,
+        &["bob/secret", "alice/app", "carol/tagged"],
+        &["pull", "push"],
+    );
+    push_v1(
+        &http,
+        &registry,
+        &push_all,
+        "bob/secret",
+        &[&base, &secret],
+        "latest",
+    );
+    push_v1(
+        &http,
+        &registry,
+        &push_all,
+        "alice/app",
+        &[&base, &app],
+        "latest",
+    );
+
+    let get = |token: &str, id: &str, what: &str| {
+        http.get(registry.url(&format!("/v1/images/{id}/{what}")))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let refused = |token: &str, id: &str, what: &str| {
+        let resp = get(token, id, what);
+        assert_eq!(resp.status(), 401, "{what} of {id}");
+        assert_eq!(
+            challenge_of(&resp).get("error").map(String::as_str),
+            Some("insufficient_scope"),
+            "{what} of {id}"
+        );
+        let body: Value = resp.json().unwrap();
+        assert_eq!(body["error"], "Requires authorization", "{what} of {id}");
+    };
+    let pulls = |token: &str, image: &V1Image| {
+        let json = get(token, &image.id, "json");
+        assert_eq!(json.status(), 200, "json of {}", image.id);
+        let ancestry = get(token, &image.id, "ancestry");
+        assert_eq!(ancestry.status(), 200, "ancestry of {}", image.id);
+        let layer = get(token, &image.id, "layer");
+        assert_eq!(layer.status(), 200, "layer of {}", image.id);
+        assert_eq!(layer.bytes().unwrap(), image.layer);
+    };
+    let alice = token_for(&world, &["alice/app"], &["pull"]);
+    let bob = token_for(&world, &["bob/secret"], &["pull"]);
+    for what in ["json", "layer", "ancestry", "files"] {
+        refused(&alice, &secret.id, what);
+        refused(&bob, &app.id, what);
+        // No image at all: the same answer, so nothing is learnt.
+        refused(&alice, &"f".repeat(64), what);
+    }
+    pulls(&alice, &app);
+    pulls(&alice, &base);
+    pulls(&bob, &secret);
+    pulls(&bob, &base);
+    // A token for both reaches both.
+    let both = token_for(&world, &["bob/secret", "alice/app"], &["pull"]);
+    pulls(&both, &secret);
+    pulls(&both, &app);
+    // A push token reads what it may push; push rights on one
+    // repository do not reach another's images.
+    let alice_push = token_for(&world, &["alice/app"], &["pull", "push"]);
+    refused(&alice_push, &secret.id, "json");
+
+    // A repository that only tags an image (no list) reaches it and its
+    // ancestors, from the moment the tag is written.
+    let carol = token_for(&world, &["carol/tagged"], &["pull"]);
+    refused(&carol, &app.id, "json");
+    let resp = http
+        .put(registry.url("/v1/repositories/carol/tagged/tags/v1"))
+        .bearer_auth(&push_all)
+        .json(&json!(app.id))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    pulls(&carol, &app);
+    pulls(&carol, &base);
+    refused(&carol, &secret.id, "ancestry");
+
+    // Pushes: only an image the repository's list names. alice cannot
+    // write into an image bob's list names and bob has not sent yet.
+    let pending = V1Image::new(Some(&base.id));
+    let resp = http
+        .put(registry.url("/v1/repositories/bob/secret/"))
+        .bearer_auth(&push_all)
+        .json(&json!([{"id": pending.id}]))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for what in ["json", "layer", "checksum"] {
+        let resp = http
+            .put(registry.url(&format!("/v1/images/{}/{what}", pending.id)))
+            .bearer_auth(&alice_push)
+            .body(pending.json.clone())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 401, "alice pushing {what} of bob's image");
+        assert_eq!(challenge_of(&resp)["error"], "insufficient_scope");
+    }
+    let bob_push = token_for(&world, &["bob/secret"], &["pull", "push"]);
+    let resp = http
+        .put(registry.url(&format!("/v1/images/{}/json", pending.id)))
+        .bearer_auth(&bob_push)
+        .body(pending.json.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "bob pushes what his list names");
+    // A pull token pushes nothing, even of its own repository.
+    let resp = http
+        .put(registry.url(&format!("/v1/images/{}/layer", pending.id)))
+        .bearer_auth(&bob)
+        .body(pending.layer.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+/// The docker-style v1 pull still works: with a token the challenge of the
+/// repository route asks for, and anonymously where pulls need no login.
+#[test]
+fn v1_pulls_through_the_token_flow_and_anonymously() {
+    let Some(world) = World::new() else { return };
+    let base = V1Image::new(None);
+    let app = V1Image::new(Some(&base.id));
+    for required in ["all", "write"] {
+        let (_backend, registry) = world.start(&[("AUTH_REQUIRED", required)]);
+        let http = common::client();
+        let push = token_for(&world, &["team/app"], &["pull", "push"]);
+        push_v1(
+            &http,
+            &registry,
+            &push,
+            "team/app",
+            &[&base, &app],
+            "latest",
+        );
+        // The token a client gets for the repository route serves the
+        // image routes of the same pull.
+        let tags = http
+            .get(registry.url("/v1/repositories/team/app/tags"))
+            .send()
+            .unwrap();
+        let token = match required {
+            "all" => {
+                assert_eq!(tags.status(), 401);
+                let c = challenge_of(&tags);
+                assert_eq!(c["scope"], "repository:team/app:pull");
+                let token: Value = http
+                    .get(&c["realm"])
+                    .query(&[("service", &c["service"]), ("scope", &c["scope"])])
+                    .basic_auth(USER, Some(PASSWORD))
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                Some(token["token"].as_str().unwrap().to_owned())
+            }
+            _ => {
+                assert_eq!(tags.status(), 200, "anonymous");
+                None
+            }
+        };
+        let get = |path: &str| {
+            let req = http.get(registry.url(path));
+            match &token {
+                Some(t) => req.bearer_auth(t),
+                None => req,
+            }
+            .send()
+            .unwrap()
+        };
+        let tags: Value = get("/v1/repositories/team/app/tags").json().unwrap();
+        assert_eq!(tags["latest"], json!(app.id), "{required}");
+        let ancestry: Value = get(&format!("/v1/images/{}/ancestry", app.id))
+            .json()
+            .unwrap();
+        assert_eq!(ancestry, json!([app.id, base.id]), "{required}");
+        for image in [&app, &base] {
+            let json = get(&format!("/v1/images/{}/json", image.id));
+            assert_eq!(json.status(), 200, "{required}");
+            let layer = get(&format!("/v1/images/{}/layer", image.id));
+            assert_eq!(layer.status(), 200, "{required}");
+            assert_eq!(layer.bytes().unwrap(), image.layer, "{required}");
+        }
+        if required == "all" {
+            let anonymous = http
+                .get(registry.url(&format!("/v1/images/{}/json", app.id)))
+                .send()
+                .unwrap();
+            assert_eq!(anonymous.status(), 401);
+            assert!(!challenge_of(&anonymous).contains_key("error"));
+        }
     }
 }

@@ -225,7 +225,8 @@ pub enum Target<'a> {
         repository: &'a RepositoryName,
     },
     /// Something not tied to a repository in the URL (a v1 image): the
-    /// token's own repository counts.
+    /// token's own repository counts (with a token service's tokens, the
+    /// repositories it grants, through [`Grant::ImagesOf`]).
     Unnamed,
     /// `/v2/`: where clients check that they may talk to the registry.
     Base,
@@ -275,6 +276,10 @@ struct Bearer {
     service: String,
     tokens: token::TokenAuth,
 }
+
+/// The most repositories of one token a v1 image is looked up in (each
+/// may cost storage reads on a miss).
+const MAX_IMAGE_REPOSITORIES: usize = 64;
 
 /// Failed logins are counted per client address over this window.
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
@@ -381,10 +386,32 @@ impl Login {
                         return Err(challenge(Some("invalid_token")));
                     }
                 };
-                if anonymous_ok || granted.covers(&needs) {
-                    Ok(Grant::Everything)
-                } else {
-                    Err(challenge(Some("insufficient_scope")))
+                if anonymous_ok {
+                    return Ok(Grant::Everything);
+                }
+                if !granted.covers(&needs) {
+                    return Err(challenge(Some("insufficient_scope")));
+                }
+                match needs.any_repository {
+                    None => Ok(Grant::Everything),
+                    // A v1 image: only through a repository it belongs to,
+                    // which the caller looks up (it reads the storage).
+                    Some(action) => {
+                        let repositories = granted.repositories(action, MAX_IMAGE_REPOSITORIES);
+                        if repositories.is_empty() {
+                            return Err(challenge(Some("insufficient_scope")));
+                        }
+                        Ok(Grant::ImagesOf {
+                            repositories,
+                            push: action != scope::Action::Pull,
+                            refused: Challenge::Bearer {
+                                realm: bearer.realm.clone(),
+                                service: bearer.service.clone(),
+                                scope: None,
+                                error: Some("insufficient_scope"),
+                            },
+                        })
+                    }
                 }
             }
         }
@@ -415,6 +442,16 @@ pub enum Grant {
         repository: RepositoryName,
         images: Vec<String>,
     },
+    /// A token for a v1 image route (`/v1/images/<id>/...`): granted only
+    /// if the image belongs to one of `repositories` (a pull: listed,
+    /// tagged or an ancestor of either; a push: listed, as a docker push
+    /// lists its images before it sends them), which the caller checks;
+    /// otherwise a denial with `refused`.
+    ImagesOf {
+        repositories: Vec<RepositoryName>,
+        push: bool,
+        refused: Challenge,
+    },
 }
 
 impl Grant {
@@ -424,6 +461,8 @@ impl Grant {
         match self {
             Grant::Everything => true,
             Grant::Token { images, .. } => images.iter().any(|i| i == id.as_str()),
+            // The gate let it through only for an image the repositories list.
+            Grant::ImagesOf { push, .. } => *push,
         }
     }
 }

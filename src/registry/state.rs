@@ -15,6 +15,8 @@ pub struct AppState {
     pub search: Arc<dyn SearchIndex>,
     pub events: Events,
     pub auth: Arc<crate::registry::auth::Auth>,
+    /// Which v1 images each repository owns, for tokens on image routes.
+    pub owners: Arc<crate::registry::legacy::Owners>,
 }
 
 impl AppState {
@@ -39,12 +41,15 @@ impl AppState {
         let search = crate::search::from_settings(&settings, storage.clone()).await?;
         let events = Events::new();
         events.subscribe(crate::search::subscriber(search.clone()));
+        let owners = Arc::new(crate::registry::legacy::Owners::new());
+        events.subscribe(owners.clone());
         Ok(Self {
             settings: Arc::new(settings),
             storage,
             search,
             events,
             auth,
+            owners,
         })
     }
 }

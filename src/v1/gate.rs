@@ -17,7 +17,9 @@ use crate::storage::layout::legacy as layout;
 pub enum Route {
     /// `/v1/repositories/<repository>/...`: a token must be for that one.
     Repository,
-    /// `/v1/images/<id>/...`: the token's own repository counts.
+    /// `/v1/images/<id>/...`: the token's own repository counts; a token
+    /// service's token reaches only the images of the repositories it
+    /// grants.
     Image,
     /// `/v1/search`: open unless logins are on.
     Search,
@@ -66,6 +68,27 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
         peer: req.peer_addr().map(|a| a.ip()),
     };
     let grant = state.auth.decide(&request, target).await?;
+    if let Grant::ImagesOf {
+        repositories,
+        push,
+        refused,
+    } = &grant
+    {
+        // Unauthenticated requests are refused before the id is read, as
+        // before; with a token, a bad id is answered as such.
+        let id = ImageId::parse(req.match_info().get("id").unwrap_or_default())
+            .ok_or(Error::InvalidImageId)?;
+        // Refused alike whether the image exists or not: a token learns
+        // nothing of the images beyond its repositories.
+        if !state
+            .owners
+            .reaches(&*state.storage, repositories, &id, *push)
+            .await?
+        {
+            log::debug!("image {id} is not in the token's repositories");
+            return Err(Error::Login(refused.clone()));
+        }
+    }
     if let Grant::Token { repository, images } = &grant {
         // The old registry kept what the index granted in the
         // repository's `_images_list`; clients see the folder it makes

@@ -56,7 +56,8 @@ pub struct Needs {
     /// login is asked even where pulls are anonymous.
     pub login_check: bool,
     /// A v1 image route: no repository in the URL, so a token must grant
-    /// the action on some repository.
+    /// the action on a repository the image belongs to (the v1 gate looks
+    /// that up).
     pub any_repository: Option<Action>,
 }
 

@@ -22,6 +22,7 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 use super::scope::{Action, Needs};
+use crate::names::RepositoryName;
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 const LEEWAY: u64 = 60;
@@ -105,6 +106,30 @@ impl Granted {
             })
         });
         scopes_ok && any_ok
+    }
+}
+
+impl Granted {
+    /// The repositories granting `action`, as v1 names them (a name v1
+    /// cannot spell is no v1 repository and is left out); at most
+    /// `limit`, in the token's order.
+    pub fn repositories(&self, action: Action, limit: usize) -> Vec<RepositoryName> {
+        let mut names: Vec<RepositoryName> = Vec::new();
+        for ra in &self.0 {
+            if ra.kind != "repository" || !ra.actions.iter().any(|a| action.granted_by(a)) {
+                continue;
+            }
+            if names.len() == limit {
+                log::debug!("a token grants {action:?} on more than {limit} repositories: the rest do not reach v1 images");
+                break;
+            }
+            if let Ok(name) = RepositoryName::parse(&ra.name) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 }
 
@@ -379,7 +404,8 @@ mod tests {
             {"type": "repository", "name": "base/os", "actions": ["pull"]}
         ]));
         assert!(both.covers(&mount));
-        // v1 image routes: the action on any repository.
+        // v1 image routes: the action on some repository (which images it
+        // reaches, the v1 gate looks up).
         let image = needs(&Method::PUT, "", Target::Unnamed);
         assert_eq!(image.any_repository, Some(Action::Push));
         assert!(!pull.covers(&image));
@@ -388,6 +414,33 @@ mod tests {
         let none = granted(serde_json::json!([]));
         assert!(none.covers(&needs(&Method::GET, "", Target::Base)));
         assert!(!none.covers(&needs(&Method::GET, "", named)));
+    }
+
+    #[test]
+    fn the_repositories_a_token_reaches_v1_images_through() {
+        let token = granted(serde_json::json!([
+            {"type": "repository", "name": "alice/app", "actions": ["pull"]},
+            {"type": "repository", "name": "base", "actions": ["*"]},
+            {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]},
+            {"type": "registry", "name": "catalog", "actions": ["*"]},
+            {"type": "repository", "name": "bad\"name", "actions": ["pull"]},
+            {"type": "repository", "name": "bob/secret", "actions": ["push"]},
+        ]));
+        let names = |action, limit| -> Vec<String> {
+            token
+                .repositories(action, limit)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        // v1's spelling (`base` is `library/base`), each once, registry
+        // resources and unspellable names left out.
+        assert_eq!(names(Action::Pull, 64), ["alice/app", "library/base"]);
+        assert_eq!(
+            names(Action::Push, 64),
+            ["library/base", "alice/app", "bob/secret"]
+        );
+        assert_eq!(names(Action::Pull, 1), ["alice/app"]);
     }
 
     #[test]

@@ -11,10 +11,12 @@ mod images;
 mod index_images;
 pub mod json;
 mod layer_files;
+mod owners;
 mod repositories;
 
 pub use images::*;
 pub use index_images::*;
+pub use owners::Owners;
 pub use repositories::*;
 
 use crate::names::Tag;
