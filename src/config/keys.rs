@@ -248,7 +248,7 @@ fn ignored(settings: &Settings) -> Vec<(String, String)> {
     if settings.mirroring {
         say(
             "mirroring.source",
-            "the pull-through cache is not built yet (it is planned, issue 27): /_ping reports \
+            "the pull-through cache is not in this build yet: /_ping reports \
              a mirror, but images are served from this registry's own storage only and nothing \
              is fetched from the source; mirroring.source_index and .tags_cache_ttl are not \
              read",
@@ -257,7 +257,7 @@ fn ignored(settings: &Settings) -> Vec<(String, String)> {
         say(
             "mirroring.source_index",
             "not read: mirroring is off without mirroring.source, and the pull-through cache \
-             is not built yet (it is planned, issue 27)",
+             is not in this build yet",
         );
     }
     if settings
