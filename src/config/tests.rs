@@ -52,6 +52,8 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("GC_GRACE_PERIOD", "120"),
         ("GC_UPLOAD_MAX_AGE", "86400"),
         ("GC_DELETE_UNTAGGED", "yes"),
+        ("MAX_UPLOADS_PER_REPOSITORY", "7"),
+        ("MAX_UPLOADS", "70"),
         ("SEARCH_BACKEND", "SQLAlchemy"),
         (
             "SQLALCHEMY_INDEX_DATABASE",
@@ -974,4 +976,46 @@ fn render_falls_back_to_json_form_when_yaml_would_misread() {
     let s = load_text("f:\n  odd: '1_000'\n  n: 3\n", "f", &[]).unwrap();
     let text = render(&s, false).unwrap();
     assert_eq!(yaml::parse(&text).unwrap(), s.raw, "{text}");
+}
+
+#[test]
+fn upload_session_bounds_are_typed_and_bounded() {
+    use super::settings::UploadSessionSettings;
+    let s = load_text("f:\n  loglevel: info\n", "f", &[]).unwrap();
+    assert_eq!(
+        s.upload_sessions,
+        UploadSessionSettings {
+            per_repository: 1000,
+            total: 10_000
+        }
+    );
+    let s = load_sample(
+        "dev",
+        &[("MAX_UPLOADS_PER_REPOSITORY", "7"), ("MAX_UPLOADS", "70")],
+    )
+    .unwrap();
+    assert_eq!(
+        s.upload_sessions,
+        UploadSessionSettings {
+            per_repository: 7,
+            total: 70
+        }
+    );
+    for (key, bad) in [
+        ("max_uploads_per_repository", "0"),
+        ("max_uploads_per_repository", "1000001"),
+        ("max_uploads_per_repository", "\"5\""),
+        ("max_uploads", "0"),
+        ("max_uploads", "10000001"),
+        ("max_uploads", "many"),
+    ] {
+        let e = load_text(&format!("f:\n  {key}: {bad}\n"), "f", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("`{key}`")), "{key}: {bad}: {e}");
+    }
+    let e = load_sample("dev", &[("MAX_UPLOADS", "-3")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("MAX_UPLOADS"), "{e}");
 }

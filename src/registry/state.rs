@@ -15,6 +15,8 @@ pub struct AppState {
     pub search: Arc<dyn SearchIndex>,
     pub events: Events,
     pub auth: Arc<crate::registry::auth::Auth>,
+    /// The open v2 upload sessions and their bounds.
+    pub upload_sessions: Arc<crate::registry::oci::sessions::Sessions>,
 }
 
 impl AppState {
@@ -39,7 +41,15 @@ impl AppState {
         let search = crate::search::from_settings(&settings, storage.clone()).await?;
         let events = Events::new();
         events.subscribe(crate::search::subscriber(search.clone()));
+        let upload_sessions = Arc::new(crate::registry::oci::sessions::Sessions::new(
+            crate::registry::oci::sessions::Limits {
+                per_repository: settings.upload_sessions.per_repository,
+                total: settings.upload_sessions.total,
+                max_age: settings.gc.upload_max_age,
+            },
+        ));
         Ok(Self {
+            upload_sessions,
             settings: Arc::new(settings),
             storage,
             search,
