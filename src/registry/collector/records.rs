@@ -78,6 +78,11 @@ static WRITTEN: AtomicBool = AtomicBool::new(false);
 /// How often [`keep_pruned`] looks, when pushes came.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
+/// How the lease holder's name starts while [`prune`] holds it: a
+/// collection that finds it waits for it (a few seconds) rather than
+/// reporting another collector.
+pub const PRUNER: &str = "prune-";
+
 /// Writes the record, then waits while a deletion batch runs. The caller
 /// checks what it references only after this returns.
 pub async fn announce(storage: &dyn Storage, record: &Record) -> Result<(), StorageError> {
@@ -126,7 +131,7 @@ pub async fn end_batch(storage: &dyn Storage) -> Result<(), StorageError> {
 /// collector's lease (see the module comment); `None` when a collection
 /// holds it (that run removes them at its end).
 pub async fn prune(storage: &dyn Storage, keep: Duration) -> Result<Option<u64>, StorageError> {
-    let holder = token();
+    let holder = format!("{PRUNER}{}", token());
     let ttl = super::LEASE_TTL;
     let mut lease = match Lease::acquire(storage, &layout::lease(), &holder, ttl).await? {
         Acquired::Held(lease) => lease,
@@ -141,12 +146,14 @@ pub async fn prune(storage: &dyn Storage, keep: Duration) -> Result<Option<u64>,
             Err(StorageError::NotFound(_)) => Vec::new(),
             Err(e) => return Err(e),
         };
+        let old: Vec<String> = names
+            .into_iter()
+            .filter(|file| layout::push_time(file).is_some_and(|time| time < cutoff))
+            .collect();
         let mut renewed = std::time::Instant::now();
         let mut removed = 0;
-        for file in names {
-            if layout::push_time(&file).is_none_or(|time| time >= cutoff) {
-                continue;
-            }
+        // A few at once: a round trip each on S3.
+        for chunk in old.chunks(8) {
             if renewed.elapsed() > ttl / 3 {
                 if !lease.renew(storage).await? {
                     // Expired and taken over by a collection: it goes on.
@@ -154,13 +161,18 @@ pub async fn prune(storage: &dyn Storage, keep: Duration) -> Result<Option<u64>,
                 }
                 renewed = std::time::Instant::now();
             }
-            match storage
-                .remove(&format!("{}/{file}", layout::pushes()))
-                .await
-            {
-                Ok(()) => removed += 1,
-                Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+            let removals = chunk.iter().map(|file| async move {
+                match storage
+                    .remove(&format!("{}/{file}", layout::pushes()))
+                    .await
+                {
+                    Ok(()) => Ok(1),
+                    Err(StorageError::NotFound(_)) => Ok(0),
+                    Err(e) => Err(e),
+                }
+            });
+            for done in futures_util::future::join_all(removals).await {
+                removed += done?;
             }
         }
         Ok(removed)
@@ -301,5 +313,39 @@ mod tests {
                 .unwrap(),
             Acquired::Held(_)
         ));
+    }
+
+    #[actix_web::test]
+    async fn a_collection_waits_for_the_pruner_not_for_another_collector() {
+        use super::super::{collect, Options, Outcome};
+        let storage = MemoryStorage::new();
+        let options = Options {
+            dry_run: true,
+            delete_untagged: false,
+            grace_period: Duration::ZERO,
+            upload_max_age: Duration::ZERO,
+            lease_ttl: super::super::LEASE_TTL,
+            progress: false,
+        };
+        let held_by = |holder: &str| {
+            let until = now_ms() + 800;
+            Bytes::from(format!(
+                "{{\"holder\":\"{holder}\",\"expires_ms\":{until}}}"
+            ))
+        };
+        storage
+            .put(&layout::lease(), held_by(&format!("{PRUNER}x")))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let outcome = collect(&storage, options.clone()).await.unwrap();
+        assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        storage
+            .put(&layout::lease(), held_by("collector"))
+            .await
+            .unwrap();
+        let outcome = collect(&storage, options).await.unwrap();
+        assert!(matches!(outcome, Outcome::Busy { .. }), "{outcome:?}");
     }
 }
