@@ -20,8 +20,12 @@
 //! and cancels kept exact as they happen, expiries by the start times it
 //! read). What other instances completed meanwhile is seen when the total
 //! is reached: the repositories counted are listed again, at most once per
-//! [`RESYNC`], before a `POST` is refused. So the total is per process: with
-//! several instances on one bucket, each has its own.
+//! [`RESYNC`], before a `POST` is refused. They are also listed again when
+//! this process knows of as many uploads as the total, expired ones
+//! included: so expired uploads of repositories no `POST` comes back to
+//! are removed too, and what this process keeps in memory stays within
+//! about the total. So the total is per process: with several instances on
+//! one bucket, each has its own.
 //!
 //! Two `POST`s at once on one repository each see the other's upload once
 //! it exists; those in flight in this process are counted as they go. Two
@@ -181,19 +185,21 @@ impl Sessions {
         };
         let resync = {
             let state = self.lock();
+            let recent = state.resynced.is_some_and(|t| t.elapsed() < RESYNC);
+            // Expired uploads stay known until their repository is listed
+            // again: so many, and they are looked for (and removed).
+            let known: usize = state.repositories.values().map(|r| r.open.len()).sum();
             match refused(&state) {
-                None => false,
+                None => known >= self.limits.total && !recent,
                 // The repository was just listed: its count is storage's.
                 Some((false, e)) => return Err(e),
-                Some((true, e)) if state.resynced.is_some_and(|t| t.elapsed() < RESYNC) => {
-                    return Err(e)
-                }
+                Some((true, e)) if recent => return Err(e),
                 Some((true, _)) => true,
             }
         };
         if resync {
             // Full: what other instances (or a collection) ended meanwhile
-            // is seen only in storage.
+            // is seen only in storage; what expired goes.
             self.lock().resynced = Some(Instant::now());
             let counted: Vec<String> = self.lock().repositories.keys().cloned().collect();
             for other in counted {
@@ -368,5 +374,24 @@ mod tests {
         let young = sessions(2, 10, 0);
         open(&young, &storage, &name).await.unwrap();
         assert_eq!(storage.list(&layout::uploads("a")).await.unwrap().len(), 1);
+
+        // Expired ones in repositories no POST comes back to go too, once
+        // as many are known as the total allows.
+        let tiny = sessions(2, 3, 0);
+        let names: Vec<Name> = (0..4)
+            .map(|i| Name::parse(&format!("e{i}")).unwrap())
+            .collect();
+        for name in &names {
+            open(&tiny, &storage, name).await.unwrap();
+        }
+        let mut left = 0;
+        for name in &names {
+            left += storage
+                .list(&layout::uploads(name.as_str()))
+                .await
+                .map_or(0, |l| l.len());
+        }
+        assert_eq!(left, 1, "expired uploads left");
+        assert_eq!(tiny.lock().repositories.len(), 1);
     }
 }
