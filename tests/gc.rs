@@ -886,3 +886,28 @@ fn push_records_do_not_pile_up_without_a_collection() {
     assert_eq!(lease["expires_ms"], 0, "{lease}");
     gc(&backend, &[]);
 }
+
+/// The case: `gc_interval` on, a flood of `POST`s to a name with
+/// no content, then nothing: every upload is gone soon after
+/// `gc_upload_max_age`, the last ones (which no later `POST` saw expire)
+/// by the periodic collection.
+#[test]
+fn a_flood_of_abandoned_uploads_goes_with_gc_interval() {
+    let backend = Backend::local();
+    let registry = backend.start(&[("GC_INTERVAL", "1"), ("GC_UPLOAD_MAX_AGE", "3")]);
+    let v2 = V2::new(&registry);
+    for _ in 0..300 {
+        v2.start_upload("flood/x");
+    }
+    let folder = backend
+        .storage_path()
+        .unwrap()
+        .join("docker/registry/v2/repositories/flood/x/_uploads");
+    let left = || std::fs::read_dir(&folder).map_or(0, |d| d.count());
+    assert!(left() > 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while left() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(left(), 0, "abandoned uploads left: {}", registry.log());
+}
