@@ -957,3 +957,42 @@ async fn join_write(path: &str, write: JoinHandle<io::Result<File>>) -> Result<F
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_start_removes_the_lock_files_no_one_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().to_str().unwrap()).unwrap();
+        let locks = dir.path().join(LOCK_DIR);
+        fs::create_dir_all(&locks).unwrap();
+        // Left by a build that kept one per path ever locked.
+        for i in 0..5 {
+            fs::write(locks.join(format!("old{i}")), b"").unwrap();
+        }
+        let held = storage.lock("images/x/_inprogress").await.unwrap();
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 6);
+        let age = std::time::Duration::from_secs(3600);
+        storage.remove_stale_temporary_files(age).await.unwrap();
+        // The one held stays with its holder, and still excludes.
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 1);
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            LocalStorage::new(dir.path().to_str().unwrap())
+                .unwrap()
+                .lock("images/x/_inprogress"),
+        )
+        .await;
+        assert!(waiting.is_err(), "a second holder got the lock");
+        drop(held);
+        // The waiter given up on above still takes the lock once, on the
+        // blocking pool, and gives it back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while fs::read_dir(&locks).unwrap().count() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 0);
+    }
+}
