@@ -782,14 +782,14 @@ for_each_backend!(
 );
 
 /// Upload sessions a client opens and leaves: at most
-/// `max_uploads_per_repository` in one repository and `max_uploads` in
+/// `max_upload_sessions_per_repository` in one repository and `max_upload_sessions` in
 /// all; beyond, `429 TOOMANYREQUESTS` and nothing written. A completed or
 /// cancelled upload frees its slot at once, an expired one
 /// (`gc_upload_max_age`) once its age is passed, and it is removed then.
 fn upload_sessions_are_bounded(backend: Backend) {
     let registry = backend.start(&[
-        ("MAX_UPLOADS_PER_REPOSITORY", "3"),
-        ("MAX_UPLOADS", "5"),
+        ("MAX_UPLOAD_SESSIONS_PER_REPOSITORY", "3"),
+        ("MAX_UPLOAD_SESSIONS", "5"),
         ("GC_UPLOAD_MAX_AGE", "10"),
     ]);
     let v2 = V2::new(&registry);
@@ -856,7 +856,7 @@ fn upload_sessions_are_bounded(backend: Backend) {
     let resp = post(b);
     let body = resp.text().unwrap();
     assert!(
-        body.contains("TOOMANYREQUESTS") && body.contains("max_uploads"),
+        body.contains("TOOMANYREQUESTS") && body.contains("max_upload_sessions"),
         "{body}"
     );
     v2.expect_error(

@@ -59,7 +59,7 @@ pub struct Settings {
     pub cors: CorsSettings,
     /// Garbage collection (`gc_*`).
     pub gc: GcSettings,
-    /// Open v2 upload sessions (`max_uploads*`).
+    /// Open v2 upload sessions (`max_upload_sessions*`).
     pub upload_sessions: UploadSessionSettings,
     /// `mirroring.source` is set: `/_ping` says `mirror`.
     pub mirroring: bool,
@@ -127,20 +127,20 @@ pub struct GcSettings {
 /// beyond, a `POST` answers 429 `TOOMANYREQUESTS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadSessionSettings {
-    /// `max_uploads_per_repository`: in one repository, counted from
+    /// `max_upload_sessions_per_repository`: in one repository, counted from
     /// storage (every instance's).
     pub per_repository: usize,
-    /// `max_uploads`: in all, counted by each process.
+    /// `max_upload_sessions`: in all, counted by each process.
     pub total: usize,
 }
 
-/// `max_uploads_per_repository` when unset: a push opens a few sessions at
+/// `max_upload_sessions_per_repository` when unset: a push opens a few sessions at
 /// once (docker 3 to 5, containerd and buildkit more), so a hundred pushes
 /// into one repository at once, or a week of failed ones, fit.
-pub const DEFAULT_MAX_UPLOADS_PER_REPOSITORY: u64 = 1_000;
-/// `max_uploads` when unset: ten full repositories; each session costs a
+pub const DEFAULT_MAX_UPLOAD_SESSIONS_PER_REPOSITORY: u64 = 1_000;
+/// `max_upload_sessions` when unset: ten full repositories; each session costs a
 /// folder and two small files before its bytes.
-pub const DEFAULT_MAX_UPLOADS: u64 = 10_000;
+pub const DEFAULT_MAX_UPLOAD_SESSIONS: u64 = 10_000;
 
 /// https (`tls_*`): the files are read at startup and again on SIGHUP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -487,14 +487,14 @@ impl Settings {
         };
         let upload_sessions = UploadSessionSettings {
             per_repository: top.bounded_or(
-                "max_uploads_per_repository",
-                DEFAULT_MAX_UPLOADS_PER_REPOSITORY,
+                "max_upload_sessions_per_repository",
+                DEFAULT_MAX_UPLOAD_SESSIONS_PER_REPOSITORY,
                 1..=1_000_000,
                 "a whole number from 1 to 1000000",
             )? as usize,
             total: top.bounded_or(
-                "max_uploads",
-                DEFAULT_MAX_UPLOADS,
+                "max_upload_sessions",
+                DEFAULT_MAX_UPLOAD_SESSIONS,
                 1..=10_000_000,
                 "a whole number from 1 to 10000000",
             )? as usize,

@@ -52,8 +52,8 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("GC_GRACE_PERIOD", "120"),
         ("GC_UPLOAD_MAX_AGE", "86400"),
         ("GC_DELETE_UNTAGGED", "yes"),
-        ("MAX_UPLOADS_PER_REPOSITORY", "7"),
-        ("MAX_UPLOADS", "70"),
+        ("MAX_UPLOAD_SESSIONS_PER_REPOSITORY", "7"),
+        ("MAX_UPLOAD_SESSIONS", "70"),
         ("SEARCH_BACKEND", "SQLAlchemy"),
         (
             "SQLALCHEMY_INDEX_DATABASE",
@@ -991,7 +991,10 @@ fn upload_session_bounds_are_typed_and_bounded() {
     );
     let s = load_sample(
         "dev",
-        &[("MAX_UPLOADS_PER_REPOSITORY", "7"), ("MAX_UPLOADS", "70")],
+        &[
+            ("MAX_UPLOAD_SESSIONS_PER_REPOSITORY", "7"),
+            ("MAX_UPLOAD_SESSIONS", "70"),
+        ],
     )
     .unwrap();
     assert_eq!(
@@ -1002,20 +1005,20 @@ fn upload_session_bounds_are_typed_and_bounded() {
         }
     );
     for (key, bad) in [
-        ("max_uploads_per_repository", "0"),
-        ("max_uploads_per_repository", "1000001"),
-        ("max_uploads_per_repository", "\"5\""),
-        ("max_uploads", "0"),
-        ("max_uploads", "10000001"),
-        ("max_uploads", "many"),
+        ("max_upload_sessions_per_repository", "0"),
+        ("max_upload_sessions_per_repository", "1000001"),
+        ("max_upload_sessions_per_repository", "\"5\""),
+        ("max_upload_sessions", "0"),
+        ("max_upload_sessions", "10000001"),
+        ("max_upload_sessions", "many"),
     ] {
         let e = load_text(&format!("f:\n  {key}: {bad}\n"), "f", &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains(&format!("`{key}`")), "{key}: {bad}: {e}");
     }
-    let e = load_sample("dev", &[("MAX_UPLOADS", "-3")])
+    let e = load_sample("dev", &[("MAX_UPLOAD_SESSIONS", "-3")])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("MAX_UPLOADS"), "{e}");
+    assert!(e.contains("MAX_UPLOAD_SESSIONS"), "{e}");
 }

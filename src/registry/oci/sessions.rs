@@ -162,7 +162,7 @@ impl Sessions {
                     false,
                     Error::TooManyUploads(format!(
                         "{here} uploads are open in repository {repo}, the most there may be \
-                     (max_uploads_per_repository); complete or cancel some, or wait until \
+                     (max_upload_sessions_per_repository); complete or cancel some, or wait until \
                      they are older than gc_upload_max_age"
                     )),
                 ));
@@ -177,7 +177,7 @@ impl Sessions {
                     true,
                     Error::TooManyUploads(format!(
                         "{total} uploads are open on this registry, the most there may be \
-                     (max_uploads); complete or cancel some, or wait until they are older \
+                     (max_upload_sessions); complete or cancel some, or wait until they are older \
                      than gc_upload_max_age"
                     )),
                 )
