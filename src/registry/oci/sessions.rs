@@ -19,8 +19,9 @@
 //! saw in each repository it opened uploads in (its own `POST`s, completions
 //! and cancels kept exact as they happen, expiries by the start times it
 //! read). What other instances completed meanwhile is seen when the total
-//! is reached: the repositories counted are listed again, at most once per
-//! [`RESYNC`], before a `POST` is refused. They are also listed again when
+//! is reached: the repositories counted are listed again (at most once per
+//! [`RESYNC`], for at most [`RESYNC_TIME`], those listed longest ago
+//! first) before a `POST` is refused. They are also listed again when
 //! this process knows of as many uploads as the total, expired ones
 //! included: so expired uploads of repositories no `POST` comes back to
 //! are removed too, and what this process keeps in memory stays within
@@ -45,6 +46,9 @@ use crate::storage::{Storage, StorageError};
 /// The shortest time between two listings of every counted repository when
 /// the total is reached: a flood of refused `POST`s costs at most that.
 pub const RESYNC: Duration = Duration::from_secs(10);
+
+/// The longest one `POST` spends listing repositories again.
+pub const RESYNC_TIME: Duration = Duration::from_secs(1);
 
 /// The bounds and when an upload stops counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +79,8 @@ struct Repository {
     open: HashMap<String, (SystemTime, Instant)>,
     /// `POST`s let through whose upload is not written yet.
     pending: usize,
+    /// When its `_uploads/` was last listed.
+    synced: Option<Instant>,
 }
 
 impl Repository {
@@ -201,9 +207,25 @@ impl Sessions {
             // Full: what other instances (or a collection) ended meanwhile
             // is seen only in storage; what expired goes.
             self.lock().resynced = Some(Instant::now());
-            let counted: Vec<String> = self.lock().repositories.keys().cloned().collect();
-            for other in counted {
-                self.sync(storage, &other).await?;
+            // Those listed longest ago first, a few at once, for at most
+            // RESYNC_TIME: the POST that does it waits that long at most,
+            // and the next one goes on where it stopped.
+            let mut counted: Vec<(Option<Instant>, String)> = self
+                .lock()
+                .repositories
+                .iter()
+                .map(|(name, r)| (r.synced, name.clone()))
+                .collect();
+            counted.sort();
+            let until = Instant::now() + RESYNC_TIME;
+            for chunk in counted.chunks(8) {
+                if Instant::now() >= until {
+                    break;
+                }
+                let syncs = chunk.iter().map(|(_, other)| self.sync(storage, other));
+                for done in futures_util::future::join_all(syncs).await {
+                    done?;
+                }
             }
         }
         let mut state = self.lock();
@@ -271,6 +293,7 @@ impl Sessions {
         let stale: Vec<String> = {
             let mut state = self.lock();
             let entry = state.repositories.entry(repo.to_owned()).or_default();
+            entry.synced = Some(listed_at);
             for (id, started) in found {
                 entry.open.entry(id).or_insert((started, Instant::now()));
             }
