@@ -508,5 +508,8 @@ fn serve_says_each_setting_it_does_not_act_on_once() {
     ] {
         assert_eq!(log.matches(needle).count(), 1, "{needle:?} once in:\n{log}");
     }
-    assert!(log.contains("pull-through cache is not in this build yet"), "{log}");
+    assert!(
+        log.contains("pull-through cache is not in this build yet"),
+        "{log}"
+    );
 }

@@ -789,3 +789,125 @@ fn distribution_garbage_collect_agrees() {
         assert_pulls(&v2, name, image, "after distribution's garbage-collect");
     }
 }
+
+/// Uploads opened in names that never got content (only `_uploads/`
+/// there, as a flood of `POST`s leaves them), nested or not, are found and
+/// removed once older than the maximum age, as those of repositories are.
+fn abandoned_uploads_anywhere_are_collected(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let mut opened = 0;
+    for (name, count) in [("flood/x", 120), ("flood", 5), ("a/b/c/d", 5)] {
+        for _ in 0..count {
+            v2.start_upload(name);
+            opened += 1;
+        }
+    }
+    // And one in a repository with content, as before.
+    push_image(&v2, "flood/app", "flood", Some("v1"));
+    v2.start_upload("flood/app");
+    opened += 1;
+    let uploads = |backend: &Backend| {
+        backend
+            .stored_keys()
+            .iter()
+            .filter(|k| k.contains("/_uploads/") && k.ends_with("/startedat"))
+            .count()
+    };
+    assert_eq!(uploads(&backend), opened);
+    // Younger than the maximum age: they stay.
+    let out = gc(&backend, &[]);
+    assert_eq!(figures(&out)[3], 0, "{out}");
+    let out = gc(&backend, &["--upload-max-age", "0"]);
+    assert_eq!(figures(&out)[3], opened as u64, "{out}");
+    assert_eq!(uploads(&backend), 0);
+    assert_pulls(
+        &v2,
+        "flood/app",
+        &push_image(&v2, "flood/app", "flood-2", Some("v2")),
+        "after",
+    );
+}
+
+#[test]
+fn abandoned_uploads_anywhere_are_collected_on_local_disk() {
+    abandoned_uploads_anywhere_are_collected(Backend::local());
+}
+
+#[test]
+fn abandoned_uploads_anywhere_are_collected_on_s3() {
+    let Some(backend) = Backend::s3() else {
+        eprintln!("\nSKIPPED: no S3 server (moto_server) for the gc test\n");
+        return;
+    };
+    abandoned_uploads_anywhere_are_collected(backend);
+}
+
+/// With no collection running (`gc_interval` off, the default), push
+/// records older than they count are removed by `serve` after pushes:
+/// they do not grow with every push. Records still counting stay.
+#[test]
+fn push_records_do_not_pile_up_without_a_collection() {
+    let backend = Backend::local();
+    let registry = backend.start(&[("GC_GRACE_PERIOD", "0")]);
+    let v2 = V2::new(&registry);
+    let pushes = backend.storage_path().unwrap().join("_gc/pushes");
+    std::fs::create_dir_all(&pushes).unwrap();
+    // A year of pushes before (a registry that never collected).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for i in 0..2000u64 {
+        let at = now - 20_000 - i * 15_000_000;
+        std::fs::write(pushes.join(format!("{at}-old{i:04}")), "{}").unwrap();
+    }
+    // (old ones, new ones)
+    let count = || {
+        let names: Vec<String> = std::fs::read_dir(&pushes)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let old = names.iter().filter(|n| n.contains("-old")).count();
+        (old, names.len() - old)
+    };
+    push_image(&v2, "records/app", "records", Some("v1"));
+    // Pruned within `records::PRUNE_EVERY` (10 s) of the push.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while count().0 > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (old, new) = count();
+    assert_eq!(old, 0, "the records that no longer count are gone");
+    assert!(new >= 1, "the push's own record still counts: kept");
+    // The collector's lease was given back.
+    let lease = backend.read_stored("_gc/lease").unwrap();
+    let lease: Value = serde_json::from_slice(&lease).unwrap();
+    assert_eq!(lease["expires_ms"], 0, "{lease}");
+    gc(&backend, &[]);
+}
+
+/// The case: `gc_interval` on, a flood of `POST`s to a name with
+/// no content, then nothing: every upload is gone soon after
+/// `gc_upload_max_age`, the last ones (which no later `POST` saw expire)
+/// by the periodic collection.
+#[test]
+fn a_flood_of_abandoned_uploads_goes_with_gc_interval() {
+    let backend = Backend::local();
+    let registry = backend.start(&[("GC_INTERVAL", "1"), ("GC_UPLOAD_MAX_AGE", "3")]);
+    let v2 = V2::new(&registry);
+    for _ in 0..300 {
+        v2.start_upload("flood/x");
+    }
+    let folder = backend
+        .storage_path()
+        .unwrap()
+        .join("docker/registry/v2/repositories/flood/x/_uploads");
+    let left = || std::fs::read_dir(&folder).map_or(0, |d| d.count());
+    assert!(left() > 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while left() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(left(), 0, "abandoned uploads left: {}", registry.log());
+}

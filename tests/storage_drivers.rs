@@ -43,6 +43,8 @@ macro_rules! driver_suite {
                 copy_leaves_the_source,
                 stat_gives_size_and_time,
                 lock_excludes_other_holders,
+                locks_leave_no_files,
+                lock_files_removed_under_contention_still_exclude,
                 put_if_is_a_compare_and_swap,
                 lease_has_one_holder_at_a_time
             );

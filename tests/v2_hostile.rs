@@ -778,7 +778,106 @@ for_each_backend!(
     disconnect_mid_large_patch,
     deletes_disabled_allow,
     referrers_in_pages,
+    upload_sessions_are_bounded,
 );
+
+/// Upload sessions a client opens and leaves: at most
+/// `max_upload_sessions_per_repository` in one repository and `max_upload_sessions` in
+/// all; beyond, `429 TOOMANYREQUESTS` and nothing written. A completed or
+/// cancelled upload frees its slot at once, an expired one
+/// (`gc_upload_max_age`) once its age is passed, and it is removed then.
+fn upload_sessions_are_bounded(backend: Backend) {
+    let registry = backend.start(&[
+        ("MAX_UPLOAD_SESSIONS_PER_REPOSITORY", "3"),
+        ("MAX_UPLOAD_SESSIONS", "5"),
+        ("GC_UPLOAD_MAX_AGE", "10"),
+    ]);
+    let v2 = V2::new(&registry);
+    let post = |name: &str| v2.send(v2.request("POST", &format!("/v2/{name}/blobs/uploads/")));
+    let uploads_of = |repo: &str| {
+        let prefix = format!("docker/registry/v2/repositories/{repo}/_uploads/");
+        backend
+            .stored_keys()
+            .iter()
+            .filter_map(|k| {
+                k.strip_prefix(&prefix)?
+                    .split('/')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let a = "sessions/a";
+    let b = "sessions/b";
+    let mut open_a: Vec<String> = (0..3).map(|_| v2.start_upload(a)).collect();
+    let refused = post(a);
+    assert!(refused
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/json"));
+    v2.expect_error(
+        refused,
+        429,
+        "TOOMANYREQUESTS",
+        "a 4th upload in one repository",
+    );
+    assert_eq!(uploads_of(a), 3, "a refused POST writes nothing");
+    // A monolithic push opens no session: it goes through at the bound.
+    let data = unique_bytes("sessions-mono", 100);
+    let resp = v2.send(
+        v2.request(
+            "POST",
+            &format!("/v2/{a}/blobs/uploads/?digest={}", sha256(&data)),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(data),
+    );
+    assert_eq!(resp.status(), 201, "monolithic push at the bound");
+
+    // A completed upload frees its slot.
+    let data = unique_bytes("sessions-complete", 1000);
+    let location = open_a.pop().unwrap();
+    let resp = v2.send(
+        v2.request(
+            "PUT",
+            &with_query(&location, &format!("digest={}", sha256(&data))),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(data),
+    );
+    assert_eq!(resp.status(), 201);
+    open_a.push(v2.start_upload(a));
+    v2.expect_error(post(a), 429, "TOOMANYREQUESTS", "full again");
+
+    // The total: 3 in a, 2 in b, then nothing anywhere.
+    v2.start_upload(b);
+    v2.start_upload(b);
+    let resp = post(b);
+    let body = resp.text().unwrap();
+    assert!(
+        body.contains("TOOMANYREQUESTS") && body.contains("max_upload_sessions"),
+        "{body}"
+    );
+    v2.expect_error(
+        post("sessions/c"),
+        429,
+        "TOOMANYREQUESTS",
+        "total, elsewhere",
+    );
+    // A cancelled upload frees its slot, for any repository.
+    let location = open_a.pop().unwrap();
+    assert_eq!(v2.delete(&path_of(&location)).status(), 204);
+    v2.start_upload("sessions/c");
+    v2.expect_error(post(b), 429, "TOOMANYREQUESTS", "total again");
+
+    // Past gc_upload_max_age, sessions neither count nor stay.
+    std::thread::sleep(Duration::from_millis(10_500));
+    for _ in 0..3 {
+        v2.start_upload(a);
+    }
+    assert_eq!(uploads_of(a), 3, "the expired uploads of {a} were removed");
+}
 
 /// A manifest that names the same layer over and over (a 4 MiB manifest
 /// holds some 25 000 descriptors): each blob is looked up once, so the push

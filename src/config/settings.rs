@@ -59,6 +59,8 @@ pub struct Settings {
     pub cors: CorsSettings,
     /// Garbage collection (`gc_*`).
     pub gc: GcSettings,
+    /// Open v2 upload sessions (`max_upload_sessions*`).
+    pub upload_sessions: UploadSessionSettings,
     /// `mirroring.source` is set: `/_ping` says `mirror`.
     pub mirroring: bool,
     /// Logins of the v2 era (htpasswd or token service); off by default.
@@ -103,6 +105,7 @@ impl fmt::Debug for Settings {
             .field("search", &self.search)
             .field("cors", &self.cors)
             .field("gc", &self.gc)
+            .field("upload_sessions", &self.upload_sessions)
             .field("mirroring", &self.mirroring)
             .field("login", &self.login)
             .field("tls", &self.tls)
@@ -127,6 +130,26 @@ pub struct GcSettings {
     /// `gc_delete_untagged`: manifests no tag points at go too.
     pub delete_untagged: bool,
 }
+
+/// How many v2 upload sessions (`POST .../blobs/uploads/` not yet
+/// completed, cancelled or older than `gc_upload_max_age`) may be open;
+/// beyond, a `POST` answers 429 `TOOMANYREQUESTS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadSessionSettings {
+    /// `max_upload_sessions_per_repository`: in one repository, counted from
+    /// storage (every instance's).
+    pub per_repository: usize,
+    /// `max_upload_sessions`: in all, counted by each process.
+    pub total: usize,
+}
+
+/// `max_upload_sessions_per_repository` when unset: a push opens a few sessions at
+/// once (docker 3 to 5, containerd and buildkit more), so a hundred pushes
+/// into one repository at once, or a week of failed ones, fit.
+pub const DEFAULT_MAX_UPLOAD_SESSIONS_PER_REPOSITORY: u64 = 1_000;
+/// `max_upload_sessions` when unset: ten full repositories; each session costs a
+/// folder and two small files before its bytes.
+pub const DEFAULT_MAX_UPLOAD_SESSIONS: u64 = 10_000;
 
 /// https (`tls_*`): the files are read at startup and again on SIGHUP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -465,6 +488,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "delete_enabled",
     "body_idle_timeout",
     "max_concurrent_uploads",
+    "max_upload_sessions_per_repository",
+    "max_upload_sessions",
     "privileged_key",
     "registry_endpoints",
     "storage",
@@ -606,6 +631,20 @@ impl Settings {
             )?),
             delete_untagged: top.bool("gc_delete_untagged")?,
         };
+        let upload_sessions = UploadSessionSettings {
+            per_repository: top.bounded_or(
+                "max_upload_sessions_per_repository",
+                DEFAULT_MAX_UPLOAD_SESSIONS_PER_REPOSITORY,
+                1..=1_000_000,
+                "a whole number from 1 to 1000000",
+            )? as usize,
+            total: top.bounded_or(
+                "max_upload_sessions",
+                DEFAULT_MAX_UPLOAD_SESSIONS,
+                1..=10_000_000,
+                "a whole number from 1 to 10000000",
+            )? as usize,
+        };
         let login = top.login()?;
         let tls = top.tls()?;
         let metrics = top.metrics()?;
@@ -643,6 +682,7 @@ impl Settings {
             search,
             cors,
             gc,
+            upload_sessions,
             mirroring,
             login,
             tls,

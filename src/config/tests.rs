@@ -52,6 +52,8 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("GC_GRACE_PERIOD", "120"),
         ("GC_UPLOAD_MAX_AGE", "86400"),
         ("GC_DELETE_UNTAGGED", "yes"),
+        ("MAX_UPLOAD_SESSIONS_PER_REPOSITORY", "7"),
+        ("MAX_UPLOAD_SESSIONS", "70"),
         ("SEARCH_BACKEND", "SQLAlchemy"),
         (
             "SQLALCHEMY_INDEX_DATABASE",
@@ -1077,7 +1079,11 @@ fn the_sample_knows_every_key_it_carries() {
     );
     // SIGV4 is what this build does; a false switch is nothing to say.
     assert!(!text.iter().any(|t| t.contains("s3_use_sigv4")));
-    assert!(text.iter().any(|t| t.contains("pull-through cache is not in this build yet")), "{text:#?}");
+    assert!(
+        text.iter()
+            .any(|t| t.contains("pull-through cache is not in this build yet")),
+        "{text:#?}"
+    );
     assert!(text
         .iter()
         .any(|t| t.contains("bugsnag") && t.contains("metrics")));
@@ -1253,4 +1259,49 @@ fn key_lines_follow_nesting_and_skip_lists() {
     .map(|(p, l)| (p.iter().map(|s| s.to_string()).collect(), *l))
     .collect();
     assert_eq!(lines, want);
+}
+
+#[test]
+fn upload_session_bounds_are_typed_and_bounded() {
+    use super::settings::UploadSessionSettings;
+    let s = load_text("f:\n  loglevel: info\n", "f", &[]).unwrap();
+    assert_eq!(
+        s.upload_sessions,
+        UploadSessionSettings {
+            per_repository: 1000,
+            total: 10_000
+        }
+    );
+    let s = load_sample(
+        "dev",
+        &[
+            ("MAX_UPLOAD_SESSIONS_PER_REPOSITORY", "7"),
+            ("MAX_UPLOAD_SESSIONS", "70"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        s.upload_sessions,
+        UploadSessionSettings {
+            per_repository: 7,
+            total: 70
+        }
+    );
+    for (key, bad) in [
+        ("max_upload_sessions_per_repository", "0"),
+        ("max_upload_sessions_per_repository", "1000001"),
+        ("max_upload_sessions_per_repository", "\"5\""),
+        ("max_upload_sessions", "0"),
+        ("max_upload_sessions", "10000001"),
+        ("max_upload_sessions", "many"),
+    ] {
+        let e = load_text(&format!("f:\n  {key}: {bad}\n"), "f", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("`{key}`")), "{key}: {bad}: {e}");
+    }
+    let e = load_sample("dev", &[("MAX_UPLOAD_SESSIONS", "-3")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("MAX_UPLOAD_SESSIONS"), "{e}");
 }

@@ -17,6 +17,8 @@ pub struct AppState {
     pub auth: Arc<crate::registry::auth::Auth>,
     /// Which v1 images each repository owns, for tokens on image routes.
     pub owners: Arc<crate::registry::legacy::Owners>,
+    /// The open v2 upload sessions and their bounds.
+    pub upload_sessions: Arc<crate::registry::oci::sessions::Sessions>,
 }
 
 impl AppState {
@@ -43,7 +45,15 @@ impl AppState {
         events.subscribe(crate::search::subscriber(search.clone()));
         let owners = Arc::new(crate::registry::legacy::Owners::new());
         events.subscribe(owners.clone());
+        let upload_sessions = Arc::new(crate::registry::oci::sessions::Sessions::new(
+            crate::registry::oci::sessions::Limits {
+                per_repository: settings.upload_sessions.per_repository,
+                total: settings.upload_sessions.total,
+                max_age: settings.gc.upload_max_age,
+            },
+        ));
         Ok(Self {
+            upload_sessions,
             settings: Arc::new(settings),
             storage,
             search,

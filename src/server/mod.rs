@@ -47,6 +47,11 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             storage, options, interval,
         ));
     }
+    // Push records pile up when no collection runs; removed after pushes.
+    actix_web::rt::spawn(crate::registry::collector::records::keep_pruned(
+        state.storage.clone(),
+        state.settings.gc.grace_period,
+    ));
     if let Some(settings) = &state.settings.metrics {
         log::info!("metrics on http://{}{}", settings.address, settings.path);
         actix_web::rt::spawn(metrics::server(settings)?);

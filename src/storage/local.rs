@@ -102,6 +102,107 @@ fn quick<T>(path: &str, work: impl FnOnce() -> io::Result<T>) -> Result<T> {
     work().map_err(|e| io_error(path, e))
 }
 
+/// A held lock of [`Storage::lock`]: an exclusive `flock` on a file of
+/// [`LOCK_DIR`], which is removed when the lock is given back, so that the
+/// folder holds a file only per lock held (or waited for) now, not one per
+/// path ever locked.
+///
+/// Removing a lock file is safe only this way: the holder removes it while
+/// it still holds it, and whoever takes a lock checks, once it holds the
+/// `flock`, that the file it locked is still the one at the path (same
+/// device and inode). A process that opened the file before it was removed
+/// and then got its `flock` holds a lock on a file no one else will open:
+/// it sees that and starts again on the file there now (created anew if
+/// need be). So the file at the path changes only in the hands of the one
+/// holding its lock, and whoever holds the lock on the file at the path
+/// holds it alone, across every process on the folder. (A build from
+/// before this change, which neither removes nor checks, must not share
+/// the folder with this one: stop it before starting this one.)
+struct LockFile {
+    path: PathBuf,
+    handle: Option<File>,
+}
+
+impl LockFile {
+    fn acquire(path: PathBuf) -> io::Result<Self> {
+        use fs4::fs_std::FileExt;
+        let open = || {
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        loop {
+            let handle = match open() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(path.parent().expect("lock folder"))?;
+                    open()?
+                }
+                other => other?,
+            };
+            handle.lock_exclusive()?;
+            if same_file(&handle, &path)? {
+                return Ok(LockFile {
+                    path,
+                    handle: Some(handle),
+                });
+            }
+            // Removed by the holder we waited for: closing gives back a
+            // lock on a file no one else will take.
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // Still locked while it goes; closing the handle then unlocks. A
+        // failure only leaves the file for the next holder to remove.
+        if let Err(e) = fs::remove_file(&self.path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                log::warn!("lock file {}: not removed: {e}", self.path.display());
+            }
+        }
+        drop(self.handle.take());
+    }
+}
+
+/// Whether the open file is the one at `path` now.
+fn same_file(handle: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let held = handle.metadata()?;
+    match fs::metadata(path) {
+        Ok(now) => Ok(held.dev() == now.dev() && held.ino() == now.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the lock files no one holds (left by a build that kept them,
+/// or by a crash), each under its own lock, as [`LockFile`] does; a file
+/// someone holds is left to them. Returns how many went.
+fn remove_idle_lock_files(root: &Path) -> u64 {
+    use fs4::fs_std::FileExt;
+    let Ok(entries) = fs::read_dir(root.join(LOCK_DIR)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(handle) = fs::OpenOptions::new().write(true).open(&path) else {
+            continue;
+        };
+        if handle.try_lock_exclusive().is_ok() && same_file(&handle, &path).unwrap_or(false) {
+            drop(LockFile {
+                path,
+                handle: Some(handle),
+            });
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(
     path: &str,
@@ -782,7 +883,14 @@ impl Storage for LocalStorage {
 
     async fn remove_stale_temporary_files(&self, older_than: std::time::Duration) -> Result<u64> {
         let root = self.root.clone();
-        blocking("", move || Ok(remove_stale_temporaries(&root, older_than))).await
+        blocking("", move || {
+            let locks = remove_idle_lock_files(&root);
+            if locks > 0 {
+                log::info!("removed {locks} idle lock files of {LOCK_DIR}");
+            }
+            Ok(remove_stale_temporaries(&root, older_than))
+        })
+        .await
     }
 
     async fn lock(&self, path: &str) -> Result<Lock> {
@@ -793,26 +901,7 @@ impl Storage for LocalStorage {
         // listing reaches (paths from the layout never start with a dot).
         let name = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(path.as_bytes())[..16]);
         let file = self.root.join(LOCK_DIR).join(name);
-        let held = blocking(path, move || {
-            use fs4::fs_std::FileExt;
-            let open = || {
-                fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&file)
-            };
-            let handle = match open() {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(file.parent().expect("lock folder"))?;
-                    open()?
-                }
-                other => other?,
-            };
-            handle.lock_exclusive()?;
-            Ok(handle)
-        })
-        .await?;
+        let held = blocking(path, move || LockFile::acquire(file)).await?;
         Ok(Lock::new(in_process, Some(Box::new(held))))
     }
 
@@ -866,5 +955,44 @@ async fn join_write(path: &str, write: JoinHandle<io::Result<File>>) -> Result<F
             path: path.to_owned(),
             source: io::Error::other(join.to_string()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_start_removes_the_lock_files_no_one_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().to_str().unwrap()).unwrap();
+        let locks = dir.path().join(LOCK_DIR);
+        fs::create_dir_all(&locks).unwrap();
+        // Left by a build that kept one per path ever locked.
+        for i in 0..5 {
+            fs::write(locks.join(format!("old{i}")), b"").unwrap();
+        }
+        let held = storage.lock("images/x/_inprogress").await.unwrap();
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 6);
+        let age = std::time::Duration::from_secs(3600);
+        storage.remove_stale_temporary_files(age).await.unwrap();
+        // The one held stays with its holder, and still excludes.
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 1);
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            LocalStorage::new(dir.path().to_str().unwrap())
+                .unwrap()
+                .lock("images/x/_inprogress"),
+        )
+        .await;
+        assert!(waiting.is_err(), "a second holder got the lock");
+        drop(held);
+        // The waiter given up on above still takes the lock once, on the
+        // blocking pool, and gives it back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while fs::read_dir(&locks).unwrap().count() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 0);
     }
 }

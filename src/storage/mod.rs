@@ -249,10 +249,11 @@ impl Version {
 
 /// A lock from [`Storage::lock`], released when dropped.
 pub struct Lock {
-    _in_process: tokio::sync::OwnedMutexGuard<()>,
     /// A driver's lock beyond this process (local: a locked file; closing
-    /// it releases the lock).
+    /// it releases the lock). Declared first, so dropped first: the next
+    /// holder in this process then finds it given back.
     _beyond: Option<Box<dyn Send + Sync>>,
+    _in_process: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Lock {

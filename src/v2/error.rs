@@ -207,6 +207,7 @@ impl From<oci::Error> for Error {
             E::ManifestBlobUnknown(d) => Error::ManifestBlobUnknown(d.to_string()),
             E::NameUnknown(n) => Error::NameUnknown(n),
             E::TooLarge { limit } => Error::TooLarge { limit },
+            E::TooManyUploads(s) => Error::TooManyRequests(s),
             E::Storage(e) => e.into(),
         }
     }

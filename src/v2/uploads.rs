@@ -158,7 +158,10 @@ pub async fn start(
         uploads::push(storage, &name, &digest, length, body::stream(payload)).await?;
         return Ok(created(&name, &digest));
     }
+    // Counted before the upload exists: a refused POST writes nothing.
+    let slot = state.upload_sessions.reserve(storage, &name).await?;
     let upload = Upload::start_hashing(storage, &name, algorithm).await?;
+    slot.opened(upload.id());
     Ok(in_progress(HttpResponse::Accepted(), &name, upload.id(), 0))
 }
 
@@ -238,7 +241,10 @@ pub async fn put(
             .await?)
     };
     match completed.await {
-        Ok(_) => Ok(created(&name, &digest)),
+        Ok(_) => {
+            state.upload_sessions.closed(&name, &id);
+            Ok(created(&name, &digest))
+        }
         Err(e) => located(e, &name, &id),
     }
 }
@@ -246,6 +252,9 @@ pub async fn put(
 /// `DELETE`: the upload and its bytes are gone (204).
 pub async fn cancel(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     let name = name(&req)?;
-    open(&req, &state, &name).await?.cancel().await?;
+    let upload = open(&req, &state, &name).await?;
+    let id = upload.id().clone();
+    upload.cancel().await?;
+    state.upload_sessions.closed(&name, &id);
     Ok(HttpResponse::NoContent().finish())
 }

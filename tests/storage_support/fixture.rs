@@ -260,7 +260,7 @@ pub async fn all_keys(bucket: &Bucket) -> Vec<String> {
 }
 
 /// Every file (not folder) under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {

@@ -32,6 +32,10 @@ use crate::storage::{Storage, StorageError};
 /// How long the lease lasts unless renewed; the run renews it well before.
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
 
+/// How long a run waits for the removal of old push records
+/// ([`records::prune`]) to give the lease back.
+pub const PRUNER_WAIT: Duration = Duration::from_secs(30);
+
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -174,9 +178,19 @@ impl Run<'_> {
 pub async fn collect(storage: &dyn Storage, options: Options) -> Result<Outcome> {
     let clock = Instant::now();
     let holder = lease::token();
-    let lease = match Lease::acquire(storage, &layout::lease(), &holder, options.lease_ttl).await? {
-        Acquired::Held(lease) => lease,
-        Acquired::Busy { holder, until } => return Ok(Outcome::Busy { holder, until }),
+    // `serve` removing old push records holds the lease for moments: wait
+    // for it, within bounds, as for no other holder.
+    let wait_until = Instant::now() + PRUNER_WAIT;
+    let lease = loop {
+        match Lease::acquire(storage, &layout::lease(), &holder, options.lease_ttl).await? {
+            Acquired::Held(lease) => break lease,
+            Acquired::Busy { holder, .. }
+                if holder.starts_with(records::PRUNER) && Instant::now() < wait_until =>
+            {
+                actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            Acquired::Busy { holder, until } => return Ok(Outcome::Busy { holder, until }),
+        }
     };
     let progress = if options.progress {
         crate::registry::bridge::digests::progress_bar("gc")

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::batch::Item;
 use super::{Result, Run};
-use crate::registry::oci::{catalog, links, Digest, Name};
+use crate::registry::oci::{links, Digest, Name};
 use crate::storage::layout::distribution as layout;
 use crate::storage::{Storage, StorageError};
 
@@ -103,7 +103,7 @@ pub(super) async fn expand(
 /// Marks the v2 tree; returns what nothing reaches and may go.
 pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
     let storage = run.storage;
-    let repositories = catalog::list(storage, None, None).await?.items;
+    let (repositories, with_uploads) = walk(run).await?;
     run.progress.set_length(repositories.len() as u64);
     let mut items = Vec::new();
     let mut linked: HashMap<Digest, Vec<String>> = HashMap::new();
@@ -113,6 +113,10 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
             continue;
         };
         items.extend(mark_repository(run, &name, &mut linked).await?);
+        run.tick().await?;
+    }
+    for repo in with_uploads {
+        items.extend(stale_uploads(run, &repo).await?);
         run.tick().await?;
     }
     // Blobs last: every repository's manifests are marked by now.
@@ -254,6 +258,55 @@ async fn mark_repository(
     for digest in digests_under(storage, &layout::layers(repo)).await? {
         linked.entry(digest).or_default().push(repo.to_owned());
     }
+    Ok(items)
+}
+
+/// Every folder under `repositories/` that is a repository (holds
+/// `_layers` or `_manifests`: the catalog's rule), and every one that holds
+/// `_uploads`, in one walk. Uploads are looked for everywhere, not only in
+/// repositories: a `POST` to a name that never got content makes a folder
+/// with `_uploads` alone, and a client may open thousands of those.
+async fn walk(run: &mut Run<'_>) -> Result<(Vec<String>, Vec<String>)> {
+    let storage = run.storage;
+    let (mut repositories, mut with_uploads) = (Vec::new(), Vec::new());
+    let mut stack: Vec<String> = Vec::new();
+    let children_of = |parent: &str, children: Vec<String>| -> Vec<String> {
+        children
+            .into_iter()
+            .filter(|c| !c.starts_with('_'))
+            .map(|c| {
+                if parent.is_empty() {
+                    c
+                } else {
+                    format!("{parent}/{c}")
+                }
+            })
+            // Only a valid name can hold what the API wrote.
+            .filter(|p| Name::parse(p).is_ok())
+            .collect()
+    };
+    stack.extend(children_of(
+        "",
+        list(storage, &layout::repositories()).await?,
+    ));
+    while let Some(path) = stack.pop() {
+        let children = list(storage, &layout::repository(&path)).await?;
+        if crate::registry::oci::repository::holds_repository(&children) {
+            repositories.push(path.clone());
+        }
+        if children.iter().any(|c| c == "_uploads") {
+            with_uploads.push(path.clone());
+        }
+        stack.extend(children_of(&path, children));
+        run.tick().await?;
+    }
+    Ok((repositories, with_uploads))
+}
+
+/// The uploads of folder `repo` started longer ago than the maximum age.
+async fn stale_uploads(run: &mut Run<'_>, repo: &str) -> Result<Vec<Item>> {
+    let storage = run.storage;
+    let mut items = Vec::new();
     for upload in list(storage, &layout::uploads(repo)).await? {
         let stale = match storage
             .stat(&layout::upload_started_at(repo, &upload))
@@ -274,6 +327,7 @@ async fn mark_repository(
                 id: upload,
             });
         }
+        run.tick().await?;
     }
     Ok(items)
 }

@@ -16,15 +16,28 @@
 //!
 //! The flag carries the time it stops counting, so a collector killed
 //! mid-batch holds pushes up for at most [`FLAG_LIFETIME`].
+//!
+//! Records that no longer count are removed by the collector at the end of
+//! each run, and, so that they do not pile up when no collection runs
+//! (`gc_interval` off, the default), by [`prune`] inside `serve` after
+//! pushes. Removing a record is safe only where no run could still need
+//! it: a run that began at `S` counts the records written from
+//! `S - WINDOW` on, and reads them in every batch until its end. So a
+//! record is removed only while holding the collector's own lease (no run
+//! is under way; one that stalled past its lease finds it lost and stops),
+//! and only when older than [`WINDOW`] (and the grace period, as the
+//! collector does) before the lease was taken: every run that begins
+//! later counts only younger ones.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::storage::layout::collection as layout;
-use crate::storage::lease::{now_ms, token};
+use crate::storage::lease::{now_ms, token, Acquired, Lease};
 use crate::storage::{Storage, StorageError};
 
 /// The longest a manifest PUT goes between its record and its check; past
@@ -58,11 +71,24 @@ struct Flag {
     until_ms: u64,
 }
 
+/// A record was written since [`keep_pruned`] last looked: only then is
+/// there anything new to prune (an idle registry lists nothing).
+static WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// How often [`keep_pruned`] looks, when pushes came.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// How the lease holder's name starts while [`prune`] holds it: a
+/// collection that finds it waits for it (a few seconds) rather than
+/// reporting another collector.
+pub const PRUNER: &str = "prune-";
+
 /// Writes the record, then waits while a deletion batch runs. The caller
 /// checks what it references only after this returns.
 pub async fn announce(storage: &dyn Storage, record: &Record) -> Result<(), StorageError> {
     let data = Bytes::from(serde_json::to_vec(record).unwrap_or_default());
     storage.put(&layout::push(now_ms(), &token()), data).await?;
+    WRITTEN.store(true, Ordering::Relaxed);
     let give_up = std::time::Instant::now() + FLAG_LIFETIME + Duration::from_millis(500);
     while let Some(until) = sweeping_until(storage).await? {
         if until <= now_ms() || std::time::Instant::now() >= give_up {
@@ -98,6 +124,84 @@ pub async fn end_batch(storage: &dyn Storage) -> Result<(), StorageError> {
     match storage.remove(&layout::sweeping()).await {
         Ok(()) | Err(StorageError::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes the records older than `keep` (at least [`WINDOW`]) under the
+/// collector's lease (see the module comment); `None` when a collection
+/// holds it (that run removes them at its end).
+pub async fn prune(storage: &dyn Storage, keep: Duration) -> Result<Option<u64>, StorageError> {
+    let holder = format!("{PRUNER}{}", token());
+    let ttl = super::LEASE_TTL;
+    let mut lease = match Lease::acquire(storage, &layout::lease(), &holder, ttl).await? {
+        Acquired::Held(lease) => lease,
+        Acquired::Busy { .. } => return Ok(None),
+    };
+    // After the lease is ours: a run that begins later counts only
+    // records younger than this.
+    let cutoff = now_ms().saturating_sub(keep.max(WINDOW).as_millis() as u64);
+    let result = async {
+        let names = match storage.list(&layout::pushes()).await {
+            Ok(names) => names,
+            Err(StorageError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let old: Vec<String> = names
+            .into_iter()
+            .filter(|file| layout::push_time(file).is_some_and(|time| time < cutoff))
+            .collect();
+        let mut renewed = std::time::Instant::now();
+        let mut removed = 0;
+        // A few at once: a round trip each on S3.
+        for chunk in old.chunks(8) {
+            if renewed.elapsed() > ttl / 3 {
+                if !lease.renew(storage).await? {
+                    // Expired and taken over by a collection: it goes on.
+                    return Ok(removed);
+                }
+                renewed = std::time::Instant::now();
+            }
+            let removals = chunk.iter().map(|file| async move {
+                match storage
+                    .remove(&format!("{}/{file}", layout::pushes()))
+                    .await
+                {
+                    Ok(()) => Ok(1),
+                    Err(StorageError::NotFound(_)) => Ok(0),
+                    Err(e) => Err(e),
+                }
+            });
+            for done in futures_util::future::join_all(removals).await {
+                removed += done?;
+            }
+        }
+        Ok(removed)
+    }
+    .await;
+    if let Err(e) = lease.release(storage).await {
+        log::warn!("push records: releasing the collector's lease: {e}");
+    }
+    result.map(Some)
+}
+
+/// Inside `serve`: every [`PRUNE_EVERY`] after a push of this process,
+/// the records older than `keep` go ([`prune`]), so that they stay bounded
+/// (by the pushes of the last `keep` and a little) without a collection.
+pub async fn keep_pruned(storage: std::sync::Arc<dyn Storage>, keep: Duration) {
+    loop {
+        actix_web::rt::time::sleep(PRUNE_EVERY).await;
+        if !WRITTEN.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        match prune(&*storage, keep).await {
+            Ok(Some(0) | None) => {}
+            Ok(Some(n)) => log::debug!("push records: {n} old ones removed"),
+            Err(e) => {
+                // Tried again after the next push.
+                WRITTEN.store(true, Ordering::Relaxed);
+                log::warn!("push records: removing old ones: {e}");
+            }
+        }
     }
 }
 
@@ -171,5 +275,77 @@ mod tests {
         announce(&storage, &record).await.unwrap();
         assert!(started.elapsed() < Duration::from_millis(500));
         assert_eq!(read_all(&storage).await.unwrap().len(), 3);
+    }
+
+    #[actix_web::test]
+    async fn old_records_go_without_a_collection_but_not_during_one() {
+        let storage = MemoryStorage::new();
+        let old = now_ms() - WINDOW.as_millis() as u64 - 1000;
+        for i in 0..50 {
+            let path = layout::push(old - i, &token());
+            storage.put(&path, Bytes::from_static(b"{}")).await.unwrap();
+        }
+        announce(&storage, &Record::default()).await.unwrap();
+        // A collection under way may still need them: they stay.
+        let lease = match Lease::acquire(
+            &storage,
+            &layout::lease(),
+            "collector",
+            super::super::LEASE_TTL,
+        )
+        .await
+        .unwrap()
+        {
+            Acquired::Held(lease) => lease,
+            Acquired::Busy { .. } => panic!("lease busy"),
+        };
+        assert_eq!(prune(&storage, Duration::ZERO).await.unwrap(), None);
+        assert_eq!(read_all(&storage).await.unwrap().len(), 51);
+        lease.release(&storage).await.unwrap();
+        // Then only the one that still counts is left, and the lease is free.
+        assert_eq!(prune(&storage, Duration::ZERO).await.unwrap(), Some(50));
+        let left = read_all(&storage).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].1 >= old + 1000);
+        assert!(matches!(
+            Lease::acquire(&storage, &layout::lease(), "next", WINDOW)
+                .await
+                .unwrap(),
+            Acquired::Held(_)
+        ));
+    }
+
+    #[actix_web::test]
+    async fn a_collection_waits_for_the_pruner_not_for_another_collector() {
+        use super::super::{collect, Options, Outcome};
+        let storage = MemoryStorage::new();
+        let options = Options {
+            dry_run: true,
+            delete_untagged: false,
+            grace_period: Duration::ZERO,
+            upload_max_age: Duration::ZERO,
+            lease_ttl: super::super::LEASE_TTL,
+            progress: false,
+        };
+        let held_by = |holder: &str| {
+            let until = now_ms() + 800;
+            Bytes::from(format!(
+                "{{\"holder\":\"{holder}\",\"expires_ms\":{until}}}"
+            ))
+        };
+        storage
+            .put(&layout::lease(), held_by(&format!("{PRUNER}x")))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let outcome = collect(&storage, options.clone()).await.unwrap();
+        assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        storage
+            .put(&layout::lease(), held_by("collector"))
+            .await
+            .unwrap();
+        let outcome = collect(&storage, options).await.unwrap();
+        assert!(matches!(outcome, Outcome::Busy { .. }), "{outcome:?}");
     }
 }

@@ -39,6 +39,9 @@ pub enum Error {
     /// A body larger than the bound for its kind.
     #[error("too large: more than {limit} bytes")]
     TooLarge { limit: u64 },
+    /// No room for another upload session (see `sessions`).
+    #[error("too many uploads: {0}")]
+    TooManyUploads(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -10,6 +10,7 @@ pub mod links;
 pub mod manifests;
 pub mod referrers;
 pub mod repository;
+pub mod sessions;
 pub mod tags;
 pub mod uploads;
 
