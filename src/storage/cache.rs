@@ -573,6 +573,10 @@ impl Storage for CachedStorage {
         self.inner.local_path(path)
     }
 
+    fn removes_folders_at_once(&self) -> bool {
+        self.inner.removes_folders_at_once()
+    }
+
     async fn remove_stale_temporary_files(&self, older_than: Duration) -> Result<u64> {
         self.inner.remove_stale_temporary_files(older_than).await
     }

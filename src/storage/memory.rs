@@ -264,6 +264,11 @@ impl Storage for MemoryStorage {
         Ok(names)
     }
 
+    // Under one lock: a folder goes at once.
+    fn removes_folders_at_once(&self) -> bool {
+        true
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         check_path(path)?;
         let mut state = self.lock();

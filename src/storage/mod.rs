@@ -142,8 +142,20 @@ pub trait Storage: Send + Sync {
     /// folders alike, sorted. A folder that does not exist is `NotFound`.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
 
-    /// Removes a file, or a folder and everything under it.
+    /// Removes a file, or a folder and everything under it. A file goes at
+    /// once on every driver; a folder at once on local disk (renamed out
+    /// of the tree first) and in memory, key by key on S3: there a caller
+    /// that needs a folder to go at once removes first the one file that
+    /// makes it count (a tag's `current/link`), and its readers skip a
+    /// folder without that file.
     async fn remove(&self, path: &str) -> Result<()>;
+
+    /// Whether [`Storage::remove`] takes a folder away at once (local disk,
+    /// memory), so that a caller may remove a whole tree in one call
+    /// rather than in an order that keeps each step readable (S3).
+    fn removes_folders_at_once(&self) -> bool {
+        false
+    }
 
     /// A writer for `path`. `None`: a new file (anything there before is
     /// dropped). `Some(n)`: continue a file whose first `n` bytes an

@@ -7,7 +7,8 @@ use super::manifests::list_or_empty;
 use super::name::{Name, Tag};
 use super::{links, repository};
 use crate::storage::layout::distribution as layout;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
+use futures_util::StreamExt;
 
 /// One page of a sorted list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub fn page(
     Page { items, more }
 }
 
+/// Tag links read at once while listing: a round trip each on S3.
+const LINK_READS: usize = 16;
+
 /// Every tag of the repository, sorted bytewise (the spec's "ASCIIbetical"
 /// order). `NameUnknown` when the repository does not exist.
 pub async fn all(storage: &dyn Storage, name: &Name) -> Result<Vec<String>> {
@@ -44,13 +48,60 @@ pub async fn all(storage: &dyn Storage, name: &Name) -> Result<Vec<String>> {
         return Err(Error::NameUnknown(name.to_string()));
     }
     // distribution lists the folders as they are; a folder that is not a
-    // valid tag was not written by a registry.
-    let mut tags: Vec<String> = folders
-        .into_iter()
-        .filter(|t| Tag::parse(t).is_ok())
-        .collect();
+    // valid tag was not written by a registry, and one without a current
+    // link is a tag being deleted (see [`remove`]) or one whose delete was
+    // cut short, or a push that has not written its link yet: none serves.
+    let candidates: Vec<Tag> = folders.iter().filter_map(|t| Tag::parse(t).ok()).collect();
+    let checked: Vec<Result<Option<String>>> = futures_util::stream::iter(candidates)
+        .map(|tag| async move {
+            Ok(servable(storage, name, &tag)
+                .await?
+                .then(|| tag.as_str().to_owned()))
+        })
+        .buffered(LINK_READS)
+        .collect()
+        .await;
+    let mut tags = Vec::with_capacity(checked.len());
+    for tag in checked {
+        tags.extend(tag?);
+    }
     tags.sort();
     Ok(tags)
+}
+
+/// Whether the tag's current link names a manifest. A link that holds no
+/// digest is not a tag a pull can follow: left out, with a log line.
+async fn servable(storage: &dyn Storage, name: &Name, tag: &Tag) -> Result<bool> {
+    match links::read(storage, &links::tag_current(name, tag)).await {
+        Ok(found) => Ok(found.is_some()),
+        Err(Error::Storage(StorageError::Io { path, source }))
+            if source.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            log::warn!("{path}: not a digest, tag {name}:{tag} not listed");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a tag so that it is gone at once on every driver: its current
+/// link first (one file: the instant the tag stops being listed and
+/// served), then its history. A delete cut short (kill -9) leaves a folder
+/// without a current link, which listings skip and a push of the same tag
+/// makes whole again; its history entries are removed with their
+/// manifests by the collector (`delete_untagged`). The folder is
+/// distribution's, as distribution lays it out.
+pub async fn remove(storage: &dyn Storage, name: &Name, tag: &Tag) -> Result<()> {
+    for path in [
+        links::tag_current(name, tag),
+        layout::tag(name.as_str(), tag.as_str()),
+    ] {
+        match storage.remove(&path).await {
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A page of the repository's tags.
