@@ -317,7 +317,7 @@ fn kill_mid_deletes(backend: Backend) {
         let name = format!("deletes/r{round}-{}", rand_suffix());
         let registry = backend.start(&[]);
         let v2 = V2::new(&registry);
-        let tags = push_tags(&v2, &name, 6, 10);
+        let tags = push_tags(&v2, &name, 5, 20);
 
         let (done, last) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU64::new(0)));
         let deleter = {

@@ -84,18 +84,20 @@ async fn servable(storage: &dyn Storage, name: &Name, tag: &Tag) -> Result<bool>
     }
 }
 
-/// Deletes a tag so that it is gone at once on every driver: its current
+/// Deletes a tag so that it is gone at once on every driver: where a
+/// folder goes at once (local disk) the folder; elsewhere (S3) its current
 /// link first (one file: the instant the tag stops being listed and
-/// served), then its history. A delete cut short (kill -9) leaves a folder
-/// without a current link, which listings skip and a push of the same tag
-/// makes whole again; its history entries are removed with their
-/// manifests by the collector (`delete_untagged`). The folder is
+/// served), then its history. A delete cut short there leaves a folder
+/// without a current link, which listings skip, a push of the same tag
+/// makes whole again, and the collector removes. The folder is
 /// distribution's, as distribution lays it out.
 pub async fn remove(storage: &dyn Storage, name: &Name, tag: &Tag) -> Result<()> {
-    for path in [
-        links::tag_current(name, tag),
-        layout::tag(name.as_str(), tag.as_str()),
-    ] {
+    let folder = layout::tag(name.as_str(), tag.as_str());
+    let mut paths = vec![folder];
+    if !storage.removes_folders_at_once() {
+        paths.insert(0, links::tag_current(name, tag));
+    }
+    for path in paths {
         match storage.remove(&path).await {
             Ok(()) | Err(StorageError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
