@@ -5,9 +5,17 @@
 //! with the right digest, and no blob that was not completed is ever
 //! served. A few iterations on each storage, each killed at a random
 //! point of a slow PATCH.
+//!
+//! Then kill -9 during a stream of deletes (v2 tags, v1 repositories): a
+//! tag listed after the restart always pulls, a repository is whole or
+//! gone where the storage can rename (local), and what a cut leaves goes
+//! with the next delete.
 
 mod common;
 mod v2_support;
+
+#[path = "storage_support/redis_server.rs"]
+mod redis_server;
 
 use std::io::Read;
 use std::process::Command;
@@ -257,8 +265,8 @@ fn assert_listed_tags_pull(v2: &V2, name: &str, all: &[String], when: &str) -> V
 /// The state a delete cut short leaves (the tag's current link gone, its
 /// history not yet): the tag is neither listed nor served, and a push of
 /// the same tag makes it whole again.
-fn a_cut_delete_leaves_no_tag_listed(backend: Backend) {
-    let registry = backend.start(&[]);
+fn a_cut_delete_leaves_no_tag_listed(backend: Backend, env: &[(&str, &str)]) {
+    let registry = backend.start(env);
     let v2 = V2::new(&registry);
     let name = format!("cut/{}", rand_suffix());
     let tags = push_tags(&v2, &name, 3, 2);
@@ -307,7 +315,7 @@ fn kill_into_the_next(
 /// A kill -9 at a random moment of a stream of tag deletes: after a
 /// restart on the same storage every listed tag pulls, no acknowledged
 /// delete is undone, and the rest delete as usual.
-fn kill_mid_deletes(backend: Backend) {
+fn kill_mid_deletes(backend: Backend, env: &[(&str, &str)]) {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -315,7 +323,7 @@ fn kill_mid_deletes(backend: Backend) {
     let started = Instant::now();
     for round in 0..DELETE_ROUNDS {
         let name = format!("deletes/r{round}-{}", rand_suffix());
-        let registry = backend.start(&[]);
+        let registry = backend.start(env);
         let v2 = V2::new(&registry);
         let tags = push_tags(&v2, &name, 5, 20);
 
@@ -344,7 +352,7 @@ fn kill_mid_deletes(backend: Backend) {
         let acknowledged = deleter.join().unwrap();
         drop(registry);
 
-        let registry = backend.start(&[]);
+        let registry = backend.start(env);
         let v2 = V2::new(&registry);
         let when = format!("round {round}, killed after {k} deletes");
         let listed = assert_listed_tags_pull(&v2, &name, &tags, &when);
@@ -370,12 +378,12 @@ fn kill_mid_deletes(backend: Backend) {
 mod deletes_local {
     #[test]
     fn a_cut_delete_leaves_no_tag_listed() {
-        super::a_cut_delete_leaves_no_tag_listed(super::Backend::local());
+        super::a_cut_delete_leaves_no_tag_listed(super::Backend::local(), &[]);
     }
 
     #[test]
     fn kill_mid_deletes() {
-        super::kill_mid_deletes(super::Backend::local());
+        super::kill_mid_deletes(super::Backend::local(), &[]);
     }
 }
 
@@ -383,15 +391,40 @@ mod deletes_s3 {
     #[test]
     fn a_cut_delete_leaves_no_tag_listed() {
         if let Some(backend) = super::Backend::s3() {
-            super::a_cut_delete_leaves_no_tag_listed(backend);
+            super::a_cut_delete_leaves_no_tag_listed(backend, &[]);
         }
     }
 
     #[test]
     fn kill_mid_deletes() {
         if let Some(backend) = super::Backend::s3() {
-            super::kill_mid_deletes(backend);
+            super::kill_mid_deletes(backend, &[]);
         }
+    }
+}
+
+/// S3 behind the Redis cache of small files (tag histories are cached).
+mod deletes_cached_s3 {
+    fn env() -> Option<Vec<(&'static str, String)>> {
+        Some(super::redis_server::shared()?.env())
+    }
+
+    #[test]
+    fn a_cut_delete_leaves_no_tag_listed() {
+        let (Some(backend), Some(env)) = (super::Backend::s3(), env()) else {
+            return;
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        super::a_cut_delete_leaves_no_tag_listed(backend, &env);
+    }
+
+    #[test]
+    fn kill_mid_deletes() {
+        let (Some(backend), Some(env)) = (super::Backend::s3(), env()) else {
+            return;
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        super::kill_mid_deletes(backend, &env);
     }
 }
 
