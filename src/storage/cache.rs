@@ -511,6 +511,10 @@ impl Storage for CachedStorage {
         self.inner.list(path).await
     }
 
+    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list_files(path).await
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         self.changed(path, true).await;
         let result = self.inner.remove(path).await;

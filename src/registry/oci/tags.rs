@@ -8,7 +8,6 @@ use super::name::{Name, Tag};
 use super::{links, repository};
 use crate::storage::layout::distribution as layout;
 use crate::storage::{Storage, StorageError};
-use futures_util::StreamExt;
 
 /// One page of a sorted list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,51 +36,33 @@ pub fn page(
     Page { items, more }
 }
 
-/// Tag links read at once while listing: a round trip each on S3.
-const LINK_READS: usize = 16;
-
 /// Every tag of the repository, sorted bytewise (the spec's "ASCIIbetical"
 /// order). `NameUnknown` when the repository does not exist.
+///
+/// distribution lists the tag folders as they are; here a folder counts
+/// only with its current link: one without is a tag being deleted (see
+/// [`remove`]) or whose delete was cut short, or a push that has not
+/// written its link yet, and none serves. One listing of every file under
+/// the tags (one request per 1,000 files on S3), not a read per tag.
 pub async fn all(storage: &dyn Storage, name: &Name) -> Result<Vec<String>> {
-    let folders = list_or_empty(storage, &layout::tags(name.as_str())).await?;
-    if folders.is_empty() && !repository::exists(storage, name).await? {
+    let files = match storage.list_files(&layout::tags(name.as_str())).await {
+        Ok(files) => files,
+        Err(StorageError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if files.is_empty() && !repository::exists(storage, name).await? {
         return Err(Error::NameUnknown(name.to_string()));
     }
-    // distribution lists the folders as they are; a folder that is not a
-    // valid tag was not written by a registry, and one without a current
-    // link is a tag being deleted (see [`remove`]) or one whose delete was
-    // cut short, or a push that has not written its link yet: none serves.
-    let candidates: Vec<Tag> = folders.iter().filter_map(|t| Tag::parse(t).ok()).collect();
-    let checked: Vec<Result<Option<String>>> = futures_util::stream::iter(candidates)
-        .map(|tag| async move {
-            Ok(servable(storage, name, &tag)
-                .await?
-                .then(|| tag.as_str().to_owned()))
-        })
-        .buffered(LINK_READS)
-        .collect()
-        .await;
-    let mut tags = Vec::with_capacity(checked.len());
-    for tag in checked {
-        tags.extend(tag?);
-    }
+    // A folder that is not a valid tag was not written by a registry.
+    let mut tags: Vec<String> = files
+        .iter()
+        .filter_map(|file| file.strip_suffix("/current/link"))
+        .filter(|tag| !tag.contains('/') && Tag::parse(tag).is_ok())
+        .map(str::to_owned)
+        .collect();
     tags.sort();
+    tags.dedup();
     Ok(tags)
-}
-
-/// Whether the tag's current link names a manifest. A link that holds no
-/// digest is not a tag a pull can follow: left out, with a log line.
-async fn servable(storage: &dyn Storage, name: &Name, tag: &Tag) -> Result<bool> {
-    match links::read(storage, &links::tag_current(name, tag)).await {
-        Ok(found) => Ok(found.is_some()),
-        Err(Error::Storage(StorageError::Io { path, source }))
-            if source.kind() == std::io::ErrorKind::InvalidData =>
-        {
-            log::warn!("{path}: not a digest, tag {name}:{tag} not listed");
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Deletes a tag so that it is gone at once on every driver: where a
