@@ -911,3 +911,56 @@ fn a_flood_of_abandoned_uploads_goes_with_gc_interval() {
     }
     assert_eq!(left(), 0, "abandoned uploads left: {}", registry.log());
 }
+
+/// What a tag delete cut short on S3 leaves (the tag's history, its
+/// current link gone): listed by a dry run, kept while younger than the
+/// grace period (a push between its two links looks the same), then
+/// removed; the other tags stay whole.
+fn a_cut_tag_delete_leaves_history_the_collector_removes(backend: Backend) {
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let name = format!("cut/{}", rand_suffix());
+    let image = push_image(&v2, &name, &format!("{name} a"), Some("a"));
+    v2.push_manifest(&name, "b", OCI_MANIFEST, &image.manifest);
+    let tag_keys = |tag: &str| -> Vec<String> {
+        let prefix = format!("{V2_ROOT}/repositories/{name}/_manifests/tags/{tag}/");
+        backend
+            .stored_keys()
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect()
+    };
+    backend.remove_stored(&format!(
+        "{V2_ROOT}/repositories/{name}/_manifests/tags/a/current/link"
+    ));
+    assert_eq!(tag_keys("a").len(), 1, "{:?}", tag_keys("a"));
+
+    let young = gc(&backend, &["--grace-period", "3600"]);
+    assert_eq!(tag_keys("a").len(), 1, "young history kept: {young}");
+    let dry = gc(&backend, &["--dry-run", "--grace-period", "0"]);
+    assert!(
+        dry.contains(&format!("history of {name}:a, whose delete was cut short")),
+        "{dry}"
+    );
+    assert_eq!(tag_keys("a").len(), 1, "a dry run deletes nothing");
+    gc(&backend, &["--grace-period", "0"]);
+    assert!(tag_keys("a").is_empty(), "{:?}", tag_keys("a"));
+    assert_eq!(tag_keys("b").len(), 2, "{:?}", tag_keys("b"));
+    let tags: serde_json::Value = v2.get(&format!("/v2/{name}/tags/list")).json().unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["b"]));
+    assert_pulls(&v2, &name, &image, "tag b");
+}
+
+#[test]
+fn gc_removes_the_history_of_a_cut_tag_delete_on_local_disk() {
+    a_cut_tag_delete_leaves_history_the_collector_removes(Backend::local());
+}
+
+#[test]
+fn gc_removes_the_history_of_a_cut_tag_delete_on_s3() {
+    let Some(backend) = Backend::s3() else {
+        eprintln!("\nSKIPPED: no S3 server (moto_server) for the gc test\n");
+        return;
+    };
+    a_cut_tag_delete_leaves_history_the_collector_removes(backend);
+}

@@ -22,7 +22,9 @@ macro_rules! driver_suite {
                 ranges_at_the_edges,
                 listing_nested_folders,
                 listing_many_entries,
+                listing_files_at_any_depth,
                 recursive_remove,
+                folders_go_at_once_where_the_driver_says,
                 not_found_for_each_method,
                 overwrites,
                 concurrent_writers,
@@ -115,4 +117,43 @@ async fn s3_copies_in_parts() {
         "{:?}",
         fixture.leftovers().await
     );
+}
+
+/// A local removal cut short (kill -9 between the rename out of the tree
+/// and the deletion) leaves a folder in the trash, outside every tree:
+/// the start-up sweep deletes it, whatever its age.
+#[tokio::test]
+async fn local_a_removal_cut_short_is_swept_at_start() {
+    use registry_v1::storage::local::LocalStorage;
+    use registry_v1::storage::Storage;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let storage = LocalStorage::new(root.to_str().unwrap()).unwrap();
+    storage
+        .put(
+            "repositories/ns/app/tag_x",
+            bytes::Bytes::from_static(b"\"id\""),
+        )
+        .await
+        .unwrap();
+    storage.remove("repositories/ns/app").await.unwrap();
+    let trash = root.join(".registry-v1-trash");
+    assert_eq!(
+        std::fs::read_dir(&trash).unwrap().count(),
+        0,
+        "deleted at once"
+    );
+    let cut = trash.join("4242-0-7/_manifests/tags/t/index/sha256/ab");
+    std::fs::create_dir_all(&cut).unwrap();
+    std::fs::write(cut.join("link"), "sha256:ab").unwrap();
+    assert!(matches!(
+        storage.list("repositories/ns").await,
+        Err(registry_v1::storage::StorageError::NotFound(_))
+    ));
+    let swept = storage
+        .remove_stale_temporary_files(registry_v1::storage::STALE_TEMPORARY_FILE_AGE)
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
 }

@@ -1179,3 +1179,139 @@ fn a_folder_the_old_registry_wrote_pulls_over_v2() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+// --- search follows both trees ------------------------------------------------
+
+/// The names `/v1/search` finds for `term`, sorted.
+fn search_names(registry: &common::Registry, term: &str) -> Vec<String> {
+    let found: Value = common::client()
+        .get(registry.url(&format!("/v1/search?q={term}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut names: Vec<String> = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A small v2 image pushed as `name:tag`; returns its manifest digest.
+fn push_v2(v2: &V2, name: &str, tag: &str) -> String {
+    let blobs = ImageBlobs::new(&format!("{name}:{tag}"), "amd64");
+    blobs.push(v2, name);
+    v2.push_manifest(name, tag, OCI_MANIFEST, &blobs.oci_manifest())
+}
+
+fn delete_v1_repository(registry: &common::Registry, path: &str) {
+    let resp = common::client()
+        .delete(registry.url(&format!("/v1/repositories/{path}/")))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "DELETE {path}");
+    assert_eq!(resp.text().unwrap(), "true");
+}
+
+/// A repository leaves search only when neither tree holds it: a delete in
+/// one tree keeps what the other serves (under either spelling of a
+/// one-part name), and the last delete takes it out.
+#[test]
+fn a_delete_in_one_tree_keeps_what_the_other_serves_in_search() {
+    let backend = Backend::local();
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let chain = chain();
+
+    // The repro: the v1 tree goes, the v2 tag stays.
+    let t1 = push_v2(&v2, "zed/app", "t1");
+    push_v1(&registry, "zed/app", &chain[..1], "old");
+    delete_v1_repository(&registry, "zed/app");
+    assert_eq!(v2.get_manifest("/v2/zed/app/manifests/t1").status(), 200);
+    assert_eq!(search_names(&registry, "zed"), ["zed/app"]);
+    // Its last manifest goes too: gone from search.
+    assert_eq!(
+        v2.delete(&format!("/v2/zed/app/manifests/{t1}")).status(),
+        202
+    );
+    assert!(search_names(&registry, "zed").is_empty());
+
+    // The other way round: the v2 manifests go, the v1 tag stays.
+    push_v1(&registry, "zed/other", &chain[..1], "old");
+    let t1 = push_v2(&v2, "zed/other", "t1");
+    assert_eq!(
+        v2.delete(&format!("/v2/zed/other/manifests/{t1}")).status(),
+        202
+    );
+    assert_eq!(search_names(&registry, "other"), ["zed/other"]);
+    delete_v1_repository(&registry, "zed/other");
+    assert!(search_names(&registry, "other").is_empty());
+
+    // `library/solo` over v1 is the v2 `solo` and `library/solo` alike.
+    push_v1(&registry, "solo", &chain[..1], "old");
+    let short = push_v2(&v2, "solo", "t1");
+    let long = push_v2(&v2, "library/solo", "t2");
+    delete_v1_repository(&registry, "solo");
+    assert_eq!(search_names(&registry, "solo"), ["library/solo"]);
+    assert_eq!(
+        v2.delete(&format!("/v2/solo/manifests/{short}")).status(),
+        202
+    );
+    assert_eq!(search_names(&registry, "solo"), ["library/solo"]);
+    assert_eq!(
+        v2.delete(&format!("/v2/library/solo/manifests/{long}"))
+            .status(),
+        202
+    );
+    assert!(search_names(&registry, "solo").is_empty());
+    // A tag in either tree brings it back.
+    push_v2(&v2, "solo", "again");
+    assert_eq!(search_names(&registry, "solo"), ["library/solo"]);
+}
+
+/// `migrate` copies v1 tags into the v2 tree (`library/x` becomes the v2
+/// `x`): the v1 tree can then go and search still lists what v2 serves,
+/// and `reindex` agrees with the index the events kept.
+#[test]
+fn after_migrate_the_v1_tree_can_go_and_search_keeps_the_repository() {
+    let backend = Backend::local();
+    let root = backend.storage_path().unwrap();
+    let database = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:///{}", database.path().join("search.db").display());
+    let registry = backend.start(&[("SQLALCHEMY_INDEX_DATABASE", &url)]);
+    let chain = chain();
+    push_v1(&registry, "moved", &chain[..2], "latest");
+    push_v1(&registry, "team/moved", &chain[..2], "latest");
+    push_v1(&registry, "team/stays", &chain[..1], "latest");
+    let (ok, out) = migrate(&root, &[]);
+    assert!(ok, "{out}");
+
+    delete_v1_repository(&registry, "moved");
+    delete_v1_repository(&registry, "team/moved");
+    let v2 = V2::new(&registry);
+    for name in ["moved", "team/moved"] {
+        let resp = v2.get_manifest(&format!("/v2/{name}/manifests/latest"));
+        assert_eq!(resp.status(), 200, "{name}");
+    }
+    let listed = ["library/moved", "team/moved", "team/stays"];
+    assert_eq!(search_names(&registry, "team"), listed[1..]);
+    assert_eq!(search_names(&registry, "moved"), listed[..2]);
+
+    let out = common::run(
+        &["reindex"],
+        &[
+            ("STORAGE_PATH", root.to_str().unwrap()),
+            ("SETTINGS_FLAVOR", "dev"),
+            ("SQLALCHEMY_INDEX_DATABASE", &url),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("3 repositories in storage, 0 added, 0 removed"),
+        "{stdout}"
+    );
+}

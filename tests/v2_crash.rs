@@ -5,9 +5,17 @@
 //! with the right digest, and no blob that was not completed is ever
 //! served. A few iterations on each storage, each killed at a random
 //! point of a slow PATCH.
+//!
+//! Then kill -9 during a stream of deletes (v2 tags, v1 repositories): a
+//! tag listed after the restart always pulls, a repository is whole or
+//! gone where the storage can rename (local), and what a cut leaves goes
+//! with the next delete.
 
 mod common;
 mod v2_support;
+
+#[path = "storage_support/redis_server.rs"]
+mod redis_server;
 
 use std::io::Read;
 use std::process::Command;
@@ -198,6 +206,410 @@ mod s3 {
     fn kill_mid_upload() {
         if let Some(backend) = super::Backend::s3() {
             super::kill_mid_upload(backend);
+        }
+    }
+}
+
+// --- deletes cut short --------------------------------------------------------
+
+/// Tags each pushed `versions` times (a history entry each, so that a
+/// delete has a folder of some size to remove): returns the tags.
+fn push_tags(v2: &V2, name: &str, tags: usize, versions: usize) -> Vec<String> {
+    let blobs = ImageBlobs::new(name, "amd64");
+    blobs.push(v2, name);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&blobs.oci_manifest()).unwrap();
+    let mut pushed = Vec::new();
+    for t in 0..tags {
+        let tag = format!("t{t:02}");
+        for version in 0..versions {
+            manifest["annotations"] = serde_json::json!({ "version": format!("{tag}.{version}") });
+            v2.push_manifest(name, &tag, OCI_MANIFEST, &manifest_bytes(&manifest));
+        }
+        pushed.push(tag);
+    }
+    pushed
+}
+
+fn listed_tags(v2: &V2, name: &str) -> Vec<String> {
+    let resp = v2.get(&format!("/v2/{name}/tags/list"));
+    assert_eq!(resp.status(), 200, "tags/list of {name}");
+    let body: serde_json::Value = resp.json().unwrap();
+    body["tags"]
+        .as_array()
+        .map(|tags| {
+            tags.iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a listing promises: every tag listed pulls, every other one is
+/// unknown.
+fn assert_listed_tags_pull(v2: &V2, name: &str, all: &[String], when: &str) -> Vec<String> {
+    let listed = listed_tags(v2, name);
+    for tag in all {
+        let status = v2
+            .get_manifest(&format!("/v2/{name}/manifests/{tag}"))
+            .status()
+            .as_u16();
+        let expected = if listed.contains(tag) { 200 } else { 404 };
+        assert_eq!(
+            status, expected,
+            "{when}: {name}:{tag} (listed: {listed:?})"
+        );
+    }
+    listed
+}
+
+/// The state a delete cut short leaves (the tag's current link gone, its
+/// history not yet): the tag is neither listed nor served, and a push of
+/// the same tag makes it whole again.
+fn a_cut_delete_leaves_no_tag_listed(backend: Backend, env: &[(&str, &str)]) {
+    let registry = backend.start(env);
+    let v2 = V2::new(&registry);
+    let name = format!("cut/{}", rand_suffix());
+    let tags = push_tags(&v2, &name, 3, 2);
+    backend.remove_stored(&format!(
+        "{V2_ROOT}/repositories/{name}/_manifests/tags/t01/current/link"
+    ));
+    assert_eq!(
+        assert_listed_tags_pull(&v2, &name, &tags, "cut"),
+        ["t00", "t02"]
+    );
+    let resp = v2.delete(&format!("/v2/{name}/manifests/t01"));
+    v2.expect_error(resp, 404, "MANIFEST_UNKNOWN", "delete of a cut tag");
+    push_tags(&v2, &name, 2, 1);
+    assert_eq!(
+        assert_listed_tags_pull(&v2, &name, &tags, "pushed again"),
+        tags
+    );
+}
+
+const DELETE_ROUNDS: usize = 4;
+
+/// Kills the registry (kill -9) during the request after the `k`th a
+/// client has seen answered (`done`), at a random point of it: a delay up
+/// to the time the last one took (`last_us`, microseconds).
+fn kill_into_the_next(
+    registry: &common::Registry,
+    done: &std::sync::atomic::AtomicUsize,
+    last_us: &std::sync::atomic::AtomicU64,
+    k: usize,
+    rng: &mut impl Rng,
+) {
+    use std::sync::atomic::Ordering;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while done.load(Ordering::SeqCst) < k && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let span = last_us.load(Ordering::SeqCst).max(500);
+    std::thread::sleep(Duration::from_micros(rng.gen_range(0..span)));
+    let killed = Command::new("kill")
+        .args(["-9", &registry.pid().to_string()])
+        .status()
+        .expect("kill -9");
+    assert!(killed.success());
+}
+
+/// A kill -9 at a random moment of a stream of tag deletes: after a
+/// restart on the same storage every listed tag pulls, no acknowledged
+/// delete is undone, and the rest delete as usual.
+fn kill_mid_deletes(backend: Backend, env: &[(&str, &str)]) {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mut rng = rand::thread_rng();
+    let started = Instant::now();
+    for round in 0..DELETE_ROUNDS {
+        let name = format!("deletes/r{round}-{}", rand_suffix());
+        let registry = backend.start(env);
+        let v2 = V2::new(&registry);
+        let tags = push_tags(&v2, &name, 5, 20);
+
+        let (done, last) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU64::new(0)));
+        let deleter = {
+            let (done, last, tags) = (done.clone(), last.clone(), tags.clone());
+            let base = registry.url(&format!("/v2/{name}/manifests/"));
+            std::thread::spawn(move || {
+                let http = common::client();
+                let mut acknowledged = Vec::new();
+                for tag in tags {
+                    let sent = Instant::now();
+                    match http.delete(format!("{base}{tag}")).send() {
+                        Ok(resp) if resp.status() == 202 => acknowledged.push(tag),
+                        Ok(resp) => panic!("DELETE {tag}: {}", resp.status()),
+                        Err(_) => break,
+                    }
+                    last.store(sent.elapsed().as_micros() as u64, Ordering::SeqCst);
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                acknowledged
+            })
+        };
+        let k = rng.gen_range(0..tags.len() - 1);
+        kill_into_the_next(&registry, &done, &last, k, &mut rng);
+        let acknowledged = deleter.join().unwrap();
+        drop(registry);
+
+        let registry = backend.start(env);
+        let v2 = V2::new(&registry);
+        let when = format!("round {round}, killed after {k} deletes");
+        let listed = assert_listed_tags_pull(&v2, &name, &tags, &when);
+        for tag in &acknowledged {
+            assert!(!listed.contains(tag), "{when}: deleted {tag} listed again");
+        }
+        for tag in &listed {
+            let resp = v2.delete(&format!("/v2/{name}/manifests/{tag}"));
+            assert_eq!(resp.status(), 202, "{when}: delete {tag} after the restart");
+        }
+        assert!(listed_tags(&v2, &name).is_empty(), "{when}");
+        // A tag whose delete was cut pushes and pulls again.
+        push_tags(&v2, &name, 1, 1);
+        assert_eq!(assert_listed_tags_pull(&v2, &name, &tags, &when), ["t00"]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+mod deletes_local {
+    #[test]
+    fn a_cut_delete_leaves_no_tag_listed() {
+        super::a_cut_delete_leaves_no_tag_listed(super::Backend::local(), &[]);
+    }
+
+    #[test]
+    fn kill_mid_deletes() {
+        super::kill_mid_deletes(super::Backend::local(), &[]);
+    }
+}
+
+mod deletes_s3 {
+    #[test]
+    fn a_cut_delete_leaves_no_tag_listed() {
+        if let Some(backend) = super::Backend::s3() {
+            super::a_cut_delete_leaves_no_tag_listed(backend, &[]);
+        }
+    }
+
+    #[test]
+    fn kill_mid_deletes() {
+        if let Some(backend) = super::Backend::s3() {
+            super::kill_mid_deletes(backend, &[]);
+        }
+    }
+}
+
+/// S3 behind the Redis cache of small files (tag histories are cached).
+mod deletes_cached_s3 {
+    fn env() -> Option<Vec<(&'static str, String)>> {
+        Some(super::redis_server::shared()?.env())
+    }
+
+    #[test]
+    fn a_cut_delete_leaves_no_tag_listed() {
+        let (Some(backend), Some(env)) = (super::Backend::s3(), env()) else {
+            return;
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        super::a_cut_delete_leaves_no_tag_listed(backend, &env);
+    }
+
+    #[test]
+    fn kill_mid_deletes() {
+        let (Some(backend), Some(env)) = (super::Backend::s3(), env()) else {
+            return;
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        super::kill_mid_deletes(backend, &env);
+    }
+}
+
+// --- v1 repository deletes cut short ------------------------------------------
+
+const V1_TAGS: usize = 8;
+
+/// An image, then `repositories` v1 repositories of [`V1_TAGS`] tags each
+/// pointing at it; returns the repositories' paths.
+fn push_v1_repositories(registry: &common::Registry, ns: &str, repositories: usize) -> Vec<String> {
+    let http = common::client();
+    let ok = |resp: reqwest::blocking::Response, what: &str| {
+        assert!(resp.status().is_success(), "{what}: {}", resp.status());
+    };
+    let id = hex_of(&sha256(&unique_bytes(ns, 32))).to_owned();
+    let doc = serde_json::to_vec(&serde_json::json!({ "id": id })).unwrap();
+    let layer = unique_bytes(&id, 2000);
+    let url = |p: &str| registry.url(p);
+    ok(
+        http.put(url(&format!("/v1/images/{id}/json")))
+            .body(doc.clone())
+            .send()
+            .unwrap(),
+        "json",
+    );
+    ok(
+        http.put(url(&format!("/v1/images/{id}/layer")))
+            .body(layer.clone())
+            .send()
+            .unwrap(),
+        "layer",
+    );
+    ok(
+        http.put(url(&format!("/v1/images/{id}/checksum")))
+            .header(
+                "X-Docker-Checksum-Payload",
+                common::v1_checksum(&doc, &layer),
+            )
+            .send()
+            .unwrap(),
+        "checksum",
+    );
+    let mut paths = Vec::new();
+    for r in 0..repositories {
+        let path = format!("{ns}/r{r:02}");
+        let images = format!("[{{\"id\": \"{id}\"}}]");
+        ok(
+            http.put(url(&format!("/v1/repositories/{path}/")))
+                .body(images)
+                .send()
+                .unwrap(),
+            "repository",
+        );
+        for t in 0..V1_TAGS {
+            ok(
+                http.put(url(&format!("/v1/repositories/{path}/tags/t{t}")))
+                    .body(format!("\"{id}\""))
+                    .send()
+                    .unwrap(),
+                "tag",
+            );
+        }
+        paths.push(path);
+    }
+    paths
+}
+
+/// The v1 tags a repository lists (`None`: the repository is unknown),
+/// each checked to resolve.
+fn v1_tags(registry: &common::Registry, path: &str, when: &str) -> Option<Vec<String>> {
+    let http = common::client();
+    let resp = http
+        .get(registry.url(&format!("/v1/repositories/{path}/tags")))
+        .send()
+        .unwrap();
+    if resp.status() == 404 {
+        return None;
+    }
+    assert_eq!(resp.status(), 200, "{when}: tags of {path}");
+    let tags: serde_json::Map<String, serde_json::Value> = resp.json().unwrap();
+    for tag in tags.keys() {
+        let resp = http
+            .get(registry.url(&format!("/v1/repositories/{path}/tags/{tag}")))
+            .send()
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "{when}: {path}:{tag} listed, not served"
+        );
+    }
+    let images = http
+        .get(registry.url(&format!("/v1/repositories/{path}/images")))
+        .send()
+        .unwrap();
+    if !tags.is_empty() {
+        assert_eq!(images.status(), 200, "{when}: images of {path}");
+    }
+    Some(tags.keys().cloned().collect())
+}
+
+/// A kill -9 at a random moment of a stream of `DELETE
+/// /v1/repositories/...`: on local disk each repository is then whole or
+/// gone; on S3 (no rename) each tag left is whole and served, with the
+/// repository's image list; a delete again finishes it.
+fn kill_mid_repository_deletes(backend: Backend) {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mut rng = rand::thread_rng();
+    let started = Instant::now();
+    for round in 0..DELETE_ROUNDS {
+        let ns = format!("v1del{round}{}", rand_suffix().replace('-', ""));
+        let registry = backend.start(&[]);
+        let paths = push_v1_repositories(&registry, &ns, 8);
+
+        let (done, last) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU64::new(0)));
+        let deleter = {
+            let (done, last, paths) = (done.clone(), last.clone(), paths.clone());
+            let base = registry.url("/v1/repositories/");
+            std::thread::spawn(move || {
+                let http = common::client();
+                let mut acknowledged = Vec::new();
+                for path in paths {
+                    let sent = Instant::now();
+                    match http.delete(format!("{base}{path}/")).send() {
+                        Ok(resp) if resp.status() == 200 => acknowledged.push(path),
+                        Ok(resp) => panic!("DELETE {path}: {}", resp.status()),
+                        Err(_) => break,
+                    }
+                    last.store(sent.elapsed().as_micros() as u64, Ordering::SeqCst);
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                acknowledged
+            })
+        };
+        let k = rng.gen_range(0..paths.len() - 1);
+        kill_into_the_next(&registry, &done, &last, k, &mut rng);
+        let acknowledged = deleter.join().unwrap();
+        drop(registry);
+
+        let registry = backend.start(&[]);
+        let when = format!("round {round}, killed after {k} deletes");
+        let all: Vec<String> = (0..V1_TAGS).map(|t| format!("t{t}")).collect();
+        for path in &paths {
+            let tags = v1_tags(&registry, path, &when);
+            if acknowledged.contains(path) {
+                assert_eq!(tags, None, "{when}: deleted {path} is back");
+                continue;
+            }
+            if !backend.is_s3() {
+                assert!(
+                    tags.as_ref().is_none_or(|t| *t == all),
+                    "{when}: {path} neither whole nor gone: {tags:?}"
+                );
+            }
+            if tags.is_some() {
+                let resp = common::client()
+                    .delete(registry.url(&format!("/v1/repositories/{path}/")))
+                    .send()
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{when}: delete {path} again");
+                assert_eq!(v1_tags(&registry, path, &when), None, "{when}");
+            }
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+mod v1_deletes_local {
+    #[test]
+    fn kill_mid_repository_deletes() {
+        super::kill_mid_repository_deletes(super::Backend::local());
+    }
+}
+
+mod v1_deletes_s3 {
+    #[test]
+    fn kill_mid_repository_deletes() {
+        if let Some(backend) = super::Backend::s3() {
+            super::kill_mid_repository_deletes(backend);
         }
     }
 }

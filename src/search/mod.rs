@@ -300,7 +300,11 @@ impl Subscriber for IndexFollower {
                     .await,
             ),
             Event::RepositoryDeleted { name } => (name, self.0.remove(&name.to_string()).await),
-            Event::TagPushed { .. } | Event::TagDeleted { .. } => return,
+            // A tag in either tree makes the repository pullable: back in
+            // search if a delete in one tree took it out, its description
+            // kept otherwise.
+            Event::TagPushed { name, .. } => (name, self.0.upsert(&name.to_string(), None).await),
+            Event::TagDeleted { .. } => return,
         };
         if let Err(e) = result {
             log::error!("search index not updated for {name}: {e}");
@@ -426,6 +430,24 @@ mod tests {
             })
             .await;
         assert_eq!(all(&index).await[1], ("me/app".into(), some("")));
+
+        // A tag pushed (in either tree) to a repository search does not
+        // hold brings it back.
+        events
+            .publish(Event::RepositoryDeleted {
+                name: other.clone(),
+            })
+            .await;
+        events
+            .publish(Event::TagPushed {
+                name: other.clone(),
+                tag: crate::names::Tag::parse("v2").unwrap(),
+                target: crate::events::TagTarget::Image(
+                    crate::names::ImageId::parse("0123456789abcdef").unwrap(),
+                ),
+            })
+            .await;
+        assert_eq!(all(&index).await[0], ("library/tool".into(), some("")));
     }
 
     #[actix_web::test]

@@ -511,6 +511,10 @@ impl Storage for CachedStorage {
         self.inner.list(path).await
     }
 
+    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list_files(path).await
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         self.changed(path, true).await;
         let result = self.inner.remove(path).await;
@@ -571,6 +575,10 @@ impl Storage for CachedStorage {
 
     fn local_path(&self, path: &str) -> Option<std::path::PathBuf> {
         self.inner.local_path(path)
+    }
+
+    fn removes_folders_at_once(&self) -> bool {
+        self.inner.removes_folders_at_once()
     }
 
     async fn remove_stale_temporary_files(&self, older_than: Duration) -> Result<u64> {

@@ -48,6 +48,12 @@ const TEMP_PREFIX: &str = ".registry-v1-tmp-";
 /// The folder under the root holding the files [`Storage::lock`] locks.
 const LOCK_DIR: &str = ".registry-v1-locks";
 
+/// The folder under the root that a folder being removed is first renamed
+/// into (one `rename`: readers see it whole or gone), then deleted there.
+/// What a crash leaves in it is out of every tree already; the start-up
+/// sweep empties it.
+const TRASH_DIR: &str = ".registry-v1-trash";
+
 pub struct LocalStorage {
     root: PathBuf,
     locks: KeyedLocks,
@@ -215,6 +221,62 @@ async fn blocking<T: Send + 'static>(
             source: io::Error::other(join.to_string()),
         }),
     }
+}
+
+/// Removes a folder at once: renamed into `trash` (a folder's removal
+/// file by file, cut by a crash, would leave a part that reads as a
+/// whole: a tag without its link, a repository with some tags), then
+/// deleted there. Where the rename cannot be made (another filesystem
+/// mounted inside storage_path), deleted where it is.
+fn remove_folder(full: &Path, trash: &Path) -> io::Result<()> {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let aside = trash.join(format!(
+        "{}-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        rand::random::<u32>()
+    ));
+    let moved = match fs::rename(full, &aside) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !trash.is_dir() => {
+            fs::create_dir_all(trash)?;
+            fs::rename(full, &aside)
+        }
+        other => other,
+    };
+    match moved {
+        Ok(()) => {
+            // Out of the tree already: what cannot be deleted now waits
+            // for the next start.
+            if let Err(e) = fs::remove_dir_all(&aside) {
+                log::warn!("{}: left for the start-up sweep: {e}", aside.display());
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => fs::remove_dir_all(full),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes what removals cut short left in `trash`; returns how many
+/// folders went.
+fn empty_trash(trash: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(trash) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let result = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        match result {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("{}: not removed: {e}", path.display()),
+        }
+    }
+    removed
 }
 
 /// Walks the tree under `root` (not following links) and removes the
@@ -788,12 +850,54 @@ impl Storage for LocalStorage {
         Ok(names)
     }
 
+    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
+        let full = self.resolve(path)?;
+        let files = blocking(path, move || {
+            let mut files = Vec::new();
+            let mut folders = vec![(full, String::new())];
+            while let Some((folder, relative)) = folders.pop() {
+                let entries = match fs::read_dir(&folder) {
+                    Ok(entries) => entries,
+                    // Removed meanwhile, below the folder asked for.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && !relative.is_empty() => {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    let child = if relative.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{relative}/{name}")
+                    };
+                    if entry.file_type()?.is_dir() {
+                        folders.push((entry.path(), child));
+                    } else if !name.starts_with(TEMP_PREFIX) {
+                        files.push(child);
+                    }
+                }
+            }
+            files.sort();
+            Ok(files)
+        })
+        .await?;
+        if files.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        Ok(files)
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         let full = self.resolve(path)?;
+        let trash = self.root.join(TRASH_DIR);
         blocking(path, move || {
             let meta = fs::symlink_metadata(&full)?;
             if meta.is_dir() {
-                fs::remove_dir_all(&full)
+                remove_folder(&full, &trash)
             } else {
                 fs::remove_file(&full)
             }
@@ -888,7 +992,8 @@ impl Storage for LocalStorage {
             if locks > 0 {
                 log::info!("removed {locks} idle lock files of {LOCK_DIR}");
             }
-            Ok(remove_stale_temporaries(&root, older_than))
+            let trashed = empty_trash(&root.join(TRASH_DIR));
+            Ok(trashed + remove_stale_temporaries(&root, older_than))
         })
         .await
     }
@@ -926,6 +1031,10 @@ impl Storage for LocalStorage {
 
     fn local_path(&self, path: &str) -> Option<PathBuf> {
         self.resolve(path).ok()
+    }
+
+    fn removes_folders_at_once(&self) -> bool {
+        true
     }
 }
 

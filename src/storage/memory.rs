@@ -264,6 +264,28 @@ impl Storage for MemoryStorage {
         Ok(names)
     }
 
+    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
+        check_path(path)?;
+        let prefix = format!("{path}/");
+        let state = self.lock();
+        let files: Vec<String> = state
+            .files
+            .range(prefix.clone()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix))
+            .map(|k| k[prefix.len()..].to_owned())
+            .collect();
+        if files.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        Ok(files)
+    }
+
+    // Under one lock: a folder goes at once.
+    fn removes_folders_at_once(&self) -> bool {
+        true
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         check_path(path)?;
         let mut state = self.lock();

@@ -142,8 +142,60 @@ pub trait Storage: Send + Sync {
     /// folders alike, sorted. A folder that does not exist is `NotFound`.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
 
-    /// Removes a file, or a folder and everything under it.
+    /// The files under a folder at any depth, as paths relative to it
+    /// (`a/b/file`), sorted. A folder that does not exist (or holds no
+    /// file) is `NotFound`. One listing where the backend has one (S3: a
+    /// listing without delimiter, 1,000 keys a request) rather than a call
+    /// per folder; the default walks with [`Storage::list`] and
+    /// [`Storage::exists`].
+    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
+        let mut files = Vec::new();
+        let mut folders = vec![String::new()];
+        while let Some(relative) = folders.pop() {
+            let folder = if relative.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}/{relative}")
+            };
+            let children = match self.list(&folder).await {
+                Ok(children) => children,
+                Err(StorageError::NotFound(_)) if !relative.is_empty() => continue,
+                Err(e) => return Err(e),
+            };
+            for child in children {
+                let child_relative = if relative.is_empty() {
+                    child.clone()
+                } else {
+                    format!("{relative}/{child}")
+                };
+                if self.exists(&format!("{folder}/{child}")).await? {
+                    files.push(child_relative);
+                } else {
+                    folders.push(child_relative);
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Removes a file, or a folder and everything under it. A file goes at
+    /// once on every driver; a folder at once on local disk (renamed out
+    /// of the tree first) and in memory, key by key on S3: there a caller
+    /// that needs a folder to go at once removes first the one file that
+    /// makes it count (a tag's `current/link`), and its readers skip a
+    /// folder without that file.
     async fn remove(&self, path: &str) -> Result<()>;
+
+    /// Whether [`Storage::remove`] takes a folder away at once (local disk,
+    /// memory), so that a caller may remove a whole tree in one call
+    /// rather than in an order that keeps each step readable (S3).
+    fn removes_folders_at_once(&self) -> bool {
+        false
+    }
 
     /// A writer for `path`. `None`: a new file (anything there before is
     /// dropped). `Some(n)`: continue a file whose first `n` bytes an

@@ -11,7 +11,7 @@ use super::response;
 use crate::events::{Event, TagTarget};
 use crate::names::Tag;
 use crate::registry::legacy as store;
-use crate::registry::AppState;
+use crate::registry::{bridge, AppState};
 
 pub async fn list(state: web::Data<AppState>, repo: web::Path<String>) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
@@ -89,10 +89,13 @@ pub async fn delete_repository(
 ) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
     store::delete_repository(&*state.storage, &name).await?;
-    state
-        .events
-        .publish(Event::RepositoryDeleted { name })
-        .await;
+    // The v1 tree only: a v2 tree that still holds it keeps it in search.
+    if !bridge::still_held(&*state.storage, &name).await {
+        state
+            .events
+            .publish(Event::RepositoryDeleted { name })
+            .await;
+    }
     Ok(response::ok_true())
 }
 

@@ -187,7 +187,9 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
                 tag,
             })
             .collect();
-        if deleted.repository_empty {
+        // Its last manifest: gone from search unless the v1 tree (or the
+        // other v2 spelling of `library/x`) still holds it.
+        if deleted.repository_empty && !bridge::still_held(&*state.storage, &repo).await {
             events.push(Event::RepositoryDeleted { name: repo });
         }
         publish(&state, events).await;

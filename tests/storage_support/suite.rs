@@ -240,6 +240,40 @@ pub async fn listing_many_entries(f: &Fixture) {
     assert_eq!(listed, names);
 }
 
+pub async fn listing_files_at_any_depth(f: &Fixture) {
+    let s = &*f.storage;
+    for p in [
+        "lf/t1/current/link",
+        "lf/t1/index/sha256/ab/link",
+        "lf/t2/index/sha256/cd/link",
+        "lf/top",
+        "lf2/other",
+    ] {
+        s.put(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    assert_eq!(
+        s.list_files("lf").await.unwrap(),
+        [
+            "t1/current/link",
+            "t1/index/sha256/ab/link",
+            "t2/index/sha256/cd/link",
+            "top"
+        ]
+    );
+    assert_eq!(
+        s.list_files("lf/t2").await.unwrap(),
+        ["index/sha256/cd/link"]
+    );
+    assert_not_found(s.list_files("lf/none").await, "list_files of no folder");
+    assert_not_found(s.list_files("lf/top").await, "list_files of a file");
+    s.remove("lf/t2/index/sha256/cd/link").await.unwrap();
+    assert_not_found(
+        s.list_files("lf/t2").await,
+        "list_files of an emptied folder",
+    );
+    assert_invalid(s.list_files("../lf").await, "list_files outside");
+}
+
 pub async fn recursive_remove(f: &Fixture) {
     let s = &*f.storage;
     for p in ["r/a/1", "r/a/2", "r/a/b/3", "r/a/b/c/4", "r/keep", "r/ab"] {
@@ -260,6 +294,57 @@ pub async fn recursive_remove(f: &Fixture) {
     assert_not_found(s.remove("r/a").await, "remove removed folder");
     s.remove("r").await.unwrap();
     assert_not_found(s.list("r").await, "list removed root folder");
+}
+
+/// A folder removed while a reader looks: where the driver says folders go
+/// at once, a reader that saw one of its files gone never sees another
+/// one still there; on every driver the folder ends gone, its sibling
+/// kept, nothing left behind.
+pub async fn folders_go_at_once_where_the_driver_says(f: &Fixture) {
+    let s = &*f.storage;
+    let at_once = s.removes_folders_at_once();
+    let files: Vec<String> = (0..240)
+        .map(|i| format!("gone/t/{}/{i:03}", i % 6))
+        .collect();
+    for p in &files {
+        s.put(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    s.put("gone/kept", Bytes::from_static(b"k")).await.unwrap();
+    let sampled: Vec<&String> = files.iter().step_by(29).collect();
+    let watch = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut passes = 0u32;
+        loop {
+            let mut first_gone: Option<&String> = None;
+            let mut gone = 0;
+            for p in &sampled {
+                if !s.exists(p).await.unwrap() {
+                    gone += 1;
+                    first_gone.get_or_insert(p);
+                } else if let Some(first) = first_gone.filter(|_| at_once) {
+                    panic!("{p} still there after {first} went (pass {passes})");
+                }
+            }
+            passes += 1;
+            if gone == sampled.len() {
+                return passes;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the folder never went"
+            );
+            tokio::task::yield_now().await;
+        }
+    };
+    let (removed, passes) = tokio::join!(s.remove("gone/t"), watch);
+    removed.unwrap();
+    assert!(passes > 0);
+    for p in &files {
+        assert!(!s.exists(p).await.unwrap(), "{p} left");
+    }
+    assert_not_found(s.list("gone/t").await, "list removed folder");
+    assert_eq!(s.list("gone").await.unwrap(), ["kept"]);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
 }
 
 pub async fn not_found_for_each_method(f: &Fixture) {

@@ -380,6 +380,45 @@ pub async fn xz_stream(storage: &dyn Storage, path: &str) -> Result<ByteStream, 
     Ok(Box::pin(stream))
 }
 
+/// Whether either tree still holds the repository the search index and
+/// the events call `name`: the v1 tree its folder, the v2 tree a manifest
+/// under any spelling that names it (`library/x` is also the v2 `x`). The
+/// same rule as `reindex` walks by, so that a delete in one tree never
+/// takes out of search what the other still serves.
+///
+/// Asked after a delete, to tell whether the repository left the
+/// registry: a storage failure answers `true` (and logs), since an index
+/// entry too many is put right by `reindex`, while a served repository
+/// missing from search is what this rule is for.
+pub async fn still_held(storage: &dyn Storage, name: &RepositoryName) -> bool {
+    match held(storage, name).await {
+        Ok(held) => held,
+        Err(e) => {
+            log::warn!("{name}: whether a tree still holds it is unknown ({e}); kept in search");
+            true
+        }
+    }
+}
+
+async fn held(storage: &dyn Storage, name: &RepositoryName) -> oci::Result<bool> {
+    match legacy::repository_exists(storage, name).await {
+        Ok(true) => return Ok(true),
+        Ok(false) => {}
+        Err(legacy::Error::Storage(e)) => return Err(e.into()),
+        Err(e) => return Err(StorageError::Unavailable(e.to_string()).into()),
+    }
+    let mut spellings: Vec<Name> = v2_name(name).into_iter().collect();
+    if name.namespace() == RepositoryName::DEFAULT_NAMESPACE {
+        spellings.extend(Name::parse(name.repository()).ok());
+    }
+    for v2 in spellings {
+        if manifests::has_any_revision(storage, &v2).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// `tags/list`: the v2 tree's tags and the v1 repository's (those the v2
 /// grammar takes), each once.
 pub async fn tags(

@@ -55,12 +55,18 @@ pub enum Item {
         repository: String,
         id: String,
     },
+    /// The history of a tag without a current link: what a tag delete cut
+    /// short on S3 leaves (see `oci::tags::remove`).
+    TagLeftover {
+        repository: String,
+        tag: String,
+    },
 }
 
 impl Item {
     fn rank(&self) -> u8 {
         match self {
-            Item::Manifest { .. } => 0,
+            Item::Manifest { .. } | Item::TagLeftover { .. } => 0,
             Item::DigestEntry { .. } => 1,
             Item::Blob { .. } => 2,
             Item::Image { .. } => 3,
@@ -76,7 +82,7 @@ impl Item {
             }
             Item::Image { id, .. } => marks.images.contains(id),
             Item::DigestEntry { image, .. } => marks.images.contains(image),
-            Item::Upload { .. } => false,
+            Item::Upload { .. } | Item::TagLeftover { .. } => false,
         }
     }
 
@@ -89,6 +95,9 @@ impl Item {
             Item::Blob { digest, size, .. } => format!("blob {digest} {size} bytes"),
             Item::Image { id, size } => format!("v1 image {id} {size} bytes"),
             Item::Upload { repository, id } => format!("upload {repository}/{id}"),
+            Item::TagLeftover { repository, tag } => {
+                format!("history of {repository}:{tag}, whose delete was cut short")
+            }
         }
     }
 
@@ -105,6 +114,7 @@ impl Item {
                 report.bytes += size;
             }
             Item::Upload { .. } => report.uploads += 1,
+            Item::TagLeftover { .. } => {}
         }
     }
 
@@ -159,6 +169,16 @@ impl Item {
             }
             Item::Upload { repository, id } => {
                 remove(storage, &layout::upload(repository, id)).await
+            }
+            Item::TagLeftover { repository, tag } => {
+                // Pushed again since the mark: a tag again, history and all.
+                if storage
+                    .exists(&layout::tag_current_link(repository, tag))
+                    .await?
+                {
+                    return Ok(());
+                }
+                remove(storage, &format!("{}/index", layout::tag(repository, tag))).await
             }
         }
     }

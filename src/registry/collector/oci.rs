@@ -166,10 +166,18 @@ async fn mark_repository(
         let Ok(parsed) = crate::registry::oci::Tag::parse(&tag) else {
             continue;
         };
-        if let Some(digest) = links::read(storage, &links::tag_current(name, &parsed)).await? {
-            current.push(digest);
+        let now = links::read(storage, &links::tag_current(name, &parsed)).await?;
+        let past = digests_under(storage, &format!("{}/index", layout::tag(repo, &tag))).await?;
+        // No current link: a delete cut short (or a push between its two
+        // links, hence the grace period).
+        if now.is_none() && !past.is_empty() && history_is_old(run, name, &parsed, &past).await? {
+            items.push(Item::TagLeftover {
+                repository: repo.to_owned(),
+                tag: tag.clone(),
+            });
         }
-        for digest in digests_under(storage, &format!("{}/index", layout::tag(repo, &tag))).await? {
+        current.extend(now);
+        for digest in past {
             history.entry(digest).or_default().push(tag.clone());
         }
     }
@@ -330,6 +338,24 @@ async fn stale_uploads(run: &mut Run<'_>, repo: &str) -> Result<Vec<Item>> {
         run.tick().await?;
     }
     Ok(items)
+}
+
+/// Whether every history link of the tag was written before the grace
+/// period.
+async fn history_is_old(
+    run: &Run<'_>,
+    name: &Name,
+    tag: &crate::registry::oci::Tag,
+    past: &[Digest],
+) -> Result<bool> {
+    for digest in past {
+        match run.storage.stat(&links::tag_index(name, tag, digest)).await {
+            Ok(info) if !run.old_enough(info.modified) => return Ok(false),
+            Ok(_) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// Marks what a push record names (see [`super::records`]).

@@ -167,9 +167,17 @@ pub async fn delete_tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag)
 }
 
 /// Removes every tag and the repository's folder; the images stay (other
-/// repositories may share them).
+/// repositories may share them). Where a folder goes at once (local disk)
+/// so does the repository: a delete cut short leaves it whole or gone.
+/// Elsewhere (S3) its tags go first, one at a time, each whole: a cut
+/// leaves some tags, each served with its image index, and a second
+/// delete finishes.
 pub async fn delete_repository(storage: &dyn Storage, name: &RepositoryName) -> Result<()> {
-    for tag in tags(storage, name).await?.into_keys() {
+    let tags = tags(storage, name).await?;
+    if storage.removes_folders_at_once() {
+        return remove_if_present(storage, &legacy::repository_dir(name)).await;
+    }
+    for tag in tags.into_keys() {
         match delete_tag(storage, name, &Tag::unchecked(&tag)).await {
             Ok(()) | Err(Error::TagToDeleteNotFound(_)) => {}
             Err(e) => return Err(e),

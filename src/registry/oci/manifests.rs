@@ -594,7 +594,7 @@ pub async fn delete(storage: &dyn Storage, name: &Name, reference: &Reference) -
         {
             return Err(unknown(storage, name, reference).await);
         }
-        remove_if_present(storage, &layout::tag(name.as_str(), tag.as_str())).await?;
+        tags::remove(storage, name, tag).await?;
         return Ok(Deleted {
             tags: vec![tag.clone()],
             // No manifest goes with a tag.
@@ -616,7 +616,7 @@ pub async fn delete(storage: &dyn Storage, name: &Name, reference: &Reference) -
     let folder = revision.trim_end_matches("/link");
     remove_if_present(storage, folder).await?;
     for tag in &tags {
-        remove_if_present(storage, &layout::tag(name.as_str(), tag.as_str())).await?;
+        tags::remove(storage, name, tag).await?;
     }
     if let Some(subject) = subject {
         referrers::forget(storage, name, &subject, &digest).await?;

@@ -7,7 +7,7 @@ use super::manifests::list_or_empty;
 use super::name::{Name, Tag};
 use super::{links, repository};
 use crate::storage::layout::distribution as layout;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 
 /// One page of a sorted list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,19 +38,53 @@ pub fn page(
 
 /// Every tag of the repository, sorted bytewise (the spec's "ASCIIbetical"
 /// order). `NameUnknown` when the repository does not exist.
+///
+/// distribution lists the tag folders as they are; here a folder counts
+/// only with its current link: one without is a tag being deleted (see
+/// [`remove`]) or whose delete was cut short, or a push that has not
+/// written its link yet, and none serves. One listing of every file under
+/// the tags (one request per 1,000 files on S3), not a read per tag.
 pub async fn all(storage: &dyn Storage, name: &Name) -> Result<Vec<String>> {
-    let folders = list_or_empty(storage, &layout::tags(name.as_str())).await?;
-    if folders.is_empty() && !repository::exists(storage, name).await? {
+    let files = match storage.list_files(&layout::tags(name.as_str())).await {
+        Ok(files) => files,
+        Err(StorageError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if files.is_empty() && !repository::exists(storage, name).await? {
         return Err(Error::NameUnknown(name.to_string()));
     }
-    // distribution lists the folders as they are; a folder that is not a
-    // valid tag was not written by a registry.
-    let mut tags: Vec<String> = folders
-        .into_iter()
-        .filter(|t| Tag::parse(t).is_ok())
+    // A folder that is not a valid tag was not written by a registry.
+    let mut tags: Vec<String> = files
+        .iter()
+        .filter_map(|file| file.strip_suffix("/current/link"))
+        .filter(|tag| !tag.contains('/') && Tag::parse(tag).is_ok())
+        .map(str::to_owned)
         .collect();
     tags.sort();
+    tags.dedup();
     Ok(tags)
+}
+
+/// Deletes a tag so that it is gone at once on every driver: where a
+/// folder goes at once (local disk) the folder; elsewhere (S3) its current
+/// link first (one file: the instant the tag stops being listed and
+/// served), then its history. A delete cut short there leaves a folder
+/// without a current link, which listings skip, a push of the same tag
+/// makes whole again, and the collector removes. The folder is
+/// distribution's, as distribution lays it out.
+pub async fn remove(storage: &dyn Storage, name: &Name, tag: &Tag) -> Result<()> {
+    let folder = layout::tag(name.as_str(), tag.as_str());
+    let mut paths = vec![folder];
+    if !storage.removes_folders_at_once() {
+        paths.insert(0, links::tag_current(name, tag));
+    }
+    for path in paths {
+        match storage.remove(&path).await {
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A page of the repository's tags.
