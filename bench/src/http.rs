@@ -410,8 +410,18 @@ fn with_query(url: &str, query: &str) -> String {
 
 /// `POST .../blobs/uploads/`: an upload session; answers its URL.
 async fn v2_start_upload(client: &Client, base: &str, repo: &str) -> Result<String> {
+    v2_start_upload_with(client, base, repo, "").await
+}
+
+/// The same `POST`, with a query (`?digest-algorithm=sha512`) when not empty.
+async fn v2_start_upload_with(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    query: &str,
+) -> Result<String> {
     let resp = client
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .post(format!("{base}/v2/{repo}/blobs/uploads/{query}"))
         .header(CONTENT_LENGTH, 0)
         .send()
         .await?;
@@ -452,8 +462,24 @@ pub async fn v2_push_chunked(
     layer: &crate::data::Layer,
     chunk: u64,
 ) -> Result<()> {
+    let digest = format!("sha256:{}", layer.sha256);
+    v2_push_chunked_as(client, base, repo, layer, chunk, "", &digest).await
+}
+
+/// A chunked push whose `POST` carries `post_query` (`?digest-algorithm=sha512`,
+/// or empty) and whose last `PUT` names `digest` (`sha256:...`, `sha512:...`):
+/// how a client says, or does not say, which hash the upload ends with.
+pub async fn v2_push_chunked_as(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    layer: &crate::data::Layer,
+    chunk: u64,
+    post_query: &str,
+    digest: &str,
+) -> Result<()> {
     use tokio::io::AsyncReadExt;
-    let mut upload = v2_start_upload(client, base, repo).await?;
+    let mut upload = v2_start_upload_with(client, base, repo, post_query).await?;
     let mut file = tokio::fs::File::open(&layer.path)
         .await
         .with_context(|| format!("open {}", layer.path.display()))?;
@@ -476,7 +502,6 @@ pub async fn v2_push_chunked(
         upload = next?;
         offset += n;
     }
-    let digest = format!("sha256:{}", layer.sha256);
     let resp = client
         .put(with_query(&upload, &format!("digest={digest}")))
         .header(CONTENT_LENGTH, 0)

@@ -60,7 +60,7 @@ struct Args {
     /// Seconds of each wrk load (default 4; smoke 1; on S3 at least 3).
     #[arg(long)]
     wrk_secs: Option<u64>,
-    /// Leave out the S3 sections (7 and 11).
+    /// Leave out the S3 sections (7, 11 and 13).
     #[arg(long)]
     no_s3: bool,
     /// Run only these sections (numbers as in the report, e.g. `1,5`):

@@ -11,7 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::layers::throughput_and_cpu;
 use super::local::{PULL_GOAL, PUSH_GOAL, RSS_GOAL_MIB, SMALL_GOAL};
-use super::{figure_vs, rotate, sync_disks, timed_command, Ctx, LoadWatch, MIB};
+use super::{figure, figure_vs, rotate, sync_disks, timed_command, Ctx, LoadWatch, MIB};
 use crate::data::{self, Layer};
 use crate::http;
 use crate::objects::{self, ObjectStore};
@@ -141,10 +141,170 @@ fn store_image(ctx: &Ctx, both: &Both, layer: &Layer, with_empty: bool) -> Resul
 /// Where both registries keep a blob's bytes (the layout of distribution,
 /// which registry-v1 shares).
 fn blob_dir(storage: &Path, sha256: &str) -> PathBuf {
+    blob_dir_of(storage, "sha256", sha256)
+}
+
+/// The same for a digest of any algorithm (`sha512` blobs sit beside).
+fn blob_dir_of(storage: &Path, algorithm: &str, hex: &str) -> PathBuf {
     storage.join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{sha256}",
-        &sha256[..2]
+        "docker/registry/v2/blobs/{algorithm}/{}/{hex}",
+        &hex[..2]
     ))
+}
+
+/// `openssl dgst -<algorithm>` of a file, checked against `hex`: MB/s and
+/// openssl's CPU per GB, the hashing limit of a push.
+fn openssl_dgst(path: &Path, size: u64, algorithm: &str, hex: &str) -> Result<(f64, f64)> {
+    let cpu0 = procs::waited_children_cpu_seconds();
+    let path = path.display().to_string();
+    let (out, t) = timed_command("openssl", &["dgst", &format!("-{algorithm}"), &path])?;
+    let cpu = procs::waited_children_cpu_seconds() - cpu0;
+    ensure!(out.contains(hex), "openssl dgst -{algorithm}: {out}");
+    Ok((
+        size as f64 / t.as_secs_f64() / 1e6,
+        cpu * 1e3 / (size as f64 / 1e9),
+    ))
+}
+
+/// The hex sha512 of a file, read in 1 MiB blocks.
+fn sha512_hex(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut hasher = sha2::Sha512::new();
+    let mut block = vec![0u8; MIB as usize];
+    loop {
+        let n = file.read(&mut block)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&block[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// One way a client hashes a chunked push: what its `POST` says, and the
+/// digest its last `PUT` names.
+struct Hashing<'a> {
+    name: &'a str,
+    post_query: &'a str,
+    algorithm: &'a str,
+    hex: &'a str,
+}
+
+/// One timed chunked push to registry-v1 hashed as `hashing` says, checked
+/// with a `HEAD` of its digest, then deleted (API, then its bytes) so that
+/// the next run writes it anew.
+fn timed_hashed_push(
+    ctx: &Ctx,
+    server: &Server,
+    storage: &Path,
+    layer: &Layer,
+    hashing: &Hashing,
+) -> Result<(f64, f64)> {
+    sync_disks();
+    let base = server.url("");
+    let digest = format!("{}:{}", hashing.algorithm, hashing.hex);
+    let got = throughput_and_cpu(server, layer.size, || {
+        let start = Instant::now();
+        ctx.block_on(http::v2_push_chunked_as(
+            &ctx.client,
+            &base,
+            PUSH_REPO,
+            layer,
+            ctx.plan.chunk,
+            hashing.post_query,
+            &digest,
+        ))?;
+        Ok(start.elapsed())
+    })?;
+    ctx.block_on(async {
+        let url = format!("{base}/v2/{PUSH_REPO}/blobs/{digest}");
+        let r = ctx.client.head(&url).send().await?;
+        let len = r
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        ensure!(
+            r.status() == 200 && len == Some(layer.size),
+            "{}: HEAD of the pushed blob: {} length {len:?}",
+            hashing.name,
+            r.status()
+        );
+        http::v2_delete_blob(&ctx.client, &base, PUSH_REPO, &digest).await
+    })?;
+    let dir = blob_dir_of(storage, hashing.algorithm, hashing.hex);
+    fs::remove_dir_all(&dir)
+        .with_context(|| format!("remove {}", dir.display()))
+        .map(|()| got)
+}
+
+/// The same chunked push of one blob hashed three ways (sha256, the
+/// default; sha512 said at `POST`; sha512 said only at the last `PUT`, which
+/// the registry verifies by reading the blob back), next to openssl's
+/// sha256 and sha512 of the file: what a sha512 push costs, and that a
+/// sha256 one pays nothing for it.
+fn hashing_rows(ctx: &Ctx, server: &Server, storage: &Path, layer: &Layer) -> Result<Vec<Row>> {
+    let sha512 = sha512_hex(&layer.path)?;
+    let ways = [
+        Hashing {
+            name: "sha256 (the default)",
+            post_query: "",
+            algorithm: "sha256",
+            hex: &layer.sha256,
+        },
+        Hashing {
+            name: "sha512 declared at POST (?digest-algorithm=sha512)",
+            post_query: "?digest-algorithm=sha512",
+            algorithm: "sha512",
+            hex: &sha512,
+        },
+        Hashing {
+            name: "sha512 not declared (read back at the last PUT)",
+            post_query: "",
+            algorithm: "sha512",
+            hex: &sha512,
+        },
+    ];
+    let load = LoadWatch::start();
+    let mut o256 = || openssl_dgst(&layer.path, layer.size, "sha256", &layer.sha256);
+    let mut o512 = || openssl_dgst(&layer.path, layer.size, "sha512", &sha512);
+    let mut p0 = || timed_hashed_push(ctx, server, storage, layer, &ways[0]);
+    let mut p1 = || timed_hashed_push(ctx, server, storage, layer, &ways[1]);
+    let mut p2 = || timed_hashed_push(ctx, server, storage, layer, &ways[2]);
+    let got = rotate(
+        ctx.plan.reps,
+        &mut [&mut o256, &mut o512, &mut p0, &mut p1, &mut p2],
+    )?;
+    let load = load.end();
+    let speed = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+    let cpu = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
+    let chunks = format!("{} MiB PATCHes", ctx.plan.chunk / MIB);
+    let mut rows = Vec::new();
+    for (k, way) in ways.iter().enumerate() {
+        let (baseline, b) = if way.algorithm == "sha256" {
+            ("openssl dgst -sha256", 0)
+        } else {
+            ("openssl dgst -sha512", 1)
+        };
+        rows.push(figure(
+            format!("chunked push ({chunks}), {}", way.name),
+            Unit::MegabytesPerSecond,
+            &speed(&got[k + 2]),
+            Some((baseline, &speed(&got[b]))),
+            None,
+            load,
+        ));
+        rows.push(figure(
+            format!("chunked push ({chunks}), {}: server CPU", way.name),
+            Unit::CpuMsPerGb,
+            &cpu(&got[k + 2]),
+            Some((baseline, &cpu(&got[b]))),
+            None,
+            load,
+        ));
+    }
+    Ok(rows)
 }
 
 /// The blob's bytes, pulled and checked, from each registry and from the
@@ -734,18 +894,7 @@ fn local_figures(ctx: &Ctx, section: &mut Section) -> Result<()> {
     both.alive(section);
 
     section.step(&format!("v2: blob push {} MiB", pushed.size / MIB), || {
-        let size = pushed.size;
-        let path = pushed.path.display().to_string();
-        let mut openssl = || -> Result<(f64, f64)> {
-            let cpu0 = procs::waited_children_cpu_seconds();
-            let (out, t) = timed_command("openssl", &["dgst", "-sha256", &path])?;
-            let cpu = procs::waited_children_cpu_seconds() - cpu0;
-            ensure!(out.contains(&pushed.sha256), "openssl: {out}");
-            Ok((
-                size as f64 / t.as_secs_f64() / 1e6,
-                cpu * 1e3 / (size as f64 / 1e9),
-            ))
-        };
+        let mut openssl = || openssl_dgst(&pushed.path, pushed.size, "sha256", &pushed.sha256);
         let remove = |storage: &Path| {
             let dir = blob_dir(storage, &pushed.sha256);
             fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))
@@ -767,6 +916,15 @@ fn local_figures(ctx: &Ctx, section: &mut Section) -> Result<()> {
         };
         push_rows(ctx, &case, &mut openssl, [&ours, &dist], &pushed)
     });
+    both.alive(section);
+
+    section.step(
+        &format!(
+            "v2: chunked push {} MiB, sha256 and sha512 (registry-v1)",
+            pushed.size / MIB
+        ),
+        || hashing_rows(ctx, &both.ours, &ours_storage, &pushed),
+    );
     both.alive(section);
 
     let head_script = work.join("head.lua");
