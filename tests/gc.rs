@@ -1077,28 +1077,46 @@ fn gc_takes_a_repository_it_emptied_out_of_search() {
     assert_search_after_gc(&registry, &v2, &gone, "gc command");
 }
 
-/// A `gc` that cannot reach the search index (here: one in memory, which
-/// only its `serve` holds) still collects, exits 0, and says that search
-/// lists what no longer pulls until `reindex`.
+/// A `gc` that cannot reach the search index (one in memory, which only
+/// its `serve` holds; a PostgreSQL server that does not answer) still
+/// collects, exits 0, and says that search lists what no longer pulls
+/// until `reindex`.
 #[test]
 fn gc_without_a_reachable_index_warns_and_collects() {
-    let backend = Backend::local();
-    let registry = backend.start(&[]);
-    let v2 = V2::new(&registry);
-    let gone = push_image(&v2, "gone/app", "gone", None);
+    let closed = format!(
+        "postgresql://registry@127.0.0.1:{}/search",
+        common::free_port()
+    );
+    let cases: Vec<_> = ["sqlite://", closed.as_str()]
+        .into_iter()
+        .map(|index| {
+            let backend = Backend::local();
+            let registry = backend.start(&[]);
+            let v2 = V2::new(&registry);
+            let gone = push_image(&v2, "gone/app", "gone", None);
+            (index, backend, registry, v2, gone)
+        })
+        .collect();
     std::thread::sleep(RECORD_WINDOW);
-    let (out, err) = gc_with(
-        &backend,
-        &[("SQLALCHEMY_INDEX_DATABASE", "sqlite://")],
-        &["--delete-untagged", "--grace-period", "0"],
-    );
-    assert_eq!(figures(&out)[0], 1, "{out}");
-    assert!(
-        err.contains("search not updated") && err.contains("gone/app") && err.contains("reindex"),
-        "{err}"
-    );
-    let resp = v2.get_manifest(&format!("/v2/gone/app/manifests/{}", gone.digest));
-    assert_eq!(resp.status(), 404);
+    for (index, backend, _registry, v2, gone) in &cases {
+        let (out, err) = gc_with(
+            backend,
+            &[
+                ("SEARCH_BACKEND", "sqlalchemy"),
+                ("SQLALCHEMY_INDEX_DATABASE", index),
+            ],
+            &["--delete-untagged", "--grace-period", "0"],
+        );
+        assert_eq!(figures(&out)[0], 1, "{index}: {out}");
+        assert!(
+            err.contains("search not updated")
+                && err.contains("gone/app")
+                && err.contains("reindex"),
+            "{index}: {err}"
+        );
+        let resp = v2.get_manifest(&format!("/v2/gone/app/manifests/{}", gone.digest));
+        assert_eq!(resp.status(), 404, "{index}");
+    }
 }
 
 /// `gc_interval` with `gc_delete_untagged` inside `serve`: the collection
