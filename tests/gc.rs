@@ -25,8 +25,16 @@ const RECORD_WINDOW: Duration = Duration::from_secs(16);
 /// Runs `registry-v1 gc` on the backend's storage; returns stdout, after
 /// checking it exited 0 with its summary line.
 fn gc(backend: &Backend, args: &[&str]) -> String {
+    gc_with(backend, &[], args).0
+}
+
+/// [`gc`] with extra environment; returns stdout and stderr.
+fn gc_with(backend: &Backend, extra: &[(&str, &str)], args: &[&str]) -> (String, String) {
     let env = backend.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let none = no_index();
+    env.push(("SQLALCHEMY_INDEX_DATABASE", &none));
+    env.extend_from_slice(extra);
     let mut all = vec!["gc"];
     all.extend_from_slice(args);
     let out = common::run(&all, &env);
@@ -42,7 +50,16 @@ fn gc(backend: &Backend, args: &[&str]) -> String {
         summary.starts_with("gc") && summary.contains(" blobs") && summary.contains(" s"),
         "no summary line: {stdout}"
     );
-    stdout
+    (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A search index that does not exist (in a folder never made), for the
+/// `gc` runs that name none: a collection emptying a repository then
+/// never updates the flavor's machine-wide default
+/// (`/tmp/docker-registry.db`).
+fn no_index() -> String {
+    let folder = std::env::temp_dir().join(format!("registry-v1-no-index-{}", rand_suffix()));
+    format!("sqlite:///{}", folder.join("search.db").display())
 }
 
 /// The numbers of the summary line: manifests, blobs, v1 images, uploads, bytes.
@@ -481,7 +498,8 @@ fn gc_in_a_loop_while_clients_push_and_pull() {
     let base = base.trim_end_matches('/').to_owned();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
-        let env = backend.env();
+        let mut env = backend.env();
+        env.push(("SQLALCHEMY_INDEX_DATABASE".into(), no_index()));
         let stop = stop.clone();
         std::thread::spawn(move || {
             let env: Vec<(&str, &str)> =
@@ -644,7 +662,8 @@ fn kill_9_during_gc_leaves_every_kept_image_served() {
         });
     }
     std::thread::sleep(RECORD_WINDOW);
-    let env = backend.env();
+    let mut env = backend.env();
+    env.push(("SQLALCHEMY_INDEX_DATABASE".into(), no_index()));
     let mut killed = 0;
     for _ in 0..6 {
         let mut child = common::command()
@@ -963,4 +982,163 @@ fn gc_removes_the_history_of_a_cut_tag_delete_on_s3() {
         return;
     };
     a_cut_tag_delete_leaves_history_the_collector_removes(backend);
+}
+
+/// The names `/v1/search` lists (all of them: an empty term).
+fn searched(registry: &common::Registry) -> BTreeSet<String> {
+    let resp = common::client()
+        .get(registry.url("/v1/search?n=100"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().unwrap();
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The repositories of the search tests: `gone/app` and `solo` (v2 only,
+/// one untagged manifest each), `kept/app` (a tagged manifest and an
+/// untagged one), `both/app` (an untagged v2 manifest and a v1 tag).
+/// Returns `gone/app`'s image.
+fn push_for_search(registry: &common::Registry, v2: &V2) -> Pushed {
+    let gone = push_image(v2, "gone/app", "gone", None);
+    push_image(v2, "solo", "solo", None);
+    push_image(v2, "kept/app", "kept-tagged", Some("t"));
+    push_image(v2, "kept/app", "kept-untagged", None);
+    push_image(v2, "both/app", "both", None);
+    let v1 = v1_image(&random_id(), None, CHILD, Some(unique_bytes("both", 1024)));
+    push_v1(&registry.url(""), "both/app", &[&v1], "old");
+    let all = ["both/app", "gone/app", "kept/app", "library/solo"];
+    assert_eq!(searched(registry), all.map(String::from).into(), "pushed");
+    gone
+}
+
+/// What search lists after the collection took out `gone/app` and `solo`:
+/// the others, which still pull (a tag in v2, a tag in v1).
+fn assert_search_after_gc(registry: &common::Registry, v2: &V2, gone: &Pushed, what: &str) {
+    let listed = searched(registry);
+    assert_eq!(
+        listed,
+        ["both/app", "kept/app"].map(String::from).into(),
+        "{what}: {}",
+        registry.log()
+    );
+    let resp = v2.get_manifest(&format!("/v2/gone/app/manifests/{}", gone.digest));
+    assert_eq!(resp.status(), 404, "{what}: the untagged manifest went");
+    assert_eq!(v2.get_manifest("/v2/kept/app/manifests/t").status(), 200);
+    let resp = common::client()
+        .get(registry.url("/v1/repositories/both/app/tags/old"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{what}: the v1 tag of both/app");
+    // A tag brings it back.
+    push_image(v2, "gone/app", "gone-again", Some("t"));
+    assert!(
+        searched(registry).contains("gone/app"),
+        "{what}: pushed again"
+    );
+}
+
+/// `gc --delete-untagged` removing a repository's last manifest takes it
+/// out of the search index a `serve` answers from (the same database);
+/// what another manifest or the v1 tree still holds stays listed.
+#[test]
+fn gc_takes_a_repository_it_emptied_out_of_search() {
+    let backend = Backend::local();
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:///{}", db.path().join("search.db").display());
+    let index = [("SQLALCHEMY_INDEX_DATABASE", url.as_str())];
+    let registry = backend.start(&index);
+    let v2 = V2::new(&registry);
+    let gone = push_for_search(&registry, &v2);
+    std::thread::sleep(RECORD_WINDOW);
+    let (out, _) = gc_with(
+        &backend,
+        &index,
+        &["--delete-untagged", "--grace-period", "0"],
+    );
+    assert_eq!(figures(&out)[0], 4, "{out}");
+    for name in ["gone/app", "library/solo"] {
+        assert!(
+            out.contains(&format!(
+                "{name}: no tree holds it any longer, removed from search"
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        !out.contains("kept/app") && !out.contains("both/app"),
+        "{out}"
+    );
+    assert_search_after_gc(&registry, &v2, &gone, "gc command");
+}
+
+/// A `gc` that cannot reach the search index (one in memory, which only
+/// its `serve` holds; a PostgreSQL server that does not answer) still
+/// collects, exits 0, and says that search lists what no longer pulls
+/// until `reindex`.
+#[test]
+fn gc_without_a_reachable_index_warns_and_collects() {
+    let closed = format!(
+        "postgresql://registry@127.0.0.1:{}/search",
+        common::free_port()
+    );
+    let cases: Vec<_> = ["sqlite://", closed.as_str()]
+        .into_iter()
+        .map(|index| {
+            let backend = Backend::local();
+            let registry = backend.start(&[]);
+            let v2 = V2::new(&registry);
+            let gone = push_image(&v2, "gone/app", "gone", None);
+            (index, backend, registry, v2, gone)
+        })
+        .collect();
+    std::thread::sleep(RECORD_WINDOW);
+    for (index, backend, _registry, v2, gone) in &cases {
+        let (out, err) = gc_with(
+            backend,
+            &[
+                ("SEARCH_BACKEND", "sqlalchemy"),
+                ("SQLALCHEMY_INDEX_DATABASE", index),
+            ],
+            &["--delete-untagged", "--grace-period", "0"],
+        );
+        assert_eq!(figures(&out)[0], 1, "{index}: {out}");
+        assert!(
+            err.contains("search not updated")
+                && err.contains("gone/app")
+                && err.contains("reindex"),
+            "{index}: {err}"
+        );
+        let resp = v2.get_manifest(&format!("/v2/gone/app/manifests/{}", gone.digest));
+        assert_eq!(resp.status(), 404, "{index}");
+    }
+}
+
+/// `gc_interval` with `gc_delete_untagged` inside `serve`: the collection
+/// that removes a repository's last manifest publishes its delete, and
+/// search forgets it; the others stay.
+#[test]
+fn periodic_gc_takes_a_repository_it_emptied_out_of_search() {
+    let backend = Backend::local();
+    let registry = backend.start(&[
+        ("GC_INTERVAL", "1"),
+        ("GC_DELETE_UNTAGGED", "true"),
+        ("GC_GRACE_PERIOD", "0"),
+    ]);
+    let v2 = V2::new(&registry);
+    let gone = push_for_search(&registry, &v2);
+    // Kept by its push record for `RECORD_WINDOW`, then collected.
+    let deadline = Instant::now() + RECORD_WINDOW + Duration::from_secs(20);
+    while searched(&registry).contains("gone/app") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    while searched(&registry).contains("library/solo") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_search_after_gc(&registry, &v2, &gone, "gc_interval");
 }

@@ -250,6 +250,34 @@ fn catch_up_in_background(index: Database, storage: Arc<dyn Storage>, location: 
     });
 }
 
+/// The index a command run beside `serve` (`registry-v1 gc`) updates: the
+/// configured database, when search is on and it exists already; `None`
+/// when there is nothing to update (search off, or a SQLite file not made
+/// yet, which the first `serve` builds from storage as it then is). An
+/// index in memory belongs to each `serve` process: no other can reach it,
+/// an error that says so.
+pub async fn open_existing(
+    settings: &Settings,
+    storage: &dyn Storage,
+) -> anyhow::Result<Option<Database>> {
+    if settings.search.backend == SearchBackend::Disabled {
+        return Ok(None);
+    }
+    let location = database_location(settings)?;
+    match &location {
+        DatabaseLocation::Memory => anyhow::bail!(
+            "the search index of flavor `{}` is in memory (sqlite://): each registry process \
+             has its own, which only it updates (or its restart rebuilds)",
+            settings.flavor
+        ),
+        DatabaseLocation::File(path) if !path.exists() => return Ok(None),
+        _ => {}
+    }
+    let (database, _) =
+        Database::open(&location, storage, &indicatif::ProgressBar::hidden()).await?;
+    Ok(Some(database))
+}
+
 /// Where `sqlalchemy_index_database` points, or why it cannot be used.
 fn database_location(settings: &Settings) -> anyhow::Result<DatabaseLocation> {
     let url = settings.search.database.as_deref().ok_or_else(|| {

@@ -44,7 +44,10 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         let options = crate::registry::collector::Options::from_settings(&state.settings);
         let storage = state.storage.clone();
         actix_web::rt::spawn(crate::registry::collector::periodic(
-            storage, options, interval,
+            storage,
+            state.events.clone(),
+            options,
+            interval,
         ));
     }
     // Push records pile up when no collection runs; removed after pushes.

@@ -8,7 +8,7 @@
 //! entries first, then blobs (their links, then the data), v1 images,
 //! uploads.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -205,8 +205,13 @@ async fn read_records(run: &mut Run<'_>, seen: &mut HashSet<String>) -> Result<(
     Ok(())
 }
 
-/// Deletes (or, dry, lists) the items, in batches.
-pub async fn sweep(run: &mut Run<'_>, mut items: Vec<Item>, report: &mut GcReport) -> Result<()> {
+/// Deletes (or, dry, lists) the items, in batches; returns the
+/// repositories that lost a manifest (none when dry).
+pub async fn sweep(
+    run: &mut Run<'_>,
+    mut items: Vec<Item>,
+    report: &mut GcReport,
+) -> Result<BTreeSet<String>> {
     items.sort_by_key(Item::rank);
     run.progress.set_message("sweeping");
     run.progress.set_position(0);
@@ -222,8 +227,9 @@ pub async fn sweep(run: &mut Run<'_>, mut items: Vec<Item>, report: &mut GcRepor
             item.count(report);
             report.listed.push(item.describe());
         }
-        return Ok(());
+        return Ok(BTreeSet::new());
     }
+    let mut touched = BTreeSet::new();
     let mut queue = items.into_iter().peekable();
     while queue.peek().is_some() {
         let until = records::start_batch(run.storage).await?;
@@ -253,7 +259,11 @@ pub async fn sweep(run: &mut Run<'_>, mut items: Vec<Item>, report: &mut GcRepor
                     .map(|item| async move { item.delete(storage).await.map(|()| item) })
                     .buffer_unordered(CHUNK);
                 while let Some(done) = deletions.next().await {
-                    done?.count(report);
+                    let item = done?;
+                    if let Item::Manifest { repository, .. } = &item {
+                        touched.insert(repository.clone());
+                    }
+                    item.count(report);
                     run.progress.inc(1);
                 }
             }
@@ -266,5 +276,5 @@ pub async fn sweep(run: &mut Run<'_>, mut items: Vec<Item>, report: &mut GcRepor
         // Room between batches for the pushes that waited.
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
+    Ok(touched)
 }

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::ProgressBar;
 
+use crate::events::{Event, Events};
+use crate::names::RepositoryName;
 use crate::storage::layout::collection as layout;
 use crate::storage::lease::{self, Acquired, Lease};
 use crate::storage::{Storage, StorageError};
@@ -81,6 +83,10 @@ pub struct GcReport {
     pub elapsed: Duration,
     /// Dry run: one line per item that would go.
     pub listed: Vec<String>,
+    /// The v2 repositories whose last manifest this run removed: the
+    /// search index is told of those no tree holds any longer
+    /// ([`left_registry`]).
+    pub emptied: Vec<String>,
 }
 
 impl fmt::Display for GcReport {
@@ -231,11 +237,42 @@ async fn collect_held(run: &mut Run<'_>) -> Result<GcReport> {
         dry_run: run.options.dry_run,
         ..Default::default()
     };
-    batch::sweep(run, items, &mut report).await?;
+    let touched = batch::sweep(run, items, &mut report).await?;
+    for repository in touched {
+        let Ok(name) = crate::registry::oci::Name::parse(&repository) else {
+            continue;
+        };
+        // Asked after the sweep, not counted during it: a push may have
+        // brought a manifest back meanwhile.
+        match crate::registry::oci::manifests::has_any_revision(run.storage, &name).await {
+            Ok(true) => {}
+            Ok(false) => report.emptied.push(repository),
+            Err(e) => log::warn!("gc: whether {repository} holds a manifest is unknown ({e})"),
+        }
+    }
     if !run.options.dry_run {
         remove_old_records(run).await?;
     }
     Ok(report)
+}
+
+/// The repositories a run took out of the registry: emptied of manifests
+/// in the v2 tree, and held by no tree any longer (the v1 tree's folder
+/// stays whatever the collector removes, which is never a tag; see
+/// [`crate::registry::bridge::still_held`]). What search must forget.
+pub async fn left_registry(storage: &dyn Storage, report: &GcReport) -> Vec<RepositoryName> {
+    let mut gone = Vec::new();
+    for repository in &report.emptied {
+        // The name search and the events know it by (`x` is `library/x`).
+        let Ok(name) = RepositoryName::parse(repository) else {
+            log::warn!("gc: {repository} has no v1 name; search not told it left");
+            continue;
+        };
+        if !crate::registry::bridge::still_held(storage, &name).await {
+            gone.push(name);
+        }
+    }
+    gone
 }
 
 /// Unix milliseconds of a time (0 before the epoch or when unknown).
@@ -269,6 +306,10 @@ pub async fn command(settings: crate::config::Settings, options: Options) -> any
             for line in &report.listed {
                 println!("{line}");
             }
+            let gone = left_registry(&*storage, &report).await;
+            if !gone.is_empty() {
+                forget_in_search(&settings, &*storage, &gone).await;
+            }
             println!("{report}");
             Ok(())
         }
@@ -285,9 +326,52 @@ pub async fn command(settings: crate::config::Settings, options: Options) -> any
     }
 }
 
+/// `registry-v1 gc`: the repositories that left the registry leave the
+/// search index a `serve` beside it answers from. The collection is done
+/// whatever happens here: an index out of reach is a warning, and
+/// `registry-v1 reindex` the remedy.
+async fn forget_in_search(
+    settings: &crate::config::Settings,
+    storage: &dyn Storage,
+    gone: &[RepositoryName],
+) {
+    let names = gone
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let index = match crate::search::open_existing(settings, storage).await {
+        Ok(Some(index)) => index.search_index(),
+        Ok(None) => return,
+        Err(e) => {
+            log::warn!(
+                "gc: search not updated ({e:#}): it lists {names}, which no longer pull, \
+                 until `registry-v1 reindex`"
+            );
+            return;
+        }
+    };
+    for name in gone {
+        match index.remove(&name.to_string()).await {
+            Ok(()) => println!("{name}: no tree holds it any longer, removed from search"),
+            Err(e) => log::warn!(
+                "gc: search not updated for {name} ({e}): it lists it, which no longer \
+                 pulls, until `registry-v1 reindex`"
+            ),
+        }
+    }
+}
+
 /// `gc_interval` inside `serve`: a run every `interval`, on this instance
-/// (another one holding the lease makes this one skip its turn).
-pub async fn periodic(storage: std::sync::Arc<dyn Storage>, options: Options, interval: Duration) {
+/// (another one holding the lease makes this one skip its turn). The
+/// repositories a run takes out of the registry are published as deleted,
+/// as the API's deletes are, so that search forgets them.
+pub async fn periodic(
+    storage: std::sync::Arc<dyn Storage>,
+    events: Events,
+    options: Options,
+    interval: Duration,
+) {
     loop {
         actix_web::rt::time::sleep(interval).await;
         let metrics = crate::metrics::get();
@@ -295,6 +379,10 @@ pub async fn periodic(storage: std::sync::Arc<dyn Storage>, options: Options, in
             Ok(Outcome::Done(report)) => {
                 log::info!("{report}");
                 report.count(metrics);
+                for name in left_registry(&*storage, &report).await {
+                    log::info!("gc: {name} left the registry (no tree holds it)");
+                    events.publish(Event::RepositoryDeleted { name }).await;
+                }
             }
             Ok(Outcome::Busy { .. }) => {
                 log::info!("gc: another collector holds the storage; skipped");
