@@ -23,6 +23,7 @@ macro_rules! driver_suite {
                 listing_nested_folders,
                 listing_many_entries,
                 listing_files_at_any_depth,
+                folders_holding,
                 recursive_remove,
                 folders_go_at_once_where_the_driver_says,
                 not_found_for_each_method,

@@ -850,6 +850,46 @@ impl Storage for LocalStorage {
         Ok(names)
     }
 
+    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        let full = self.resolve(path)?;
+        check_path(file)?;
+        let file = file.to_owned();
+        // One readdir and a stat per child, all in one task of the
+        // blocking pool: not a task per child, and nothing below the file
+        // asked about is read (a tag's history can hold thousands of links).
+        let (any, mut holding) = blocking(path, move || {
+            let mut any = false;
+            let mut holding = Vec::new();
+            for entry in fs::read_dir(&full)? {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with(TEMP_PREFIX) && !entry.file_type()?.is_dir() {
+                    continue;
+                }
+                any = true;
+                match fs::metadata(entry.path().join(&file)) {
+                    Ok(meta) if meta.is_file() => holding.push(name),
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((any, holding))
+        })
+        .await?;
+        if !any {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        holding.sort();
+        Ok(holding)
+    }
+
     async fn list_files(&self, path: &str) -> Result<Vec<String>> {
         let full = self.resolve(path)?;
         let files = blocking(path, move || {

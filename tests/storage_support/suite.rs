@@ -274,6 +274,59 @@ pub async fn listing_files_at_any_depth(f: &Fixture) {
     assert_invalid(s.list_files("../lf").await, "list_files outside");
 }
 
+/// Which tag folders hold a current link: only those, not a folder that
+/// holds the file deeper or a sibling named like it; a folder holding
+/// nothing is `NotFound`, a path leaving the root refused.
+pub async fn folders_holding(f: &Fixture) {
+    let s = &*f.storage;
+    for p in [
+        "fh/t1/current/link",
+        "fh/t1/index/sha256/ab/link",
+        "fh/t2/index/sha256/cd/link",
+        "fh/t3/current/link",
+        "fh/t3/current/link.old",
+        "fh/t4/x/current/link",
+        "fh/t5/current/linked",
+        "fh/current/link",
+    ] {
+        s.put(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    s.put("fh/t6/current/link/deeper", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.folders_holding("fh", "current/link").await.unwrap(),
+        ["t1", "t3"]
+    );
+    assert_eq!(
+        s.folders_holding("fh/t4", "current/link").await.unwrap(),
+        ["x"]
+    );
+    assert!(s
+        .folders_holding("fh/t2", "current/link")
+        .await
+        .unwrap()
+        .is_empty());
+    s.remove("fh/t1/current/link").await.unwrap();
+    assert_eq!(
+        s.folders_holding("fh", "current/link").await.unwrap(),
+        ["t3"]
+    );
+    assert_not_found(
+        s.folders_holding("fh/none", "current/link").await,
+        "folders_holding of no folder",
+    );
+    assert_invalid(
+        s.folders_holding("../fh", "current/link").await,
+        "folders_holding outside",
+    );
+    assert_invalid(
+        s.folders_holding("fh", "../../x").await,
+        "folders_holding of a file outside",
+    );
+    s.remove("fh").await.unwrap();
+}
+
 pub async fn recursive_remove(f: &Fixture) {
     let s = &*f.storage;
     for p in ["r/a/1", "r/a/2", "r/a/b/3", "r/a/b/c/4", "r/keep", "r/ab"] {
