@@ -43,6 +43,7 @@ macro_rules! driver_suite {
                 cancel_leaves_nothing,
                 commit_makes_a_plain_file,
                 rename_replaces_atomically,
+                writes_racing_a_folder_remove,
                 copy_leaves_the_source,
                 stat_gives_size_and_time,
                 lock_excludes_other_holders,

@@ -1038,6 +1038,82 @@ pub async fn rename_replaces_atomically(f: &Fixture) {
     assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
 }
 
+/// A rename into a folder that a remove takes away meanwhile (a blob an
+/// upload stores while the collector deletes it), or a put into it (a
+/// link): neither fails for it; what it wrote is whole, or gone with the
+/// folder. The rename races removes in a tight loop; a put, which syncs
+/// its bytes in the folder before its rename, races a remove every few
+/// milliseconds, as a sweep's are, not a loop no bounded retry outruns.
+pub async fn writes_racing_a_folder_remove(f: &Fixture) {
+    let s = &*f.storage;
+    race_a_folder_remove(s, "rename", 0, || async {
+        s.put("rr/upload/data", Bytes::from_static(b"blob"))
+            .await
+            .unwrap();
+        s.rename("rr/upload/data", "rr/x/data").await?;
+        Ok("data")
+    })
+    .await;
+    race_a_folder_remove(s, "put", 24, || async {
+        s.put("rr/x/link", Bytes::from_static(b"link")).await?;
+        Ok("link")
+    })
+    .await;
+    let _ = s.remove("rr").await;
+    assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
+/// Up to 200 rounds (10 s) of `write` while `rr/x` is removed, then a
+/// pause of up to `pause_ms` (none: a yield), over and over.
+async fn race_a_folder_remove<W, F>(s: &dyn Storage, what: &str, pause_ms: u64, write: W)
+where
+    W: Fn() -> F,
+    F: std::future::Future<Output = Result<&'static str, StorageError>>,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    let writes = async {
+        let mut round = 0;
+        while round < 200 && started.elapsed() < Duration::from_secs(10) {
+            round += 1;
+            let written = write().await;
+            let file = match written {
+                Ok(file) => file,
+                Err(e) => {
+                    done.store(true, Ordering::Relaxed);
+                    panic!("{what} {round} racing a remove: {e}");
+                }
+            };
+            match s.get(&format!("rr/x/{file}")).await {
+                Ok(data) => assert_eq!(&data[..], if file == "data" { b"blob" } else { b"link" }),
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => panic!("read after {what} {round}: {e}"),
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    };
+    let removes = async {
+        let mut pause = 0;
+        while !done.load(Ordering::Relaxed) {
+            match s.remove("rr/x").await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => panic!("remove racing a {what}: {e}"),
+            }
+            if pause_ms == 0 {
+                tokio::task::yield_now().await;
+            } else {
+                // Spread over pause_ms/4 to pause_ms, so that the race's
+                // window falls at any point of the write.
+                pause = (pause + 7_919) % (pause_ms * 750);
+                let micros = pause_ms * 250 + pause;
+                tokio::time::sleep(Duration::from_micros(micros)).await;
+            }
+        }
+    };
+    futures_util::future::join(writes, removes).await;
+}
+
 pub async fn copy_leaves_the_source(f: &Fixture) {
     let s = &*f.storage;
     s.put("c/from", Bytes::from_static(b"bytes")).await.unwrap();
