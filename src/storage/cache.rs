@@ -515,6 +515,10 @@ impl Storage for CachedStorage {
         self.inner.list_files(path).await
     }
 
+    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        self.inner.folders_holding(path, file).await
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         self.changed(path, true).await;
         let result = self.inner.remove(path).await;

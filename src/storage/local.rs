@@ -334,7 +334,7 @@ fn temp_beside(dest: &Path) -> io::Result<NamedTempFile> {
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent folder"))?;
     let create = || {
-        fs::create_dir_all(dir)?;
+        folders_for(dir)?;
         tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             // What a plain create gives (0666 less the umask), as the old
@@ -366,6 +366,32 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// `create_dir_all`, which fails with `AlreadyExists` when a concurrent
+/// remove takes a folder away between its `mkdir` and its check that the
+/// folder is there: once more then.
+fn folders_for(dir: &Path) -> io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match fs::create_dir_all(dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < GONE_ATTEMPTS => {}
+            other => return other,
+        }
+    }
+}
+
+/// [`sync_dir`], unless a concurrent remove took the folder away.
+fn sync_dir_if_there(dir: &Path) -> io::Result<()> {
+    match sync_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// How often a write whose folder a concurrent remove took away (between
+/// the folder's creation and the file's rename into it) is tried.
+const GONE_ATTEMPTS: u32 = 8;
+
 fn parent(path: &Path) -> io::Result<&Path> {
     path.parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent folder"))
@@ -379,7 +405,7 @@ fn open_for_writing(full: &Path, resume: Option<u64>) -> io::Result<(File, Optio
         None => {
             let dir = parent(full)?;
             let create = || {
-                fs::create_dir_all(dir)?;
+                folders_for(dir)?;
                 fs::OpenOptions::new()
                     .write(true)
                     .create(true)
@@ -711,9 +737,19 @@ impl Storage for LocalStorage {
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let dest = self.resolve(path)?;
         blocking(path, move || {
-            let (mut file, temp) = temp_beside(&dest)?.into_parts();
-            file.write_all(&data)?;
-            commit(file, temp, &dest)
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let (mut file, temp) = temp_beside(&dest)?.into_parts();
+                file.write_all(&data)?;
+                match commit(file, temp, &dest) {
+                    // The folder, and the temporary file in it, removed
+                    // before the rename (a link the collector deletes
+                    // while a push writes it again): the bytes are at hand.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < GONE_ATTEMPTS => {}
+                    other => return other,
+                }
+            }
         })
         .await
     }
@@ -850,6 +886,46 @@ impl Storage for LocalStorage {
         Ok(names)
     }
 
+    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        let full = self.resolve(path)?;
+        check_path(file)?;
+        let file = file.to_owned();
+        // One readdir and a stat per child, all in one task of the
+        // blocking pool: not a task per child, and nothing below the file
+        // asked about is read (a tag's history can hold thousands of links).
+        let (any, mut holding) = blocking(path, move || {
+            let mut any = false;
+            let mut holding = Vec::new();
+            for entry in fs::read_dir(&full)? {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with(TEMP_PREFIX) && !entry.file_type()?.is_dir() {
+                    continue;
+                }
+                any = true;
+                match fs::metadata(entry.path().join(&file)) {
+                    Ok(meta) if meta.is_file() => holding.push(name),
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((any, holding))
+        })
+        .await?;
+        if !any {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        holding.sort();
+        Ok(holding)
+    }
+
     async fn list_files(&self, path: &str) -> Result<Vec<String>> {
         let full = self.resolve(path)?;
         let files = blocking(path, move || {
@@ -937,12 +1013,31 @@ impl Storage for LocalStorage {
                 return Err(io::Error::from(io::ErrorKind::IsADirectory));
             }
             let dir = parent(&dest)?;
-            fs::create_dir_all(dir)?;
-            fs::rename(&source, &dest)?;
-            sync_dir(dir)?;
+            // The destination's folder can be removed between its creation
+            // and the rename (the collector deleting a blob an upload
+            // stores again): the source is still there, so once more.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                folders_for(dir)?;
+                match fs::rename(&source, &dest) {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            && attempts < GONE_ATTEMPTS
+                            && source.is_file() =>
+                    {
+                        continue
+                    }
+                    other => other?,
+                }
+                break;
+            }
+            // A folder removed since the rename took the file along, as a
+            // remove right after it would have: nothing left to sync.
+            sync_dir_if_there(dir)?;
             let source_dir = parent(&source)?;
             if source_dir != dir {
-                sync_dir(source_dir)?;
+                sync_dir_if_there(source_dir)?;
             }
             Ok(())
         })

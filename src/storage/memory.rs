@@ -281,6 +281,33 @@ impl Storage for MemoryStorage {
         Ok(files)
     }
 
+    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        check_path(path)?;
+        check_path(file)?;
+        let prefix = format!("{path}/");
+        let suffix = format!("/{file}");
+        let state = self.lock();
+        let mut any = false;
+        let mut holding = Vec::new();
+        for key in state
+            .files
+            .range(prefix.clone()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix))
+        {
+            any = true;
+            if let Some(child) = key[prefix.len()..].strip_suffix(&suffix) {
+                if !child.contains('/') {
+                    holding.push(child.to_owned());
+                }
+            }
+        }
+        if !any {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        Ok(holding)
+    }
+
     // Under one lock: a folder goes at once.
     fn removes_folders_at_once(&self) -> bool {
         true

@@ -24,6 +24,9 @@ use futures_util::{Stream, StreamExt};
 
 use crate::config::{Settings, StorageKind};
 
+/// Files [`Storage::folders_holding`] asks about at once by default.
+pub const FOLDERS_CHECKED: usize = 16;
+
 /// A body on its way in or out. Not `Send`: actix request payloads are not,
 /// and handlers run on their own worker thread anyway.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
@@ -180,6 +183,31 @@ pub trait Storage: Send + Sync {
         }
         files.sort();
         Ok(files)
+    }
+
+    /// The names of the direct children of the folder `path` that hold the
+    /// file `file` (a path relative to each child, `current/link`), sorted.
+    /// A folder that does not exist is `NotFound`, as for [`Storage::list`].
+    /// Asks only about the file named, not about all a child holds: the
+    /// default lists the folder and asks [`Storage::exists`] for each child,
+    /// [`FOLDERS_CHECKED`] at once; local disk does those checks in one task
+    /// of the blocking pool, S3 in one listing (one request per 1,000 keys)
+    /// rather than a request per child.
+    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        let children = self.list(path).await?;
+        let checked: Vec<Result<Option<String>>> = futures_util::stream::iter(children)
+            .map(|child| async move {
+                let held = self.exists(&format!("{path}/{child}/{file}")).await?;
+                Ok(held.then_some(child))
+            })
+            .buffered(FOLDERS_CHECKED)
+            .collect()
+            .await;
+        let mut holding = Vec::with_capacity(checked.len());
+        for child in checked {
+            holding.extend(child?);
+        }
+        Ok(holding)
     }
 
     /// Removes a file, or a folder and everything under it. A file goes at

@@ -1079,6 +1079,26 @@ impl Storage for S3Storage {
         Ok(files)
     }
 
+    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        let prefix = format!("{}/", self.key(path)?);
+        check_path(file)?;
+        let suffix = format!("/{file}");
+        let keys = self.list_all(&prefix, None).await?;
+        if keys.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        // One listing of every key below (a tag's history too): still far
+        // fewer round trips than a HEAD per child.
+        let mut holding: Vec<String> = keys
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix)?.strip_suffix(&suffix))
+            .filter(|child| !child.is_empty() && !child.contains('/'))
+            .map(str::to_owned)
+            .collect();
+        holding.sort();
+        Ok(holding)
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         let key = self.key(path)?;
         match self.head(path, &key).await {

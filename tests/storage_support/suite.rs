@@ -274,6 +274,59 @@ pub async fn listing_files_at_any_depth(f: &Fixture) {
     assert_invalid(s.list_files("../lf").await, "list_files outside");
 }
 
+/// Which tag folders hold a current link: only those, not a folder that
+/// holds the file deeper or a sibling named like it; a folder holding
+/// nothing is `NotFound`, a path leaving the root refused.
+pub async fn folders_holding(f: &Fixture) {
+    let s = &*f.storage;
+    for p in [
+        "fh/t1/current/link",
+        "fh/t1/index/sha256/ab/link",
+        "fh/t2/index/sha256/cd/link",
+        "fh/t3/current/link",
+        "fh/t3/current/link.old",
+        "fh/t4/x/current/link",
+        "fh/t5/current/linked",
+        "fh/current/link",
+    ] {
+        s.put(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    s.put("fh/t6/current/link/deeper", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.folders_holding("fh", "current/link").await.unwrap(),
+        ["t1", "t3"]
+    );
+    assert_eq!(
+        s.folders_holding("fh/t4", "current/link").await.unwrap(),
+        ["x"]
+    );
+    assert!(s
+        .folders_holding("fh/t2", "current/link")
+        .await
+        .unwrap()
+        .is_empty());
+    s.remove("fh/t1/current/link").await.unwrap();
+    assert_eq!(
+        s.folders_holding("fh", "current/link").await.unwrap(),
+        ["t3"]
+    );
+    assert_not_found(
+        s.folders_holding("fh/none", "current/link").await,
+        "folders_holding of no folder",
+    );
+    assert_invalid(
+        s.folders_holding("../fh", "current/link").await,
+        "folders_holding outside",
+    );
+    assert_invalid(
+        s.folders_holding("fh", "../../x").await,
+        "folders_holding of a file outside",
+    );
+    s.remove("fh").await.unwrap();
+}
+
 pub async fn recursive_remove(f: &Fixture) {
     let s = &*f.storage;
     for p in ["r/a/1", "r/a/2", "r/a/b/3", "r/a/b/c/4", "r/keep", "r/ab"] {
@@ -983,6 +1036,82 @@ pub async fn rename_replaces_atomically(f: &Fixture) {
     assert!(!s.exists("r/x").await.unwrap());
     assert_eq!(&s.get("r/to").await.unwrap()[..], b"new");
     assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
+/// A rename into a folder that a remove takes away meanwhile (a blob an
+/// upload stores while the collector deletes it), or a put into it (a
+/// link): neither fails for it; what it wrote is whole, or gone with the
+/// folder. The rename races removes in a tight loop; a put, which syncs
+/// its bytes in the folder before its rename, races a remove every few
+/// milliseconds, as a sweep's are, not a loop no bounded retry outruns.
+pub async fn writes_racing_a_folder_remove(f: &Fixture) {
+    let s = &*f.storage;
+    race_a_folder_remove(s, "rename", 0, || async {
+        s.put("rr/upload/data", Bytes::from_static(b"blob"))
+            .await
+            .unwrap();
+        s.rename("rr/upload/data", "rr/x/data").await?;
+        Ok("data")
+    })
+    .await;
+    race_a_folder_remove(s, "put", 24, || async {
+        s.put("rr/x/link", Bytes::from_static(b"link")).await?;
+        Ok("link")
+    })
+    .await;
+    let _ = s.remove("rr").await;
+    assert!(f.outside().await.is_empty(), "{:?}", f.outside().await);
+}
+
+/// Up to 200 rounds (10 s) of `write` while `rr/x` is removed, then a
+/// pause of up to `pause_ms` (none: a yield), over and over.
+async fn race_a_folder_remove<W, F>(s: &dyn Storage, what: &str, pause_ms: u64, write: W)
+where
+    W: Fn() -> F,
+    F: std::future::Future<Output = Result<&'static str, StorageError>>,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    let writes = async {
+        let mut round = 0;
+        while round < 200 && started.elapsed() < Duration::from_secs(10) {
+            round += 1;
+            let written = write().await;
+            let file = match written {
+                Ok(file) => file,
+                Err(e) => {
+                    done.store(true, Ordering::Relaxed);
+                    panic!("{what} {round} racing a remove: {e}");
+                }
+            };
+            match s.get(&format!("rr/x/{file}")).await {
+                Ok(data) => assert_eq!(&data[..], if file == "data" { b"blob" } else { b"link" }),
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => panic!("read after {what} {round}: {e}"),
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    };
+    let removes = async {
+        let mut pause = 0;
+        while !done.load(Ordering::Relaxed) {
+            match s.remove("rr/x").await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => panic!("remove racing a {what}: {e}"),
+            }
+            if pause_ms == 0 {
+                tokio::task::yield_now().await;
+            } else {
+                // Spread over pause_ms/4 to pause_ms, so that the race's
+                // window falls at any point of the write.
+                pause = (pause + 7_919) % (pause_ms * 750);
+                let micros = pause_ms * 250 + pause;
+                tokio::time::sleep(Duration::from_micros(micros)).await;
+            }
+        }
+    };
+    futures_util::future::join(writes, removes).await;
 }
 
 pub async fn copy_leaves_the_source(f: &Fixture) {

@@ -42,26 +42,27 @@ pub fn page(
 /// distribution lists the tag folders as they are; here a folder counts
 /// only with its current link: one without is a tag being deleted (see
 /// [`remove`]) or whose delete was cut short, or a push that has not
-/// written its link yet, and none serves. One listing of every file under
-/// the tags (one request per 1,000 files on S3), not a read per tag.
+/// written its link yet, and none serves. The driver answers which folders
+/// hold one ([`Storage::folders_holding`]): a stat each in one batch on
+/// local disk, one listing on S3, not a read per tag.
 pub async fn all(storage: &dyn Storage, name: &Name) -> Result<Vec<String>> {
-    let files = match storage.list_files(&layout::tags(name.as_str())).await {
-        Ok(files) => files,
+    let folders = match storage
+        .folders_holding(&layout::tags(name.as_str()), layout::TAG_CURRENT_LINK)
+        .await
+    {
+        Ok(folders) => folders,
         Err(StorageError::NotFound(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    if files.is_empty() && !repository::exists(storage, name).await? {
+    if folders.is_empty() && !repository::exists(storage, name).await? {
         return Err(Error::NameUnknown(name.to_string()));
     }
     // A folder that is not a valid tag was not written by a registry.
-    let mut tags: Vec<String> = files
-        .iter()
-        .filter_map(|file| file.strip_suffix("/current/link"))
-        .filter(|tag| !tag.contains('/') && Tag::parse(tag).is_ok())
-        .map(str::to_owned)
+    let mut tags: Vec<String> = folders
+        .into_iter()
+        .filter(|tag| Tag::parse(tag).is_ok())
         .collect();
     tags.sort();
-    tags.dedup();
     Ok(tags)
 }
 

@@ -104,8 +104,11 @@ pub fn tag(name: &str, tag: &str) -> String {
 
 /// The manifest the tag points at now.
 pub fn tag_current_link(name: &str, tag: &str) -> String {
-    format!("{}/current/link", self::tag(name, tag))
+    format!("{}/{TAG_CURRENT_LINK}", self::tag(name, tag))
 }
+
+/// [`tag_current_link`] relative to the tag's folder.
+pub const TAG_CURRENT_LINK: &str = "current/link";
 
 /// One manifest the tag has pointed at.
 pub fn tag_index_link(name: &str, tag: &str, algorithm: &str, hex: &str) -> String {
