@@ -22,7 +22,6 @@ macro_rules! driver_suite {
                 ranges_at_the_edges,
                 listing_nested_folders,
                 listing_many_entries,
-                listing_files_at_any_depth,
                 folders_holding,
                 recursive_remove,
                 folders_go_at_once_where_the_driver_says,

@@ -511,10 +511,6 @@ impl Storage for CachedStorage {
         self.inner.list(path).await
     }
 
-    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
-        self.inner.list_files(path).await
-    }
-
     async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
         self.inner.folders_holding(path, file).await
     }

@@ -926,47 +926,6 @@ impl Storage for LocalStorage {
         Ok(holding)
     }
 
-    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
-        let full = self.resolve(path)?;
-        let files = blocking(path, move || {
-            let mut files = Vec::new();
-            let mut folders = vec![(full, String::new())];
-            while let Some((folder, relative)) = folders.pop() {
-                let entries = match fs::read_dir(&folder) {
-                    Ok(entries) => entries,
-                    // Removed meanwhile, below the folder asked for.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && !relative.is_empty() => {
-                        continue
-                    }
-                    Err(e) => return Err(e),
-                };
-                for entry in entries {
-                    let entry = entry?;
-                    let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                        continue;
-                    };
-                    let child = if relative.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{relative}/{name}")
-                    };
-                    if entry.file_type()?.is_dir() {
-                        folders.push((entry.path(), child));
-                    } else if !name.starts_with(TEMP_PREFIX) {
-                        files.push(child);
-                    }
-                }
-            }
-            files.sort();
-            Ok(files)
-        })
-        .await?;
-        if files.is_empty() {
-            return Err(StorageError::NotFound(path.to_owned()));
-        }
-        Ok(files)
-    }
-
     async fn remove(&self, path: &str) -> Result<()> {
         let full = self.resolve(path)?;
         let trash = self.root.join(TRASH_DIR);

@@ -264,23 +264,6 @@ impl Storage for MemoryStorage {
         Ok(names)
     }
 
-    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
-        check_path(path)?;
-        let prefix = format!("{path}/");
-        let state = self.lock();
-        let files: Vec<String> = state
-            .files
-            .range(prefix.clone()..)
-            .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(&prefix))
-            .map(|k| k[prefix.len()..].to_owned())
-            .collect();
-        if files.is_empty() {
-            return Err(StorageError::NotFound(path.to_owned()));
-        }
-        Ok(files)
-    }
-
     async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
         check_path(path)?;
         check_path(file)?;

@@ -145,46 +145,6 @@ pub trait Storage: Send + Sync {
     /// folders alike, sorted. A folder that does not exist is `NotFound`.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
 
-    /// The files under a folder at any depth, as paths relative to it
-    /// (`a/b/file`), sorted. A folder that does not exist (or holds no
-    /// file) is `NotFound`. One listing where the backend has one (S3: a
-    /// listing without delimiter, 1,000 keys a request) rather than a call
-    /// per folder; the default walks with [`Storage::list`] and
-    /// [`Storage::exists`].
-    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
-        let mut files = Vec::new();
-        let mut folders = vec![String::new()];
-        while let Some(relative) = folders.pop() {
-            let folder = if relative.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}/{relative}")
-            };
-            let children = match self.list(&folder).await {
-                Ok(children) => children,
-                Err(StorageError::NotFound(_)) if !relative.is_empty() => continue,
-                Err(e) => return Err(e),
-            };
-            for child in children {
-                let child_relative = if relative.is_empty() {
-                    child.clone()
-                } else {
-                    format!("{relative}/{child}")
-                };
-                if self.exists(&format!("{folder}/{child}")).await? {
-                    files.push(child_relative);
-                } else {
-                    folders.push(child_relative);
-                }
-            }
-        }
-        if files.is_empty() {
-            return Err(StorageError::NotFound(path.to_owned()));
-        }
-        files.sort();
-        Ok(files)
-    }
-
     /// The names of the direct children of the folder `path` that hold the
     /// file `file` (a path relative to each child, `current/link`), sorted.
     /// A folder that does not exist is `NotFound`, as for [`Storage::list`].

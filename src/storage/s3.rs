@@ -1058,27 +1058,6 @@ impl Storage for S3Storage {
         Ok(names)
     }
 
-    async fn list_files(&self, path: &str) -> Result<Vec<String>> {
-        let prefix = format!("{}/", self.key(path)?);
-        let mut files: Vec<String> = self
-            .list_all(&prefix, None)
-            .await?
-            .into_iter()
-            .filter_map(|key| {
-                let name = key.strip_prefix(&prefix)?;
-                // A folder marker, or a writer's state (see `FileWriter`),
-                // which `list` shows and this does not: it is no file.
-                (!name.is_empty() && !name.ends_with('/') && !name.ends_with(WRITER_SUFFIX))
-                    .then(|| name.to_owned())
-            })
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(StorageError::NotFound(path.to_owned()));
-        }
-        Ok(files)
-    }
-
     async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
         let prefix = format!("{}/", self.key(path)?);
         check_path(file)?;

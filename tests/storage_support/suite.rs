@@ -240,40 +240,6 @@ pub async fn listing_many_entries(f: &Fixture) {
     assert_eq!(listed, names);
 }
 
-pub async fn listing_files_at_any_depth(f: &Fixture) {
-    let s = &*f.storage;
-    for p in [
-        "lf/t1/current/link",
-        "lf/t1/index/sha256/ab/link",
-        "lf/t2/index/sha256/cd/link",
-        "lf/top",
-        "lf2/other",
-    ] {
-        s.put(p, Bytes::from_static(b"x")).await.unwrap();
-    }
-    assert_eq!(
-        s.list_files("lf").await.unwrap(),
-        [
-            "t1/current/link",
-            "t1/index/sha256/ab/link",
-            "t2/index/sha256/cd/link",
-            "top"
-        ]
-    );
-    assert_eq!(
-        s.list_files("lf/t2").await.unwrap(),
-        ["index/sha256/cd/link"]
-    );
-    assert_not_found(s.list_files("lf/none").await, "list_files of no folder");
-    assert_not_found(s.list_files("lf/top").await, "list_files of a file");
-    s.remove("lf/t2/index/sha256/cd/link").await.unwrap();
-    assert_not_found(
-        s.list_files("lf/t2").await,
-        "list_files of an emptied folder",
-    );
-    assert_invalid(s.list_files("../lf").await, "list_files outside");
-}
-
 /// Which tag folders hold a current link: only those, not a folder that
 /// holds the file deeper or a sibling named like it; a folder holding
 /// nothing is `NotFound`, a path leaving the root refused.
