@@ -278,21 +278,7 @@ async fn walk(run: &mut Run<'_>) -> Result<(Vec<String>, Vec<String>)> {
     let storage = run.storage;
     let (mut repositories, mut with_uploads) = (Vec::new(), Vec::new());
     let mut stack: Vec<String> = Vec::new();
-    let children_of = |parent: &str, children: Vec<String>| -> Vec<String> {
-        children
-            .into_iter()
-            .filter(|c| !c.starts_with('_'))
-            .map(|c| {
-                if parent.is_empty() {
-                    c
-                } else {
-                    format!("{parent}/{c}")
-                }
-            })
-            // Only a valid name can hold what the API wrote.
-            .filter(|p| Name::parse(p).is_ok())
-            .collect()
-    };
+    let children_of = crate::registry::oci::catalog::name_folders;
     stack.extend(children_of(
         "",
         list(storage, &layout::repositories()).await?,

@@ -60,6 +60,23 @@ pub async fn list(storage: &dyn Storage, n: Option<usize>, last: Option<&str>) -
     Ok(Page { items: found, more })
 }
 
+/// The paths of the sub-folders of `parent` that can be (or hold)
+/// repository names: not `_` folders (a repository's own data), and only
+/// valid names, the only ones the API writes.
+pub fn name_folders(parent: &str, children: Vec<String>) -> impl Iterator<Item = String> + '_ {
+    children
+        .into_iter()
+        .filter(|c| !c.starts_with('_'))
+        .map(move |c| {
+            if parent.is_empty() {
+                c
+            } else {
+                format!("{parent}/{c}")
+            }
+        })
+        .filter(|p| Name::parse(p).is_ok())
+}
+
 /// Pushes the sub-folders that can be (or hold) repository names, in
 /// reverse so that the first pops first; skips `_` folders (a repository's
 /// own data) and whole subtrees that sort before `last`.
@@ -69,17 +86,7 @@ fn push_children_of(
     children: Vec<String>,
     last: Option<&str>,
 ) {
-    let mut paths: Vec<String> = children
-        .into_iter()
-        .filter(|c| !c.starts_with('_'))
-        .map(|c| {
-            if parent.is_empty() {
-                c
-            } else {
-                format!("{parent}/{c}")
-            }
-        })
-        .filter(|p| Name::parse(p).is_ok())
+    let mut paths: Vec<String> = name_folders(parent, children)
         .filter(|p| match last {
             // Everything under `p` sorts before `last` unless `last` is
             // `p` itself or lies below it.
