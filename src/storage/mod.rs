@@ -607,4 +607,91 @@ mod tests {
             assert!(check_path(good).is_ok(), "{good:?} refused");
         }
     }
+
+    /// The memory driver with the trait's defaults where it has its own:
+    /// what a driver without a faster way gets.
+    struct Defaults(memory::MemoryStorage);
+
+    #[async_trait(?Send)]
+    impl Storage for Defaults {
+        fn name(&self) -> &'static str {
+            "defaults"
+        }
+        async fn get(&self, path: &str) -> Result<Bytes> {
+            self.0.get(path).await
+        }
+        async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+            self.0.put(path, data).await
+        }
+        async fn lock(&self, path: &str) -> Result<Lock> {
+            self.0.lock(path).await
+        }
+        async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
+            self.0.put_stream(path, body).await
+        }
+        async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+            self.0.get_stream(path, range).await
+        }
+        async fn size(&self, path: &str) -> Result<u64> {
+            self.0.size(path).await
+        }
+        async fn exists(&self, path: &str) -> Result<bool> {
+            self.0.exists(path).await
+        }
+        async fn list(&self, path: &str) -> Result<Vec<String>> {
+            self.0.list(path).await
+        }
+        async fn remove(&self, path: &str) -> Result<()> {
+            self.0.remove(path).await
+        }
+        async fn writer(&self, path: &str, resume: Option<u64>) -> Result<Box<dyn FileWriter>> {
+            self.0.writer(path, resume).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> Result<()> {
+            self.0.rename(from, to).await
+        }
+        async fn stat(&self, path: &str) -> Result<FileInfo> {
+            self.0.stat(path).await
+        }
+    }
+
+    /// The default answers as the drivers' own do (the shared suite's
+    /// `folders_holding` checks those), past [`FOLDERS_CHECKED`] folders.
+    #[actix_web::test]
+    async fn folders_holding_by_default_asks_each_folder() {
+        let s = Defaults(memory::MemoryStorage::new());
+        let mut expected = Vec::new();
+        for i in 0..40 {
+            let tag = format!("t{i:02}");
+            s.put(&format!("fh/{tag}/index/sha256/ab/link"), Bytes::new())
+                .await
+                .unwrap();
+            if i % 3 != 0 {
+                s.put(&format!("fh/{tag}/current/link"), Bytes::new())
+                    .await
+                    .unwrap();
+                expected.push(tag);
+            }
+        }
+        s.put("fh/t99/current/link/deeper", Bytes::new())
+            .await
+            .unwrap();
+        s.put("fh/current/link", Bytes::new()).await.unwrap();
+        assert_eq!(
+            s.folders_holding("fh", "current/link").await.unwrap(),
+            expected
+        );
+        assert_eq!(
+            s.0.folders_holding("fh", "current/link").await.unwrap(),
+            expected
+        );
+        assert!(matches!(
+            s.folders_holding("none", "current/link").await,
+            Err(StorageError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.folders_holding("fh", "../x").await,
+            Err(StorageError::InvalidPath(_))
+        ));
+    }
 }
