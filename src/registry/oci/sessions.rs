@@ -33,7 +33,7 @@
 //! instances may each let one through at the same moment: the bound may be
 //! passed by the number of `POST`s in flight at once across instances.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -71,6 +71,20 @@ struct State {
     repositories: HashMap<String, Repository>,
     /// The last time every counted repository was listed again.
     resynced: Option<Instant>,
+}
+
+impl State {
+    /// Forgets `repo` once nothing of it is counted any more, so memory
+    /// follows the open uploads, not every name ever pushed to.
+    fn forget_if_idle(&mut self, repo: &str) {
+        if self
+            .repositories
+            .get(repo)
+            .is_some_and(|r| r.open.is_empty() && r.pending == 0)
+        {
+            self.repositories.remove(repo);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -128,10 +142,8 @@ impl Drop for Slot<'_> {
         let mut state = self.sessions.lock();
         if let Some(repo) = state.repositories.get_mut(&self.repository) {
             repo.pending = repo.pending.saturating_sub(1);
-            if repo.open.is_empty() && repo.pending == 0 {
-                state.repositories.remove(&self.repository);
-            }
         }
+        state.forget_if_idle(&self.repository);
     }
 }
 
@@ -249,17 +261,15 @@ impl Sessions {
         let mut state = self.lock();
         if let Some(repo) = state.repositories.get_mut(name.as_str()) {
             repo.open.remove(id.as_str());
-            if repo.open.is_empty() && repo.pending == 0 {
-                state.repositories.remove(name.as_str());
-            }
         }
+        state.forget_if_idle(name.as_str());
     }
 
     /// Counts the uploads of `repo` from storage, and removes those past
     /// their maximum age.
     async fn sync(&self, storage: &dyn Storage, repo: &str) -> Result<()> {
         let listed_at = Instant::now();
-        let ids: Vec<String> = match storage.list(&layout::uploads(repo)).await {
+        let ids: HashSet<String> = match storage.list(&layout::uploads(repo)).await {
             Ok(names) => names,
             Err(StorageError::NotFound(_)) => Vec::new(),
             Err(e) => return Err(e.into()),
@@ -308,9 +318,7 @@ impl Sessions {
                 .filter(|(_, (started, _))| expired(*started, now, max_age))
                 .map(|(id, _)| id.clone())
                 .collect();
-            if entry.open.is_empty() && entry.pending == 0 {
-                state.repositories.remove(repo);
-            }
+            state.forget_if_idle(repo);
             stale
         };
         for id in stale {
@@ -321,10 +329,8 @@ impl Sessions {
             let mut state = self.lock();
             if let Some(entry) = state.repositories.get_mut(repo) {
                 entry.open.remove(&id);
-                if entry.open.is_empty() && entry.pending == 0 {
-                    state.repositories.remove(repo);
-                }
             }
+            state.forget_if_idle(repo);
         }
         Ok(())
     }
