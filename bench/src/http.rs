@@ -525,6 +525,32 @@ pub async fn v2_push_bytes(client: &Client, base: &str, repo: &str, data: &[u8])
     Ok(digest)
 }
 
+/// `HEAD` of a pushed blob: 200 with its whole length, or an error naming
+/// `who` (what pushed it).
+pub async fn v2_check_blob(
+    client: &Client,
+    base: &str,
+    repo: &str,
+    digest: &str,
+    size: u64,
+    who: &str,
+) -> Result<()> {
+    let r = client
+        .head(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await?;
+    let len = r
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    ensure!(
+        r.status() == 200 && len == Some(size),
+        "{who}: HEAD of the pushed blob: {} length {len:?}",
+        r.status()
+    );
+    Ok(())
+}
+
 /// `DELETE` of a blob from a repository (202).
 pub async fn v2_delete_blob(client: &Client, base: &str, repo: &str, digest: &str) -> Result<()> {
     let resp = client

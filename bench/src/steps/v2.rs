@@ -219,18 +219,15 @@ fn timed_hashed_push(
         Ok(start.elapsed())
     })?;
     ctx.block_on(async {
-        let url = format!("{base}/v2/{PUSH_REPO}/blobs/{digest}");
-        let r = ctx.client.head(&url).send().await?;
-        let len = r
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        ensure!(
-            r.status() == 200 && len == Some(layer.size),
-            "{}: HEAD of the pushed blob: {} length {len:?}",
+        http::v2_check_blob(
+            &ctx.client,
+            &base,
+            PUSH_REPO,
+            &digest,
+            layer.size,
             hashing.name,
-            r.status()
-        );
+        )
+        .await?;
         http::v2_delete_blob(&ctx.client, &base, PUSH_REPO, &digest).await
     })?;
     let dir = blob_dir_of(storage, hashing.algorithm, hashing.hex);
@@ -456,18 +453,15 @@ fn timed_push(
     })?;
     let digest = format!("sha256:{}", layer.sha256);
     ctx.block_on(async {
-        let url = format!("{base}/v2/{PUSH_REPO}/blobs/{digest}");
-        let r = ctx.client.head(&url).send().await?;
-        let len = r
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        ensure!(
-            r.status() == 200 && len == Some(layer.size),
-            "{}: HEAD of the pushed blob: {} length {len:?}",
+        http::v2_check_blob(
+            &ctx.client,
+            &base,
+            PUSH_REPO,
+            &digest,
+            layer.size,
             target.server.name,
-            r.status()
-        );
+        )
+        .await?;
         http::v2_delete_blob(&ctx.client, &base, PUSH_REPO, &digest).await
     })?;
     (target.remove)()?;
