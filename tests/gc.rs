@@ -986,18 +986,7 @@ fn gc_removes_the_history_of_a_cut_tag_delete_on_s3() {
 
 /// The names `/v1/search` lists (all of them: an empty term).
 fn searched(registry: &common::Registry) -> BTreeSet<String> {
-    let resp = common::client()
-        .get(registry.url("/v1/search?n=100"))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().unwrap();
-    body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap().to_owned())
-        .collect()
+    common::search_names(registry, "").into_iter().collect()
 }
 
 /// The repositories of the search tests: `gone/app` and `solo` (v2 only,

@@ -1182,24 +1182,6 @@ fn a_folder_the_old_registry_wrote_pulls_over_v2() {
 
 // --- search follows both trees ------------------------------------------------
 
-/// The names `/v1/search` finds for `term`, sorted.
-fn search_names(registry: &common::Registry, term: &str) -> Vec<String> {
-    let found: Value = common::client()
-        .get(registry.url(&format!("/v1/search?q={term}")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let mut names: Vec<String> = found["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// A small v2 image pushed as `name:tag`; returns its manifest digest.
 fn push_v2(v2: &V2, name: &str, tag: &str) -> String {
     let blobs = ImageBlobs::new(&format!("{name}:{tag}"), "amd64");
@@ -1231,13 +1213,13 @@ fn a_delete_in_one_tree_keeps_what_the_other_serves_in_search() {
     push_v1(&registry, "zed/app", &chain[..1], "old");
     delete_v1_repository(&registry, "zed/app");
     assert_eq!(v2.get_manifest("/v2/zed/app/manifests/t1").status(), 200);
-    assert_eq!(search_names(&registry, "zed"), ["zed/app"]);
+    assert_eq!(common::search_names(&registry, "zed"), ["zed/app"]);
     // Its last manifest goes too: gone from search.
     assert_eq!(
         v2.delete(&format!("/v2/zed/app/manifests/{t1}")).status(),
         202
     );
-    assert!(search_names(&registry, "zed").is_empty());
+    assert!(common::search_names(&registry, "zed").is_empty());
 
     // The other way round: the v2 manifests go, the v1 tag stays.
     push_v1(&registry, "zed/other", &chain[..1], "old");
@@ -1246,30 +1228,30 @@ fn a_delete_in_one_tree_keeps_what_the_other_serves_in_search() {
         v2.delete(&format!("/v2/zed/other/manifests/{t1}")).status(),
         202
     );
-    assert_eq!(search_names(&registry, "other"), ["zed/other"]);
+    assert_eq!(common::search_names(&registry, "other"), ["zed/other"]);
     delete_v1_repository(&registry, "zed/other");
-    assert!(search_names(&registry, "other").is_empty());
+    assert!(common::search_names(&registry, "other").is_empty());
 
     // `library/solo` over v1 is the v2 `solo` and `library/solo` alike.
     push_v1(&registry, "solo", &chain[..1], "old");
     let short = push_v2(&v2, "solo", "t1");
     let long = push_v2(&v2, "library/solo", "t2");
     delete_v1_repository(&registry, "solo");
-    assert_eq!(search_names(&registry, "solo"), ["library/solo"]);
+    assert_eq!(common::search_names(&registry, "solo"), ["library/solo"]);
     assert_eq!(
         v2.delete(&format!("/v2/solo/manifests/{short}")).status(),
         202
     );
-    assert_eq!(search_names(&registry, "solo"), ["library/solo"]);
+    assert_eq!(common::search_names(&registry, "solo"), ["library/solo"]);
     assert_eq!(
         v2.delete(&format!("/v2/library/solo/manifests/{long}"))
             .status(),
         202
     );
-    assert!(search_names(&registry, "solo").is_empty());
+    assert!(common::search_names(&registry, "solo").is_empty());
     // A tag in either tree brings it back.
     push_v2(&v2, "solo", "again");
-    assert_eq!(search_names(&registry, "solo"), ["library/solo"]);
+    assert_eq!(common::search_names(&registry, "solo"), ["library/solo"]);
 }
 
 /// `migrate` copies v1 tags into the v2 tree (`library/x` becomes the v2
@@ -1297,8 +1279,8 @@ fn after_migrate_the_v1_tree_can_go_and_search_keeps_the_repository() {
         assert_eq!(resp.status(), 200, "{name}");
     }
     let listed = ["library/moved", "team/moved", "team/stays"];
-    assert_eq!(search_names(&registry, "team"), listed[1..]);
-    assert_eq!(search_names(&registry, "moved"), listed[..2]);
+    assert_eq!(common::search_names(&registry, "team"), listed[1..]);
+    assert_eq!(common::search_names(&registry, "moved"), listed[..2]);
 
     let out = common::run(
         &["reindex"],

@@ -205,6 +205,25 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("http client")
 }
 
+/// The names `/v1/search` finds for `term` (all, for an empty term; up
+/// to 100), sorted.
+pub fn search_names(registry: &Registry, term: &str) -> Vec<String> {
+    let resp = client()
+        .get(registry.url(&format!("/v1/search?q={term}&n=100")))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let found: serde_json::Value = resp.json().unwrap();
+    let mut names: Vec<String> = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Instantiates each test function, taking a `Backend`, once on local disk
 /// and once on S3 (skipped when the S3 test server is not there, outside
 /// CI); the caller's module defines `Backend::local()` and `Backend::s3()`.
