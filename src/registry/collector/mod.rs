@@ -286,15 +286,12 @@ pub(crate) fn millis(time: Option<SystemTime>) -> u64 {
 async fn remove_old_records(run: &mut Run<'_>) -> Result<()> {
     let keep = run.options.grace_period.max(records::WINDOW);
     let cutoff = millis(run.started.checked_sub(keep));
-    for (path, time, _) in records::read_all(run.storage).await? {
-        if time < cutoff {
-            match run.storage.remove(&path).await {
-                Ok(()) | Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+    let storage = run.storage;
+    records::remove_before(storage, cutoff, async || -> Result<bool> {
         run.tick().await?;
-    }
+        Ok(true)
+    })
+    .await?;
     Ok(())
 }
 

@@ -140,43 +140,17 @@ pub async fn prune(storage: &dyn Storage, keep: Duration) -> Result<Option<u64>,
     // After the lease is ours: a run that begins later counts only
     // records younger than this.
     let cutoff = now_ms().saturating_sub(keep.max(WINDOW).as_millis() as u64);
-    let result = async {
-        let names = match storage.list(&layout::pushes()).await {
-            Ok(names) => names,
-            Err(StorageError::NotFound(_)) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let old: Vec<String> = names
-            .into_iter()
-            .filter(|file| layout::push_time(file).is_some_and(|time| time < cutoff))
-            .collect();
-        let mut renewed = std::time::Instant::now();
-        let mut removed = 0;
-        // A few at once: a round trip each on S3.
-        for chunk in old.chunks(8) {
-            if renewed.elapsed() > ttl / 3 {
-                if !lease.renew(storage).await? {
-                    // Expired and taken over by a collection: it goes on.
-                    return Ok(removed);
-                }
-                renewed = std::time::Instant::now();
+    let mut renewed = std::time::Instant::now();
+    let result = remove_before(storage, cutoff, async || {
+        if renewed.elapsed() > ttl / 3 {
+            // Expired and taken over by a collection: it goes on.
+            if !lease.renew(storage).await? {
+                return Ok(false);
             }
-            let removals = chunk.iter().map(|file| async move {
-                match storage
-                    .remove(&format!("{}/{file}", layout::pushes()))
-                    .await
-                {
-                    Ok(()) => Ok(1),
-                    Err(StorageError::NotFound(_)) => Ok(0),
-                    Err(e) => Err(e),
-                }
-            });
-            for done in futures_util::future::join_all(removals).await {
-                removed += done?;
-            }
+            renewed = std::time::Instant::now();
         }
-        Ok(removed)
-    }
+        Ok(true)
+    })
     .await;
     if let Err(e) = lease.release(storage).await {
         log::warn!("push records: releasing the collector's lease: {e}");
@@ -203,6 +177,46 @@ pub async fn keep_pruned(storage: std::sync::Arc<dyn Storage>, keep: Duration) {
             }
         }
     }
+}
+
+/// Removes the records written before `cutoff` (Unix milliseconds, read
+/// from their names: nothing is read but the listing), a few at once (a
+/// round trip each on S3). Between batches `go_on` is asked, where the
+/// caller renews its lease: `false` stops, with what was removed so far.
+pub async fn remove_before<E: From<StorageError>>(
+    storage: &dyn Storage,
+    cutoff: u64,
+    mut go_on: impl AsyncFnMut() -> Result<bool, E>,
+) -> Result<u64, E> {
+    let names = match storage.list(&layout::pushes()).await {
+        Ok(names) => names,
+        Err(StorageError::NotFound(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let old: Vec<String> = names
+        .into_iter()
+        .filter(|file| layout::push_time(file).is_some_and(|time| time < cutoff))
+        .collect();
+    let mut removed = 0;
+    for chunk in old.chunks(8) {
+        if !go_on().await? {
+            break;
+        }
+        let removals = chunk.iter().map(|file| async move {
+            match storage
+                .remove(&format!("{}/{file}", layout::pushes()))
+                .await
+            {
+                Ok(()) => Ok(1),
+                Err(StorageError::NotFound(_)) => Ok(0),
+                Err(e) => Err(e),
+            }
+        });
+        for done in futures_util::future::join_all(removals).await {
+            removed += done?;
+        }
+    }
+    Ok(removed)
 }
 
 /// Every record there is, with the time it was written; records that do
