@@ -370,11 +370,20 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// remove takes a folder away between its `mkdir` and its check that the
 /// folder is there: once more then.
 fn folders_for(dir: &Path) -> io::Result<()> {
+    while_removed(io::ErrorKind::AlreadyExists, || fs::create_dir_all(dir))
+}
+
+/// Runs `attempt` again while it fails with `kind`, what a concurrent
+/// remove of its folder makes it fail with, up to [`GONE_ATTEMPTS`] times.
+fn while_removed<T>(
+    kind: io::ErrorKind,
+    mut attempt: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match fs::create_dir_all(dir) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < GONE_ATTEMPTS => {}
+        match attempt() {
+            Err(e) if e.kind() == kind && attempts < GONE_ATTEMPTS => {}
             other => return other,
         }
     }
@@ -737,19 +746,14 @@ impl Storage for LocalStorage {
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let dest = self.resolve(path)?;
         blocking(path, move || {
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
+            // The folder, and the temporary file in it, removed before the
+            // rename (a link the collector deletes while a push writes it
+            // again): the bytes are at hand, so once more.
+            while_removed(io::ErrorKind::NotFound, || {
                 let (mut file, temp) = temp_beside(&dest)?.into_parts();
                 file.write_all(&data)?;
-                match commit(file, temp, &dest) {
-                    // The folder, and the temporary file in it, removed
-                    // before the rename (a link the collector deletes
-                    // while a push writes it again): the bytes are at hand.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < GONE_ATTEMPTS => {}
-                    other => return other,
-                }
-            }
+                commit(file, temp, &dest)
+            })
         })
         .await
     }
@@ -975,22 +979,11 @@ impl Storage for LocalStorage {
             // The destination's folder can be removed between its creation
             // and the rename (the collector deleting a blob an upload
             // stores again): the source is still there, so once more.
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
+            // (A source that is gone fails the same way, the last time too.)
+            while_removed(io::ErrorKind::NotFound, || {
                 folders_for(dir)?;
-                match fs::rename(&source, &dest) {
-                    Err(e)
-                        if e.kind() == io::ErrorKind::NotFound
-                            && attempts < GONE_ATTEMPTS
-                            && source.is_file() =>
-                    {
-                        continue
-                    }
-                    other => other?,
-                }
-                break;
-            }
+                fs::rename(&source, &dest)
+            })?;
             // A folder removed since the rename took the file along, as a
             // remove right after it would have: nothing left to sync.
             sync_dir_if_there(dir)?;
