@@ -510,3 +510,96 @@ fn docker_engine_import_push_pull() {
     ));
     assert!(repo_digests.contains(&digest), "{repo_digests}");
 }
+
+/// containerd's socket: its own, or the one the docker engine runs.
+fn containerd_socket() -> Option<&'static str> {
+    [
+        "/run/containerd/containerd.sock",
+        "/var/run/docker/containerd/containerd.sock",
+    ]
+    .into_iter()
+    .find(|socket| {
+        Command::new("timeout")
+            .args(["20", "ctr", "--address", socket, "version"])
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })
+}
+
+/// containerd, a client of its own (the one Kubernetes nodes pull with):
+/// a pull by tag and by digest, and a push of what it pulled under a new
+/// name, over plain http, in a namespace of the test's own.
+#[test]
+fn containerd_pull_push_by_tag_and_digest() {
+    let socket = containerd_socket();
+    if socket.is_none() || !docker_engine_answers() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED: containerd (ctr) or the docker engine not available: \
+             containerd_pull_push_by_tag_and_digest did not run\n"
+        );
+        return;
+    }
+    let socket = socket.unwrap();
+    let namespace = format!("registry-v1-test-{}", rand_suffix());
+    let ctr = |args: &[&str]| {
+        let mut all = vec!["--address", socket, "--namespace", &namespace];
+        all.extend_from_slice(args);
+        run("ctr", &all)
+    };
+    struct Namespace<'a>(&'a str, &'a str);
+    impl Drop for Namespace<'_> {
+        fn drop(&mut self) {
+            let (socket, ns) = (self.1, self.0);
+            let listed = try_run(
+                "ctr",
+                &["--address", socket, "--namespace", ns, "images", "ls", "-q"],
+            );
+            for image in String::from_utf8_lossy(&listed.stdout).lines() {
+                let _ = try_run(
+                    "ctr",
+                    &[
+                        "--address",
+                        socket,
+                        "--namespace",
+                        ns,
+                        "images",
+                        "rm",
+                        image,
+                    ],
+                );
+            }
+            let _ = try_run("ctr", &["--address", socket, "namespaces", "remove", ns]);
+        }
+    }
+    let _cleanup = Namespace(&namespace, socket);
+
+    let backend = Backend::local();
+    let registry = backend.start(&[]);
+    let v2 = V2::new(&registry);
+    let host = format!("127.0.0.1:{}", registry.port);
+    let source = format!("{host}/clients/ctr-src-{}:v1", rand_suffix());
+    let _made = DockerImages(vec![source.clone()]);
+    let work = tempfile::tempdir().unwrap();
+    let tar_path = work.path().join("rootfs.tar");
+    std::fs::write(&tar_path, rootfs_tar("containerd")).unwrap();
+    run("docker", &["import", tar_path.to_str().unwrap(), &source]);
+    run("docker", &["push", &source]);
+
+    ctr(&["images", "pull", "--plain-http", &source]);
+    let copy_name = format!("clients/ctr-copy-{}", rand_suffix());
+    let copy = format!("{host}/{copy_name}:v2");
+    ctr(&["images", "tag", &source, &copy]);
+    ctr(&["images", "push", "--plain-http", &copy]);
+    let resp = v2.get_manifest(&format!("/v2/{copy_name}/manifests/v2"));
+    assert_eq!(resp.status(), 200);
+    let digest = header(&resp, "docker-content-digest").unwrap();
+
+    // By digest, after the image is gone from containerd.
+    ctr(&["images", "rm", &copy, &source]);
+    let by_digest = format!("{host}/{copy_name}@{digest}");
+    ctr(&["images", "pull", "--plain-http", &by_digest]);
+    let listed = stdout_of(&ctr(&["images", "ls"]));
+    assert!(listed.contains(&digest), "{listed}");
+}
