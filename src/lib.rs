@@ -10,6 +10,8 @@
 //! - [`storage`]: one [`storage::Storage`] trait, the on-disk/in-bucket layouts, a driver a file;
 //! - [`events`]: what happened to repositories and tags, for whoever listens;
 //! - [`search`]: one [`search::SearchIndex`] trait and the SQLite index, following the events;
+//! - [`upstream`]: a client of another registry (the pull-through cache's
+//!   upstreams): logins, token flow, bounds in time and requests;
 //! - [`registry`]: below both APIs: the application state, the auth policy
 //!   (decisions only), the v1 model ([`registry::legacy`]) and the OCI model
 //!   ([`registry::oci`]) with their domain errors, one classification of
@@ -34,6 +36,7 @@ pub mod registry;
 pub mod search;
 pub mod server;
 pub mod storage;
+pub mod upstream;
 pub mod v1;
 pub mod v2;
 
@@ -41,8 +44,8 @@ pub mod v2;
 mod tests {
     /// The layers above, top first; each may import only those after it.
     const LAYERS: &[&str] = &[
-        "server", "v1", "v2", "http", "registry", "search", "events", "storage", "names", "config",
-        "metrics",
+        "server", "v1", "v2", "http", "registry", "upstream", "search", "events", "storage",
+        "names", "config", "metrics",
     ];
 
     fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -43,6 +43,14 @@ pub struct Metrics {
     /// Unix time of the last finished collection (0: none yet), so an alert
     /// can fire when collections stop.
     pub gc_last_success: Gauge,
+    /// Answers of the pull-through cache: `upstream` (its configured
+    /// name), `kind` (`manifest`, `blob`), `result` (`hit`, `miss`,
+    /// `revalidated`, `stale`).
+    pub mirror_requests: IntCounterVec,
+    /// Bytes of blobs fetched from upstreams: `upstream`.
+    pub mirror_fetched_bytes: IntCounterVec,
+    /// Upstream requests that failed: `upstream`, `kind`.
+    pub mirror_errors: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -138,8 +146,35 @@ impl Metrics {
             "Unix time the last garbage collection finished",
         )
         .expect("valid metric");
+        let mirror_requests = IntCounterVec::new(
+            Opts::new(
+                "registry_mirror_requests_total",
+                "Answers of the pull-through cache, by upstream, kind and result",
+            ),
+            &["upstream", "kind", "result"],
+        )
+        .expect("valid metric");
+        let mirror_fetched_bytes = IntCounterVec::new(
+            Opts::new(
+                "registry_mirror_fetched_bytes_total",
+                "Blob bytes the pull-through cache fetched from each upstream",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let mirror_errors = IntCounterVec::new(
+            Opts::new(
+                "registry_mirror_upstream_errors_total",
+                "Requests to an upstream that failed, by upstream and kind",
+            ),
+            &["upstream", "kind"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(mirror_requests.clone()),
+            Box::new(mirror_fetched_bytes.clone()),
+            Box::new(mirror_errors.clone()),
             Box::new(latency.clone()),
             Box::new(bytes_in.clone()),
             Box::new(bytes_out.clone()),
@@ -177,6 +212,9 @@ impl Metrics {
             gc_freed_bytes,
             gc_last_duration,
             gc_last_success,
+            mirror_requests,
+            mirror_fetched_bytes,
+            mirror_errors,
         }
     }
 

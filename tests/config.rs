@@ -406,8 +406,10 @@ prod:
     storage_pth: /data
     serach_backend: sqlalchemy
     bugsnag: 0123abcd
-    mirroring:
-        source: https://registry-1.docker.io
+    upstreams:
+        hub:
+            url: https://registry-1.docker.io
+            tag_tll: 60
 ";
 
 #[test]
@@ -429,7 +431,8 @@ fn unknown_keys_are_warned_about_and_strict_refuses_them() {
         format!("unknown setting `serach_backend` {place}, line 8"),
         "did you mean `search_backend`?".to_owned(),
         format!("setting `bugsnag` {place}, line 9: Bugsnag is not supported"),
-        format!("setting `mirroring.source` {place}, line 11"),
+        format!("unknown setting `upstreams.hub.tag_tll` {place}, line 13"),
+        "did you mean `upstreams.*.tag_ttl`?".to_owned(),
     ] {
         assert!(err.contains(&needle), "{needle:?} not in:\n{err}");
     }
@@ -442,7 +445,7 @@ fn unknown_keys_are_warned_about_and_strict_refuses_them() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("registry-v1: 2 unknown setting(s) in flavor `prod`"),
+        err.contains("registry-v1: 3 unknown setting(s) in flavor `prod`"),
         "{err}"
     );
 
@@ -504,12 +507,8 @@ fn serve_says_each_setting_it_does_not_act_on_once() {
         "unknown setting `storage_pth`",
         "unknown setting `serach_backend`",
         "setting `bugsnag`",
-        "setting `mirroring.source`",
+        "unknown setting `upstreams.hub.tag_tll`",
     ] {
         assert_eq!(log.matches(needle).count(), 1, "{needle:?} once in:\n{log}");
     }
-    assert!(
-        log.contains("pull-through cache is not in this build yet"),
-        "{log}"
-    );
 }

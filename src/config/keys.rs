@@ -43,8 +43,6 @@ impl fmt::Display for Notice {
 pub const LEGACY_KEYS: &[&str] = &[
     "bugsnag",
     "secret_key",
-    "mirroring.source_index",
-    "mirroring.tags_cache_ttl",
     "cors.send_wildcard",
     "cors.always_send",
     "cors.automatic_options",
@@ -90,6 +88,14 @@ pub fn is_known(path: &str) -> bool {
     KNOWN_KEYS.contains(&path) || LEGACY_KEYS.contains(&path)
 }
 
+/// Whether the known key `name` is a mapping of named sections
+/// (`upstreams.<name>.url`), whose sections' keys are checked.
+fn is_named_sections(name: &str) -> bool {
+    KNOWN_KEYS
+        .iter()
+        .any(|k| k.strip_prefix(name).is_some_and(|r| r.starts_with(".*.")))
+}
+
 /// Whether the known key `name` is a mapping of settings (`cors`), whose
 /// own keys are checked too.
 fn is_section(name: &str) -> bool {
@@ -115,6 +121,21 @@ pub fn notices(settings: &Settings, text: &str) -> Vec<Notice> {
         }
         if !is_known(&key) && !is_section(&key) {
             out.push(unknown(&key, &place(&key)));
+            continue;
+        }
+        if let (true, Value::Mapping(named)) = (is_named_sections(&key), value) {
+            for (name, section) in named {
+                let Value::Mapping(inner) = section else {
+                    continue;
+                };
+                for inner_key in inner.keys() {
+                    let inner_key = key_text(inner_key);
+                    if !is_known(&format!("{key}.*.{inner_key}")) {
+                        let path = format!("{key}.{}.{inner_key}", key_text(name));
+                        out.push(unknown(&path, &place(&path)));
+                    }
+                }
+            }
             continue;
         }
         if let (true, Value::Mapping(inner)) = (is_section(&key), value) {
@@ -156,6 +177,12 @@ pub fn nearest(path: &str) -> Option<&'static str> {
         Some((section, name)) => (Some(section), name),
         None => (None, path),
     };
+    // `upstreams.hub.urll` is compared with `upstreams.*.url`.
+    let named = section
+        .and_then(|s| s.split_once('.'))
+        .filter(|(top, _)| is_named_sections(top))
+        .map(|(top, _)| format!("{top}.*"));
+    let section = named.as_deref().or(section);
     KNOWN_KEYS
         .iter()
         .chain(LEGACY_KEYS)
@@ -243,21 +270,6 @@ fn ignored(settings: &Settings) -> Vec<(String, String)> {
              error, counted by the metrics endpoint (metrics_address: \
              registry_http_requests_total by status, registry_backend_failures_total) and can be mailed \
              (email_exceptions)",
-        );
-    }
-    if settings.mirroring {
-        say(
-            "mirroring.source",
-            "the pull-through cache is not in this build yet: /_ping reports \
-             a mirror, but images are served from this registry's own storage only and nothing \
-             is fetched from the source; mirroring.source_index and .tags_cache_ttl are not \
-             read",
-        );
-    } else if set(get("mirroring.source_index")) {
-        say(
-            "mirroring.source_index",
-            "not read: mirroring is off without mirroring.source, and the pull-through cache \
-             is not in this build yet",
         );
     }
     if settings

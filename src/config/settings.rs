@@ -63,6 +63,9 @@ pub struct Settings {
     pub upload_sessions: UploadSessionSettings,
     /// `mirroring.source` is set: `/_ping` says `mirror`.
     pub mirroring: bool,
+    /// The pull-through cache: the old `mirroring` section's source and the
+    /// `upstreams`, with the bounds on what is asked of them.
+    pub mirror: MirrorSettings,
     /// Logins of the v2 era (htpasswd or token service); off by default.
     pub login: LoginSettings,
     /// `tls_*`: https instead of plain http; `None`: plain http.
@@ -107,6 +110,7 @@ impl fmt::Debug for Settings {
             .field("gc", &self.gc)
             .field("upload_sessions", &self.upload_sessions)
             .field("mirroring", &self.mirroring)
+            .field("mirror", &self.mirror)
             .field("login", &self.login)
             .field("tls", &self.tls)
             .field("metrics", &self.metrics)
@@ -261,6 +265,138 @@ pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 pub const DEFAULT_GC_GRACE_PERIOD: u64 = 3600;
 /// `gc_upload_max_age` when unset: a week.
 pub const DEFAULT_GC_UPLOAD_MAX_AGE: u64 = 604_800;
+
+/// The pull-through cache (issue 27): registries whose images this one
+/// serves as copies, fetched on first pull.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MirrorSettings {
+    /// `mirroring.source` first (as upstream `mirroring`), then each of
+    /// `upstreams` in the file's order.
+    pub upstreams: Vec<UpstreamSettings>,
+    /// `mirror_timeout`: how long an upstream may take to connect, to
+    /// answer, and between two blocks of a body.
+    pub timeout: std::time::Duration,
+    /// `mirror_max_concurrent`: requests in flight to one upstream; more
+    /// wait (at most `timeout`), so that a burst of clients cannot turn
+    /// into a burst against the upstream's limits.
+    pub max_concurrent: usize,
+    /// Cached repositories not fetched into nor confirmed with their
+    /// upstream for this long go at the next collection.
+    pub max_age: Option<std::time::Duration>,
+    /// Cached repositories beyond this many bytes go at the next
+    /// collection, least recently fetched first.
+    pub max_size: Option<u64>,
+}
+
+impl MirrorSettings {
+    /// The upstream that requests naming no other are sent to.
+    pub fn default_upstream(&self) -> Option<&UpstreamSettings> {
+        self.upstreams.iter().find(|u| u.default)
+    }
+}
+
+/// `mirror_timeout` when unset, in seconds.
+pub const DEFAULT_MIRROR_TIMEOUT: u64 = 30;
+/// `mirror_max_concurrent` when unset.
+pub const DEFAULT_MIRROR_MAX_CONCURRENT: u64 = 16;
+/// A week, as distribution's proxy `ttl` and Harbor's proxy cache keep.
+pub const DEFAULT_MIRROR_MAX_AGE: u64 = 604_800;
+/// `upstreams.<name>.tag_ttl` when unset: a tag moved upstream is seen
+/// within five minutes, and a pipeline pulling the same tag all day asks
+/// the upstream once every five minutes, with a HEAD.
+pub const DEFAULT_UPSTREAM_TAG_TTL: u64 = 300;
+/// `mirroring.tags_cache_ttl` when unset, as in the old registry: two days.
+pub const DEFAULT_TAGS_CACHE_TTL: u64 = 172_800;
+
+/// One upstream registry of the pull-through cache.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// Its key under `upstreams`, or `mirroring` for the old section.
+    pub name: String,
+    /// Where it answers (`https://registry-1.docker.io`), without a
+    /// trailing `/`.
+    pub url: String,
+    /// `mirroring.source_index`: the old index of a v1 source.
+    pub index_url: Option<String>,
+    /// The repositories it fills are stored under this name
+    /// (`docker.io/library/busybox`), and clients may ask for them by it.
+    pub prefix: String,
+    /// The `?ns=` values (containerd's registry host) that pick it.
+    pub namespaces: Vec<String>,
+    /// Basic credentials, and what its token service is asked with.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// How long a tag is served as cached before the upstream is asked
+    /// again (`tag_ttl`; `mirroring.tags_cache_ttl`).
+    pub tag_ttl: std::time::Duration,
+    /// Requests that name no upstream (no `ns`, no prefix) and miss this
+    /// registry's own repositories go here (the docker engine's
+    /// `registry-mirrors`).
+    pub default: bool,
+}
+
+impl fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("index_url", &self.index_url)
+            .field("prefix", &self.prefix)
+            .field("namespaces", &self.namespaces)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| super::MASK))
+            .field("tag_ttl", &self.tag_ttl)
+            .field("default", &self.default)
+            .finish()
+    }
+}
+
+/// The registry host Docker Hub's images are named by (`docker.io/...`),
+/// and the hosts its API answers on.
+const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_HOSTS: &[&str] = &["registry-1.docker.io", "index.docker.io", "docker.io"];
+
+/// Whether `url` is Docker Hub's registry, whose one-part names stand for
+/// `library/<name>`.
+pub fn is_docker_hub(url: &str) -> bool {
+    let host = url_host(url).unwrap_or_default();
+    let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    DOCKER_HUB_HOSTS.contains(&bare)
+}
+
+/// The host (and port) of an http(s) URL; `None` when it is not one.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let host = rest.split('/').next()?;
+    (!host.is_empty() && !host.contains(['?', '#', '@', ' '])).then_some(host)
+}
+
+/// The name under which an upstream's images are known: `docker.io` for
+/// Docker Hub, else its host (without the port: a `:` is not allowed in a
+/// repository name).
+fn natural_prefix(url: &str) -> String {
+    let host = url_host(url).unwrap_or_default();
+    let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if DOCKER_HUB_HOSTS.contains(&bare) {
+        DOCKER_HUB.to_owned()
+    } else {
+        bare.to_ascii_lowercase()
+    }
+}
+
+/// What containerd sends as `ns` for an upstream at `url`: the registry
+/// host as the image names it, port included.
+fn natural_namespace(url: &str) -> String {
+    let host = url_host(url).unwrap_or_default();
+    let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if DOCKER_HUB_HOSTS.contains(&bare) {
+        DOCKER_HUB.to_owned()
+    } else {
+        host.to_ascii_lowercase()
+    }
+}
 
 /// Where the configuration file came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,6 +653,22 @@ pub const KNOWN_KEYS: &[&str] = &[
     "cors.supports_credentials",
     "cors.max_age",
     "mirroring.source",
+    "mirroring.source_index",
+    "mirroring.tags_cache_ttl",
+    "mirroring.username",
+    "mirroring.password",
+    // `upstreams.<name>.<key>`: any name, these keys.
+    "upstreams.*.url",
+    "upstreams.*.prefix",
+    "upstreams.*.namespaces",
+    "upstreams.*.username",
+    "upstreams.*.password",
+    "upstreams.*.tag_ttl",
+    "upstreams.*.default",
+    "mirror_timeout",
+    "mirror_max_concurrent",
+    "mirror_max_age",
+    "mirror_max_size",
     "gc_interval",
     "gc_grace_period",
     "gc_upload_max_age",
@@ -612,6 +764,7 @@ impl Settings {
         let search = top.search()?;
         let cors = top.section("cors")?.cors()?;
         let mirroring = top.section("mirroring")?.nonempty("source")?.is_some();
+        let mirror = top.mirror()?;
         let seconds = "a whole number of seconds from 0 to 31536000";
         let year = 0..=31_536_000;
         let interval = top.bounded_or("gc_interval", 0, year.clone(), seconds)?;
@@ -684,6 +837,7 @@ impl Settings {
             gc,
             upload_sessions,
             mirroring,
+            mirror,
             login,
             tls,
             metrics,
@@ -693,6 +847,39 @@ impl Settings {
             raw,
         })
     }
+}
+
+/// No two upstreams may claim the same requests: one default at most, each
+/// prefix and each namespace once, and no prefix inside another.
+fn check_upstreams(top: &Section, upstreams: &[UpstreamSettings]) -> Result<(), ConfigError> {
+    let key = |u: &UpstreamSettings, field: &str| match u.name.as_str() {
+        "mirroring" => "mirroring.source".to_owned(),
+        name => format!("upstreams.{name}.{field}"),
+    };
+    for (i, a) in upstreams.iter().enumerate() {
+        for b in &upstreams[..i] {
+            let clash = |field: &str, what: String| {
+                Err(top.invalid(
+                    &key(a, field),
+                    format!(
+                        "{what} as `{}` does: each request must pick one upstream",
+                        key(b, field)
+                    ),
+                ))
+            };
+            if a.default && b.default {
+                return clash("default", "is the default upstream, as well".to_owned());
+            }
+            let nested = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+            if nested(&a.prefix, &b.prefix) || nested(&b.prefix, &a.prefix) {
+                return clash("prefix", format!("stores under the prefix `{}`", a.prefix));
+            }
+            if let Some(ns) = a.namespaces.iter().find(|n| b.namespaces.contains(n)) {
+                return clash("namespaces", format!("answers the namespace `{ns}`"));
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Context<'a> {
@@ -864,6 +1051,179 @@ impl<'a> Section<'a> {
             prefix: format!("{}.", self.path(key)),
             context: self.context,
         })
+    }
+
+    /// The pull-through cache: `mirroring` (the old section) and
+    /// `upstreams`, checked against each other.
+    fn mirror(&self) -> Result<MirrorSettings, ConfigError> {
+        let mut upstreams = Vec::new();
+        let old = self.section("mirroring")?;
+        if let Some(url) = old.nonempty("source")? {
+            let url = old.upstream_url("source", &url)?;
+            let index_url = match old.nonempty("source_index")? {
+                Some(index) => Some(old.upstream_url("source_index", &index)?),
+                None => None,
+            };
+            let (username, password) = old.credentials()?;
+            upstreams.push(UpstreamSettings {
+                name: "mirroring".to_owned(),
+                prefix: natural_prefix(&url),
+                namespaces: vec![natural_namespace(&url)],
+                index_url,
+                username,
+                password,
+                tag_ttl: std::time::Duration::from_secs(old.bounded_or(
+                    "tags_cache_ttl",
+                    DEFAULT_TAGS_CACHE_TTL,
+                    0..=31_536_000,
+                    "a whole number of seconds from 0 to 31536000",
+                )?),
+                // The old mirror answered every request it could not.
+                default: true,
+                url,
+            });
+        }
+        let listed = match self.get("upstreams") {
+            None => Mapping::new(),
+            Some(Value::Mapping(m)) => m.clone(),
+            Some(other) => {
+                return Err(self.wrong(
+                    "upstreams",
+                    "a mapping of upstream names to their settings",
+                    other,
+                ))
+            }
+        };
+        for name in listed.keys() {
+            let name = key_text(name);
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+            if !valid {
+                return Err(self.invalid(
+                    &format!("upstreams.{name}"),
+                    "is not a valid upstream name: letters, digits, `-` and `_` only".to_owned(),
+                ));
+            }
+            upstreams.push(self.section("upstreams")?.section(&name)?.upstream(name)?);
+        }
+        check_upstreams(self, &upstreams)?;
+        Ok(MirrorSettings {
+            upstreams,
+            timeout: std::time::Duration::from_secs(self.bounded_or(
+                "mirror_timeout",
+                DEFAULT_MIRROR_TIMEOUT,
+                1..=3600,
+                "a whole number of seconds from 1 to 3600",
+            )?),
+            max_concurrent: self.bounded_or(
+                "mirror_max_concurrent",
+                DEFAULT_MIRROR_MAX_CONCURRENT,
+                1..=10_000,
+                "a whole number from 1 to 10000",
+            )? as usize,
+            max_age: match self.bounded_or(
+                "mirror_max_age",
+                DEFAULT_MIRROR_MAX_AGE,
+                0..=3_153_600_000,
+                "a whole number of seconds (0: kept however old)",
+            )? {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
+            },
+            max_size: match self.bounded_or(
+                "mirror_max_size",
+                0,
+                0..=u64::MAX,
+                "a whole number of bytes (0: no bound)",
+            )? {
+                0 => None,
+                bytes => Some(bytes),
+            },
+        })
+    }
+
+    /// This section as `upstreams.<name>`.
+    fn upstream(&self, name: String) -> Result<UpstreamSettings, ConfigError> {
+        let Some(url) = self.nonempty("url")? else {
+            return Err(self.invalid(
+                "url",
+                "must be set: the upstream registry's address, e.g. https://ghcr.io".to_owned(),
+            ));
+        };
+        let url = self.upstream_url("url", &url)?;
+        let prefix = match self.nonempty("prefix")? {
+            Some(prefix) => {
+                let prefix = prefix.trim_matches('/').to_owned();
+                let component = regex::Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+                    .expect("a valid pattern");
+                if prefix.is_empty() || !prefix.split('/').all(|c| component.is_match(c)) {
+                    return Err(self.invalid(
+                        "prefix",
+                        format!(
+                            "`{prefix}` is not the start of a repository name (lower-case \
+                             letters, digits and . _ - between them, parts separated by /)"
+                        ),
+                    ));
+                }
+                prefix
+            }
+            None => natural_prefix(&url),
+        };
+        let namespaces = match self.list("namespaces")? {
+            Some(list) => list.into_iter().map(|n| n.to_ascii_lowercase()).collect(),
+            None => vec![natural_namespace(&url)],
+        };
+        let (username, password) = self.credentials()?;
+        Ok(UpstreamSettings {
+            name,
+            url,
+            index_url: None,
+            prefix,
+            namespaces,
+            username,
+            password,
+            tag_ttl: std::time::Duration::from_secs(self.bounded_or(
+                "tag_ttl",
+                DEFAULT_UPSTREAM_TAG_TTL,
+                0..=31_536_000,
+                "a whole number of seconds from 0 to 31536000",
+            )?),
+            default: self.bool("default")?,
+        })
+    }
+
+    /// `username` and `password`, both or neither.
+    fn credentials(&self) -> Result<(Option<String>, Option<String>), ConfigError> {
+        match (self.nonempty("username")?, self.nonempty("password")?) {
+            (Some(user), Some(password)) => Ok((Some(user), Some(password))),
+            (None, None) => Ok((None, None)),
+            (Some(_), None) => Err(self.invalid(
+                "password",
+                "must be set too: the upstream is logged in to with both".to_owned(),
+            )),
+            (None, Some(_)) => Err(self.invalid(
+                "username",
+                "must be set too: a password is only sent with a user name".to_owned(),
+            )),
+        }
+    }
+
+    /// An http(s) URL with a host and nothing after its path, without a
+    /// trailing `/`.
+    fn upstream_url(&self, key: &str, url: &str) -> Result<String, ConfigError> {
+        let trimmed = url.trim_end_matches('/');
+        if url_host(trimmed).is_none() || trimmed.contains(['?', '#']) {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "`{url}` is not an http:// or https:// URL of a registry (e.g. \
+                     https://registry-1.docker.io)"
+                ),
+            ));
+        }
+        Ok(trimmed.to_owned())
     }
 
     fn loglevel(&self) -> Result<LogLevel, ConfigError> {

@@ -1052,7 +1052,6 @@ fn the_sample_knows_every_key_it_carries() {
     let text: Vec<String> = s.notices.iter().map(|n| n.to_string()).collect();
     for key in [
         "`bugsnag`",
-        "`mirroring.source`",
         "`cache_lru.host`",
         "`cors.send_wildcard`",
         "`cors.always_send`",
@@ -1079,11 +1078,7 @@ fn the_sample_knows_every_key_it_carries() {
     );
     // SIGV4 is what this build does; a false switch is nothing to say.
     assert!(!text.iter().any(|t| t.contains("s3_use_sigv4")));
-    assert!(
-        text.iter()
-            .any(|t| t.contains("pull-through cache is not in this build yet")),
-        "{text:#?}"
-    );
+
     assert!(text
         .iter()
         .any(|t| t.contains("bugsnag") && t.contains("metrics")));
@@ -1304,4 +1299,134 @@ fn upload_session_bounds_are_typed_and_bounded() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("MAX_UPLOAD_SESSIONS"), "{e}");
+}
+
+#[test]
+fn the_old_mirroring_section_is_the_default_upstream() {
+    let text = "f:\n  mirroring:\n    source: https://registry-1.docker.io/\n    \
+                source_index: https://index.docker.io\n    tags_cache_ttl: 60\n";
+    let s = load_text(text, "f", &[]).unwrap();
+    assert!(s.mirroring);
+    let up = s.mirror.default_upstream().unwrap();
+    assert_eq!(up.name, "mirroring");
+    assert_eq!(up.url, "https://registry-1.docker.io");
+    assert_eq!(up.index_url.as_deref(), Some("https://index.docker.io"));
+    assert_eq!(up.prefix, "docker.io");
+    assert_eq!(up.namespaces, ["docker.io"]);
+    assert_eq!(up.tag_ttl, Duration::from_secs(60));
+    assert_eq!(
+        s.mirror.timeout,
+        Duration::from_secs(DEFAULT_MIRROR_TIMEOUT)
+    );
+    // The sample's own variables, with its default of two days.
+    let s = load_sample("dev", &[("MIRROR_SOURCE", "http://127.0.0.1:5001")]).unwrap();
+    let up = s.mirror.default_upstream().unwrap();
+    assert_eq!(
+        (up.prefix.as_str(), up.namespaces[0].as_str()),
+        ("127.0.0.1", "127.0.0.1:5001")
+    );
+    assert_eq!(up.tag_ttl, Duration::from_secs(DEFAULT_TAGS_CACHE_TTL));
+    assert!(load_sample("dev", &[]).unwrap().mirror.upstreams.is_empty());
+}
+
+#[test]
+fn upstreams_are_typed_and_may_not_claim_the_same_requests() {
+    let text = "f:\n  mirror_timeout: 5\n  mirror_max_concurrent: 3\n  upstreams:\n    \
+                hub:\n      url: https://registry-1.docker.io\n      default: true\n      \
+                username: _env:HUB_USER\n      password: _env:HUB_PASSWORD\n    \
+                ghcr:\n      url: https://ghcr.io\n      tag_ttl: 0\n    \
+                local-dist:\n      url: http://127.0.0.1:5001\n      prefix: dist/cache\n      \
+                namespaces: [dist.example.com, 127.0.0.1:5001]\n";
+    let s = load_text(text, "f", &[("HUB_USER", "me"), ("HUB_PASSWORD", "pw")]).unwrap();
+    assert_eq!(s.mirror.timeout, Duration::from_secs(5));
+    assert_eq!(s.mirror.max_concurrent, 3);
+    let names: Vec<&str> = s.mirror.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["hub", "ghcr", "local-dist"]);
+    let hub = &s.mirror.upstreams[0];
+    assert!(hub.default);
+    assert_eq!(
+        (hub.prefix.as_str(), hub.username.as_deref()),
+        ("docker.io", Some("me"))
+    );
+    assert_eq!(hub.tag_ttl, Duration::from_secs(DEFAULT_UPSTREAM_TAG_TTL));
+    // The password never reaches a debug print.
+    assert!(!format!("{s:?}").contains("\"pw\""), "{s:?}");
+    let ghcr = &s.mirror.upstreams[1];
+    assert_eq!(
+        (ghcr.prefix.as_str(), ghcr.tag_ttl),
+        ("ghcr.io", Duration::ZERO)
+    );
+    assert!(!ghcr.default);
+    let dist = &s.mirror.upstreams[2];
+    assert_eq!(dist.prefix, "dist/cache");
+    assert_eq!(dist.namespaces, ["dist.example.com", "127.0.0.1:5001"]);
+
+    let fails = |text: &str, needles: &[&str]| {
+        let err = load_text(text, "f", &[]).unwrap_err().to_string();
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+    };
+    let up = |body: &str| format!("f:\n  upstreams:\n{body}");
+    fails(
+        &up("    a: {prefix: x}\n"),
+        &["upstreams.a.url", "must be set"],
+    );
+    fails(
+        &up("    a: {url: ftp://x}\n"),
+        &["upstreams.a.url", "not an http:// or https://"],
+    );
+    fails(&up("    a: {url: 'https://x/?q'}\n"), &["upstreams.a.url"]);
+    fails(
+        &up("    a: {url: https://x, prefix: Big}\n"),
+        &["upstreams.a.prefix"],
+    );
+    fails(
+        &up("    a: {url: https://x, username: u}\n"),
+        &["upstreams.a.password"],
+    );
+    fails(
+        &up("    a: {url: https://x, tag_ttl: soon}\n"),
+        &["upstreams.a.tag_ttl"],
+    );
+    fails(
+        &up("    a b: {url: https://x}\n"),
+        &["upstreams.a b", "upstream name"],
+    );
+    fails("f:\n  upstreams: [a]\n", &["upstreams", "mapping"]);
+    fails(
+        &up("    a: {url: https://x, default: true}\n    b: {url: https://y, default: true}\n"),
+        &["upstreams.b.default", "upstreams.a.default"],
+    );
+    fails(
+        &up("    a: {url: https://x.io}\n    b: {url: https://y, prefix: x.io/more}\n"),
+        &["upstreams.b.prefix", "x.io/more"],
+    );
+    fails(
+        &up("    a: {url: https://x.io}\n    b: {url: https://y, namespaces: x.io}\n"),
+        &["upstreams.b.namespaces", "x.io"],
+    );
+    // The old section's source is a default upstream: a second one clashes.
+    fails(
+        "f:\n  mirroring: {source: https://x}\n  upstreams:\n    a: {url: https://y, default: true}\n",
+        &["upstreams.a.default", "mirroring.source"],
+    );
+    fails(
+        "f:\n  mirror_timeout: 0\n",
+        &["mirror_timeout", "from 1 to 3600"],
+    );
+}
+
+#[test]
+fn unknown_keys_of_an_upstream_are_named_with_a_suggestion() {
+    let text = "f:\n  upstreams:\n    hub:\n      url: https://registry-1.docker.io\n      \
+                tag_tll: 5\n";
+    let s = load_text(text, "f", &[]).unwrap();
+    let text: Vec<String> = unknown_notices(&s);
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(text[0].contains("`upstreams.hub.tag_tll`"), "{text:?}");
+    assert!(
+        text[0].contains("did you mean `upstreams.*.tag_ttl`?"),
+        "{text:?}"
+    );
 }

@@ -12,6 +12,7 @@ pub mod collector;
 pub mod failure;
 pub mod health;
 pub mod legacy;
+pub mod mirror;
 pub mod oci;
 mod state;
 pub mod tap;

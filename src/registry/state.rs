@@ -19,6 +19,8 @@ pub struct AppState {
     pub owners: Arc<crate::registry::legacy::Owners>,
     /// The open v2 upload sessions and their bounds.
     pub upload_sessions: Arc<crate::registry::oci::sessions::Sessions>,
+    /// The pull-through cache's upstreams (none when not configured).
+    pub mirror: Arc<crate::registry::mirror::Mirror>,
 }
 
 impl AppState {
@@ -52,7 +54,21 @@ impl AppState {
                 max_age: settings.gc.upload_max_age,
             },
         ));
+        let mirror = Arc::new(crate::registry::mirror::Mirror::new(&settings.mirror)?);
+        for upstream in &settings.mirror.upstreams {
+            log::info!(
+                "pull-through cache of {} as {}/...{}",
+                upstream.url,
+                upstream.prefix,
+                if upstream.default {
+                    ", and for every repository this registry does not hold"
+                } else {
+                    ""
+                }
+            );
+        }
         Ok(Self {
+            mirror,
             upload_sessions,
             settings: Arc::new(settings),
             storage,

@@ -7,7 +7,7 @@ use super::error::Result;
 use super::{name, Error};
 use crate::http::blob::{BlobError, Serving};
 use crate::registry::oci::{blobs, Digest};
-use crate::registry::{bridge, AppState};
+use crate::registry::{bridge, mirror, AppState};
 
 /// The digest a blob route names.
 pub(crate) fn digest(req: &HttpRequest) -> Result<Digest> {
@@ -20,21 +20,63 @@ pub(crate) fn digest(req: &HttpRequest) -> Result<Digest> {
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     let name = name(&req)?;
     let digest = digest(&req)?;
-    // A blob of the v2 tree, else a v1 layer or config (`registry::bridge`).
-    let source = bridge::blob(&*state.storage, &name, &digest).await?;
+    // A blob of the v2 tree, else a v1 layer or config (`registry::bridge`),
+    // else the pull-through cache's.
+    let whole =
+        req.method() == actix_web::http::Method::GET && !req.headers().contains_key(header::RANGE);
+    let ns = super::namespace(&req);
+    let (answer, freshness, namespace) = state
+        .mirror
+        .blob(&state.storage, &name, ns.as_deref(), &digest, whole)
+        .await?;
     let text = digest.to_string();
+    let source = match answer {
+        mirror::blobs::Answer::Stored(source) => source,
+        mirror::blobs::Answer::Streaming { length, body } => {
+            let mut resp = HttpResponse::Ok();
+            super::cache_headers(&mut resp, freshness, namespace.as_deref());
+            resp.content_type("application/octet-stream")
+                .insert_header(("Docker-Content-Digest", text.as_str()))
+                .insert_header((header::ETAG, format!("\"{text}\"")));
+            if let Some(length) = length {
+                resp.no_chunking(length);
+            }
+            return Ok(resp.streaming(body));
+        }
+    };
+    serve_stored(
+        &req,
+        &state,
+        &source,
+        &text,
+        freshness,
+        namespace.as_deref(),
+    )
+    .await
+}
+
+/// A stored blob (or v1 layer), whole or one range of it.
+async fn serve_stored(
+    req: &HttpRequest,
+    state: &AppState,
+    source: &bridge::BlobSource,
+    text: &str,
+    freshness: Option<mirror::Freshness>,
+    namespace: Option<&str>,
+) -> Result<HttpResponse> {
     if source.xz {
-        return xz_layer(&req, &state, &source, &text).await;
+        return xz_layer(req, state, source, text).await;
     }
     let serving = Serving::from_settings(&state.settings.storage, &*state.storage);
     let resp = serving
         .serve(
-            &req,
+            req,
             &source.path,
             source.size,
             StatusCode::TEMPORARY_REDIRECT,
             |b| {
-                b.insert_header(("Docker-Content-Digest", text.as_str()))
+                super::cache_headers(b, freshness, namespace);
+                b.insert_header(("Docker-Content-Digest", text))
                     .insert_header((header::ETAG, format!("\"{text}\"")))
                     // Content-addressed: the bytes behind a digest never change.
                     .insert_header((header::CACHE_CONTROL, "max-age=31536000"));
@@ -46,7 +88,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         Err(BlobError::Range(r)) => Err(Error::RangeInvalid { size: r.size }),
         // Collected between the stat and the read.
         Err(BlobError::Storage(crate::storage::StorageError::NotFound(_))) => {
-            Err(Error::BlobUnknown(text))
+            Err(Error::BlobUnknown(text.to_owned()))
         }
         Err(BlobError::Storage(e)) => Err(e.into()),
     }

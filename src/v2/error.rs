@@ -75,6 +75,21 @@ pub enum Error {
     TooManyRequests(String),
     #[error("storage backend unavailable")]
     Unavailable,
+    /// A push or delete into a repository the pull-through cache keeps.
+    #[error("{0}")]
+    CacheReadOnly(String),
+    /// `?ns=` names a registry no upstream is configured for.
+    #[error("no upstream of this registry serves the namespace {0}")]
+    NamespaceUnknown(String),
+    /// The upstream could not give what the cache lacks: 502.
+    #[error("the upstream registry could not be reached: {0}")]
+    UpstreamFailed(String),
+    /// The upstream (or the bound on requests to it) says wait: 503.
+    #[error("the upstream registry is busy: {message}")]
+    UpstreamBusy {
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("internal server error")]
     Internal,
 }
@@ -98,7 +113,9 @@ impl Error {
             NameUnknown(_) => "NAME_UNKNOWN",
             SizeInvalid(_) | TooLarge { .. } => "SIZE_INVALID",
             Unauthorized | Login(_) => "UNAUTHORIZED",
-            Denied => "DENIED",
+            Denied | CacheReadOnly(_) => "DENIED",
+            NamespaceUnknown(_) => "NAME_UNKNOWN",
+            UpstreamFailed(_) | UpstreamBusy { .. } => "UNKNOWN",
             Unsupported(_) | UnknownEndpoint | BadQuery(_) | TooManyTags(_) => "UNSUPPORTED",
             TooManyRequests(_) | TooManyLogins { .. } => "TOOMANYREQUESTS",
             RangeInvalid { .. } | Unavailable | Internal => "UNKNOWN",
@@ -111,6 +128,8 @@ impl Error {
             BlobUnknown(d) | ManifestBlobUnknown(d) => json!({ "digest": d }),
             ManifestUnknown(r) => json!({ "reference": r }),
             NameInvalid(n) | NameUnknown(n) => json!({ "name": n }),
+            NamespaceUnknown(ns) => json!({ "namespace": ns }),
+            CacheReadOnly(_) | UpstreamFailed(_) | UpstreamBusy { .. } => Value::Null,
             BlobUploadInvalid(s) | DigestInvalid(s) | ManifestInvalid(s) | SizeInvalid(s)
             | Unsupported(s) | BadQuery(s) | TooManyRequests(s) => json!(s),
             RangeNotSatisfiable { size } | RangeInvalid { size } => json!({ "size": size }),
@@ -143,7 +162,10 @@ impl ResponseError for Error {
             | BadQuery(_) => StatusCode::BAD_REQUEST,
             Unauthorized | Login(_) => StatusCode::UNAUTHORIZED,
             TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Denied => StatusCode::FORBIDDEN,
+            Denied | CacheReadOnly(_) => StatusCode::FORBIDDEN,
+            NamespaceUnknown(_) => StatusCode::NOT_FOUND,
+            UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             RangeNotSatisfiable { .. } | RangeInvalid { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -171,6 +193,13 @@ impl ResponseError for Error {
         }
         if let Error::Login(challenge) = self {
             resp.insert_header((header::WWW_AUTHENTICATE, www_authenticate(challenge)));
+        }
+        if let Error::UpstreamBusy {
+            retry_after: Some(seconds),
+            ..
+        } = self
+        {
+            resp.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         if let Error::TooManyLogins { retry_after } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
@@ -209,6 +238,33 @@ impl From<oci::Error> for Error {
             E::TooLarge { limit } => Error::TooLarge { limit },
             E::TooManyUploads(s) => Error::TooManyRequests(s),
             E::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::registry::mirror::Error> for Error {
+    fn from(e: crate::registry::mirror::Error) -> Self {
+        use crate::registry::mirror::Error as E;
+        use crate::upstream::UpstreamError as U;
+        match e {
+            E::NamespaceUnknown(ns) => Error::NamespaceUnknown(ns),
+            e @ E::ReadOnly { .. } => Error::CacheReadOnly(e.to_string()),
+            E::Model(e) => e.into(),
+            E::Upstream { upstream, error } => {
+                log::warn!("pull-through cache: upstream {upstream}: {error}");
+                crate::metrics::get().failure("upstream", error.kind());
+                match error {
+                    U::TooManyRequests(after) => Error::UpstreamBusy {
+                        message: format!("{upstream} asks to slow down"),
+                        retry_after: after.map(|d| d.as_secs()),
+                    },
+                    U::Busy => Error::UpstreamBusy {
+                        message: format!("too many requests to {upstream} at once"),
+                        retry_after: Some(1),
+                    },
+                    error => Error::UpstreamFailed(format!("{upstream}: {error}")),
+                }
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! the index.
 
 use actix_web::dev::ServiceRequest;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
@@ -78,7 +79,13 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
         (_, None) => Target::Base,
     };
     match state.auth.decide(&request, target).await {
-        Ok(_) => Ok(()),
+        Ok(_) => match &name {
+            // After auth, so that who may not push learns no more than that.
+            Some((name, _)) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+                Ok(state.mirror.check_writable(name)?)
+            }
+            _ => Ok(()),
+        },
         Err(Denial::Unauthorized) => Err(Error::Unauthorized),
         Err(Denial::Login(challenge)) => Err(Error::Login(challenge)),
         Err(Denial::TooManyLogins { retry_after }) => Err(Error::TooManyLogins { retry_after }),

@@ -51,23 +51,51 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         InvalidReference::Tag(_) => Error::ManifestUnknown(raw.chars().take(200).collect()),
         InvalidReference::Digest(d) => d.into(),
     })?;
-    // The v2 tree's manifest, else the v1 tag's (see `registry::bridge`).
-    let stored = bridge::manifest(&*state.storage, &name, &reference).await?;
+    // The v2 tree's manifest, else the v1 tag's (see `registry::bridge`),
+    // else the pull-through cache's copy.
+    let accept = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let accept = if accept.is_empty() {
+        ALL_MANIFESTS
+    } else {
+        &accept
+    };
+    let ns = super::namespace(&req);
+    let served = state
+        .mirror
+        .manifest(&*state.storage, &name, ns.as_deref(), &reference, accept)
+        .await?;
+    let stored = served.stored;
     let digest = stored.digest.to_string();
     // The ETag is the quoted digest, as distribution sends it.
     let etag = format!("\"{digest}\"");
-    if unchanged(&req, &digest) {
-        return Ok(HttpResponse::NotModified()
-            .insert_header(("Docker-Content-Digest", digest.as_str()))
-            .insert_header((header::ETAG, etag))
-            .finish());
+    let not_modified = unchanged(&req, &digest);
+    let mut resp = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    super::cache_headers(&mut resp, served.freshness, served.namespace.as_deref());
+    resp.insert_header(("Docker-Content-Digest", digest.as_str()))
+        .insert_header((header::ETAG, etag));
+    if not_modified {
+        return Ok(resp.finish());
     }
-    Ok(HttpResponse::Ok()
+    Ok(resp
         .insert_header((header::CONTENT_TYPE, stored.media_type))
-        .insert_header(("Docker-Content-Digest", digest.as_str()))
-        .insert_header((header::ETAG, etag))
         .body(stored.bytes))
 }
+
+/// What a pull through the cache asks the upstream for when the client
+/// names no type: every manifest type this registry stores.
+const ALL_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
 
 /// Whether `If-None-Match` names the manifest the client already holds
 /// (RFC 9110, 13.1.2: a list of entity tags, weak ones compared weakly,

@@ -119,6 +119,40 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
     );
 }
 
+/// containerd's `?ns=<registry host>`: which upstream a mirror request is
+/// for (OCI distribution spec, main).
+pub(crate) fn namespace(req: &HttpRequest) -> Option<String> {
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .ok()?
+        .into_inner()
+        .into_iter()
+        .find(|(k, _)| k == "ns")
+        .map(|(_, v)| v)
+}
+
+/// The headers of an answer the pull-through cache made: how
+/// (`X-Registry-Cache: hit|miss|revalidated|stale`, a `Warning` when
+/// stale) and, for a request that named one, the namespace it is for.
+pub(crate) fn cache_headers(
+    resp: &mut actix_web::HttpResponseBuilder,
+    freshness: Option<crate::registry::mirror::Freshness>,
+    namespace: Option<&str>,
+) {
+    use crate::registry::mirror::Freshness;
+    if let Some(freshness) = freshness {
+        resp.insert_header(("X-Registry-Cache", freshness.as_str()));
+        if freshness == Freshness::Stale {
+            resp.insert_header((
+                actix_web::http::header::WARNING,
+                "110 registry-v1 \"Response is Stale: the upstream could not be asked\"",
+            ));
+        }
+    }
+    if let Some(ns) = namespace {
+        resp.insert_header(("OCI-Namespace", ns));
+    }
+}
+
 /// The repository a request names, checked against the spec's grammar.
 pub(crate) fn name(req: &HttpRequest) -> Result<Name, Error> {
     let raw = req.match_info().get("name").unwrap_or_default();

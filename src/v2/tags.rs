@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::{Error, Result};
-use crate::registry::{bridge, AppState};
+use crate::registry::AppState;
 
 /// `n` and `last` from the query string.
 pub(crate) fn paging(req: &HttpRequest) -> Result<(Option<usize>, Option<String>)> {
@@ -36,9 +36,15 @@ pub(crate) fn next_link(path: &str, n: usize, last: &str) -> (&'static str, Stri
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let name = super::name(&req)?;
     let (n, last) = paging(&req)?;
-    // The v2 tree's tags and the v1 repository's.
-    let page = bridge::tags(&*state.storage, &name, n, last.as_deref()).await?;
+    // The v2 tree's tags and the v1 repository's, else the upstream's.
+    let ns = super::namespace(&req);
+    let listed = state
+        .mirror
+        .tags(&*state.storage, &name, ns.as_deref(), n, last.as_deref())
+        .await?;
+    let page = listed.page;
     let mut resp = HttpResponse::Ok();
+    super::cache_headers(&mut resp, None, listed.namespace.as_deref());
     resp.insert_header((header::CONTENT_TYPE, "application/json"));
     if let (true, Some(n), Some(last)) = (page.more, n, page.items.last()) {
         resp.insert_header(next_link(&format!("/v2/{name}/tags/list"), n, last));

@@ -18,8 +18,13 @@ pub struct Distribution {
 
 impl Distribution {
     pub fn start(root: &std::path::Path) -> Distribution {
+        Distribution::start_with(root, "", common::free_port())
+    }
+
+    /// distribution on `port`, with more of its config (`auth:` ...) after
+    /// the rest.
+    pub fn start_with(root: &std::path::Path, extra: &str, port: u16) -> Distribution {
         let dir = tempfile::tempdir().unwrap();
-        let port = common::free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
@@ -28,7 +33,7 @@ impl Distribution {
                  log:\n  level: warn\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
                  maintenance:\n    uploadpurging:\n      enabled: false\n  redirect:\n    disable: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
+                 http:\n  addr: 127.0.0.1:{port}\n{extra}",
                 root.display()
             ),
         )
@@ -60,7 +65,8 @@ impl Distribution {
                 panic!("distribution exited with {status}:\n{}", self.logs());
             }
             if let Ok(resp) = common::client().get(&url).send() {
-                if resp.status() == 200 {
+                // 401: it asks for the login its config sets.
+                if matches!(resp.status().as_u16(), 200 | 401) {
                     return;
                 }
             }

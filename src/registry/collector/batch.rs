@@ -61,12 +61,16 @@ pub enum Item {
         repository: String,
         tag: String,
     },
+    /// A copy of the pull-through cache, evicted whole ([`super::cache`]).
+    CachedRepository {
+        repository: String,
+    },
 }
 
 impl Item {
     fn rank(&self) -> u8 {
         match self {
-            Item::Manifest { .. } | Item::TagLeftover { .. } => 0,
+            Item::Manifest { .. } | Item::TagLeftover { .. } | Item::CachedRepository { .. } => 0,
             Item::DigestEntry { .. } => 1,
             Item::Blob { .. } => 2,
             Item::Image { .. } => 3,
@@ -82,7 +86,10 @@ impl Item {
             }
             Item::Image { id, .. } => marks.images.contains(id),
             Item::DigestEntry { image, .. } => marks.images.contains(image),
-            Item::Upload { .. } | Item::TagLeftover { .. } => false,
+            // A copy cached again since the mark is fetched again.
+            Item::Upload { .. } | Item::TagLeftover { .. } | Item::CachedRepository { .. } => {
+                false
+            }
         }
     }
 
@@ -97,6 +104,9 @@ impl Item {
             Item::Upload { repository, id } => format!("upload {repository}/{id}"),
             Item::TagLeftover { repository, tag } => {
                 format!("history of {repository}:{tag}, whose delete was cut short")
+            }
+            Item::CachedRepository { repository } => {
+                format!("cached repository {repository} (a copy of its upstream's)")
             }
         }
     }
@@ -115,6 +125,7 @@ impl Item {
             }
             Item::Upload { .. } => report.uploads += 1,
             Item::TagLeftover { .. } => {}
+            Item::CachedRepository { .. } => report.cached_repositories += 1,
         }
     }
 
@@ -179,6 +190,9 @@ impl Item {
                     return Ok(());
                 }
                 remove(storage, &format!("{}/index", layout::tag(repository, tag))).await
+            }
+            Item::CachedRepository { repository } => {
+                super::cache::remove(storage, repository).await
             }
         }
     }
@@ -260,7 +274,9 @@ pub async fn sweep(
                     .buffer_unordered(CHUNK);
                 while let Some(done) = deletions.next().await {
                     let item = done?;
-                    if let Item::Manifest { repository, .. } = &item {
+                    if let Item::Manifest { repository, .. }
+                    | Item::CachedRepository { repository } = &item
+                    {
                         touched.insert(repository.clone());
                     }
                     item.count(report);

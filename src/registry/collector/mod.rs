@@ -15,6 +15,7 @@
 //! ever deleted; the next run finds what is left and finishes the job.
 
 pub mod batch;
+pub mod cache;
 pub mod legacy;
 pub mod oci;
 pub mod records;
@@ -52,6 +53,8 @@ pub struct Options {
     pub lease_ttl: Duration,
     /// A progress bar on standard error (when it is a terminal).
     pub progress: bool,
+    /// What the pull-through cache keeps.
+    pub cache: cache::Eviction,
 }
 
 impl Options {
@@ -63,6 +66,7 @@ impl Options {
             upload_max_age: settings.gc.upload_max_age,
             lease_ttl: LEASE_TTL,
             progress: false,
+            cache: cache::Eviction::from_settings(&settings.mirror),
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct GcReport {
     pub bytes: u64,
     /// Kept back by a push in flight (its record) after the mark.
     pub kept_for_pushes: u64,
+    /// Copies of the pull-through cache evicted whole.
+    pub cached_repositories: u64,
     pub elapsed: Duration,
     /// Dry run: one line per item that would go.
     pub listed: Vec<String>,
@@ -103,7 +109,15 @@ impl fmt::Display for GcReport {
             self.bytes,
             if self.dry_run { "to free" } else { "freed" },
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        if self.cached_repositories > 0 {
+            write!(
+                f,
+                "; {} cached repositories evicted",
+                self.cached_repositories
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -25,7 +25,7 @@ pub(super) async fn list(storage: &dyn Storage, folder: &str) -> Result<Vec<Stri
 }
 
 /// The digests named by `<alg>/<hex>` folders under `folder`.
-async fn digests_under(storage: &dyn Storage, folder: &str) -> Result<Vec<Digest>> {
+pub(super) async fn digests_under(storage: &dyn Storage, folder: &str) -> Result<Vec<Digest>> {
     let mut found = Vec::new();
     for algorithm in ALGORITHMS {
         for hex in list(storage, &format!("{folder}/{algorithm}")).await? {
@@ -107,8 +107,15 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
     run.progress.set_length(repositories.len() as u64);
     let mut items = Vec::new();
     let mut linked: HashMap<Digest, Vec<String>> = HashMap::new();
+    let evicted = super::cache::evicted(run, &repositories).await?;
     for repo in repositories {
         run.progress.inc(1);
+        if evicted.contains(&repo) {
+            // Not marked: its blobs go with it unless another repository
+            // links them.
+            items.push(Item::CachedRepository { repository: repo });
+            continue;
+        }
         let Ok(name) = Name::parse(&repo) else {
             continue;
         };

@@ -340,6 +340,7 @@ mod tests {
             upload_max_age: Duration::ZERO,
             lease_ttl: super::super::LEASE_TTL,
             progress: false,
+            cache: Default::default(),
         };
         let held_by = |holder: &str| {
             let until = now_ms() + 800;

@@ -340,6 +340,33 @@ pub async fn put_tagged(
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Pushed> {
+    store(storage, name, reference, tags, content_type, body, true).await
+}
+
+/// Stores a manifest copied from an upstream registry (the pull-through
+/// cache) under `reference`: as a push would, but before the blobs and
+/// child manifests it names, which are fetched when a client asks for
+/// them (a copy of a multi-platform index holds only the platforms that
+/// were pulled).
+pub async fn put_copy(
+    storage: &dyn Storage,
+    name: &Name,
+    reference: &Reference,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<Pushed> {
+    store(storage, name, reference, &[], content_type, body, false).await
+}
+
+async fn store(
+    storage: &dyn Storage,
+    name: &Name,
+    reference: &Reference,
+    tags: &[Tag],
+    content_type: Option<&str>,
+    body: Bytes,
+    check: bool,
+) -> Result<Pushed> {
     if body.len() > MAX_SIZE {
         return Err(Error::TooLarge {
             limit: MAX_SIZE as u64,
@@ -361,7 +388,9 @@ pub async fn put_tagged(
     // Before the check: a collection running now keeps what the record
     // names, or this push waits for its batch and sees what went.
     crate::registry::collector::records::announce(storage, &record_of(&digest, &manifest)).await?;
-    check_references(storage, name, &manifest).await?;
+    if check {
+        check_references(storage, name, &manifest).await?;
+    }
 
     let first_in_repository = !has_any_revision(storage, name).await?;
     let data = links::blob_data(&digest);

@@ -5,9 +5,11 @@
 //!   `repositories/` directly under `storage_path`), byte for byte;
 //! - [`distribution`]: the v2 tree of the reference registry
 //!   (`docker/registry/v2/` under `storage_path`), key for key;
-//! - [`collection`]: the garbage collector's lease and push records (`_gc/`).
+//! - [`collection`]: the garbage collector's lease and push records (`_gc/`);
+//! - [`mirror`]: when the pull-through cache last checked each cached tag
+//!   (`_mirror/`).
 //!
-//! The three do not overlap, so one `storage_path` holds them all.
+//! The four do not overlap, so one `storage_path` holds them all.
 //!
 //! [`immutable`] says which of their small files no write ever changes but
 //! to delete them: what the Redis cache may keep.
@@ -15,6 +17,7 @@
 pub mod collection;
 pub mod distribution;
 pub mod legacy;
+pub mod mirror;
 
 /// Whether `path` is a small file that, once written, is only ever
 /// deleted, never given other bytes: image json, ancestry, checksums and

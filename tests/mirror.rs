@@ -1,0 +1,1050 @@
+//! The pull-through cache (issue 27) through the real binary, in front of
+//! real upstreams on loopback: distribution 2.8.2 behind htpasswd,
+//! registry-v1 behind token auth (a token service of the test's own), and
+//! an upstream of the test's own where a fault must be made on purpose (a
+//! blob cut off mid-body, a slow blob that 16 clients ask for at once).
+//! Clients: curl-like requests (reqwest), containerd's `ctr` with a
+//! `hosts.toml` mirror, skopeo and podman with a `registries.conf` mirror.
+
+mod common;
+mod login_support;
+mod v2_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use login_support::*;
+use v2_support::distribution::Distribution;
+use v2_support::*;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "up stream:pw";
+
+#[derive(Clone)]
+/// A small image whose layer is a real gzip'd tar (ctr and podman unpack
+/// what they pull).
+struct Image {
+    config: Vec<u8>,
+    layer: Vec<u8>,
+    manifest: Vec<u8>,
+}
+
+impl Image {
+    fn new(label: &str) -> Image {
+        let tar = rootfs_tar(label);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let layer = gz.finish().unwrap();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/true"], "Env": [format!("LABEL={label}")]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]},
+        }))
+        .unwrap();
+        let manifest = manifest_bytes(&json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, &config),
+            "layers": [descriptor(OCI_LAYER, &layer)],
+        }));
+        Image {
+            config,
+            layer,
+            manifest,
+        }
+    }
+
+    fn digest(&self) -> String {
+        sha256(&self.manifest)
+    }
+
+    /// Pushed to an open registry-v1 on `backend`'s storage, which the
+    /// upstream under test then serves.
+    fn seed(&self, backend: &Backend, name: &str, tag: &str) {
+        let writer = backend.start(&[]);
+        let v2 = V2::new(&writer);
+        v2.push_blob(name, &self.config);
+        v2.push_blob(name, &self.layer);
+        v2.push_manifest(name, tag, OCI_MANIFEST, &self.manifest);
+    }
+}
+
+/// distribution 2.8.2 on a folder, behind htpasswd (alice only).
+struct HtpasswdUpstream {
+    backend: Backend,
+    _dir: tempfile::TempDir,
+    port: u16,
+    distribution: Option<Distribution>,
+}
+
+impl HtpasswdUpstream {
+    fn start() -> HtpasswdUpstream {
+        let dir = tempfile::tempdir().unwrap();
+        let mut upstream = HtpasswdUpstream {
+            backend: Backend::local(),
+            _dir: dir,
+            port: common::free_port(),
+            distribution: None,
+        };
+        upstream.resume();
+        upstream
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        self.distribution = None;
+    }
+
+    /// Starts it again, on the same port and folder.
+    fn resume(&mut self) {
+        let file = self._dir.path().join("htpasswd");
+        let entry = format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap());
+        std::fs::write(&file, entry).unwrap();
+        let auth = format!(
+            "auth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
+            file.display()
+        );
+        let root = self.backend.storage_path().unwrap();
+        self.distribution = Some(Distribution::start_with(&root, &auth, self.port));
+    }
+}
+
+/// A registry-v1 in front of upstreams, from a flavor file of the test's.
+fn mirror_with(backend: &Backend, flavor: &str, env: &[(&str, &str)]) -> common::Registry {
+    let dir = backend.storage_path().unwrap();
+    let file = dir.parent().unwrap().join("mirror.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "mirror:\n  storage: local\n  storage_path: {}\n  search_backend: sqlalchemy\n  sqlalchemy_index_database: _env:SQLALCHEMY_INDEX_DATABASE\n  standalone: true\n  metrics_address: _env:METRICS_ADDRESS\n{flavor}",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut all = vec![
+        ("DOCKER_REGISTRY_CONFIG", file.to_str().unwrap()),
+        ("SETTINGS_FLAVOR", "mirror"),
+    ];
+    all.extend_from_slice(env);
+    common::Registry::start(&all)
+}
+
+fn cache_state(resp: &reqwest::blocking::Response) -> String {
+    header(resp, "x-registry-cache").unwrap_or_default()
+}
+
+/// Files of the blob `digest` in the v2 tree.
+fn blob_stored(backend: &Backend, digest: &str) -> bool {
+    let hex = hex_of(digest);
+    backend
+        .stored_keys()
+        .iter()
+        .any(|k| k == &format!("{V2_ROOT}/blobs/sha256/{}/{hex}/data", &hex[..2]))
+}
+
+/// The old section as the original's sample has it (`MIRROR_SOURCE`,
+/// `MIRROR_TAGS_CACHE_TTL`), plus the login this upstream needs: a pull of
+/// a name this registry does not hold goes to the source, is kept, and is
+/// served again with the source stopped; a tag moved upstream is seen once
+/// its trust time is over; a stopped source leaves the cached copy served,
+/// said to be stale; pushes into the cache are refused, pushes beside it
+/// are not.
+#[test]
+fn the_old_mirroring_section_caches_a_v2_source() {
+    let mut upstream = HtpasswdUpstream::start();
+    let first = Image::new("mirror-old-1");
+    first.seed(&upstream.backend, "team/app", "v1");
+    let mirror_store = Backend::local();
+    let url = upstream.url();
+    let registry = mirror_store.start(&[
+        ("MIRROR_SOURCE", url.as_str()),
+        ("MIRROR_TAGS_CACHE_TTL", "2"),
+        ("MIRROR_USERNAME", USER),
+        ("MIRROR_PASSWORD", PASSWORD),
+    ]);
+    let v2 = V2::new(&registry);
+    let ping = common::client().get(registry.url("/_ping")).send().unwrap();
+    assert_eq!(
+        header(&ping, "x-docker-registry-standalone").as_deref(),
+        Some("mirror")
+    );
+
+    // The docker engine's way: the name as the client wrote it.
+    let resp = v2.get_manifest("/v2/team/app/manifests/v1");
+    assert_eq!(resp.status(), 200, "{}", registry.log());
+    assert_eq!(cache_state(&resp), "miss");
+    assert_eq!(header(&resp, "docker-content-digest"), Some(first.digest()));
+    assert_eq!(resp.bytes().unwrap(), first.manifest);
+    let layer_path = format!("/v2/team/app/blobs/{}", sha256(&first.layer));
+    let resp = v2.get(&layer_path);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(cache_state(&resp), "miss");
+    assert_eq!(resp.bytes().unwrap(), first.layer);
+    assert!(blob_stored(&mirror_store, &sha256(&first.layer)));
+    let resp = v2.get(&layer_path);
+    assert_eq!(cache_state(&resp), "hit");
+    assert_eq!(resp.bytes().unwrap(), first.layer);
+    // Kept under the source's prefix, beside the registry's own.
+    let resp = v2.get_manifest("/v2/127.0.0.1/team/app/manifests/v1");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(cache_state(&resp), "hit");
+
+    // Moved upstream: trusted for 2 s, then checked with a HEAD.
+    let second = Image::new("mirror-old-2");
+    second.seed(&upstream.backend, "team/app", "v1");
+    let resp = v2.get_manifest("/v2/team/app/manifests/v1");
+    assert_eq!(header(&resp, "docker-content-digest"), Some(first.digest()));
+    std::thread::sleep(Duration::from_millis(2200));
+    let resp = v2.get_manifest("/v2/team/app/manifests/v1");
+    assert_eq!(cache_state(&resp), "miss");
+    assert_eq!(
+        header(&resp, "docker-content-digest"),
+        Some(second.digest())
+    );
+    std::thread::sleep(Duration::from_millis(2200));
+    let resp = v2.head_manifest("/v2/team/app/manifests/v1");
+    assert_eq!(cache_state(&resp), "revalidated");
+
+    // The source stops: what is cached is still served, and said so.
+    upstream.stop();
+    let resp = v2.get(&layer_path);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().unwrap(), first.layer);
+    std::thread::sleep(Duration::from_millis(2200));
+    let resp = v2.get_manifest("/v2/team/app/manifests/v1");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(cache_state(&resp), "stale");
+    assert!(header(&resp, "warning").is_some_and(|w| w.starts_with("110 ")));
+    assert_eq!(
+        header(&resp, "docker-content-digest"),
+        Some(second.digest())
+    );
+    let by_digest = format!("/v2/team/app/manifests/{}", first.digest());
+    assert_eq!(cache_state(&v2.get_manifest(&by_digest)), "hit");
+    // What is not cached: a clear 502, never a hang.
+    let started = std::time::Instant::now();
+    v2.expect_error(
+        v2.get_manifest("/v2/team/other/manifests/v1"),
+        502,
+        "UNKNOWN",
+        "an uncached tag with the source down",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        registry.log().contains("serving the cached copy"),
+        "{}",
+        registry.log()
+    );
+
+    // The cache is the source's: no pushes into it; beside it, as ever.
+    v2.expect_error(
+        v2.request("POST", "/v2/127.0.0.1/team/app/blobs/uploads/")
+            .header("content-length", "0")
+            .send()
+            .unwrap(),
+        403,
+        "DENIED",
+        "a push into the cache",
+    );
+    v2.expect_error(
+        v2.delete(&format!(
+            "/v2/127.0.0.1/team/app/manifests/{}",
+            first.digest()
+        )),
+        403,
+        "DENIED",
+        "a delete in the cache",
+    );
+    let mine = Image::new("mirror-old-mine");
+    v2.push_blob("mine/app", &mine.config);
+    v2.push_blob("mine/app", &mine.layer);
+    v2.push_manifest("mine/app", "v1", OCI_MANIFEST, &mine.manifest);
+    let resp = v2.get_manifest("/v2/mine/app/manifests/v1");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-registry-cache"), None);
+
+    // Back up: the catalog lists the cached repository.
+    upstream.resume();
+    let catalog: Value = v2.get("/v2/_catalog").json().unwrap();
+    let names = catalog["repositories"].as_array().unwrap();
+    assert!(names.contains(&json!("127.0.0.1/team/app")), "{catalog}");
+    assert!(names.contains(&json!("mine/app")), "{catalog}");
+}
+
+/// A token service: alice (Basic) gets pull on whatever she asks;
+/// tokens live `life` seconds. Counts the tokens it gave.
+struct TokenService {
+    port: u16,
+    given: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+    cert: std::path::PathBuf,
+}
+
+impl TokenService {
+    fn start(life: u64) -> TokenService {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("token.key");
+        let cert = dir.path().join("token.crt");
+        expect_ok(
+            try_run(
+                "openssl",
+                &[
+                    "req",
+                    "-x509",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-newkey",
+                    "rsa:2048",
+                    "-subj",
+                    "/CN=token",
+                    "-keyout",
+                    key.to_str().unwrap(),
+                    "-out",
+                    cert.to_str().unwrap(),
+                ],
+            ),
+            "openssl req",
+        );
+        let der = expect_ok(
+            try_run(
+                "openssl",
+                &[
+                    "pkey",
+                    "-in",
+                    key.to_str().unwrap(),
+                    "-pubout",
+                    "-outform",
+                    "DER",
+                ],
+            ),
+            "openssl pkey",
+        )
+        .stdout;
+        // libtrust's key id, as docker_auth names its keys.
+        let b32 = data_encoding::BASE32_NOPAD.encode(
+            &sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&der))[..30],
+        );
+        let kid = b32
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(":");
+        let signing =
+            jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&key).unwrap()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let given = Arc::new(AtomicUsize::new(0));
+        let counter = given.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (target, headers, _) = read_request(&stream);
+                let basic = format!(
+                    "Basic {}",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        format!("{USER}:{PASSWORD}")
+                    )
+                );
+                if !headers
+                    .iter()
+                    .any(|(k, v)| k == "authorization" && *v == basic)
+                {
+                    respond(stream, 401, "application/json", b"{}", &[]);
+                    continue;
+                }
+                let scopes: Vec<String> = target
+                    .split_once('?')
+                    .map_or("", |(_, q)| q)
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("scope="))
+                    .map(|s| {
+                        percent_encoding::percent_decode_str(s)
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    })
+                    .collect();
+                let access: Vec<Value> = scopes
+                    .iter()
+                    .filter_map(|s| {
+                        let (_, rest) = s.split_once(':')?;
+                        let (name, _) = rest.rsplit_once(':')?;
+                        Some(json!({"type": "repository", "name": name, "actions": ["pull"]}))
+                    })
+                    .collect();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                header.kid = Some(kid.clone());
+                let claims = json!({
+                    "iss": "token-service.test", "sub": USER, "aud": "upstream.test",
+                    "exp": now + life, "nbf": now - 1, "iat": now - 1,
+                    "jti": rand_suffix(), "access": access,
+                });
+                let token = jsonwebtoken::encode(&header, &claims, &signing).unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = json!({"token": token, "expires_in": life}).to_string();
+                respond(stream, 200, "application/json", body.as_bytes(), &[]);
+            }
+        });
+        TokenService {
+            port,
+            given,
+            _dir: dir,
+            cert,
+        }
+    }
+
+    fn given(&self) -> usize {
+        self.given.load(Ordering::SeqCst)
+    }
+
+    /// A registry-v1 on `backend` that asks for this service's tokens.
+    fn registry(&self, backend: &Backend) -> common::Registry {
+        let realm = format!("http://127.0.0.1:{}/token", self.port);
+        backend.start(&[
+            ("AUTH_TOKEN_REALM", realm.as_str()),
+            ("AUTH_TOKEN_SERVICE", "upstream.test"),
+            ("AUTH_TOKEN_ISSUER", "token-service.test"),
+            ("AUTH_TOKEN_ROOTCERTBUNDLE", self.cert.to_str().unwrap()),
+        ])
+    }
+}
+
+/// One HTTP/1.1 request: its target, its headers (names lower-cased) and
+/// its body.
+fn read_request(stream: &TcpStream) -> (String, Vec<(String, String)>, Vec<u8>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or("/").to_owned();
+    let mut headers = vec![(":method".to_owned(), method)];
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0usize);
+    let mut body = vec![0; length.min(1 << 20)];
+    let _ = reader.read_exact(&mut body);
+    (target, headers, body)
+}
+
+fn respond(mut stream: TcpStream, status: u16, kind: &str, body: &[u8], extra: &[(&str, &str)]) {
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\
+         Docker-Distribution-API-Version: registry/2.0\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+/// Two upstreams in one registry: distribution behind htpasswd (by
+/// containerd's `ns` and by its prefix) and registry-v1 behind token auth
+/// (by its prefix), with tokens that live 2 s renewed between the
+/// requests of a pull; an `ns` no upstream serves is refused, and nothing
+/// is asked of it.
+#[test]
+fn two_upstreams_picked_by_ns_and_prefix_with_basic_and_token_logins() {
+    if !tool_available("openssl", INSTALL_AUTH) {
+        return;
+    }
+    let dist = HtpasswdUpstream::start();
+    let dist_image = Image::new("mirror-dist");
+    dist_image.seed(&dist.backend, "team/app", "v1");
+    let tokens = TokenService::start(2);
+    let tok_store = Backend::local();
+    let tok_image = Image::new("mirror-tok");
+    tok_image.seed(&tok_store, "org/tool", "1.0");
+    let tok = tokens.registry(&tok_store);
+    assert_eq!(
+        V2::new(&tok)
+            .get_manifest("/v2/org/tool/manifests/1.0")
+            .status(),
+        401,
+        "the token upstream asks for a login"
+    );
+
+    let store = Backend::local();
+    let registry = mirror_with(
+        &store,
+        &format!(
+            "  upstreams:\n    dist:\n      url: {}\n      username: {USER}\n      password: '{PASSWORD}'\n      \
+             prefix: dist\n    tok:\n      url: {}\n      username: {USER}\n      password: '{PASSWORD}'\n      \
+             prefix: tok/cache\n      namespaces: [tok.test]\n",
+            dist.url(),
+            tok.url("")
+        ),
+        &[],
+    );
+    let v2 = V2::new(&registry);
+    let ns = dist.host();
+
+    let path = format!("/v2/team/app/manifests/v1?ns={ns}");
+    let resp = v2.get_manifest(&path);
+    assert_eq!(resp.status(), 200, "{}", registry.log());
+    assert_eq!(header(&resp, "oci-namespace"), Some(ns.clone()));
+    assert_eq!(resp.bytes().unwrap(), dist_image.manifest);
+    let resp = v2.get(&format!(
+        "/v2/team/app/blobs/{}?ns={ns}",
+        sha256(&dist_image.layer)
+    ));
+    assert_eq!(header(&resp, "oci-namespace"), Some(ns.clone()));
+    assert_eq!(resp.bytes().unwrap(), dist_image.layer);
+    // The same copy by the prefix.
+    let resp = v2.get_manifest("/v2/dist/team/app/manifests/v1");
+    assert_eq!(cache_state(&resp), "hit");
+    let tags: Value = v2
+        .get(&format!("/v2/team/app/tags/list?ns={ns}"))
+        .json()
+        .unwrap();
+    assert_eq!(tags["tags"], json!(["v1"]), "{tags}");
+
+    // Token auth, tokens of 2 s: the second request comes after the
+    // first token is gone.
+    let resp = v2.get_manifest("/v2/tok/cache/org/tool/manifests/1.0");
+    assert_eq!(resp.status(), 200, "{}", registry.log());
+    assert_eq!(resp.bytes().unwrap(), tok_image.manifest);
+    let asked = tokens.given();
+    assert!(asked >= 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    let resp = v2.get(&format!(
+        "/v2/org/tool/blobs/{}?ns=tok.test",
+        sha256(&tok_image.layer)
+    ));
+    assert_eq!(resp.status(), 200, "{}", registry.log());
+    assert_eq!(resp.bytes().unwrap(), tok_image.layer);
+    assert!(
+        tokens.given() > asked,
+        "a fresh token for the request after expiry"
+    );
+
+    // No upstream for that namespace: refused, nothing fetched.
+    v2.expect_error(
+        v2.get_manifest("/v2/library/busybox/manifests/latest?ns=docker.io"),
+        404,
+        "NAME_UNKNOWN",
+        "an ns nobody configured",
+    );
+    // Without ns, prefix or default upstream: the registry's own.
+    v2.expect_error(
+        v2.get_manifest("/v2/team/app/manifests/v1"),
+        404,
+        "NAME_UNKNOWN",
+        "no default upstream",
+    );
+}
+
+/// containerd with a `hosts.toml` mirror, podman and skopeo with a
+/// `registries.conf` mirror: each pulls an image of an upstream that asks
+/// for a login they do not have, so only the mirror can have served it.
+#[test]
+fn ctr_podman_and_skopeo_pull_through_the_mirror() {
+    let dist = HtpasswdUpstream::start();
+    let image = Image::new("mirror-clients");
+    dist_seed_three(&dist, &image);
+    let store = Backend::local();
+    let registry = mirror_with(
+        &store,
+        &format!(
+            "  upstreams:\n    dist:\n      url: {}\n      username: {USER}\n      password: '{PASSWORD}'\n",
+            dist.url()
+        ),
+        &[],
+    );
+    let mirror_host = format!("127.0.0.1:{}", registry.port);
+    let work = tempfile::tempdir().unwrap();
+
+    if tool_available("skopeo", INSTALL_CLIENTS) {
+        let conf = registries_conf(
+            work.path(),
+            &dist.host(),
+            &format!("{mirror_host}/127.0.0.1"),
+        );
+        let out = try_run_env(
+            "skopeo",
+            &[
+                // skopeo 1.9 reads only this flag; later ones the variable too.
+                "--registries-conf",
+                conf.to_str().unwrap(),
+                "copy",
+                &format!("docker://{}/team/skopeo:v1", dist.host()),
+                &format!("oci:{}:v1", work.path().join("skopeo-oci").display()),
+            ],
+            &[("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap())],
+        );
+        expect_ok(out, "skopeo copy through the mirror");
+        let resp = V2::new(&registry).get_manifest("/v2/127.0.0.1/team/skopeo/manifests/v1");
+        assert_eq!(cache_state(&resp), "hit", "skopeo's pull stored the copy");
+    }
+    if tool_available("podman", INSTALL_CLIENTS) {
+        let conf = registries_conf(
+            work.path(),
+            &dist.host(),
+            &format!("{mirror_host}/127.0.0.1"),
+        );
+        let podman = Podman::new();
+        let reference = format!("{}/team/podman:v1", dist.host());
+        let root = podman.root.path().join("root");
+        let runroot = podman.root.path().join("run");
+        let out = try_run_env(
+            "podman",
+            &[
+                "--storage-driver=vfs",
+                &format!("--root={}", root.display()),
+                &format!("--runroot={}", runroot.display()),
+                "--cgroup-manager=cgroupfs",
+                "--events-backend=file",
+                "pull",
+                &reference,
+            ],
+            &[("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap())],
+        );
+        expect_ok(out, "podman pull through the mirror");
+        let resp = V2::new(&registry).get_manifest("/v2/127.0.0.1/team/podman/manifests/v1");
+        assert_eq!(cache_state(&resp), "hit", "podman's pull stored the copy");
+    }
+    match containerd_socket() {
+        Some(socket) => {
+            let namespace = format!("registry-v1-mirror-{}", rand_suffix());
+            let hosts = work.path().join("hosts");
+            let dir = hosts.join(dist.host());
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("hosts.toml"),
+                format!(
+                    "server = \"{}\"\n\n[host.\"http://{mirror_host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                    dist.url()
+                ),
+            )
+            .unwrap();
+            let reference = format!("{}/team/ctr:v1", dist.host());
+            let out = try_run(
+                "ctr",
+                &[
+                    "--address",
+                    socket,
+                    "--namespace",
+                    &namespace,
+                    "images",
+                    "pull",
+                    "--hosts-dir",
+                    hosts.to_str().unwrap(),
+                    &reference,
+                ],
+            );
+            let listed = try_run(
+                "ctr",
+                &[
+                    "--address",
+                    socket,
+                    "--namespace",
+                    &namespace,
+                    "images",
+                    "ls",
+                    "-q",
+                ],
+            );
+            for image in String::from_utf8_lossy(&listed.stdout).lines() {
+                let _ = try_run(
+                    "ctr",
+                    &[
+                        "--address",
+                        socket,
+                        "--namespace",
+                        &namespace,
+                        "images",
+                        "rm",
+                        image,
+                    ],
+                );
+            }
+            let _ = try_run(
+                "ctr",
+                &["--address", socket, "namespaces", "remove", &namespace],
+            );
+            expect_ok(out, "ctr pull through the mirror");
+            let resp = V2::new(&registry).get_manifest("/v2/127.0.0.1/team/ctr/manifests/v1");
+            assert_eq!(cache_state(&resp), "hit", "ctr's pull stored the copy");
+        }
+        None => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nSKIPPED: containerd (ctr) not available: the ctr part of \
+                 ctr_podman_and_skopeo_pull_through_the_mirror did not run\n"
+            );
+        }
+    }
+}
+
+/// The image under three names, one for each client.
+fn dist_seed_three(dist: &HtpasswdUpstream, image: &Image) {
+    let writer = dist.backend.start(&[]);
+    let v2 = V2::new(&writer);
+    for name in ["team/skopeo", "team/podman", "team/ctr"] {
+        v2.push_blob(name, &image.config);
+        v2.push_blob(name, &image.layer);
+        v2.push_manifest(name, "v1", OCI_MANIFEST, &image.manifest);
+    }
+}
+
+/// A `registries.conf` whose `prefix` registry has a mirror at `location`.
+fn registries_conf(dir: &Path, prefix: &str, location: &str) -> std::path::PathBuf {
+    let file = dir.join("registries.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "unqualified-search-registries = []\n\n[[registry]]\nprefix = \"{prefix}\"\n\
+             location = \"{prefix}\"\ninsecure = true\n\n[[registry.mirror]]\n\
+             location = \"{location}\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// containerd's socket: its own, or the one the docker engine runs.
+fn containerd_socket() -> Option<&'static str> {
+    [
+        "/run/containerd/containerd.sock",
+        "/var/run/docker/containerd/containerd.sock",
+    ]
+    .into_iter()
+    .find(|socket| {
+        try_run("timeout", &["20", "ctr", "--address", socket, "version"])
+            .status
+            .success()
+    })
+}
+
+/// An upstream of the test's own that serves one image, whose layer is
+/// `layer`: the first GET of the layer is cut off halfway when `cut`, and
+/// every GET sends it in slow blocks. Counts the layer's GETs.
+struct FaultyUpstream {
+    port: u16,
+    layer_gets: Arc<AtomicUsize>,
+}
+
+impl FaultyUpstream {
+    fn start(image: &Image, cut: bool) -> FaultyUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let layer_gets = Arc::new(AtomicUsize::new(0));
+        let counter = layer_gets.clone();
+        let manifest = Arc::new(image.manifest.clone());
+        let layer = Arc::new(image.layer.clone());
+        let layer_path = format!("/v2/faulty/app/blobs/{}", sha256(&image.layer));
+        let digest = sha256(&image.manifest);
+        let cuts = Arc::new(Mutex::new(cut));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (manifest, layer, counter) = (manifest.clone(), layer.clone(), counter.clone());
+                let (layer_path, digest, cuts) = (layer_path.clone(), digest.clone(), cuts.clone());
+                std::thread::spawn(move || {
+                    let (target, headers, _) = read_request(&stream);
+                    let head = headers[0].1 == "HEAD";
+                    let digest_header = [("Docker-Content-Digest", digest.as_str())];
+                    if target == "/v2/" {
+                        respond(stream, 200, "application/json", b"{}", &[]);
+                    } else if target.starts_with("/v2/faulty/app/manifests/") {
+                        let body: &[u8] = if head { b"" } else { &manifest };
+                        respond(stream, 200, OCI_MANIFEST, body, &digest_header);
+                    } else if target == layer_path && !head {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let cut = std::mem::take(&mut *cuts.lock().unwrap());
+                        slow_body(stream, &layer, cut);
+                    } else {
+                        respond(stream, 404, "application/json", b"{}", &[]);
+                    }
+                });
+            }
+        });
+        FaultyUpstream { port, layer_gets }
+    }
+
+    fn gets(&self) -> usize {
+        self.layer_gets.load(Ordering::SeqCst)
+    }
+}
+
+/// The layer in blocks of 64 KiB, 10 ms apart; only half of it, then the
+/// connection closed, when `cut`.
+fn slow_body(mut stream: TcpStream, layer: &[u8], cut: bool) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        layer.len()
+    );
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let end = if cut { layer.len() / 2 } else { layer.len() };
+    for block in layer[..end].chunks(64 << 10) {
+        if stream.write_all(block).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// A large image for the fault tests: a 4 MiB layer (incompressible).
+fn large_image(label: &str) -> Image {
+    let layer = unique_bytes(label, 4 << 20);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    let manifest = manifest_bytes(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config),
+        "layers": [descriptor(OCI_LAYER, &layer)],
+    }));
+    Image {
+        config,
+        layer,
+        manifest,
+    }
+}
+
+/// An upstream that breaks off mid-blob: the client gets an error (never
+/// the whole length of wrong bytes), nothing is stored, and the next pull
+/// fetches and keeps the blob.
+#[test]
+fn a_blob_cut_off_upstream_is_not_kept_and_the_next_pull_works() {
+    let image = large_image("mirror-cut");
+    let upstream = FaultyUpstream::start(&image, true);
+    let store = Backend::local();
+    let registry = mirror_with(
+        &store,
+        &format!(
+            "  upstreams:\n    faulty:\n      url: http://127.0.0.1:{}\n      prefix: f\n",
+            upstream.port
+        ),
+        &[],
+    );
+    let v2 = V2::new(&registry);
+    let path = format!("/v2/f/faulty/app/blobs/{}", sha256(&image.layer));
+    let resp = v2.get(&path);
+    assert_eq!(resp.status(), 200, "the body starts before the cut");
+    let body = resp.bytes();
+    assert!(
+        body.as_ref().map_or(true, |b| b.len() < image.layer.len()),
+        "a cut blob never arrives whole"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !blob_stored(&store, &sha256(&image.layer)),
+        "nothing half-stored"
+    );
+    let leftovers: Vec<String> = store
+        .stored_keys()
+        .into_iter()
+        .filter(|k| k.contains("/_uploads/"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let resp = v2.get(&path);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().unwrap(), image.layer);
+    assert!(blob_stored(&store, &sha256(&image.layer)));
+    assert_eq!(upstream.gets(), 2);
+}
+
+/// 16 clients at once ask for one blob nobody has pulled: one fetch
+/// upstream, and every client gets the blob whole.
+#[test]
+fn sixteen_clients_pulling_one_uncached_blob_cause_one_fetch() {
+    let image = large_image("mirror-herd");
+    let upstream = FaultyUpstream::start(&image, false);
+    let store = Backend::local();
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let registry = mirror_with(
+        &store,
+        &format!(
+            "  upstreams:\n    faulty:\n      url: http://127.0.0.1:{}\n      prefix: f\n",
+            upstream.port
+        ),
+        &[("METRICS_ADDRESS", metrics.as_str())],
+    );
+    let path = format!("/v2/f/faulty/app/blobs/{}", sha256(&image.layer));
+    let url = registry.url(&path);
+    let expected = sha256(&image.layer);
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let pulls: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let resp = common::client().get(&url).send().unwrap();
+                (resp.status().as_u16(), sha256(&resp.bytes().unwrap()))
+            })
+        })
+        .collect();
+    for pull in pulls {
+        assert_eq!(pull.join().unwrap(), (200, expected.clone()));
+    }
+    assert_eq!(upstream.gets(), 1, "one upstream fetch for 16 clients");
+    assert!(blob_stored(&store, &expected));
+    assert_eq!(
+        header(&V2::new(&registry).get(&path), "x-registry-cache").as_deref(),
+        Some("hit")
+    );
+    let scrape = common::client()
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = |name: &str| {
+        scrape
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {scrape}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        line("registry_mirror_fetched_bytes_total{upstream=\"faulty\"}"),
+        (4 << 20).to_string()
+    );
+    assert_eq!(
+        line("registry_mirror_requests_total{kind=\"blob\",result=\"miss\",upstream=\"faulty\"}"),
+        "16"
+    );
+    assert_eq!(
+        line("registry_mirror_requests_total{kind=\"blob\",result=\"hit\",upstream=\"faulty\"}"),
+        "1"
+    );
+}
+
+/// Three cached repositories of 4 MiB each under a bound of 9 MiB: the
+/// collector (every second, inside `serve`) evicts the one used longest
+/// ago, its blobs with it, while a client keeps pulling another; what is
+/// left is served with the upstream stopped, what went is fetched again
+/// when the upstream is back.
+#[test]
+fn the_collector_evicts_the_least_recently_used_copy_beyond_the_size_bound() {
+    let mut upstream = HtpasswdUpstream::start();
+    let images: Vec<Image> = (0..3)
+        .map(|i| large_image(&format!("mirror-evict-{i}")))
+        .collect();
+    {
+        let writer = upstream.backend.start(&[]);
+        let v2 = V2::new(&writer);
+        for (i, image) in images.iter().enumerate() {
+            let name = format!("team/evict-{i}");
+            v2.push_blob(&name, &image.config);
+            v2.push_blob(&name, &image.layer);
+            v2.push_manifest(&name, "v1", OCI_MANIFEST, &image.manifest);
+        }
+    }
+    let store = Backend::local();
+    let registry = mirror_with(
+        &store,
+        &format!(
+            "  upstreams:\n    dist:\n      url: {}\n      username: {USER}\n      password: '{PASSWORD}'\n      \
+             prefix: dist\n  mirror_max_size: {}\n  gc_interval: 1\n  gc_grace_period: 1\n",
+            upstream.url(),
+            9 << 20
+        ),
+        &[],
+    );
+    let v2 = V2::new(&registry);
+    let pull = |v2: &V2, i: usize, image: &Image| -> String {
+        let resp = v2.get_manifest(&format!("/v2/dist/team/evict-{i}/manifests/v1"));
+        assert_eq!(resp.status(), 200);
+        let state = cache_state(&resp);
+        assert_eq!(resp.bytes().unwrap(), image.manifest);
+        for blob in [&image.config, &image.layer] {
+            let resp = v2.get(&format!("/v2/dist/team/evict-{i}/blobs/{}", sha256(blob)));
+            assert_eq!(resp.status(), 200);
+            assert_eq!(&resp.bytes().unwrap(), blob);
+        }
+        state
+    };
+    for (i, image) in images.iter().enumerate() {
+        assert_eq!(pull(&v2, i, image), "miss");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let puller = {
+        let (stop, v2, image) = (stop.clone(), V2::new(&registry), images[2].clone());
+        std::thread::spawn(move || {
+            let mut pulls = 0;
+            while !stop.load(Ordering::SeqCst) {
+                pull(&v2, 2, &image);
+                pulls += 1;
+            }
+            pulls
+        })
+    };
+    let evicted_manifests = format!("{V2_ROOT}/repositories/dist/team/evict-0/_manifests");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store
+        .stored_keys()
+        .iter()
+        .any(|k| k.starts_with(&evicted_manifests))
+        || blob_stored(&store, &sha256(&images[0].layer))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not evicted in 30 s:\n{}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    assert!(puller.join().unwrap() > 0);
+    assert!(
+        registry.log().contains("cached repositories evicted"),
+        "{}",
+        registry.log()
+    );
+
+    upstream.stop();
+    for i in 1..3 {
+        assert_eq!(pull(&v2, i, &images[i]), "hit", "evict-{i} is kept");
+    }
+    v2.expect_error(
+        v2.get_manifest("/v2/dist/team/evict-0/manifests/v1"),
+        502,
+        "UNKNOWN",
+        "the evicted copy with the upstream stopped",
+    );
+    upstream.resume();
+    assert_eq!(pull(&v2, 0, &images[0]), "miss", "fetched again");
+}
