@@ -1036,8 +1036,8 @@ fn the_collector_evicts_the_least_recently_used_copy_beyond_the_size_bound() {
     );
 
     upstream.stop();
-    for i in 1..3 {
-        assert_eq!(pull(&v2, i, &images[i]), "hit", "evict-{i} is kept");
+    for (i, image) in images.iter().enumerate().skip(1) {
+        assert_eq!(pull(&v2, i, image), "hit", "evict-{i} is kept");
     }
     v2.expect_error(
         v2.get_manifest("/v2/dist/team/evict-0/manifests/v1"),
@@ -1047,4 +1047,146 @@ fn the_collector_evicts_the_least_recently_used_copy_beyond_the_size_bound() {
     );
     upstream.resume();
     assert_eq!(pull(&v2, 0, &images[0]), "miss", "fetched again");
+}
+
+/// A docker engine of the test's own (its own data, socket and containerd,
+/// no network set up), started with `--registry-mirror`: the machine's
+/// daemon is not touched. Stopped and removed when dropped.
+struct MirroredDockerd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl MirroredDockerd {
+    /// `None` (and a line saying why) when no daemon can be started here:
+    /// not root, no dockerd.
+    fn start(mirror: &str, test: &str) -> Option<MirroredDockerd> {
+        let skip = |why: &str| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nSKIPPED: {why}: the docker engine's registry-mirrors part of {test} did not run\n"
+            );
+            None
+        };
+        if !try_run("id", &["-u"]).stdout.starts_with(b"0\n") {
+            return skip("a docker daemon of the test's own needs root");
+        }
+        // A short path: the socket's must fit in 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("dkd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let config = dir.path().join("daemon.json");
+        std::fs::write(&config, "{}").unwrap();
+        let spawned = std::process::Command::new("dockerd")
+            .arg(format!("--config-file={}", config.display()))
+            .arg(format!("--data-root={}", dir.path().join("data").display()))
+            .arg(format!("--exec-root={}", dir.path().join("x").display()))
+            .arg(format!("--pidfile={}", dir.path().join("pid").display()))
+            .arg(format!(
+                "--host=unix://{}",
+                dir.path().join("sock").display()
+            ))
+            .args(["--storage-driver=vfs", "--bridge=none", "--iptables=false"])
+            .args(["--ip6tables=false", "--ip-masq=false"])
+            .arg(format!("--registry-mirror={mirror}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn();
+        let Ok(child) = spawned else {
+            return skip("dockerd not found");
+        };
+        let daemon = MirroredDockerd { child, dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if daemon.try_run(&["info"]).status.success() {
+                return Some(daemon);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let log = std::fs::read_to_string(daemon.dir.path().join("log")).unwrap_or_default();
+        panic!("a docker daemon of the test's own did not start in 60 s:\n{log}");
+    }
+
+    fn try_run(&self, args: &[&str]) -> std::process::Output {
+        let host = format!("unix://{}", self.dir.path().join("sock").display());
+        let mut all = vec!["-H", host.as_str()];
+        all.extend_from_slice(args);
+        try_run("docker", &all)
+    }
+}
+
+impl Drop for MirroredDockerd {
+    fn drop(&mut self) {
+        // SIGTERM lets it stop its containerd; then its files go.
+        let _ = try_run("kill", &["-TERM", &self.child.id().to_string()]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = try_run(
+            "umount",
+            &["-R", &self.dir.path().join("x").display().to_string()],
+        );
+    }
+}
+
+/// The docker engine's `registry-mirrors` (a daemon of the test's own):
+/// `docker pull mirrored:v1` asks the mirror for Docker Hub's
+/// `library/mirrored` with no `ns` and no prefix; the default upstream
+/// (the old `mirroring.source`) fills it. There is no way to Docker Hub
+/// from here, so the pull succeeds only through the mirror.
+#[test]
+fn the_docker_engine_pulls_through_registry_mirrors() {
+    if !docker_engine_answers("the_docker_engine_pulls_through_registry_mirrors") {
+        return;
+    }
+    let dist = HtpasswdUpstream::start();
+    let image = Image::new("docker-engine");
+    let writer = dist.backend.start(&[]);
+    let v2 = V2::new(&writer);
+    v2.push_blob("library/mirrored", &image.config);
+    v2.push_blob("library/mirrored", &image.layer);
+    v2.push_manifest("library/mirrored", "v1", OCI_MANIFEST, &image.manifest);
+    drop(writer);
+    let store = Backend::local();
+    let url = dist.url();
+    // The sample's `mirroring` section, as the old mirror was set up.
+    let registry = store.start(&[
+        ("MIRROR_SOURCE", url.as_str()),
+        ("MIRROR_USERNAME", USER),
+        ("MIRROR_PASSWORD", PASSWORD),
+    ]);
+    let Some(daemon) = MirroredDockerd::start(
+        &format!("http://127.0.0.1:{}", registry.port),
+        "the_docker_engine_pulls_through_registry_mirrors",
+    ) else {
+        return;
+    };
+    let out = daemon.try_run(&["pull", "mirrored:v1"]);
+    let inspect = daemon.try_run(&["image", "inspect", "--format", "{{.Id}}", "mirrored:v1"]);
+    let _ = daemon.try_run(&["rmi", "-f", "mirrored:v1"]);
+    if !out.status.success() {
+        let log = std::fs::read_to_string(daemon.dir.path().join("log")).unwrap_or_default();
+        let _ = writeln!(std::io::stderr(), "the test's dockerd said:\n{log}");
+    }
+    expect_ok(out, "docker pull through registry-mirrors");
+    let id = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
+    assert_eq!(
+        id,
+        sha256(&image.config),
+        "the engine holds the image's config"
+    );
+    let resp = V2::new(&registry).get_manifest("/v2/127.0.0.1/library/mirrored/manifests/v1");
+    assert_eq!(
+        cache_state(&resp),
+        "hit",
+        "the engine's pull stored the copy"
+    );
 }

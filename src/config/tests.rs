@@ -62,6 +62,12 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("MIRROR_SOURCE", "https://registry-1.docker.io"),
         ("MIRROR_SOURCE_INDEX", "https://index.docker.io"),
         ("MIRROR_TAGS_CACHE_TTL", "3600"),
+        ("MIRROR_USERNAME", "mirror-user"),
+        ("MIRROR_PASSWORD", "mirror-secret"),
+        ("MIRROR_TIMEOUT", "12"),
+        ("MIRROR_MAX_CONCURRENT", "4"),
+        ("MIRROR_MAX_AGE", "0"),
+        ("MIRROR_MAX_SIZE", "1073741824"),
         ("CACHE_REDIS_HOST", "redis"),
         ("CACHE_REDIS_PORT", "6379"),
         ("CACHE_REDIS_DB", "1"),
@@ -282,6 +288,22 @@ fn every_sample_flavor_resolves_with_its_whole_environment() {
             Some("sqlite:////var/lib/registry/search.db")
         );
         assert!(s.mirroring);
+        let hub = &s.mirror.upstreams[0];
+        assert_eq!(
+            (hub.url.as_str(), hub.prefix.as_str(), hub.default),
+            ("https://registry-1.docker.io", "docker.io", true)
+        );
+        assert_eq!(hub.index_url.as_deref(), Some("https://index.docker.io"));
+        assert_eq!(hub.tag_ttl, Duration::from_secs(3600));
+        assert_eq!(hub.username.as_deref(), Some("mirror-user"));
+        assert_eq!(hub.password.as_deref(), Some("mirror-secret"));
+        assert_eq!(s.mirror.timeout, Duration::from_secs(12), "{flavor}");
+        assert_eq!(s.mirror.max_concurrent, 4, "{flavor}");
+        assert_eq!(
+            s.mirror.max_age, None,
+            "{flavor}: 0 keeps copies however old"
+        );
+        assert_eq!(s.mirror.max_size, Some(1 << 30), "{flavor}");
         assert!(s.storage.redirect);
         // Flavors without a storage_path get their driver's own default.
         let path = match (s.raw.get("storage_path"), &s.storage.kind) {
