@@ -41,12 +41,17 @@ impl Image {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
         let layer = gz.finish().unwrap();
-        let config = serde_json::to_vec(&json!({
+        let config = json!({
             "architecture": "amd64", "os": "linux",
             "config": {"Cmd": ["/bin/true"], "Env": [format!("LABEL={label}")]},
             "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]},
-        }))
-        .unwrap();
+        });
+        Image::of(&config, layer)
+    }
+
+    /// The one-layer image of `config` and `layer`.
+    fn of(config: &Value, layer: Vec<u8>) -> Image {
+        let config = serde_json::to_vec(config).unwrap();
         let manifest = manifest_bytes(&json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": descriptor(OCI_CONFIG, &config),
@@ -333,16 +338,7 @@ impl TokenService {
             "openssl pkey",
         )
         .stdout;
-        // libtrust's key id, as docker_auth names its keys.
-        let b32 = data_encoding::BASE32_NOPAD.encode(
-            &sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&der))[..30],
-        );
-        let kid = b32
-            .as_bytes()
-            .chunks(4)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect::<Vec<_>>()
-            .join(":");
+        let kid = libtrust_kid(&der);
         let signing =
             jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&key).unwrap()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -634,9 +630,9 @@ fn ctr_podman_and_skopeo_pull_through_the_mirror() {
         let resp = V2::new(&registry).get_manifest("/v2/127.0.0.1/team/podman/manifests/v1");
         assert_eq!(cache_state(&resp), "hit", "podman's pull stored the copy");
     }
-    match containerd_socket() {
+    match containerd::socket() {
         Some(socket) => {
-            let namespace = format!("registry-v1-mirror-{}", rand_suffix());
+            let namespace = containerd::Namespace::new(socket, "registry-v1-mirror");
             let hosts = work.path().join("hosts");
             let dir = hosts.join(dist.host());
             std::fs::create_dir_all(&dir).unwrap();
@@ -649,50 +645,9 @@ fn ctr_podman_and_skopeo_pull_through_the_mirror() {
             )
             .unwrap();
             let reference = format!("{}/team/ctr:v1", dist.host());
-            let out = try_run(
-                "ctr",
-                &[
-                    "--address",
-                    socket,
-                    "--namespace",
-                    &namespace,
-                    "images",
-                    "pull",
-                    "--hosts-dir",
-                    hosts.to_str().unwrap(),
-                    &reference,
-                ],
-            );
-            let listed = try_run(
-                "ctr",
-                &[
-                    "--address",
-                    socket,
-                    "--namespace",
-                    &namespace,
-                    "images",
-                    "ls",
-                    "-q",
-                ],
-            );
-            for image in String::from_utf8_lossy(&listed.stdout).lines() {
-                let _ = try_run(
-                    "ctr",
-                    &[
-                        "--address",
-                        socket,
-                        "--namespace",
-                        &namespace,
-                        "images",
-                        "rm",
-                        image,
-                    ],
-                );
-            }
-            let _ = try_run(
-                "ctr",
-                &["--address", socket, "namespaces", "remove", &namespace],
-            );
+            let hosts_dir = hosts.to_str().unwrap();
+            let out = namespace.try_ctr(&["images", "pull", "--hosts-dir", hosts_dir, &reference]);
+            drop(namespace);
             expect_ok(out, "ctr pull through the mirror");
             let resp = V2::new(&registry).get_manifest("/v2/127.0.0.1/team/ctr/manifests/v1");
             assert_eq!(cache_state(&resp), "hit", "ctr's pull stored the copy");
@@ -731,20 +686,6 @@ fn registries_conf(dir: &Path, prefix: &str, location: &str) -> std::path::PathB
     )
     .unwrap();
     file
-}
-
-/// containerd's socket: its own, or the one the docker engine runs.
-fn containerd_socket() -> Option<&'static str> {
-    [
-        "/run/containerd/containerd.sock",
-        "/var/run/docker/containerd/containerd.sock",
-    ]
-    .into_iter()
-    .find(|socket| {
-        try_run("timeout", &["20", "ctr", "--address", socket, "version"])
-            .status
-            .success()
-    })
 }
 
 /// An upstream of the test's own that serves one image, whose layer is
@@ -821,21 +762,11 @@ fn slow_body(mut stream: TcpStream, layer: &[u8], cut: bool) {
 /// A large image for the fault tests: a 4 MiB layer (incompressible).
 fn large_image(label: &str) -> Image {
     let layer = unique_bytes(label, 4 << 20);
-    let config = serde_json::to_vec(&json!({
+    let config = json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
-    }))
-    .unwrap();
-    let manifest = manifest_bytes(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": descriptor(OCI_CONFIG, &config),
-        "layers": [descriptor(OCI_LAYER, &layer)],
-    }));
-    Image {
-        config,
-        layer,
-        manifest,
-    }
+    });
+    Image::of(&config, layer)
 }
 
 /// An upstream that breaks off mid-blob: the client gets an error (never

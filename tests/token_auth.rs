@@ -21,7 +21,6 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::blocking::{RequestBuilder, Response};
 use serde_json::{json, Value};
-use sha2::Digest;
 
 use login_support::*;
 use v2_support::*;
@@ -70,14 +69,7 @@ impl KeyPair {
         openssl(&args);
         let public_pem = String::from_utf8(openssl(&["pkey", "-in", k, "-pubout"]).stdout).unwrap();
         let der = openssl(&["pkey", "-in", k, "-pubout", "-outform", "DER"]).stdout;
-        let digest = sha2::Sha256::digest(&der);
-        let b32 = data_encoding::BASE32_NOPAD.encode(&digest[..30]);
-        let kid = b32
-            .as_bytes()
-            .chunks(4)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect::<Vec<_>>()
-            .join(":");
+        let kid = libtrust_kid(&der);
         let cert_der = openssl(&["x509", "-in", c, "-outform", "DER"]).stdout;
         KeyPair {
             x5c: base64::engine::general_purpose::STANDARD.encode(cert_der),

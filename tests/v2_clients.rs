@@ -511,28 +511,12 @@ fn docker_engine_import_push_pull() {
     assert!(repo_digests.contains(&digest), "{repo_digests}");
 }
 
-/// containerd's socket: its own, or the one the docker engine runs.
-fn containerd_socket() -> Option<&'static str> {
-    [
-        "/run/containerd/containerd.sock",
-        "/var/run/docker/containerd/containerd.sock",
-    ]
-    .into_iter()
-    .find(|socket| {
-        Command::new("timeout")
-            .args(["20", "ctr", "--address", socket, "version"])
-            .stdin(Stdio::null())
-            .output()
-            .is_ok_and(|out| out.status.success())
-    })
-}
-
 /// containerd, a client of its own (the one Kubernetes nodes pull with):
 /// a pull by tag and by digest, and a push of what it pulled under a new
 /// name, over plain http, in a namespace of the test's own.
 #[test]
 fn containerd_pull_push_by_tag_and_digest() {
-    let socket = containerd_socket();
+    let socket = containerd::socket();
     if socket.is_none() || !docker_engine_answers() {
         let _ = writeln!(
             std::io::stderr(),
@@ -541,39 +525,18 @@ fn containerd_pull_push_by_tag_and_digest() {
         );
         return;
     }
-    let socket = socket.unwrap();
-    let namespace = format!("registry-v1-test-{}", rand_suffix());
+    let namespace = containerd::Namespace::new(socket.unwrap(), "registry-v1-test");
     let ctr = |args: &[&str]| {
-        let mut all = vec!["--address", socket, "--namespace", &namespace];
-        all.extend_from_slice(args);
-        run("ctr", &all)
+        let out = namespace.try_ctr(args);
+        assert!(
+            out.status.success(),
+            "ctr {}: {}\nstderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     };
-    struct Namespace<'a>(&'a str, &'a str);
-    impl Drop for Namespace<'_> {
-        fn drop(&mut self) {
-            let (socket, ns) = (self.1, self.0);
-            let listed = try_run(
-                "ctr",
-                &["--address", socket, "--namespace", ns, "images", "ls", "-q"],
-            );
-            for image in String::from_utf8_lossy(&listed.stdout).lines() {
-                let _ = try_run(
-                    "ctr",
-                    &[
-                        "--address",
-                        socket,
-                        "--namespace",
-                        ns,
-                        "images",
-                        "rm",
-                        image,
-                    ],
-                );
-            }
-            let _ = try_run("ctr", &["--address", socket, "namespaces", "remove", ns]);
-        }
-    }
-    let _cleanup = Namespace(&namespace, socket);
 
     let backend = Backend::local();
     let registry = backend.start(&[]);

@@ -259,3 +259,16 @@ impl Drop for Docker {
         }
     }
 }
+
+/// libtrust's id of a public key (its DER form), as docker_auth names its
+/// keys in a token's `kid`: the first 240 bits of its SHA-256 in base32,
+/// in groups of four.
+pub fn libtrust_kid(public_der: &[u8]) -> String {
+    use sha2::Digest;
+    let b32 = data_encoding::BASE32_NOPAD.encode(&sha2::Sha256::digest(public_der)[..30]);
+    b32.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -4,6 +4,7 @@
 //! images the tests push.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod distribution;
 #[path = "../storage_support/s3_server.rs"]
 pub mod s3_server;
