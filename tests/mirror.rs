@@ -1036,8 +1036,8 @@ fn the_collector_evicts_the_least_recently_used_copy_beyond_the_size_bound() {
     );
 
     upstream.stop();
-    for i in 1..3 {
-        assert_eq!(pull(&v2, i, &images[i]), "hit", "evict-{i} is kept");
+    for (i, image) in images.iter().enumerate().take(3).skip(1) {
+        assert_eq!(pull(&v2, i, image), "hit", "evict-{i} is kept");
     }
     v2.expect_error(
         v2.get_manifest("/v2/dist/team/evict-0/manifests/v1"),

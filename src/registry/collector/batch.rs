@@ -87,9 +87,7 @@ impl Item {
             Item::Image { id, .. } => marks.images.contains(id),
             Item::DigestEntry { image, .. } => marks.images.contains(image),
             // A copy cached again since the mark is fetched again.
-            Item::Upload { .. } | Item::TagLeftover { .. } | Item::CachedRepository { .. } => {
-                false
-            }
+            Item::Upload { .. } | Item::TagLeftover { .. } | Item::CachedRepository { .. } => false,
         }
     }
 

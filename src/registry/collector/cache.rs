@@ -70,7 +70,7 @@ pub(super) async fn evicted(run: &mut Run<'_>, repositories: &[String]) -> Resul
     let mut gone = HashSet::new();
     let mut kept_bytes = 0u64;
     // Newest first: what is used now is kept before what was used long ago.
-    copies.sort_by(|a, b| b.used.cmp(&a.used));
+    copies.sort_by_key(|b| std::cmp::Reverse(b.used));
     for copy in copies {
         let age = run.started.duration_since(copy.used).unwrap_or_default();
         let in_use = age < run.options.grace_period;
