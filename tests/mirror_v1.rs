@@ -451,6 +451,72 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
     );
 }
 
+/// Today's clients (v2) pull from a v1 source through the cache with no
+/// v1 pull before: the tag and every image of its ancestry are fetched
+/// and stored in the v1 tree, and the bridge serves their v2 form; again
+/// with the source stopped.
+#[test]
+fn a_v2_pull_fetches_from_a_v1_source() {
+    let Some(root) = LegacyPeer::root() else {
+        return;
+    };
+    let started = Instant::now();
+    let peer_store = tempfile::tempdir().unwrap();
+    let mut peer = LegacyPeer::start(&root, peer_store.path());
+    let chain = chain();
+    push(&|p: &str| peer.url(p), "ns/app", &chain, "v1");
+    let store = Backend::local();
+    let source = peer.url("");
+    let registry = store.start(&[("MIRROR_SOURCE", source.as_str())]);
+    let v2 = V2::new(&registry);
+    let fetch = |v2: &V2| {
+        let resp = v2.get_manifest("/v2/ns/app/manifests/v1");
+        assert_eq!(resp.status(), 200, "{}", registry.log());
+        let digest = header(&resp, "docker-content-digest").unwrap();
+        let bytes = resp.bytes().unwrap();
+        assert_eq!(sha256(&bytes), digest);
+        let manifest: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_owned()];
+        for layer in manifest["layers"].as_array().unwrap() {
+            blobs.push(layer["digest"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(blobs.len(), chain.len() + 1);
+        for digest in &blobs {
+            let resp = v2.get(&format!("/v2/ns/app/blobs/{digest}"));
+            assert_eq!(resp.status(), 200, "{digest}: {}", registry.log());
+            assert_eq!(&sha256(&resp.bytes().unwrap()), digest);
+        }
+        digest
+    };
+    let first = fetch(&v2);
+    for image in &chain {
+        // The v1 image, and the bridge's v2 form of it (`_v2*`).
+        let files = image_files(&store, &image.id);
+        let v1: Vec<&String> = files.iter().filter(|f| !f.starts_with("_v2")).collect();
+        assert_eq!(v1, ["_checksum", "ancestry", "json", "layer"]);
+    }
+    // What the source does not have is the v2 API's 404.
+    v2.expect_error(
+        v2.get_manifest("/v2/ns/app/manifests/nope"),
+        404,
+        "MANIFEST_UNKNOWN",
+        "a tag the source does not have",
+    );
+    peer.stop();
+    assert_eq!(fetch(&v2), first, "served again with the source stopped");
+    // With the source stopped, a tag never fetched cannot be known: 502.
+    v2.expect_error(
+        v2.get_manifest("/v2/ns/app/manifests/nope"),
+        502,
+        "UNKNOWN",
+        "a tag never fetched, the source stopped",
+    );
+    eprintln!(
+        "a_v2_pull_fetches_from_a_v1_source: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 // --- faults on purpose: a source of the test's own --------------------------------
 
 /// How the fake source answers the layer, by request count.

@@ -34,7 +34,7 @@ use reqwest::header::HeaderMap;
 
 use super::{Cached, Error, Mirror, Result};
 use crate::names::{ImageId, RepositoryName, Tag};
-use crate::registry::legacy;
+use crate::registry::{bridge, legacy, oci};
 use crate::storage::layout::mirror as layout;
 use crate::storage::{ByteStream, Storage, StorageError};
 use crate::upstream::{Api, UpstreamError};
@@ -172,6 +172,57 @@ impl Mirror {
         };
         self.v1_images.release(id, lock);
         fetched.map(|()| true)
+    }
+
+    /// A v2 pull (today's clients) of a tag from a v1 source: the tag
+    /// copied as a v1 pull copies it, every image of its ancestry fetched,
+    /// then the v1-to-v2 bridge's manifest of it, as for a v1 image pushed
+    /// here. `missed`: this registry has no such manifest (else only a
+    /// copied tag older than `tags_cache_ttl` is asked for again). `None`:
+    /// nothing to do here (no v1 source, a name v1 cannot hold, a tag
+    /// pushed here, a fresh copy, or one the source does not have).
+    pub async fn v1_manifest(
+        &self,
+        storage: &dyn Storage,
+        name: &oci::Name,
+        tag: &oci::Tag,
+        missed: bool,
+    ) -> Result<Option<oci::manifests::Stored>> {
+        if !self.has_v1_candidate() {
+            return Ok(None);
+        }
+        let Some(repo) = bridge::v1_name(name) else {
+            return Ok(None);
+        };
+        if !missed {
+            let record_path = layout::v1_tag_checked(&repo, &Tag::unchecked(tag.as_str()));
+            match read_record::<TagChecked>(storage, &record_path).await? {
+                Some(record) if !self.fresh(record.checked_ms) => {}
+                _ => return Ok(None),
+            }
+        }
+        let image =
+            match self.v1_tag(storage, &repo, tag.as_str()).await {
+                Ok(image) => image,
+                Err(Error::Legacy(
+                    legacy::Error::TagNotFound | legacy::Error::RepositoryNotFound,
+                )) if missed => return Ok(None),
+                Err(Error::Legacy(
+                    legacy::Error::TagNotFound | legacy::Error::RepositoryNotFound,
+                )) => return Err(oci::Error::ManifestUnknown(tag.to_string()).into()),
+                Err(e) => return Err(e),
+            };
+        let Some(top) = ImageId::parse(&image) else {
+            return Ok(None);
+        };
+        self.v1_image(storage, &top).await?;
+        let ancestry = legacy::image_ancestry(storage, &top).await?;
+        let lineage: Vec<String> = serde_json::from_slice(&ancestry).unwrap_or_default();
+        for id in lineage.iter().rev().filter_map(|id| ImageId::parse(id)) {
+            self.v1_image(storage, &id).await?;
+        }
+        let reference = oci::Reference::Tag(tag.clone());
+        Ok(Some(bridge::manifest(storage, name, &reference).await?))
     }
 
     /// `GET /v1/repositories/<name>/tags/<tag>`: the image this registry's
