@@ -94,6 +94,7 @@ pub async fn delete_repository(
 ) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
     store::delete_repository(&*state.storage, &name).await?;
+    mirror::legacy::forget_repository(&*state.storage, &name).await?;
     // The v1 tree only: a v2 tree that still holds it keeps it in search.
     if !bridge::still_held(&*state.storage, &name).await {
         state

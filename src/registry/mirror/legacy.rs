@@ -573,6 +573,12 @@ pub async fn forget_copy(storage: &dyn Storage, name: &RepositoryName, tag: &Tag
     remove_if_present(storage, &layout::v1_tag_checked(name, tag)).await
 }
 
+/// A repository deleted here: its records go with it (a pull afterwards
+/// asks the source afresh, as for a repository never pulled).
+pub async fn forget_repository(storage: &dyn Storage, name: &RepositoryName) -> Result<()> {
+    remove_if_present(storage, &layout::v1_repository(name)).await
+}
+
 /// The tags of a repository that are copies (have a record).
 async fn copied_tags(storage: &dyn Storage, name: &RepositoryName) -> Result<Vec<String>> {
     match storage.list(&layout::v1_tags_checked(name)).await {
