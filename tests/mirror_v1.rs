@@ -319,6 +319,7 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
     let chain = chain();
     let peer_url = |p: &str| peer.url(p);
     push(&peer_url, "ns/app", &chain, "latest");
+    push(&peer_url, "ns/app", &chain, "stable");
     push(&peer_url, "ns/shared", &chain[..1], "latest");
 
     let ttl = 3;
@@ -355,6 +356,10 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
         store.read_stored("repositories/ns/app/tag_latest").unwrap(),
         chain[1].id.as_bytes()
     );
+
+    // The stand-in index's image list comes from the source's index.
+    let images = get_json(&registry, "/v1/repositories/ns/app/images");
+    assert!(images.is_array(), "{images}");
 
     // Today's clients pull the copy over v2, as any v1 image here.
     let v2 = V2::new(&registry);
@@ -395,6 +400,10 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
     let tags = get_json(&registry, "/v1/repositories/ns/shared/tags");
     assert_eq!(tags, json!({"mine": BASE}));
 
+    // A tag pushed here is this registry's own: the source's never
+    // replaces it.
+    push(&|p: &str| registry.url(p), "ns/app", &chain[..1], "stable");
+
     // The tag moves at the source: the copy stands for `tags_cache_ttl`,
     // then the move is seen, in the list too.
     let moved = image(
@@ -419,7 +428,11 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
     assert_eq!(after.last().unwrap().0, moved.id);
     assert_eq!(
         get_json(&registry, "/v1/repositories/ns/app/tags"),
-        json!({"latest": moved.id})
+        json!({"latest": moved.id, "stable": BASE})
+    );
+    assert_eq!(
+        get_json(&registry, "/v1/repositories/ns/app/tags/stable"),
+        json!(BASE)
     );
 
     // The source stops: what was pulled is served, the tag too (stale);
@@ -442,8 +455,13 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
         "{error}"
     );
     assert!(image_files(&store, &unknown).is_empty());
-    // Search answers with this registry's own, and says why in the log.
-    assert_eq!(common::search_names(&registry, "app"), ["local/app"]);
+    // Search answers with this registry's own (`ns/app` since its tag was
+    // pushed here), and says why in the log.
+    assert_eq!(
+        common::search_names(&registry, "app"),
+        ["local/app", "ns/app"]
+    );
+    assert_eq!(common::search_names(&registry, "shared"), ["ns/shared"]);
     assert!(registry.log().contains("answering with local results"));
     eprintln!(
         "a_v1_source_is_mirrored_as_the_old_mirror_did: {:.1} s",
@@ -528,6 +546,8 @@ enum Layer {
     Wrong,
     /// Whole and right.
     Right,
+    /// Whole and right, after a pause (requests overlap meanwhile).
+    Slow,
 }
 
 /// A v1-only source serving one image, its layer answered as `plan` says,
@@ -626,6 +646,10 @@ fn serve(
                     answer(&mut stream, "200 OK", "", &other);
                 }
                 Layer::Right => answer(&mut stream, "200 OK", "", layer),
+                Layer::Slow => {
+                    std::thread::sleep(Duration::from_millis(500));
+                    answer(&mut stream, "200 OK", "", layer)
+                }
             }
         } else {
             // `/v2/` too: this source speaks only v1.
@@ -684,6 +708,34 @@ fn a_cut_or_wrong_layer_leaves_nothing_and_the_next_pull_works() {
         "a_cut_or_wrong_layer_leaves_nothing_and_the_next_pull_works: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Eight clients asking at once for an image not held: one fetch from
+/// the source, every client served the image.
+#[test]
+fn clients_pulling_one_image_at_once_cause_one_fetch() {
+    let (json, layer) = fixture(CHILD);
+    let image = image(&random_id(), None, json, layer);
+    let source = FakeSource::start(&image, vec![Layer::Slow]);
+    let store = Backend::local();
+    let url = source.url();
+    let registry = store.start(&[("MIRROR_SOURCE", url.as_str())]);
+    let path = format!("/v1/images/{}/layer", image.id);
+    std::thread::scope(|scope| {
+        let pulls: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let resp = get(&registry, &path);
+                    assert_eq!(resp.status(), 200, "{}", registry.log());
+                    resp.bytes().unwrap().to_vec()
+                })
+            })
+            .collect();
+        for pull in pulls {
+            assert_eq!(pull.join().unwrap(), image.layer);
+        }
+    });
+    assert_eq!(source.layer_requests.load(Ordering::SeqCst), 1);
 }
 
 /// A v2 source (every public registry today) is never asked v1
