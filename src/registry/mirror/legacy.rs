@@ -103,12 +103,19 @@ fn part(s: &str) -> String {
     utf8_percent_encode(s, PATH_PART).to_string()
 }
 
-fn repository_path(name: &RepositoryName) -> String {
-    format!(
+/// The repository's path at the source; `None` for a name with a `.` or
+/// `..` part, which a URL cannot carry (escaped or not, it is a step up
+/// the path): such a repository is this registry's own only.
+fn repository_path(name: &RepositoryName) -> Option<String> {
+    let dots = |s: &str| s == "." || s == "..";
+    if dots(name.namespace()) || dots(name.repository()) {
+        return None;
+    }
+    Some(format!(
         "/v1/repositories/{}/{}",
         part(name.namespace()),
         part(name.repository())
-    )
+    ))
 }
 
 /// The `sha256:<hex>` checksums a `X-Docker-Checksum-Payload` names (the
@@ -201,6 +208,13 @@ impl Mirror {
                 _ => return Ok(None),
             }
         }
+        // Only a source known to speak v1: one that cannot be asked now
+        // (down since this registry started) leaves the answer to the v2
+        // cache, which serves its copies stale, or to this registry's own
+        // copy of the v1 tag.
+        if !matches!(self.v1_source().await, Ok(Some(_))) {
+            return Ok(None);
+        }
         let image =
             match self.v1_tag(storage, &repo, tag.as_str()).await {
                 Ok(image) => image,
@@ -235,8 +249,8 @@ impl Mirror {
         raw: &str,
     ) -> Result<String> {
         let local = legacy::tag(storage, name, &Tag::unchecked(raw)).await;
-        let tag = match Tag::parse(raw) {
-            Some(tag) if self.has_v1_candidate() => tag,
+        let (tag, repo_path) = match (Tag::parse(raw), repository_path(name)) {
+            (Some(tag), Some(path)) if self.has_v1_candidate() => (tag, path),
             _ => return Ok(local?),
         };
         let record_path = layout::v1_tag_checked(name, &tag);
@@ -255,7 +269,7 @@ impl Mirror {
             Ok(None) => return Ok(local?),
             Err(e) => return stale_or(local, name, e),
         };
-        let path = format!("{}/tags/{}", repository_path(name), part(tag.as_str()));
+        let path = format!("{repo_path}/tags/{}", part(tag.as_str()));
         match source.client.v1_get(&source.settings.url, &path).await {
             Ok((_, body)) => {
                 let image = match serde_json::from_slice::<String>(&body)
@@ -294,9 +308,9 @@ impl Mirror {
         name: &RepositoryName,
     ) -> Result<BTreeMap<String, String>> {
         let local = legacy::tags(storage, name).await;
-        if !self.has_v1_candidate() {
+        let Some(repo_path) = repository_path(name).filter(|_| self.has_v1_candidate()) else {
             return Ok(local?);
-        }
+        };
         let list_path = layout::v1_list_checked(name);
         let listed: Option<ListChecked> = read_record(storage, &list_path).await?;
         let copied = copied_tags(storage, name).await?;
@@ -311,7 +325,7 @@ impl Mirror {
             Ok(None) => return Ok(local?),
             Err(e) => return stale_or(local, name, e),
         };
-        let path = format!("{}/tags", repository_path(name));
+        let path = format!("{repo_path}/tags");
         let tags = match source.client.v1_get(&source.settings.url, &path).await {
             Ok((_, body)) => match serde_json::from_slice::<BTreeMap<String, String>>(&body) {
                 Ok(tags) => tags,
@@ -418,9 +432,9 @@ impl Mirror {
     /// this registry has no image list of its own: passed on, not stored
     /// (the old mirror did the same). `None`: no v1 source.
     pub async fn v1_index_images(&self, name: &RepositoryName) -> Result<Option<Bytes>> {
-        if !self.has_v1_candidate() {
+        let Some(repo_path) = repository_path(name).filter(|_| self.has_v1_candidate()) else {
             return Ok(None);
-        }
+        };
         let Some(source) = self.v1_source().await? else {
             return Ok(None);
         };
@@ -429,7 +443,7 @@ impl Mirror {
             .index_url
             .as_deref()
             .unwrap_or(&source.settings.url);
-        let path = format!("{}/images", repository_path(name));
+        let path = format!("{repo_path}/images");
         match source.client.v1_get(base, &path).await {
             Ok((_, body)) => match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(serde_json::Value::Array(_)) => Ok(Some(body)),
@@ -678,6 +692,13 @@ mod tests {
 
     #[test]
     fn path_parts_are_escaped() {
+        let name = |n: &str| RepositoryName::parse(n).unwrap();
+        assert_eq!(
+            repository_path(&name("ns/app")).as_deref(),
+            Some("/v1/repositories/ns/app")
+        );
+        assert_eq!(repository_path(&name("ns/..")), None);
+        assert_eq!(repository_path(&name("../app")), None);
         assert_eq!(part("a-b.c_d"), "a-b.c_d");
         assert_eq!(part("../x"), "..%2Fx");
         assert_eq!(part("é"), "%C3%A9");
