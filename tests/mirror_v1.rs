@@ -738,6 +738,80 @@ fn clients_pulling_one_image_at_once_cause_one_fetch() {
     assert_eq!(source.layer_requests.load(Ordering::SeqCst), 1);
 }
 
+/// A server of fixed JSON answers by path (query included), 404 else;
+/// returns its port and the paths it was asked for.
+fn json_server(answers: Vec<(String, String)>) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+            seen.lock().unwrap().push(path.clone());
+            let (status, body) = match answers.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => ("200 OK", body.clone()),
+                None => ("404 Not Found", "{\"error\": \"Not found\"}".to_owned()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, asked)
+}
+
+/// `source_index` (`MIRROR_SOURCE_INDEX`): search and the image list of a
+/// repository come from the index, not from the source.
+#[test]
+fn search_and_image_lists_come_from_the_source_index() {
+    let (source_port, source_asked) = json_server(vec![]);
+    let id = random_id();
+    let (index_port, index_asked) = json_server(vec![
+        (
+            "/v1/search?q=app&n=25&page=1".to_owned(),
+            json!({"num_results": 1, "results": [{"name": "idx/app", "description": "at the index"}]})
+                .to_string(),
+        ),
+        (
+            "/v1/repositories/idx/app/images".to_owned(),
+            json!([{"id": id}]).to_string(),
+        ),
+    ]);
+    let store = Backend::local();
+    let source = format!("http://127.0.0.1:{source_port}");
+    let index = format!("http://127.0.0.1:{index_port}");
+    let registry = store.start(&[
+        ("MIRROR_SOURCE", source.as_str()),
+        ("MIRROR_SOURCE_INDEX", index.as_str()),
+    ]);
+    let found = get_json(&registry, "/v1/search?q=app");
+    assert_eq!(
+        found["results"],
+        json!([{"name": "idx/app", "description": "at the index", "star_count": 0,
+                "is_official": false, "is_automated": false}])
+    );
+    assert_eq!(
+        get_json(&registry, "/v1/repositories/idx/app/images"),
+        json!([{"id": id}])
+    );
+    // The source was asked only which API it speaks.
+    assert_eq!(*source_asked.lock().unwrap(), ["/v2/"]);
+    assert_eq!(index_asked.lock().unwrap().len(), 2);
+}
+
 /// A v2 source (every public registry today) is never asked v1
 /// questions: a v1 miss stays this registry's 404.
 #[test]
