@@ -322,7 +322,7 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
     push(&peer_url, "ns/app", &chain, "stable");
     push(&peer_url, "ns/shared", &chain[..1], "latest");
 
-    let ttl = 3;
+    let ttl = 2;
     let store = Backend::local();
     let source = peer.url("");
     let registry = store.start(&[
