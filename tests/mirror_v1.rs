@@ -506,6 +506,13 @@ fn a_v2_pull_fetches_from_a_v1_source() {
         }
         digest
     };
+    // The tag list over v2: the source's, copied as a v1 list copies it.
+    let tags_list = |v2: &V2| {
+        let resp = v2.get("/v2/ns/app/tags/list");
+        assert_eq!(resp.status(), 200, "{}", registry.log());
+        resp.json::<Value>().unwrap()
+    };
+    assert_eq!(tags_list(&v2), json!({"name": "ns/app", "tags": ["v1"]}));
     let first = fetch(&v2);
     for image in &chain {
         // The v1 image, and the bridge's v2 form of it (`_v2*`).
@@ -522,6 +529,7 @@ fn a_v2_pull_fetches_from_a_v1_source() {
     );
     peer.stop();
     assert_eq!(fetch(&v2), first, "served again with the source stopped");
+    assert_eq!(tags_list(&v2), json!({"name": "ns/app", "tags": ["v1"]}));
     // With the source stopped, a tag never fetched cannot be known: 502.
     v2.expect_error(
         v2.get_manifest("/v2/ns/app/manifests/nope"),

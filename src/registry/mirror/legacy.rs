@@ -239,6 +239,27 @@ impl Mirror {
         Ok(Some(bridge::manifest(storage, name, &reference).await?))
     }
 
+    /// A v2 tag list (today's clients) of a repository of a v1 source:
+    /// the source's tags copied into the v1 tree first, as a v1 list
+    /// copies them (when the repository is a copy or unknown here and its
+    /// list older than `tags_cache_ttl`), for the bridge to list.
+    pub async fn v1_sync_tags(&self, storage: &dyn Storage, name: &oci::Name) -> Result<()> {
+        if !self.has_v1_candidate() {
+            return Ok(());
+        }
+        let Some(repo) = bridge::v1_name(name) else {
+            return Ok(());
+        };
+        // As for manifests: only a source known to speak v1.
+        if !matches!(self.v1_source().await, Ok(Some(_))) {
+            return Ok(());
+        }
+        match self.v1_tags(storage, &repo).await {
+            Ok(_) | Err(Error::Legacy(legacy::Error::RepositoryNotFound)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /v1/repositories/<name>/tags/<tag>`: the image this registry's
     /// tag names, refreshed from a v1 source when it is a copy older than
     /// `tags_cache_ttl`, fetched when there is none.
