@@ -68,7 +68,9 @@ async fn answer(
         // hold is one result (the old mirror did the same, by name).
         let mut added = 0u64;
         let mut shared = 0u64;
-        for hit in source.results {
+        // At most a page of the source's: an answer stays within twice
+        // the page size, whatever the source sends.
+        for hit in source.results.into_iter().take(query.per_page as usize) {
             if results.iter().any(|r| r.name == hit.name) {
                 shared += 1;
                 continue;
