@@ -284,6 +284,56 @@ impl Upstream {
         })
     }
 
+    /// `GET <base><path_and_query>` of the v1 API (the old Python
+    /// registry): a body of at most [`MAX_MANIFEST`] bytes and the
+    /// answer's headers. `base` is this upstream's URL or its configured
+    /// index (`source_index`), never a host a request named. Basic
+    /// credentials go along when configured: the v1 API knows no Bearer
+    /// flow of this kind.
+    pub async fn v1_get(&self, base: &str, path_and_query: &str) -> Result<(HeaderMap, Bytes)> {
+        let _slot = self.slot().await?;
+        let resp = self.v1_send(base, path_and_query).await?;
+        let headers = resp.headers().clone();
+        Ok((headers, self.read_bounded(resp, "a v1 answer").await?))
+    }
+
+    /// `GET <path>` of the v1 API on this upstream, its body streamed as
+    /// it comes (a layer); the slot is held until the body is read or
+    /// dropped, as for [`Upstream::blob`].
+    pub async fn v1_stream(&self, path: &str) -> Result<Blob> {
+        let slot = self.slot().await?;
+        let base = self.config.url.clone();
+        let resp = self.v1_send(&base, path).await?;
+        let length = resp.content_length();
+        let stream = self.idle_bounded(resp.bytes_stream()).map(move |block| {
+            let _held: &OwnedSemaphorePermit = &slot;
+            block.map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        Ok(Blob {
+            length,
+            stream: Box::pin(stream),
+        })
+    }
+
+    async fn v1_send(&self, base: &str, path_and_query: &str) -> Result<reqwest::Response> {
+        let url = format!("{base}{path_and_query}");
+        let mut request = self
+            .http
+            .get(&url)
+            .header(header::ACCEPT, "application/json, */*");
+        if let Some(value) = self.basic_value() {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let resp = self.timed(request.send()).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(resp),
+            StatusCode::UNAUTHORIZED => Err(UpstreamError::Denied(format!(
+                "{base} answered 401 to a v1 request"
+            ))),
+            s => Err(status_error(s, resp.headers())),
+        }
+    }
+
     /// A request slot, waited for at most the timeout.
     async fn slot(&self) -> Result<OwnedSemaphorePermit> {
         match tokio::time::timeout(self.config.timeout, self.slots.clone().acquire_owned()).await {

@@ -103,6 +103,14 @@ pub enum Error {
     /// Talking to the central index failed.
     #[error("Index unavailable: {0}")]
     Index(String),
+    /// The mirror's source (`mirroring.source`) could not give what this
+    /// registry does not hold: down, slow, or answering nonsense.
+    #[error("Mirror source unavailable: {0}")]
+    MirrorSource(String),
+    /// The mirror's source asks to slow down, or too many requests to it
+    /// are in flight.
+    #[error("Mirror source busy, retry later: {0}")]
+    MirrorSourceBusy(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -146,6 +154,32 @@ impl From<legacy::Error> for Error {
             E::JsonDecoding => Error::JsonDecoding,
             E::IndexImagesNotFound => Error::IndexImagesNotFound,
             E::Storage(e) => Error::Storage(e),
+        }
+    }
+}
+
+/// The v1 pull-through cache's failures (see `registry::mirror::legacy`).
+impl From<crate::registry::mirror::Error> for Error {
+    fn from(e: crate::registry::mirror::Error) -> Self {
+        use crate::registry::mirror::Error as E;
+        use crate::upstream::UpstreamError as U;
+        match e {
+            E::Legacy(e) => e.into(),
+            E::Model(crate::registry::oci::Error::Storage(e)) => Error::Storage(e),
+            E::Upstream { upstream, error } => {
+                log::warn!("v1 mirror: source {upstream}: {error}");
+                crate::metrics::get().failure("upstream", error.kind());
+                match error {
+                    U::TooManyRequests(_) | U::Busy => {
+                        Error::MirrorSourceBusy(format!("{upstream}: {error}"))
+                    }
+                    error => Error::MirrorSource(format!("{upstream}: {error}")),
+                }
+            }
+            // Only v2 requests pick an upstream by `ns` or write to one.
+            e @ (E::NamespaceUnknown(_) | E::ReadOnly { .. } | E::Model(_)) => {
+                Error::MirrorSource(e.to_string())
+            }
         }
     }
 }
@@ -230,7 +264,8 @@ impl ResponseError for Error {
             | BadQuery(_) => StatusCode::BAD_REQUEST,
             Storage(e) => failure_status(e.failure()),
             Search(e) => failure_status(e.failure()),
-            Index(_) | ListingBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Index(_) | ListingBusy | MirrorSourceBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MirrorSource(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -313,6 +348,8 @@ mod tests {
         assert_eq!(Error::Unauthorized.status_code(), 401);
         assert_eq!(Error::RangeNotSatisfiable { size: 1 }.status_code(), 416);
         assert_eq!(Error::TooLarge(1).status_code(), 413);
+        assert_eq!(Error::MirrorSource("x".into()).status_code(), 502);
+        assert_eq!(Error::MirrorSourceBusy("x".into()).status_code(), 503);
     }
 
     #[test]

@@ -17,10 +17,17 @@ use crate::storage::layout::legacy;
 
 type Id = web::Path<String>;
 
-/// The image a pull names: allowed, and completely pushed.
+/// The image a pull names: allowed, and completely pushed; fetched from
+/// the mirror's v1 source first when this registry does not hold it (see
+/// `registry::mirror::legacy`).
 async fn pullable(state: &AppState, raw: &str) -> Result<ImageId> {
     let id = http::image_id(raw)?;
-    store::require_complete(&*state.storage, &id).await?;
+    let storage = &*state.storage;
+    store::require_complete(storage, &id).await?;
+    if state.mirror.has_v1_candidate() && !store::image_exists(storage, &id).await? {
+        state.mirror.v1_image(storage, &id).await?;
+        store::require_complete(storage, &id).await?;
+    }
     Ok(id)
 }
 

@@ -119,7 +119,18 @@ pub async fn get_images(
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
-    let images = store::index_images(&*state.storage, &name).await?;
+    let images = match store::index_images(&*state.storage, &name).await {
+        // None here: the mirror's source index may know it (passed on,
+        // with this registry's own endpoints and token, as the old mirror
+        // answered).
+        Err(store::Error::IndexImagesNotFound) => {
+            match state.mirror.v1_index_images(&name).await? {
+                Some(images) => images,
+                None => return Err(store::Error::IndexImagesNotFound.into()),
+            }
+        }
+        other => other?,
+    };
     let resp = response::json_raw(StatusCode::OK, images);
     Ok(with_token(resp, &state, &req, &name, "read"))
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::error::Error;
 use super::response;
+use crate::registry::mirror::legacy::SourceSearch;
 use crate::registry::AppState;
 use crate::search::{SearchIndex, SearchQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TERM_CHARS};
 
@@ -31,34 +32,72 @@ struct Hit {
 }
 
 pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
-    answer(state.search.as_ref(), req.query_string()).await
+    let query = parse(req.query_string()).map_err(Error::BadQuery)?;
+    // A v1 mirror source's answers for the same page are added (see
+    // `registry::mirror::legacy`); none when it cannot answer.
+    let source = state
+        .mirror
+        .v1_search(&query.term, query.page, query.per_page)
+        .await;
+    answer(state.search.as_ref(), query, source).await
 }
 
-async fn answer(index: &dyn SearchIndex, query_string: &str) -> Result<HttpResponse, Error> {
-    let query = parse(query_string).map_err(Error::BadQuery)?;
+async fn answer(
+    index: &dyn SearchIndex,
+    query: SearchQuery,
+    source: Option<SourceSearch>,
+) -> Result<HttpResponse, Error> {
     let page = index.search(&query).await.inspect_err(|e| {
         log::error!("search for {:?}: {e}", query.term);
     })?;
     let page_size = u64::from(query.per_page);
+    let mut results: Vec<Hit> = page
+        .hits
+        .into_iter()
+        .map(|hit| Hit {
+            name: hit.name,
+            description: hit.description,
+            star_count: 0,
+            is_official: false,
+            is_automated: false,
+        })
+        .collect();
+    let mut total = page.total;
+    if let Some(source) = source {
+        // Merged by name, this registry's own first: a repository both
+        // hold is one result (the old mirror did the same, by name).
+        let mut added = 0u64;
+        let mut shared = 0u64;
+        // At most a page of the source's: an answer stays within twice
+        // the page size, whatever the source sends.
+        for hit in source.results.into_iter().take(query.per_page as usize) {
+            if results.iter().any(|r| r.name == hit.name) {
+                shared += 1;
+                continue;
+            }
+            added += 1;
+            results.push(Hit {
+                name: hit.name,
+                description: hit.description,
+                star_count: 0,
+                is_official: false,
+                is_automated: false,
+            });
+        }
+        total = total
+            .saturating_add(source.num_results)
+            .saturating_sub(shared)
+            .max(page.total + added);
+    }
     Ok(response::json(
         StatusCode::OK,
         &Answer {
             query: &query.term,
-            num_results: page.total,
-            num_pages: page.total.div_ceil(page_size),
+            num_results: total,
+            num_pages: total.div_ceil(page_size),
             page: query.page,
             page_size: query.per_page,
-            results: page
-                .hits
-                .into_iter()
-                .map(|hit| Hit {
-                    name: hit.name,
-                    description: hit.description,
-                    star_count: 0,
-                    is_official: false,
-                    is_automated: false,
-                })
-                .collect(),
+            results,
         },
     ))
 }
@@ -180,9 +219,19 @@ mod tests {
     }
 
     async fn get(index: &SqliteIndex, query_string: &str) -> (u16, Value) {
-        let resp = answer(index, query_string)
-            .await
-            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+        get_merged(index, query_string, None).await
+    }
+
+    async fn get_merged(
+        index: &SqliteIndex,
+        query_string: &str,
+        source: Option<SourceSearch>,
+    ) -> (u16, Value) {
+        let resp = match parse(query_string) {
+            Ok(query) => answer(index, query, source).await,
+            Err(e) => Err(Error::BadQuery(e)),
+        }
+        .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
         let status = resp.status().as_u16();
         assert_eq!(
             resp.headers().get("content-type").unwrap(),
@@ -228,6 +277,29 @@ mod tests {
             none,
             json!({"query": "nothing", "num_results": 0, "num_pages": 0, "page": 1,
                    "page_size": 25, "results": []})
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_mirror_sources_answers_are_merged_by_name() {
+        use crate::registry::mirror::legacy::SourceHit;
+        let index = index(&[("library/busybox", None), ("me/busy", Some("Busy app"))]).await;
+        let hit = |name: &str, description: &str| SourceHit {
+            name: name.into(),
+            description: Some(description.into()),
+        };
+        let source = SourceSearch {
+            num_results: 2,
+            results: vec![hit("me/busy", "the source's"), hit("up/busy", "upstream")],
+        };
+        let (status, body) = get_merged(&index, "q=busy", Some(source)).await;
+        assert_eq!(status, 200);
+        assert_eq!(names(&body), ["library/busybox", "me/busy", "up/busy"]);
+        // This registry's own description wins for a name both hold.
+        assert_eq!(body["results"][1]["description"], "Busy app");
+        assert_eq!(
+            (body["num_results"].as_u64(), body["num_pages"].as_u64()),
+            (Some(3), Some(1))
         );
     }
 

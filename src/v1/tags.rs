@@ -11,11 +11,13 @@ use super::response;
 use crate::events::{Event, TagTarget};
 use crate::names::Tag;
 use crate::registry::legacy as store;
-use crate::registry::{bridge, AppState};
+use crate::registry::{bridge, mirror, AppState};
 
 pub async fn list(state: web::Data<AppState>, repo: web::Path<String>) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
-    let tags = store::tags(&*state.storage, &name).await?;
+    // This registry's tags, with a v1 source's copied in (see
+    // `registry::mirror::legacy`).
+    let tags = state.mirror.v1_tags(&*state.storage, &name).await?;
     Ok(response::json(StatusCode::OK, &tags))
 }
 
@@ -25,7 +27,7 @@ pub async fn get(
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
     let name = http::repository(&repo)?;
-    let image = store::tag(&*state.storage, &name, &Tag::unchecked(&tag)).await?;
+    let image = state.mirror.v1_tag(&*state.storage, &name, &tag).await?;
     Ok(response::json(StatusCode::OK, &image))
 }
 
@@ -41,6 +43,8 @@ pub async fn put(
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let user_agent = http::user_agent_pairs(&req);
     let image = store::put_tag(&*state.storage, &name, &tag, &body, &user_agent).await?;
+    // Pushed here: this registry's own from now on, never the source's.
+    mirror::legacy::forget_copy(&*state.storage, &name, &tag).await?;
     state
         .events
         .publish(Event::TagPushed {
@@ -60,6 +64,7 @@ pub async fn delete(
     let name = http::repository(&repo)?;
     let tag = Tag::unchecked(&tag);
     store::delete_tag(&*state.storage, &name, &tag).await?;
+    mirror::legacy::forget_copy(&*state.storage, &name, &tag).await?;
     state.events.publish(Event::TagDeleted { name, tag }).await;
     Ok(response::ok_true())
 }
@@ -89,6 +94,7 @@ pub async fn delete_repository(
 ) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
     store::delete_repository(&*state.storage, &name).await?;
+    mirror::legacy::forget_repository(&*state.storage, &name).await?;
     // The v1 tree only: a v2 tree that still holds it keeps it in search.
     if !bridge::still_held(&*state.storage, &name).await {
         state

@@ -250,6 +250,9 @@ impl From<crate::registry::mirror::Error> for Error {
             E::NamespaceUnknown(ns) => Error::NamespaceUnknown(ns),
             e @ E::ReadOnly { .. } => Error::CacheReadOnly(e.to_string()),
             E::Model(e) => e.into(),
+            // Only the v1 API copies v1 images.
+            E::Legacy(crate::registry::legacy::Error::Storage(e)) => e.into(),
+            E::Legacy(e) => Error::UpstreamFailed(e.to_string()),
             E::Upstream { upstream, error } => {
                 log::warn!("pull-through cache: upstream {upstream}: {error}");
                 crate::metrics::get().failure("upstream", error.kind());

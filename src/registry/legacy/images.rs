@@ -162,6 +162,105 @@ pub async fn put_image_layer(storage: &dyn Storage, id: &ImageId, body: ByteStre
     }
 }
 
+/// A copy of another registry's image (the v1 pull-through cache), stored
+/// through the steps of a push: marked in progress, its json and the
+/// ancestry its source sent, then the layer streamed through
+/// [`put_image_layer`] (hashed on its way, never held in memory), then
+/// completed by [`put_image_checksum`] with the checksums the source
+/// named, which must match the one computed here. A source that named
+/// none: the computed one completes it (the bytes are the source's).
+///
+/// Any failure (a cut transfer, a checksum that does not match) leaves
+/// nothing: the image is removed as if never fetched. Its parents need
+/// not be stored: a pull fetches each image it asks for.
+pub async fn put_image_copy(
+    storage: &dyn Storage,
+    id: &ImageId,
+    json_body: Bytes,
+    ancestry: Bytes,
+    layer: ByteStream,
+    checksums: &[String],
+) -> Result<()> {
+    match parse_json(&json_body) {
+        Some(Value::Object(map)) => match map.get("id") {
+            Some(Value::String(s)) if s == id.as_str() => {}
+            Some(_) => return Err(Error::WrongId),
+            None => return Err(Error::MissingId),
+        },
+        _ => return Err(Error::InvalidJson),
+    }
+    let lineage = match parse_json(&ancestry) {
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().and_then(ImageId::parse))
+            .collect::<Option<Vec<_>>>()
+            .filter(|ids| ids.first() == Some(id))
+            .ok_or(Error::InvalidData)?,
+        _ => return Err(Error::InvalidData),
+    };
+    // Before anything is stored, for the collector (see `collector::records`).
+    super::repositories::announce_images(storage, lineage.iter().map(ImageId::to_string)).await?;
+    let mark_path = legacy::image_mark(id);
+    {
+        let _lock = storage.lock(&mark_path).await?;
+        if storage.exists(&legacy::image_json(id)).await? && !storage.exists(&mark_path).await? {
+            // Completed meanwhile, by another copy or a push.
+            return Ok(());
+        }
+        storage.put(&mark_path, Bytes::from_static(b"true")).await?;
+        remove_if_present(storage, &legacy::image_checksum(id)).await?;
+        storage.put(&legacy::image_json(id), json_body).await?;
+        storage.put(&legacy::image_ancestry(id), ancestry).await?;
+    }
+    let completed = async {
+        put_image_layer(storage, id, layer).await?;
+        let computed = checksums_of(storage, id).await?;
+        let named = checksums
+            .iter()
+            .find(|c| computed.contains(c))
+            .or_else(|| checksums.first())
+            .or_else(|| computed.first())
+            .ok_or(Error::ChecksumMismatch)?
+            .clone();
+        put_image_checksum(storage, id, Some(&named)).await
+    }
+    .await;
+    match completed {
+        Ok(()) => Ok(()),
+        // Completed by a push or another copy while this one streamed.
+        Err(Error::ImageExists | Error::ChecksumNotExpected) => Ok(()),
+        Err(e) => {
+            discard_image(storage, id).await;
+            Err(e)
+        }
+    }
+}
+
+/// The computed checksums of an image's stored layer.
+async fn checksums_of(storage: &dyn Storage, id: &ImageId) -> Result<Vec<String>> {
+    checksums(storage, id)
+        .await
+        .or_not_found(Error::ChecksumMismatch)
+}
+
+/// Removes an image that is still in progress (a copy that failed):
+/// nothing of it stays to be served or listed.
+async fn discard_image(storage: &dyn Storage, id: &ImageId) {
+    let mark_path = legacy::image_mark(id);
+    let Ok(_lock) = storage.lock(&mark_path).await else {
+        log::warn!("cannot lock {mark_path} to remove a failed copy");
+        return;
+    };
+    if !matches!(storage.exists(&mark_path).await, Ok(true)) {
+        return;
+    }
+    // The json first (without it the image is not there, on S3 too, where
+    // a folder goes key by key), then the folder: every file in it belongs
+    // to the failed copy.
+    discard(storage, &legacy::image_json(id)).await;
+    discard(storage, &legacy::image_dir(id)).await;
+}
+
 /// A random name for one layer upload.
 fn upload_token() -> String {
     use rand::Rng;

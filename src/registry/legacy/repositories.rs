@@ -82,6 +82,23 @@ pub async fn put_tag(
     Ok(image)
 }
 
+/// A tag copied from the v1 pull-through cache's source: the image it
+/// names may not be stored yet (a pull fetches it when it asks for it),
+/// and there is no client's User-Agent to record.
+pub async fn put_tag_copy(
+    storage: &dyn Storage,
+    name: &RepositoryName,
+    tag: &Tag,
+    image: &ImageId,
+) -> Result<()> {
+    // Before the tag, for the collector (see `collector::records`).
+    announce_images(storage, [image.to_string()]).await?;
+    storage
+        .put(&legacy::tag(name, tag), Bytes::from(image.to_string()))
+        .await?;
+    Ok(())
+}
+
 /// Records that a push references these images and their ancestry.
 pub(super) async fn announce_images(
     storage: &dyn Storage,

@@ -50,17 +50,36 @@ impl Mirror {
         let route = match self.pick(name, ns)? {
             Pick::Local => None,
             Pick::Cache(route) => Some(route),
-            Pick::Fallback(route) => match bridge::manifest(storage, name, reference).await {
-                Ok(stored) => {
-                    return Ok(Served {
-                        stored,
-                        freshness: None,
-                        namespace: None,
-                    })
+            Pick::Fallback(route) => {
+                let found = bridge::manifest(storage, name, reference).await;
+                // A default upstream that speaks only v1 (the old Python
+                // registry): its tags through the v1 cache, which stores
+                // them in the v1 tree the bridge serves (see `legacy`).
+                let missed = matches!(
+                    found,
+                    Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_))
+                );
+                if let (Reference::Tag(tag), true) = (reference, found.is_ok() || missed) {
+                    if let Some(stored) = self.v1_manifest(storage, name, tag, missed).await? {
+                        return Ok(Served {
+                            stored,
+                            freshness: Some(Freshness::Miss),
+                            namespace: None,
+                        });
+                    }
                 }
-                Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_)) => Some(route),
-                Err(e) => return Err(e.into()),
-            },
+                match found {
+                    Ok(stored) => {
+                        return Ok(Served {
+                            stored,
+                            freshness: None,
+                            namespace: None,
+                        })
+                    }
+                    Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_)) => Some(route),
+                    Err(e) => return Err(e.into()),
+                }
+            }
         };
         let Some(route) = route else {
             return Ok(Served {

@@ -9,9 +9,12 @@
 //! after this registry's own repositories missed. What is cached:
 //! [`manifests`] (by digest forever, by tag for the upstream's `tag_ttl`,
 //! then checked with a HEAD) and [`blobs`] (fetched once, verified,
-//! streamed to the first client while stored).
+//! streamed to the first client while stored). A default upstream that
+//! speaks only v1 (the old Python registry) is cached as the old mirror
+//! did, in the v1 tree: [`legacy`].
 
 pub mod blobs;
+pub mod legacy;
 pub mod manifests;
 pub mod tags;
 
@@ -33,6 +36,7 @@ pub struct Cached {
 pub struct Mirror {
     upstreams: Vec<Cached>,
     fetches: blobs::Fetches,
+    v1_images: legacy::ImageFetches,
 }
 
 /// How a request reaches an upstream.
@@ -101,6 +105,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Model(#[from] oci::Error),
+    /// The v1 model's refusal, for a copy from a v1 source.
+    #[error(transparent)]
+    Legacy(#[from] crate::registry::legacy::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -126,6 +133,7 @@ impl Mirror {
         Ok(Self {
             upstreams,
             fetches: blobs::Fetches::default(),
+            v1_images: legacy::ImageFetches::default(),
         })
     }
 

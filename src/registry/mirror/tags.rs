@@ -26,16 +26,21 @@ impl Mirror {
         let route = match self.pick(name, ns)? {
             Pick::Local => None,
             Pick::Cache(route) => Some(route),
-            Pick::Fallback(route) => match bridge::tags(storage, name, n, last).await {
-                Ok(page) => {
-                    return Ok(Listed {
-                        page,
-                        namespace: None,
-                    })
+            Pick::Fallback(route) => {
+                // A default upstream that speaks only v1: its tags copied
+                // into the v1 tree, which the bridge lists (see `legacy`).
+                self.v1_sync_tags(storage, name).await?;
+                match bridge::tags(storage, name, n, last).await {
+                    Ok(page) => {
+                        return Ok(Listed {
+                            page,
+                            namespace: None,
+                        })
+                    }
+                    Err(oci::Error::NameUnknown(_)) => Some(route),
+                    Err(e) => return Err(e.into()),
                 }
-                Err(oci::Error::NameUnknown(_)) => Some(route),
-                Err(e) => return Err(e.into()),
-            },
+            }
         };
         let Some(route) = route else {
             return Ok(Listed {
