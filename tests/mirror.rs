@@ -559,6 +559,14 @@ fn two_upstreams_picked_by_ns_and_prefix_with_basic_and_token_logins() {
         "NAME_UNKNOWN",
         "no default upstream",
     );
+    // The copies are found by search as pushed repositories are.
+    let found = common::search_names(&registry, "app");
+    assert!(found.contains(&"dist/team/app".to_owned()), "{found:?}");
+    let found = common::search_names(&registry, "tool");
+    assert!(
+        found.contains(&"tok/cache/org/tool".to_owned()),
+        "{found:?}"
+    );
 }
 
 /// containerd with a `hosts.toml` mirror, podman and skopeo with a
@@ -931,6 +939,12 @@ fn the_collector_evicts_the_least_recently_used_copy_beyond_the_size_bound() {
         assert_eq!(pull(&v2, i, image), "miss");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let listed = |names: &[&str]| {
+        let found = common::search_names(&registry, "evict");
+        let wanted: Vec<String> = names.iter().map(|n| format!("dist/team/{n}")).collect();
+        assert_eq!(found, wanted, "search");
+    };
+    listed(&["evict-0", "evict-1", "evict-2"]);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let puller = {
         let (stop, v2, image) = (stop.clone(), V2::new(&registry), images[2].clone());
@@ -965,6 +979,16 @@ fn the_collector_evicts_the_least_recently_used_copy_beyond_the_size_bound() {
         "{}",
         registry.log()
     );
+    // Search hears of it after the run's report.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !registry
+        .log()
+        .contains("gc: dist/team/evict-0 left the registry")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", registry.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    listed(&["evict-1", "evict-2"]);
 
     upstream.stop();
     for (i, image) in images.iter().enumerate().skip(1) {

@@ -69,6 +69,13 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         .mirror
         .manifest(&*state.storage, &name, ns.as_deref(), &reference, accept)
         .await?;
+    if let Some(repo) = served.fetched_into.as_ref().and_then(repository_name) {
+        let event = Event::RepositoryUpdated {
+            name: repo,
+            description: None,
+        };
+        publish(&state, vec![event]).await;
+    }
     let stored = served.stored;
     let digest = stored.digest.to_string();
     // The ETag is the quoted digest, as distribution sends it.

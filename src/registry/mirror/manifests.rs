@@ -20,6 +20,9 @@ pub struct Served {
     pub freshness: Option<Freshness>,
     /// The `ns` the request named and this answer is for.
     pub namespace: Option<String>,
+    /// The cached repository this answer fetched into, for the API to
+    /// tell search (a copy is found as a pushed repository is).
+    pub fetched_into: Option<Name>,
 }
 
 /// When a cached tag was last checked, and what it pointed at then.
@@ -65,6 +68,7 @@ impl Mirror {
                             stored,
                             freshness: Some(Freshness::Miss),
                             namespace: None,
+                            fetched_into: None,
                         });
                     }
                 }
@@ -74,6 +78,7 @@ impl Mirror {
                             stored,
                             freshness: None,
                             namespace: None,
+                            fetched_into: None,
                         })
                     }
                     Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_)) => Some(route),
@@ -86,6 +91,7 @@ impl Mirror {
                 stored: bridge::manifest(storage, name, reference).await?,
                 freshness: None,
                 namespace: None,
+                fetched_into: None,
             });
         };
         let (stored, freshness) = match reference {
@@ -97,6 +103,7 @@ impl Mirror {
             stored,
             freshness: Some(freshness),
             namespace: route.namespace.clone(),
+            fetched_into: (freshness == Freshness::Miss).then(|| route.local.clone()),
         })
     }
 }
