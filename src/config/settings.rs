@@ -862,13 +862,13 @@ fn check_upstreams(top: &Section, upstreams: &[UpstreamSettings]) -> Result<(), 
                 Err(top.invalid(
                     &key(a, field),
                     format!(
-                        "{what} as `{}` does: each request must pick one upstream",
+                        "{what}, and so does `{}`: each request must pick one upstream",
                         key(b, field)
                     ),
                 ))
             };
             if a.default && b.default {
-                return clash("default", "is the default upstream, as well".to_owned());
+                return clash("default", "makes it the default upstream".to_owned());
             }
             let nested = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
             if nested(&a.prefix, &b.prefix) || nested(&b.prefix, &a.prefix) {
