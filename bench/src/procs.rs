@@ -330,6 +330,12 @@ pub fn redis(dir: &Path) -> Result<Server> {
 /// log on at info, deletes on, the in-memory blob descriptor cache,
 /// redirects off; no health checks (they would poll storage mid-figure).
 pub fn distribution(storage: &str, dir: &Path) -> Result<Server> {
+    distribution_with(storage, "", dir)
+}
+
+/// [`distribution`] with more top-level configuration after the rest
+/// (`proxy:` for its pull-through cache), YAML at column 0.
+pub fn distribution_with(storage: &str, extra: &str, dir: &Path) -> Result<Server> {
     let port = free_port()?;
     let conf = format!(
         "version: 0.1
@@ -350,7 +356,7 @@ storage:
     disable: true
 http:
   addr: 127.0.0.1:{port}
-"
+{extra}"
     );
     let conf_path = dir.join(format!("distribution-{port}.yml"));
     fs::write(&conf_path, conf)?;

@@ -421,7 +421,7 @@ impl Report {
             "## How to reproduce\n\n\
              ```\n\
              bash .ci/install-bench.sh      # once, as root: nginx, wrk, openssl, moto, distribution, skopeo\n\
-             bash bench/run                 # 20 to 30 minutes; writes BENCHMARKS.md\n\
+             bash bench/run                 # 25 to 35 minutes; writes BENCHMARKS.md\n\
              BENCH_SMOKE=1 bash bench/run   # a short check that every step runs\n\
              ```\n\n\
              `bash bench/run --help` lists the sizes, repetitions and durations that can be \

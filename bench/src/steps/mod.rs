@@ -5,6 +5,7 @@ pub mod cache;
 pub mod gc;
 pub mod layers;
 pub mod local;
+pub mod mirror;
 pub mod s3;
 pub mod search;
 pub mod tls;
@@ -33,6 +34,8 @@ pub struct Plan {
     /// run bounded).
     pub s3_layer: u64,
     pub s3_reps: usize,
+    /// The layer the pull-through cache fetches from its upstream, bytes.
+    pub mirror_layer: u64,
     /// Each layer of the 10-image repository, bytes.
     pub repo_layer: u64,
     pub repo_images: usize,
@@ -60,7 +63,8 @@ impl Plan {
         let mib = |b: u64| format!("{} MiB", b / MIB);
         format!(
             "{mode}; {reps} runs of every figure (S3: {s3reps}), the registry's and its \
-             baseline's runs taking turns; layer {layer} (S3: {s3layer}); {clients} \
+             baseline's runs taking turns; layer {layer} (S3: {s3layer}; pull-through \
+             cache: {mirror}); {clients} \
              concurrent clients; small requests: wrk for {secs} s (S3: {s3secs} s) at {conc} connections; \
              repository: {n} images of {repo} each; v2 chunked pushes in {chunk} PATCHes.",
             mode = if self.smoke {
@@ -72,6 +76,7 @@ impl Plan {
             s3reps = self.s3_reps,
             layer = mib(self.layer),
             s3layer = mib(self.s3_layer),
+            mirror = mib(self.mirror_layer),
             clients = self.clients,
             secs = self.wrk_duration.as_secs(),
             s3secs = self.s3_wrk_duration.as_secs(),

@@ -27,7 +27,7 @@ const REPO: &str = "bench/v2";
 /// Where the timed pushes go (and are deleted from again).
 const PUSH_REPO: &str = "bench/v2-push";
 const EMPTY_BLOB: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(super) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// The two registries of a section.
 struct Both {
@@ -55,25 +55,29 @@ impl Both {
 /// `GET /v2/` answers 200 on both (distribution listens before it serves).
 fn wait_ready(ctx: &Ctx, both: &Both) -> Result<()> {
     for server in both.servers() {
-        let url = server.url("/v2/");
-        let deadline = Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let status =
-                ctx.block_on(async { ctx.client.get(&url).send().await.map(|r| r.status()) });
-            match status {
-                Ok(s) if s == 200 => break,
-                _ if Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50))
-                }
-                other => bail!(
-                    "{}: GET /v2/: {other:?}\n{}",
-                    server.name,
-                    server.log_tail()
-                ),
-            }
-        }
+        wait_v2(ctx, server)?;
     }
     Ok(())
+}
+
+/// `GET /v2/` answers 200 on `server`.
+pub(super) fn wait_v2(ctx: &Ctx, server: &Server) -> Result<()> {
+    let url = server.url("/v2/");
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = ctx.block_on(async { ctx.client.get(&url).send().await.map(|r| r.status()) });
+        match status {
+            Ok(s) if s == 200 => return Ok(()),
+            _ if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            other => bail!(
+                "{}: GET /v2/: {other:?}\n{}",
+                server.name,
+                server.log_tail()
+            ),
+        }
+    }
 }
 
 /// The image both registries hold: the pulled blob as its one layer, a
@@ -89,7 +93,7 @@ struct Image {
     config_digest: String,
 }
 
-fn image_of(layer: &Layer) -> Result<(Vec<u8>, String, Vec<u8>)> {
+pub(super) fn image_of(layer: &Layer) -> Result<(Vec<u8>, String, Vec<u8>)> {
     let blob = format!("sha256:{}", layer.sha256);
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
