@@ -1004,12 +1004,18 @@ fn the_collector_evicts_the_least_recently_used_copy_beyond_the_size_bound() {
     assert_eq!(pull(&v2, 0, &images[0]), "miss", "fetched again");
 }
 
-/// A docker engine of the test's own (its own data, socket and containerd,
-/// no network set up), started with `--registry-mirror`: the machine's
-/// daemon is not touched. Stopped and removed when dropped.
+/// A docker engine of the test's own (its own data, socket, containerd and
+/// bridge, no iptables rules), started with `--registry-mirror`: the
+/// machine's daemon is not touched. Stopped and removed when dropped.
+///
+/// Its bridge is one the test makes: a daemon started with `--bridge=none`
+/// deletes `docker0` (moby removes the default bridge's interface when the
+/// bridge is off), which takes the network from the machine's own
+/// daemon's containers.
 struct MirroredDockerd {
     child: std::process::Child,
     dir: tempfile::TempDir,
+    bridge: String,
 }
 
 impl MirroredDockerd {
@@ -1025,6 +1031,20 @@ impl MirroredDockerd {
         };
         if !try_run("id", &["-u"]).stdout.starts_with(b"0\n") {
             return skip("a docker daemon of the test's own needs root");
+        }
+        // A name of at most 15 bytes, an address in the benchmarking range
+        // (RFC 2544: never routed).
+        let pid = std::process::id();
+        let bridge = format!("rv1d{:x}", pid & 0xff_ffff);
+        let address = format!("198.18.{}.1/24", pid % 250);
+        for args in [
+            vec!["link", "add", "name", &bridge, "type", "bridge"],
+            vec!["addr", "add", &address, "dev", &bridge],
+        ] {
+            if !try_run("ip", &args).status.success() {
+                let _ = try_run("ip", &["link", "del", &bridge]);
+                return skip("no bridge of the test's own could be made (`ip link add`)");
+            }
         }
         // A short path: the socket's must fit in 108 bytes.
         let dir = tempfile::Builder::new()
@@ -1042,7 +1062,8 @@ impl MirroredDockerd {
                 "--host=unix://{}",
                 dir.path().join("sock").display()
             ))
-            .args(["--storage-driver=vfs", "--bridge=none", "--iptables=false"])
+            .arg(format!("--bridge={bridge}"))
+            .args(["--storage-driver=vfs", "--iptables=false"])
             .args(["--ip6tables=false", "--ip-masq=false"])
             .arg(format!("--registry-mirror={mirror}"))
             .stdin(std::process::Stdio::null())
@@ -1050,9 +1071,10 @@ impl MirroredDockerd {
             .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
             .spawn();
         let Ok(child) = spawned else {
+            let _ = try_run("ip", &["link", "del", &bridge]);
             return skip("dockerd not found");
         };
-        let daemon = MirroredDockerd { child, dir };
+        let daemon = MirroredDockerd { child, dir, bridge };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
             if daemon.try_run(&["info"]).status.success() {
@@ -1089,6 +1111,7 @@ impl Drop for MirroredDockerd {
             "umount",
             &["-R", &self.dir.path().join("x").display().to_string()],
         );
+        let _ = try_run("ip", &["link", "del", &self.bridge]);
     }
 }
 
