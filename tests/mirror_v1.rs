@@ -31,6 +31,16 @@ struct V1Image {
     layer: Vec<u8>,
 }
 
+impl V1Image {
+    fn upload(&self) -> common::V1Upload<'_> {
+        common::V1Upload {
+            id: &self.id,
+            json: &self.json,
+            layer: &self.layer,
+        }
+    }
+}
+
 fn fixture(dir: &str) -> (Value, Vec<u8>) {
     let dir = common::fixtures().join(dir);
     (
@@ -190,69 +200,10 @@ impl Drop for LegacyPeer {
     }
 }
 
-fn ok(resp: reqwest::blocking::Response, what: &str) {
-    let status = resp.status();
-    assert!(
-        status.is_success(),
-        "{what}: {status} {}",
-        resp.text().unwrap_or_default()
-    );
-}
-
-/// docker 1.x's push: the repository, each image in three steps, the tag.
+/// docker 1.x's push of `images` to the v1 API at `base`.
 fn push(base: &dyn Fn(&str) -> String, repo: &str, images: &[V1Image], tag: &str) {
-    let http = common::client();
-    ok(
-        http.put(base(&format!("/v1/repositories/{repo}/")))
-            .body("[]")
-            .send()
-            .unwrap(),
-        "PUT repository",
-    );
-    for image in images {
-        let id = &image.id;
-        if http
-            .get(base(&format!("/v1/images/{id}/json")))
-            .send()
-            .unwrap()
-            .status()
-            == 200
-        {
-            continue;
-        }
-        ok(
-            http.put(base(&format!("/v1/images/{id}/json")))
-                .body(image.json.clone())
-                .send()
-                .unwrap(),
-            "PUT json",
-        );
-        ok(
-            http.put(base(&format!("/v1/images/{id}/layer")))
-                .body(image.layer.clone())
-                .send()
-                .unwrap(),
-            "PUT layer",
-        );
-        ok(
-            http.put(base(&format!("/v1/images/{id}/checksum")))
-                .header(
-                    "X-Docker-Checksum-Payload",
-                    common::v1_checksum(&image.json, &image.layer),
-                )
-                .send()
-                .unwrap(),
-            "PUT checksum",
-        );
-    }
-    let top = &images.last().unwrap().id;
-    ok(
-        http.put(base(&format!("/v1/repositories/{repo}/tags/{tag}")))
-            .body(format!("\"{top}\""))
-            .send()
-            .unwrap(),
-        "PUT tag",
-    );
+    let uploads: Vec<_> = images.iter().map(V1Image::upload).collect();
+    common::push_v1(base, repo, &uploads, tag);
 }
 
 fn get(registry: &common::Registry, path: &str) -> reqwest::blocking::Response {

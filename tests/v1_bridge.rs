@@ -107,69 +107,17 @@ fn chain() -> Vec<V1Image> {
     ]
 }
 
-/// docker 1.x's push: the repository, each image in three steps, the tag.
+/// docker 1.x's push of `images` to `registry`.
 fn push_v1(registry: &common::Registry, repo: &str, images: &[V1Image], tag: &str) {
-    let http = common::client();
-    let url = |p: &str| registry.url(p);
-    let ok = |resp: reqwest::blocking::Response, what: &str| {
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "{what}: {status} {}",
-            resp.text().unwrap_or_default()
-        );
-    };
-    ok(
-        http.put(url(&format!("/v1/repositories/{repo}/")))
-            .body("[]")
-            .send()
-            .unwrap(),
-        "PUT repository",
-    );
-    for image in images {
-        let id = &image.id;
-        if http
-            .get(url(&format!("/v1/images/{id}/json")))
-            .send()
-            .unwrap()
-            .status()
-            == 200
-        {
-            continue;
-        }
-        ok(
-            http.put(url(&format!("/v1/images/{id}/json")))
-                .body(image.json.clone())
-                .send()
-                .unwrap(),
-            "PUT json",
-        );
-        ok(
-            http.put(url(&format!("/v1/images/{id}/layer")))
-                .body(image.layer.clone())
-                .send()
-                .unwrap(),
-            "PUT layer",
-        );
-        let mut payload = image.json.clone();
-        payload.push(b'\n');
-        payload.extend_from_slice(&image.layer);
-        ok(
-            http.put(url(&format!("/v1/images/{id}/checksum")))
-                .header("X-Docker-Checksum-Payload", sha256(&payload))
-                .send()
-                .unwrap(),
-            "PUT checksum",
-        );
-    }
-    let top = &images.last().unwrap().id;
-    ok(
-        http.put(url(&format!("/v1/repositories/{repo}/tags/{tag}")))
-            .body(format!("\"{top}\""))
-            .send()
-            .unwrap(),
-        "PUT tag",
-    );
+    let uploads: Vec<_> = images
+        .iter()
+        .map(|image| common::V1Upload {
+            id: &image.id,
+            json: &image.json,
+            layer: &image.layer,
+        })
+        .collect();
+    common::push_v1(&|path: &str| registry.url(path), repo, &uploads, tag);
 }
 
 /// The manifest of `name:reference` over v2: its digest and document.

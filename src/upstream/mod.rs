@@ -272,16 +272,22 @@ impl Upstream {
         let slot = self.slot().await?;
         let path = format!("/v2/{repo}/blobs/{digest}");
         let resp = self.send(Method::GET, &path, repo, "*/*").await?;
+        Ok(self.streamed(resp, slot))
+    }
+
+    /// The body of `resp` as it comes, each block within the timeout,
+    /// holding `slot` until the body is read or dropped.
+    fn streamed(&self, resp: reqwest::Response, slot: OwnedSemaphorePermit) -> Blob {
         let length = resp.content_length();
         let stream = self.idle_bounded(resp.bytes_stream()).map(move |block| {
             // The slot goes when the stream does.
             let _held: &OwnedSemaphorePermit = &slot;
             block.map_err(|e| std::io::Error::other(e.to_string()))
         });
-        Ok(Blob {
+        Blob {
             length,
             stream: Box::pin(stream),
-        })
+        }
     }
 
     /// `GET <base><path_and_query>` of the v1 API (the old Python
@@ -304,15 +310,7 @@ impl Upstream {
         let slot = self.slot().await?;
         let base = self.config.url.clone();
         let resp = self.v1_send(&base, path).await?;
-        let length = resp.content_length();
-        let stream = self.idle_bounded(resp.bytes_stream()).map(move |block| {
-            let _held: &OwnedSemaphorePermit = &slot;
-            block.map_err(|e| std::io::Error::other(e.to_string()))
-        });
-        Ok(Blob {
-            length,
-            stream: Box::pin(stream),
-        })
+        Ok(self.streamed(resp, slot))
     }
 
     async fn v1_send(&self, base: &str, path_and_query: &str) -> Result<reqwest::Response> {

@@ -250,3 +250,55 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// What a docker 1.x push sends of one image.
+pub struct V1Upload<'a> {
+    pub id: &'a str,
+    pub json: &'a [u8],
+    pub layer: &'a [u8],
+}
+
+/// docker 1.x's push to the v1 API at `base` (a path to its URL): the
+/// repository, each image not there yet in three steps (json, layer,
+/// checksum), then `tag` on the last image.
+pub fn push_v1(base: &dyn Fn(&str) -> String, repo: &str, images: &[V1Upload], tag: &str) {
+    let http = client();
+    let ok = |resp: reqwest::blocking::Response, what: &str| {
+        let status = resp.status();
+        assert!(
+            status.is_success(),
+            "{what}: {status} {}",
+            resp.text().unwrap_or_default()
+        );
+    };
+    let put = |path: &str| http.put(base(path));
+    ok(
+        put(&format!("/v1/repositories/{repo}/"))
+            .body("[]")
+            .send()
+            .unwrap(),
+        "PUT repository",
+    );
+    for image in images {
+        let id = image.id;
+        let held = http
+            .get(base(&format!("/v1/images/{id}/json")))
+            .send()
+            .unwrap();
+        if held.status() == 200 {
+            continue;
+        }
+        let json = put(&format!("/v1/images/{id}/json")).body(image.json.to_vec());
+        ok(json.send().unwrap(), "PUT json");
+        let layer = put(&format!("/v1/images/{id}/layer")).body(image.layer.to_vec());
+        ok(layer.send().unwrap(), "PUT layer");
+        let checksum = put(&format!("/v1/images/{id}/checksum")).header(
+            "X-Docker-Checksum-Payload",
+            v1_checksum(image.json, image.layer),
+        );
+        ok(checksum.send().unwrap(), "PUT checksum");
+    }
+    let top = images.last().expect("an image to tag").id;
+    let tagged = put(&format!("/v1/repositories/{repo}/tags/{tag}")).body(format!("\"{top}\""));
+    ok(tagged.send().unwrap(), "PUT tag");
+}

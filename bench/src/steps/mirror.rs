@@ -229,15 +229,7 @@ fn warm_rows(ctx: &Ctx, upstream: &Upstream, ours: &Server, dist: &Server) -> Re
     let path = format!("/v2/{REPO}/blobs/sha256:{}", upstream.layer.sha256);
     let sides = [&upstream.server, ours, dist];
     let mut rows = Vec::new();
-    let cases = [
-        ("1 client".to_owned(), 1, None),
-        (
-            format!("{} clients", ctx.plan.clients),
-            ctx.plan.clients,
-            None,
-        ),
-        ("1 client, Range: second half".to_owned(), 1, Some(size / 2)),
-    ];
+    let cases = super::v2::pull_cases(ctx, size);
     for (name, clients, from) in cases {
         let expect = size - from.unwrap_or(0);
         let load = LoadWatch::start();

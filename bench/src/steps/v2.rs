@@ -373,15 +373,7 @@ fn pull_rows(ctx: &Ctx, runs: usize, sides: &PullSides, goal: Option<Goal>) -> R
     } = sides;
     let size = *size;
     let mut rows = Vec::new();
-    let cases = [
-        ("1 client".to_owned(), 1, None),
-        (
-            format!("{} clients", ctx.plan.clients),
-            ctx.plan.clients,
-            None,
-        ),
-        ("1 client, Range: second half".to_owned(), 1, Some(size / 2)),
-    ];
+    let cases = pull_cases(ctx, size);
     for (name, clients, from) in cases {
         let expect = size - from.unwrap_or(0);
         let load = LoadWatch::start();
@@ -1155,4 +1147,18 @@ fn s3_figures(ctx: &Ctx, section: &mut Section) -> Result<()> {
     drop(both);
     drop(moto);
     Ok(())
+}
+
+/// The blob pulls measured on each side: its name, the clients at once,
+/// and where a `Range` starts (the second half of a blob of `size`).
+pub(super) fn pull_cases(ctx: &Ctx, size: u64) -> [(String, usize, Option<u64>); 3] {
+    [
+        ("1 client".to_owned(), 1, None),
+        (
+            format!("{} clients", ctx.plan.clients),
+            ctx.plan.clients,
+            None,
+        ),
+        ("1 client, Range: second half".to_owned(), 1, Some(size / 2)),
+    ]
 }
