@@ -91,19 +91,11 @@ struct V1Image {
 }
 
 fn v1_image(id: &str, parent: Option<&str>, fixture: &str, layer: Option<Vec<u8>>) -> V1Image {
-    let dir = common::fixtures().join(fixture);
-    let mut doc: Value = serde_json::from_slice(&std::fs::read(dir.join("json")).unwrap()).unwrap();
-    doc["id"] = json!(id);
-    match parent {
-        Some(p) => doc["parent"] = json!(p),
-        None => {
-            doc.as_object_mut().unwrap().remove("parent");
-        }
-    }
+    let (doc, tar) = common::v1_fixture(fixture);
     V1Image {
         id: id.to_owned(),
-        json: serde_json::to_vec(&doc).unwrap(),
-        layer: layer.unwrap_or_else(|| std::fs::read(dir.join("layer.tar")).unwrap()),
+        json: common::v1_json(doc, id, parent),
+        layer: layer.unwrap_or(tar),
     }
 }
 

@@ -41,25 +41,10 @@ impl V1Image {
     }
 }
 
-fn fixture(dir: &str) -> (Value, Vec<u8>) {
-    let dir = common::fixtures().join(dir);
-    (
-        serde_json::from_slice(&std::fs::read(dir.join("json")).unwrap()).unwrap(),
-        std::fs::read(dir.join("layer.tar")).unwrap(),
-    )
-}
-
-fn image(id: &str, parent: Option<&str>, mut json: Value, layer: Vec<u8>) -> V1Image {
-    json["id"] = json!(id);
-    match parent {
-        Some(p) => json["parent"] = json!(p),
-        None => {
-            json.as_object_mut().unwrap().remove("parent");
-        }
-    }
+fn image(id: &str, parent: Option<&str>, json: Value, layer: Vec<u8>) -> V1Image {
     V1Image {
         id: id.to_owned(),
-        json: serde_json::to_vec(&json).unwrap(),
+        json: common::v1_json(json, id, parent),
         layer,
     }
 }
@@ -70,8 +55,8 @@ fn random_id() -> String {
 
 /// The two fixtures (real tars, so the v2 bridge can serve them).
 fn chain() -> Vec<V1Image> {
-    let (base_json, base_tar) = fixture(BASE);
-    let (child_json, child_tar) = fixture(CHILD);
+    let (base_json, base_tar) = common::v1_fixture(BASE);
+    let (child_json, child_tar) = common::v1_fixture(CHILD);
     vec![
         image(BASE, None, base_json, base_tar),
         image(CHILD, Some(BASE), child_json, child_tar),
@@ -360,7 +345,7 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
     let moved = image(
         &random_id(),
         Some(CHILD),
-        fixture(CHILD).0,
+        common::v1_fixture(CHILD).0,
         chain[1].layer.clone(),
     );
     push(
@@ -628,7 +613,7 @@ fn serve(
 #[test]
 fn a_cut_or_wrong_layer_leaves_nothing_and_the_next_pull_works() {
     let started = Instant::now();
-    let (json, layer) = fixture(CHILD);
+    let (json, layer) = common::v1_fixture(CHILD);
     let image = image(&random_id(), None, json, layer);
     let source = FakeSource::start(&image, vec![Layer::Cut, Layer::Wrong, Layer::Right]);
     let store = Backend::local();
@@ -673,7 +658,7 @@ fn a_cut_or_wrong_layer_leaves_nothing_and_the_next_pull_works() {
 /// the source, every client served the image.
 #[test]
 fn clients_pulling_one_image_at_once_cause_one_fetch() {
-    let (json, layer) = fixture(CHILD);
+    let (json, layer) = common::v1_fixture(CHILD);
     let image = image(&random_id(), None, json, layer);
     let source = FakeSource::start(&image, vec![Layer::Slow]);
     let store = Backend::local();

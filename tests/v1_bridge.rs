@@ -32,25 +32,10 @@ fn random_id() -> String {
     hex_of(&sha256(&unique_bytes("id", 32))).to_owned()
 }
 
-fn fixture(dir: &str) -> (Value, Vec<u8>) {
-    let dir = common::fixtures().join(dir);
-    (
-        serde_json::from_slice(&std::fs::read(dir.join("json")).unwrap()).unwrap(),
-        std::fs::read(dir.join("layer.tar")).unwrap(),
-    )
-}
-
-fn image(id: &str, parent: Option<&str>, mut json: Value, layer: Vec<u8>, tar: Vec<u8>) -> V1Image {
-    json["id"] = json!(id);
-    match parent {
-        Some(p) => json["parent"] = json!(p),
-        None => {
-            json.as_object_mut().unwrap().remove("parent");
-        }
-    }
+fn image(id: &str, parent: Option<&str>, json: Value, layer: Vec<u8>, tar: Vec<u8>) -> V1Image {
     V1Image {
         id: id.to_owned(),
-        json: serde_json::to_vec(&json).unwrap(),
+        json: common::v1_json(json, id, parent),
         layer,
         tar,
     }
@@ -73,9 +58,9 @@ fn xz(data: &[u8]) -> Vec<u8> {
 /// gzip'd layer (a `docker build` step that changed no file), and the
 /// xattr fixture compressed with xz on top.
 fn chain() -> Vec<V1Image> {
-    let (base_json, base_tar) = fixture(BASE);
-    let (child_json, child_tar) = fixture(CHILD);
-    let (xattr_json, xattr_tar) = fixture("xattr");
+    let (base_json, base_tar) = common::v1_fixture(BASE);
+    let (child_json, child_tar) = common::v1_fixture(CHILD);
+    let (xattr_json, xattr_tar) = common::v1_fixture("xattr");
     let (gz_id, empty_id, top_id) = (random_id(), random_id(), random_id());
     let empty_tar = vec![0u8; 1024];
     let mut empty_json = child_json.clone();
@@ -767,7 +752,7 @@ fn a_migrate_killed_anywhere_ends_as_one_never_killed() {
             .unwrap();
         let tar = builder.into_inner().unwrap();
         let parent = chain.last().unwrap().id.clone();
-        let (json, _) = fixture(CHILD);
+        let (json, _) = common::v1_fixture(CHILD);
         chain.push(image(&random_id(), Some(&parent), json, gzip(&tar), tar));
         push_v1(&registry, &format!("kill/app{round}"), &chain, "latest");
         push_v1(&registry, &format!("kill/app{round}"), &chain[..3], "old");

@@ -302,3 +302,25 @@ pub fn push_v1(base: &dyn Fn(&str) -> String, repo: &str, images: &[V1Upload], t
     let tagged = put(&format!("/v1/repositories/{repo}/tags/{tag}")).body(format!("\"{top}\""));
     ok(tagged.send().unwrap(), "PUT tag");
 }
+
+/// A fixture image of `../shared/fixtures/v1-images/<dir>`: its json and
+/// its layer.
+pub fn v1_fixture(dir: &str) -> (serde_json::Value, Vec<u8>) {
+    let dir = fixtures().join(dir);
+    (
+        serde_json::from_slice(&std::fs::read(dir.join("json")).unwrap()).unwrap(),
+        std::fs::read(dir.join("layer.tar")).unwrap(),
+    )
+}
+
+/// An image's json as `json` with the id `id` and the parent `parent`.
+pub fn v1_json(mut json: serde_json::Value, id: &str, parent: Option<&str>) -> Vec<u8> {
+    json["id"] = serde_json::json!(id);
+    match parent {
+        Some(p) => json["parent"] = serde_json::json!(p),
+        None => {
+            json.as_object_mut().unwrap().remove("parent");
+        }
+    }
+    serde_json::to_vec(&json).unwrap()
+}
