@@ -159,6 +159,19 @@ fn blob_stored(backend: &Backend, digest: &str) -> bool {
         .any(|k| k == &format!("{V2_ROOT}/blobs/sha256/{}/{hex}/data", &hex[..2]))
 }
 
+/// Whether the blob is stored within a few seconds: a client's pull ends
+/// once the digest checks out, while the cache makes its copy durable.
+fn blob_stored_soon(backend: &Backend, digest: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !blob_stored(backend, digest) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// The old section as the original's sample has it (`MIRROR_SOURCE`,
 /// `MIRROR_TAGS_CACHE_TTL`), plus the login this upstream needs: a pull of
 /// a name this registry does not hold goes to the source, is kept, and is
@@ -197,7 +210,7 @@ fn the_old_mirroring_section_caches_a_v2_source() {
     assert_eq!(resp.status(), 200);
     assert_eq!(cache_state(&resp), "miss");
     assert_eq!(resp.bytes().unwrap(), first.layer);
-    assert!(blob_stored(&mirror_store, &sha256(&first.layer)));
+    assert!(blob_stored_soon(&mirror_store, &sha256(&first.layer)));
     let resp = v2.get(&layer_path);
     assert_eq!(cache_state(&resp), "hit");
     assert_eq!(resp.bytes().unwrap(), first.layer);
@@ -817,8 +830,71 @@ fn a_blob_cut_off_upstream_is_not_kept_and_the_next_pull_works() {
     let resp = v2.get(&path);
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().unwrap(), image.layer);
-    assert!(blob_stored(&store, &sha256(&image.layer)));
+    assert!(blob_stored_soon(&store, &sha256(&image.layer)));
     assert_eq!(upstream.gets(), 2);
+}
+
+/// A client that asks for an uncached blob and then reads nothing holds
+/// the fetch back for `mirror_timeout` at most: it is let go (its body
+/// ends short, never with a hole), the blob is stored, and a second
+/// client, which waited on the fetch, gets it whole.
+#[test]
+fn a_client_that_stops_reading_is_let_go_after_the_timeout() {
+    // Larger than what the queue and both sockets' buffers hold.
+    let layer = unique_bytes("mirror-stuck", 24 << 20);
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    });
+    let image = Image::of(&config, layer);
+    let upstream = FaultyUpstream::start(&image, false);
+    let store = Backend::local();
+    let registry = mirror_with(
+        &store,
+        &format!(
+            "  upstreams:\n    faulty:\n      url: http://127.0.0.1:{}\n      prefix: f\n  \
+             mirror_timeout: 2\n",
+            upstream.port
+        ),
+        &[],
+    );
+    let expected = sha256(&image.layer);
+    let path = format!("/v2/f/faulty/app/blobs/{expected}");
+    let mut stuck = TcpStream::connect(("127.0.0.1", registry.port)).unwrap();
+    write!(stuck, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // The stuck client's request starts the fetch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upstream.gets() == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", registry.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    let resp = common::client().get(registry.url(&path)).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sha256(&resp.bytes().unwrap()), expected);
+    // 24 MiB at the upstream's pace (~4 s) and the 2 s timeout, not more.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the waiting client took {:?}",
+        started.elapsed()
+    );
+    assert!(blob_stored_soon(&store, &expected));
+    assert_eq!(upstream.gets(), 1);
+    // What the stuck client gets when it reads at last: the answer cut
+    // short, the connection closed.
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = stuck.read_to_end(&mut got);
+    let head = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        got.len() - head < image.layer.len(),
+        "{} bytes of {}",
+        got.len() - head,
+        image.layer.len()
+    );
 }
 
 /// 16 clients at once ask for one blob nobody has pulled: one fetch
@@ -855,7 +931,7 @@ fn sixteen_clients_pulling_one_uncached_blob_cause_one_fetch() {
         assert_eq!(pull.join().unwrap(), (200, expected.clone()));
     }
     assert_eq!(upstream.gets(), 1, "one upstream fetch for 16 clients");
-    assert!(blob_stored(&store, &expected));
+    assert!(blob_stored_soon(&store, &expected));
     assert_eq!(
         header(&V2::new(&registry).get(&path), "x-registry-cache").as_deref(),
         Some("hit")

@@ -117,6 +117,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// How long any one step with this upstream may take
+    /// (`mirror_timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
     pub fn new(config: UpstreamConfig) -> anyhow::Result<Self> {
         let url = reqwest::Url::parse(&config.url)
             .map_err(|e| anyhow::anyhow!("upstream URL {}: {e}", config.url))?;

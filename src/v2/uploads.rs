@@ -155,7 +155,7 @@ pub async fn start(
     } else if query.get("digest").is_some() {
         let digest = query.digest()?;
         let length = content_length(&req)?;
-        uploads::push(storage, &name, &digest, length, body::stream(payload)).await?;
+        uploads::push(storage, &name, &digest, length, body::stream(payload), None).await?;
         return Ok(created(&name, &digest));
     }
     // Counted before the upload exists: a refused POST writes nothing.

@@ -1,17 +1,18 @@
 //! Blobs through the cache: fetched from the upstream once however many
 //! clients ask at once, hashed and stored as they stream to the first
 //! client, and kept only when their digest checks out. The last block
-//! reaches that client only after the check, so a body that is not the
-//! blob never arrives whole.
+//! reaches that client right after the check (not after the blob is made
+//! durable), so a body that is not the blob never arrives whole.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Mirror, Pick, Result, Route};
 use crate::registry::bridge::{self, BlobSource};
@@ -47,7 +48,8 @@ pub enum Answer {
 }
 
 /// Blocks buffered between the upstream and the first client; a client
-/// slower than the upstream slows the fetch, within the timeout.
+/// slower than the upstream slows the fetch, within the upstream's timeout
+/// (see [`tee`]).
 const QUEUED_BLOCKS: usize = 16;
 
 impl Mirror {
@@ -171,37 +173,55 @@ impl Mirror {
         } else {
             (None, None)
         };
+        // The client's one sender, shared by the tee and the task below:
+        // its body ends when the sender goes, and whoever gives up on the
+        // client drops it, so that no later block leaves a hole.
+        let client: ToClient = Rc::new(RefCell::new(to_client));
         let held: Rc<RefCell<Option<Bytes>>> = Rc::default();
         let fetched = crate::metrics::get()
             .mirror_fetched_bytes
             .with_label_values(&[route.upstream.settings.name.as_str()]);
-        let tee = tee(blob.stream, to_client.clone(), held.clone(), fetched);
+        let patience = route.upstream.client.timeout();
+        let tee = tee(blob.stream, client.clone(), held.clone(), fetched, patience);
         let storage = storage.clone();
         let local = route.local.clone();
         let digest = digest.clone();
         let upstream = route.upstream.settings.url.clone();
         actix_web::rt::spawn(async move {
-            let stored = uploads::push(&*storage, &local, &digest, length, tee).await;
-            let outcome = match stored {
-                Ok(_) => {
+            // The last block goes as soon as the digest checks out: the
+            // client does not wait for the blob to be made durable and
+            // linked.
+            let (checked, heard) = oneshot::channel();
+            let release = async {
+                if heard.await.is_ok() {
+                    let tx = client.borrow_mut().take();
                     let last = held.borrow_mut().take();
-                    if let (Some(tx), Some(last)) = (&to_client, last) {
-                        let _ = tx.send(Ok(last)).await;
+                    if let (Some(tx), Some(last)) = (tx, last) {
+                        let _ = tokio::time::timeout(patience, tx.send(Ok(last))).await;
                     }
-                    Ok(())
                 }
-                Err(e) => {
+            };
+            // The waiting requests hear as soon as the blob is stored, not
+            // after this client has taken its last block.
+            let store = async {
+                let stored =
+                    uploads::push(&*storage, &local, &digest, length, tee, Some(checked)).await;
+                let outcome = stored.map(|_| ()).map_err(|e| {
                     log::warn!(
                         "pull-through cache: {digest} of {local} from {upstream} not kept: {e}"
                     );
-                    if let Some(tx) = &to_client {
+                    e.to_string()
+                });
+                fetches.finish(&key, &done, outcome.clone());
+                if let Err(e) = outcome {
+                    let tx = client.borrow_mut().take();
+                    if let Some(tx) = tx {
                         let failed = std::io::Error::other(format!("the upstream's blob: {e}"));
-                        let _ = tx.send(Err(failed)).await;
+                        let _ = tokio::time::timeout(patience, tx.send(Err(failed))).await;
                     }
-                    Err(e.to_string())
                 }
             };
-            fetches.finish(&key, &done, outcome);
+            futures_util::join!(store, release);
         });
         match from_fetch {
             Some(rx) => {
@@ -220,36 +240,39 @@ impl Mirror {
     }
 }
 
+/// The sender of a client's body, while the fetch still feeds it.
+type ToClient = Rc<RefCell<Option<mpsc::Sender<std::io::Result<Bytes>>>>>;
+
 /// The upstream's body on its way to storage, each block also sent to the
 /// client one block late: the last one waits in `held` for the digest
-/// check. A client that stops reading for the upstream timeout is let go;
-/// the fetch goes on for storage.
+/// check. A client that leaves its blocks unread for `patience` (the
+/// upstream's timeout: as long as the upstream may keep it waiting) is let
+/// go: its sender is dropped, its body ends short, the fetch goes on for
+/// storage and for the requests waiting on it.
 fn tee(
     upstream: std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>,
-    to_client: Option<mpsc::Sender<std::io::Result<Bytes>>>,
+    client: ToClient,
     held: Rc<RefCell<Option<Bytes>>>,
     fetched: prometheus::IntCounter,
+    patience: Duration,
 ) -> ByteStream {
-    let state = (upstream, to_client, held, fetched);
+    let state = (upstream, client, held, fetched);
     Box::pin(futures_util::stream::unfold(
         state,
-        |(mut upstream, mut to_client, held, fetched)| async move {
+        move |(mut upstream, client, held, fetched)| async move {
             let block = upstream.next().await?;
             if let Ok(block) = &block {
                 fetched.inc_by(block.len() as u64);
                 let previous = held.borrow_mut().replace(block.clone());
-                if let (Some(tx), Some(previous)) = (&to_client, previous) {
-                    let sent = tokio::time::timeout(
-                        std::time::Duration::from_secs(60),
-                        tx.send(Ok(previous)),
-                    )
-                    .await;
+                let tx = client.borrow().clone();
+                if let (Some(tx), Some(previous)) = (tx, previous) {
+                    let sent = tokio::time::timeout(patience, tx.send(Ok(previous))).await;
                     if !matches!(sent, Ok(Ok(()))) {
-                        to_client = None;
+                        client.borrow_mut().take();
                     }
                 }
             }
-            Some((block, (upstream, to_client, held, fetched)))
+            Some((block, (upstream, client, held, fetched)))
         },
     ))
 }

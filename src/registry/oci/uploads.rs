@@ -31,6 +31,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use super::blobs;
 use super::digest::{Algorithm, Digest, Hasher};
@@ -352,6 +353,18 @@ impl<'a> Upload<'a> {
     /// is gone. On a digest or size mismatch the upload is removed too, as
     /// distribution does: the client starts again.
     pub async fn complete(self, digest: &Digest, chunk: Chunk, body: ByteStream) -> Result<u64> {
+        self.complete_telling(digest, chunk, body, None).await
+    }
+
+    /// [`Upload::complete`], telling `checked` as soon as the content is
+    /// known to have `digest`, before it is made durable and linked.
+    async fn complete_telling(
+        self,
+        digest: &Digest,
+        chunk: Chunk,
+        body: ByteStream,
+        checked: Option<oneshot::Sender<()>>,
+    ) -> Result<u64> {
         let _busy = Busy::take(self.name, &self.id)?;
         let offset = self.offset().await?;
         check_start(chunk, offset)?;
@@ -378,6 +391,9 @@ impl<'a> Upload<'a> {
                 self.drop_writer(writer).await;
                 return Err(self.mismatch(got, digest).await);
             }
+            if let Some(checked) = checked {
+                let _ = checked.send(());
+            }
             if self.storage.exists(&blob).await? {
                 // Someone stored these bytes first: they are the same bytes.
                 self.drop_writer(writer).await;
@@ -392,6 +408,9 @@ impl<'a> Upload<'a> {
             let got = self.rehash(digest.algorithm()).await?;
             if &got != digest {
                 return Err(self.mismatch(got, digest).await);
+            }
+            if let Some(checked) = checked {
+                let _ = checked.send(());
             }
             if !self.storage.exists(&blob).await? {
                 self.storage.rename(&self.data(), &blob).await?;
@@ -456,13 +475,16 @@ impl<'a> Upload<'a> {
 
 /// Stores a whole blob sent in one request with its digest (the
 /// monolithic `POST ?digest=`), through the same path as an upload; no
-/// session is left behind whatever happens.
+/// session is left behind whatever happens. `checked` hears as soon as the
+/// bytes are known to be the blob, before they are durable (the
+/// pull-through cache hands a client the last block then).
 pub async fn push(
     storage: &dyn Storage,
     name: &Name,
     digest: &Digest,
     length: Option<u64>,
     body: ByteStream,
+    checked: Option<oneshot::Sender<()>>,
 ) -> Result<u64> {
     let upload = Upload::start(storage, name).await?;
     let folder = upload.path(layout::upload);
@@ -470,7 +492,7 @@ pub async fn push(
         start: None,
         length,
     };
-    let result = upload.complete(digest, chunk, body).await;
+    let result = upload.complete_telling(digest, chunk, body, checked).await;
     if result.is_err() {
         match storage.remove(&folder).await {
             Ok(()) | Err(StorageError::NotFound(_)) => {}
@@ -744,16 +766,51 @@ mod tests {
         on_each_driver(async |storage: &dyn Storage| {
             let name = repo("a");
             let digest = Digest::of(Algorithm::Sha512, b"whole");
-            let size = push(storage, &name, &digest, Some(5), body(&[b"who", b"le"])).await;
+            let size = push(
+                storage,
+                &name,
+                &digest,
+                Some(5),
+                body(&[b"who", b"le"]),
+                None,
+            )
+            .await;
             assert_eq!(size.unwrap(), 5);
             assert_eq!(blobs::stat(storage, &name, &digest).await.unwrap().size, 5);
             assert!(links::blob_data(&digest).contains("/blobs/sha512/"));
 
             // A monolithic push that fails leaves no upload behind.
-            let bad = push(storage, &name, &digest, Some(9), body(&[b"whole"])).await;
+            let bad = push(storage, &name, &digest, Some(9), body(&[b"whole"]), None).await;
             assert!(matches!(bad, Err(Error::SizeInvalid(_))));
             let left = storage.list(&layout::uploads(name.as_str())).await;
             assert!(left.as_ref().map_or(true, |l| l.is_empty()), "{left:?}");
+        })
+        .await;
+    }
+
+    #[actix_web::test]
+    async fn a_push_tells_when_its_bytes_check_out() {
+        on_each_driver(async |storage: &dyn Storage| {
+            let name = repo("a");
+            // Several blocks, cut at odd places so that blocks straddle the
+            // body's chunks.
+            let content: Vec<u8> = (0..(3 * BLOCK + 12_345)).map(|i| (i % 251) as u8).collect();
+            let chunks: Vec<&[u8]> = content.chunks(300_007).collect();
+            let digest = Digest::of(Algorithm::Sha256, &content);
+            let (checked, heard) = oneshot::channel();
+            let size = push(storage, &name, &digest, None, body(&chunks), Some(checked)).await;
+            assert_eq!(size.unwrap(), content.len() as u64);
+            assert!(heard.await.is_ok(), "a blob that checks out is told");
+            let stored = storage.get(&links::blob_data(&digest)).await.unwrap();
+            assert!(stored[..] == content[..]);
+
+            // Not the blob named: never told, nothing kept.
+            let other = Digest::of(Algorithm::Sha256, b"something else");
+            let (checked, heard) = oneshot::channel();
+            let bad = push(storage, &name, &other, None, body(&chunks), Some(checked)).await;
+            assert!(matches!(bad, Err(Error::DigestInvalid(_))), "{bad:?}");
+            assert!(heard.await.is_err());
+            assert!(!storage.exists(&links::blob_data(&other)).await.unwrap());
         })
         .await;
     }
@@ -870,11 +927,11 @@ mod tests {
         on_each_driver(async |storage: &dyn Storage| {
             let (a, b) = (repo("a"), repo("b"));
             let digest = sha256(b"same");
-            push(storage, &a, &digest, None, body(&[b"same"]))
+            push(storage, &a, &digest, None, body(&[b"same"]), None)
                 .await
                 .unwrap();
             let before = storage.stat(&links::blob_data(&digest)).await.unwrap();
-            push(storage, &b, &digest, None, body(&[b"sa", b"me"]))
+            push(storage, &b, &digest, None, body(&[b"sa", b"me"]), None)
                 .await
                 .unwrap();
             let after = storage.stat(&links::blob_data(&digest)).await.unwrap();
