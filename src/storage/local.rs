@@ -614,7 +614,9 @@ impl LocalWriter {
                 join_flush(&self.path, done).await?;
             }
             let handle = file.try_clone().map_err(|e| io_error(&self.path, e))?;
-            self.flushing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+            self.flushing = Some(tokio::task::spawn_blocking(move || {
+                start_writeback(&handle)
+            }));
             self.unflushed = 0;
         }
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
@@ -650,6 +652,34 @@ impl LocalWriter {
         })
         .await?;
         Ok(self.size)
+    }
+}
+
+/// Starts putting what is written to `file` on disk, without waiting for
+/// it: the early flush of a large file, so that its sync at the end waits
+/// for the tail only. Not a sync: on Linux, `sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`, which, unlike `fdatasync`, takes no lock on the
+/// file, so the writes that follow never wait for the disk (they did
+/// while 2 GiB of another file's writeback kept the disk busy: a pull
+/// through the cache fell from 750-800 to 300-400 MB/s). Elsewhere, a
+/// sync.
+fn start_writeback(file: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the whole call (`file` is
+        // borrowed), and the call reads no memory of ours.
+        let done =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        file.sync_data()
     }
 }
 
@@ -787,7 +817,9 @@ impl Storage for LocalStorage {
                     join_flush(path, done).await?;
                 }
                 let handle = f.try_clone().map_err(|e| io_error(path, e))?;
-                flushing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+                flushing = Some(tokio::task::spawn_blocking(move || {
+                    start_writeback(&handle)
+                }));
                 unflushed = 0;
             }
             in_flight = Some(tokio::task::spawn_blocking(move || {
