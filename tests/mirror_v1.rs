@@ -354,12 +354,21 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
         &[&chain[..], std::slice::from_ref(&moved)].concat(),
         "latest",
     );
-    let tag = get_json(&registry, "/v1/repositories/ns/app/tags/latest");
+    let resp = get(&registry, "/v1/repositories/ns/app/tags/latest");
+    let state = header(&resp, "x-registry-cache");
+    let tag: Value = resp.json().unwrap();
     if cached_at.elapsed() < Duration::from_secs(ttl) {
         assert_eq!(tag, json!(chain[1].id), "the copy stands within the ttl");
+        assert_eq!(state.as_deref(), Some("hit"));
     }
+    // This registry's own tag says nothing of a cache.
+    let resp = get(&registry, "/v1/repositories/ns/app/tags/stable");
+    assert_eq!(header(&resp, "x-registry-cache"), None);
     std::thread::sleep(Duration::from_secs(ttl).saturating_sub(cached_at.elapsed()));
     std::thread::sleep(Duration::from_millis(200));
+    let resp = get(&registry, "/v1/repositories/ns/app/tags/latest");
+    assert_eq!(header(&resp, "x-registry-cache").as_deref(), Some("miss"));
+    assert_eq!(resp.json::<Value>().unwrap(), json!(moved.id));
     let after = pull(&registry, "ns/app", "latest");
     assert_eq!(after.last().unwrap().0, moved.id);
     assert_eq!(
@@ -375,6 +384,10 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
     // what was not is a 502 with the v1 API's JSON error.
     peer.stop();
     std::thread::sleep(Duration::from_secs(ttl));
+    let resp = get(&registry, "/v1/repositories/ns/app/tags/latest");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-registry-cache").as_deref(), Some("stale"));
+    assert!(header(&resp, "warning").is_some_and(|w| w.starts_with("110 ")));
     let again = pull(&registry, "ns/app", "latest");
     let ids: Vec<&str> = again.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(ids, [BASE, CHILD, moved.id.as_str()]);
@@ -680,6 +693,77 @@ fn clients_pulling_one_image_at_once_cause_one_fetch() {
         }
     });
     assert_eq!(source.layer_requests.load(Ordering::SeqCst), 1);
+}
+
+/// `mirror_max_age` reaches the v1 copies too: a copied tag unused for
+/// that long goes with the collector, and the images only it reached
+/// after it; a tag pushed here and the images it reaches stay; the next
+/// pull asks the source again and works.
+#[test]
+fn the_collector_evicts_v1_copies_and_keeps_pushed_tags() {
+    let Some(root) = LegacyPeer::root() else {
+        return;
+    };
+    let peer_store = tempfile::tempdir().unwrap();
+    let peer = LegacyPeer::start(&root, peer_store.path());
+    let chain = chain();
+    let (json, layer) = common::v1_fixture(CHILD);
+    let lone = image(&random_id(), None, json, layer);
+    let peer_url = |p: &str| peer.url(p);
+    push(&peer_url, "ns/app", &chain, "v1");
+    push(&peer_url, "ns/lone", std::slice::from_ref(&lone), "v1");
+
+    let store = Backend::local();
+    let source = peer.url("");
+    let registry = store.start(&[
+        ("MIRROR_SOURCE", source.as_str()),
+        ("MIRROR_MAX_AGE", "3"),
+        ("GC_INTERVAL", "1"),
+        ("GC_GRACE_PERIOD", "1"),
+    ]);
+    // The chain pushed here too: its images are this registry's own.
+    push(&|p: &str| registry.url(p), "ns/own", &chain, "v1");
+    assert_eq!(pull(&registry, "ns/app", "v1").len(), chain.len());
+    assert_eq!(pull(&registry, "ns/lone", "v1")[0].2, lone.layer);
+    assert!(!image_files(&store, &lone.id).is_empty());
+
+    let copies_gone = |store: &Backend| {
+        let keys = store.stored_keys();
+        !keys.iter().any(|k| {
+            k == "repositories/ns/app/tag_v1"
+                || k == "repositories/ns/lone/tag_v1"
+                || k.starts_with("_mirror/v1tags/ns/")
+                || k.starts_with(&format!("images/{}/", lone.id))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !copies_gone(&store) {
+        assert!(
+            Instant::now() < deadline,
+            "not evicted in 30 s: {:?}\n{}",
+            store.stored_keys(),
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // What was pushed here stays, with every image it reaches.
+    assert_eq!(
+        store.read_stored("repositories/ns/own/tag_v1").unwrap(),
+        chain[1].id.as_bytes()
+    );
+    for image in &chain {
+        assert!(
+            image_files(&store, &image.id).contains(&"layer".to_owned()),
+            "{} kept",
+            image.id
+        );
+    }
+    let own = pull(&registry, "ns/own", "v1");
+    assert_eq!(own.last().unwrap().0, chain[1].id);
+    // Evicted is only forgotten: the source is asked again.
+    let again = pull(&registry, "ns/lone", "v1");
+    assert_eq!((&again[0].0, &again[0].2), (&lone.id, &lone.layer));
+    assert!(registry.log().contains("cached repositories evicted"));
 }
 
 /// A server of fixed JSON answers by path (query included), 404 else;

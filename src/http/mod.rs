@@ -2,7 +2,8 @@
 //! model: bounded request bodies ([`body`]), the hashing tap on a body on
 //! its way to storage ([`tap`]), `Range` headers ([`range`]) and serving a
 //! stored file ([`blob`]: ranges, redirects, X-Accel-Redirect, streaming),
-//! the auth [`gate`] every gated route passes before its handler, and the
+//! the auth [`gate`] every gated route passes before its handler, the
+//! headers that say how the pull-through [`cache`] made an answer, and the
 //! [`health`] probes, which belong to neither API.
 //!
 //! Nothing here knows an API's error shape: each function returns a small
@@ -10,6 +11,7 @@
 
 pub mod blob;
 pub mod body;
+pub mod cache;
 pub mod gate;
 pub mod health;
 pub mod range;

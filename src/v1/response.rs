@@ -26,8 +26,14 @@ pub fn json_builder(status: StatusCode) -> HttpResponseBuilder {
 
 /// `value` as JSON with the no-cache headers.
 pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> HttpResponse {
+    json_on(json_builder(status), value)
+}
+
+/// `value` as JSON on `builder` (one of [`json_builder`], with headers of
+/// its own added).
+pub fn json_on<T: Serialize + ?Sized>(mut builder: HttpResponseBuilder, value: &T) -> HttpResponse {
     match serde_json::to_vec(value) {
-        Ok(body) => json_builder(status).body(body),
+        Ok(body) => builder.body(body),
         // Our own types always serialize; this is a bug, not a client error.
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

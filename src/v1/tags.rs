@@ -9,6 +9,7 @@ use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::response;
 use crate::events::{Event, TagTarget};
+use crate::http::cache;
 use crate::names::Tag;
 use crate::registry::legacy as store;
 use crate::registry::{bridge, mirror, AppState};
@@ -17,8 +18,10 @@ pub async fn list(state: web::Data<AppState>, repo: web::Path<String>) -> Result
     let name = http::repository(&repo)?;
     // This registry's tags, with a v1 source's copied in (see
     // `registry::mirror::legacy`).
-    let tags = state.mirror.v1_tags(&*state.storage, &name).await?;
-    Ok(response::json(StatusCode::OK, &tags))
+    let (tags, freshness) = state.mirror.v1_tags(&*state.storage, &name).await?;
+    let mut resp = response::json_builder(StatusCode::OK);
+    cache::freshness(&mut resp, freshness);
+    Ok(response::json_on(resp, &tags))
 }
 
 pub async fn get(
@@ -27,8 +30,10 @@ pub async fn get(
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
     let name = http::repository(&repo)?;
-    let image = state.mirror.v1_tag(&*state.storage, &name, &tag).await?;
-    Ok(response::json(StatusCode::OK, &image))
+    let (image, freshness) = state.mirror.v1_tag(&*state.storage, &name, &tag).await?;
+    let mut resp = response::json_builder(StatusCode::OK);
+    cache::freshness(&mut resp, freshness);
+    Ok(response::json_on(resp, &image))
 }
 
 pub async fn put(

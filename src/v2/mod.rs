@@ -138,16 +138,7 @@ pub(crate) fn cache_headers(
     freshness: Option<crate::registry::mirror::Freshness>,
     namespace: Option<&str>,
 ) {
-    use crate::registry::mirror::Freshness;
-    if let Some(freshness) = freshness {
-        resp.insert_header(("X-Registry-Cache", freshness.as_str()));
-        if freshness == Freshness::Stale {
-            resp.insert_header((
-                actix_web::http::header::WARNING,
-                "110 registry-v1 \"Response is Stale: the upstream could not be asked\"",
-            ));
-        }
-    }
+    crate::http::cache::freshness(resp, freshness);
     if let Some(ns) = namespace {
         resp.insert_header(("OCI-Namespace", ns));
     }

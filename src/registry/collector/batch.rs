@@ -65,12 +65,17 @@ pub enum Item {
     CachedRepository {
         repository: String,
     },
+    /// The tags a v1 repository copied from a v1 source, evicted together.
+    CachedV1Repository(super::cache::V1Copy),
 }
 
 impl Item {
     fn rank(&self) -> u8 {
         match self {
-            Item::Manifest { .. } | Item::TagLeftover { .. } | Item::CachedRepository { .. } => 0,
+            Item::Manifest { .. }
+            | Item::TagLeftover { .. }
+            | Item::CachedRepository { .. }
+            | Item::CachedV1Repository(_) => 0,
             Item::DigestEntry { .. } => 1,
             Item::Blob { .. } => 2,
             Item::Image { .. } => 3,
@@ -87,7 +92,10 @@ impl Item {
             Item::Image { id, .. } => marks.images.contains(id),
             Item::DigestEntry { image, .. } => marks.images.contains(image),
             // A copy cached again since the mark is fetched again.
-            Item::Upload { .. } | Item::TagLeftover { .. } | Item::CachedRepository { .. } => false,
+            Item::Upload { .. }
+            | Item::TagLeftover { .. }
+            | Item::CachedRepository { .. }
+            | Item::CachedV1Repository(_) => false,
         }
     }
 
@@ -106,6 +114,11 @@ impl Item {
             Item::CachedRepository { repository } => {
                 format!("cached repository {repository} (a copy of its upstream's)")
             }
+            Item::CachedV1Repository(copy) => format!(
+                "cached v1 repository {} ({} tags copied from the v1 source)",
+                copy.name,
+                copy.tags.len()
+            ),
         }
     }
 
@@ -123,7 +136,9 @@ impl Item {
             }
             Item::Upload { .. } => report.uploads += 1,
             Item::TagLeftover { .. } => {}
-            Item::CachedRepository { .. } => report.cached_repositories += 1,
+            Item::CachedRepository { .. } | Item::CachedV1Repository(_) => {
+                report.cached_repositories += 1
+            }
         }
     }
 
@@ -192,6 +207,7 @@ impl Item {
             Item::CachedRepository { repository } => {
                 super::cache::remove(storage, repository).await
             }
+            Item::CachedV1Repository(copy) => super::cache::remove_v1(storage, copy).await,
         }
     }
 }

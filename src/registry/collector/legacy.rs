@@ -5,6 +5,7 @@
 //! the images' own folders, so a kept image keeps every blob it serves.
 //! Then what nothing reaches: images, and digest entries naming them.
 
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -41,6 +42,25 @@ pub(super) async fn mark_image(run: &mut Run<'_>, id: &str) -> Result<()> {
 /// Marks the v1 tree; returns what nothing reaches and may go.
 pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
     let storage = run.storage;
+    // The tags of evicted copies reach nothing (their files go first), and
+    // neither do the bridge's digests of the images they named.
+    let evicted = std::mem::take(&mut run.v1_evicted);
+    let evicted_tags: HashSet<&str> = evicted
+        .iter()
+        .flat_map(|copy| copy.tags.iter().map(|t| t.file.as_str()))
+        .collect();
+    let evicted_images: HashMap<&str, HashSet<&str>> = evicted
+        .iter()
+        .map(|copy| {
+            let images = copy.tags.iter().filter_map(|t| t.image.as_deref());
+            (copy.tree.as_str(), images.collect())
+        })
+        .collect();
+    let mut items: Vec<Item> = evicted
+        .iter()
+        .cloned()
+        .map(Item::CachedV1Repository)
+        .collect();
     // (entry path, image id) of every `_v2_digests` entry.
     let mut entries = Vec::new();
     for namespace in list(storage, layout::REPOSITORIES).await? {
@@ -53,11 +73,16 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
                 Err(StorageError::NotFound(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
+            let gone_images = evicted_images.get(dir.as_str());
             for file in &files {
                 if layout::tag_from_file_name(file).is_none() {
                     continue;
                 }
-                match storage.get(&format!("{dir}/{file}")).await {
+                let path = format!("{dir}/{file}");
+                if evicted_tags.contains(path.as_str()) {
+                    continue;
+                }
+                match storage.get(&path).await {
                     Ok(id) => mark_image(run, &String::from_utf8_lossy(&id)).await?,
                     Err(StorageError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
@@ -76,7 +101,8 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
                         let Some(image) = entry["image"].as_str().map(str::to_owned) else {
                             continue;
                         };
-                        if entry["kind"] == "manifest" && !run.options.delete_untagged {
+                        let evicted = gone_images.is_some_and(|g| g.contains(image.as_str()));
+                        if entry["kind"] == "manifest" && !run.options.delete_untagged && !evicted {
                             mark_image(run, &image).await?;
                         }
                         entries.push((path, image));
@@ -86,8 +112,7 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
             run.tick().await?;
         }
     }
-    let mut items = Vec::new();
-    let mut gone = std::collections::HashSet::new();
+    let mut gone = HashSet::new();
     for id in list(storage, layout::IMAGES).await? {
         if run.marks.images.contains(&id) {
             continue;

@@ -166,6 +166,9 @@ pub struct Run<'a> {
     pub options: Options,
     pub marks: Marks,
     pub started: SystemTime,
+    /// The v1 copies of the pull-through cache that go this run, found
+    /// with the v2 ones (one size bound for both).
+    pub v1_evicted: Vec<cache::V1Copy>,
     lease: Option<Lease>,
     renewed: Instant,
     pub progress: ProgressBar,
@@ -222,6 +225,7 @@ pub async fn collect(storage: &dyn Storage, options: Options) -> Result<Outcome>
         options,
         marks: Marks::default(),
         started: SystemTime::now(),
+        v1_evicted: Vec::new(),
         lease: Some(lease),
         renewed: Instant::now(),
         progress,

@@ -108,9 +108,11 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     let mut linked: HashMap<Digest, Vec<String>> = HashMap::new();
     let evicted = super::cache::evicted(run, &repositories).await?;
+    // The v1 tree's copies are the v1 mark's to leave out.
+    run.v1_evicted = evicted.v1;
     for repo in repositories {
         run.progress.inc(1);
-        if evicted.contains(&repo) {
+        if evicted.v2.contains(&repo) {
             // Not marked: its blobs go with it unless another repository
             // links them.
             items.push(Item::CachedRepository { repository: repo });

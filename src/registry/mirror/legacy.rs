@@ -32,7 +32,7 @@ use futures_util::StreamExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::HeaderMap;
 
-use super::{Cached, Error, Mirror, Result};
+use super::{Cached, Error, Freshness, Mirror, Result};
 use crate::names::{ImageId, RepositoryName, Tag};
 use crate::registry::{bridge, legacy, oci};
 use crate::storage::layout::mirror as layout;
@@ -217,7 +217,7 @@ impl Mirror {
         }
         let image =
             match self.v1_tag(storage, &repo, tag.as_str()).await {
-                Ok(image) => image,
+                Ok((image, _)) => image,
                 Err(Error::Legacy(
                     legacy::Error::TagNotFound | legacy::Error::RepositoryNotFound,
                 )) if missed => return Ok(None),
@@ -262,32 +262,33 @@ impl Mirror {
 
     /// `GET /v1/repositories/<name>/tags/<tag>`: the image this registry's
     /// tag names, refreshed from a v1 source when it is a copy older than
-    /// `tags_cache_ttl`, fetched when there is none.
+    /// `tags_cache_ttl`, fetched when there is none; and how the cache made
+    /// the answer (`None`: a tag of this registry's own).
     pub async fn v1_tag(
         &self,
         storage: &dyn Storage,
         name: &RepositoryName,
         raw: &str,
-    ) -> Result<String> {
+    ) -> Result<(String, Option<Freshness>)> {
         let local = legacy::tag(storage, name, &Tag::unchecked(raw)).await;
         let (tag, repo_path) = match (Tag::parse(raw), repository_path(name)) {
             (Some(tag), Some(path)) if self.has_v1_candidate() => (tag, path),
-            _ => return Ok(local?),
+            _ => return Ok((local?, None)),
         };
         let record_path = layout::v1_tag_checked(name, &tag);
         let record: Option<TagChecked> = read_record(storage, &record_path).await?;
         if let Ok(image) = &local {
             let Some(record) = &record else {
                 // Pushed here: this registry's own.
-                return Ok(image.clone());
+                return Ok((image.clone(), None));
             };
             if self.fresh(record.checked_ms) {
-                return Ok(image.clone());
+                return Ok((image.clone(), Some(Freshness::Hit)));
             }
         }
         let source = match self.v1_source().await {
             Ok(Some(source)) => source,
-            Ok(None) => return Ok(local?),
+            Ok(None) => return Ok((local?, None)),
             Err(e) => return stale_or(local, name, e),
         };
         let path = format!("{repo_path}/tags/{}", part(tag.as_str()));
@@ -305,8 +306,14 @@ impl Mirror {
                     }
                 };
                 copy_tag(storage, name, &tag, &image).await?;
-                count(source, "v1_tag", "miss");
-                Ok(image.to_string())
+                let image = image.to_string();
+                let confirmed = record.is_some() && local.as_ref().is_ok_and(|l| *l == image);
+                let freshness = match confirmed {
+                    true => Freshness::Revalidated,
+                    false => Freshness::Miss,
+                };
+                count(source, "v1_tag", freshness.as_str());
+                Ok((image, Some(freshness)))
             }
             Err(UpstreamError::NotFound) => {
                 if record.is_some() {
@@ -314,7 +321,7 @@ impl Mirror {
                     forget_tag(storage, name, &tag).await?;
                     return Err(legacy::Error::TagNotFound.into());
                 }
-                Ok(local?)
+                Ok((local?, None))
             }
             Err(e) => stale_or(local, name, upstream_error(source, e)),
         }
@@ -322,28 +329,32 @@ impl Mirror {
 
     /// `GET /v1/repositories/<name>/tags`: this registry's tags, with the
     /// source's copied in when the repository is a copy (or unknown here)
-    /// and its list was read longer ago than `tags_cache_ttl`.
+    /// and its list was read longer ago than `tags_cache_ttl`; and how the
+    /// cache made the answer (`None`: this registry's own tags only).
     pub async fn v1_tags(
         &self,
         storage: &dyn Storage,
         name: &RepositoryName,
-    ) -> Result<BTreeMap<String, String>> {
+    ) -> Result<(BTreeMap<String, String>, Option<Freshness>)> {
         let local = legacy::tags(storage, name).await;
         let Some(repo_path) = repository_path(name).filter(|_| self.has_v1_candidate()) else {
-            return Ok(local?);
+            return Ok((local?, None));
         };
         let list_path = layout::v1_list_checked(name);
         let listed: Option<ListChecked> = read_record(storage, &list_path).await?;
         let copied = copied_tags(storage, name).await?;
         match (&local, &listed) {
             // Pushed here, never read from the source.
-            (Ok(_), None) if copied.is_empty() => return Ok(local?),
-            (Ok(_), Some(listed)) if self.fresh(listed.checked_ms) => return Ok(local?),
+            (Ok(_), None) if copied.is_empty() => return Ok((local?, None)),
+            (Ok(_), Some(listed)) if self.fresh(listed.checked_ms) => {
+                let freshness = (!copied.is_empty()).then_some(Freshness::Hit);
+                return Ok((local?, freshness));
+            }
             _ => {}
         }
         let source = match self.v1_source().await {
             Ok(Some(source)) => source,
-            Ok(None) => return Ok(local?),
+            Ok(None) => return Ok((local?, None)),
             Err(e) => return stale_or(local, name, e),
         };
         let path = format!("{repo_path}/tags");
@@ -396,7 +407,7 @@ impl Mirror {
         )
         .await;
         count(source, "v1_tags", "miss");
-        Ok(legacy::tags(storage, name).await?)
+        Ok((legacy::tags(storage, name).await?, Some(Freshness::Miss)))
     }
 
     /// The source's answers to a search (`source_index` when set), or
@@ -654,11 +665,15 @@ async fn remove_if_present(storage: &dyn Storage, path: &str) -> Result<()> {
 
 /// The copy when the source cannot be asked (said in the log); the
 /// source's failure when there is none.
-fn stale_or<T>(local: legacy::Result<T>, name: &RepositoryName, error: Error) -> Result<T> {
+fn stale_or<T>(
+    local: legacy::Result<T>,
+    name: &RepositoryName,
+    error: Error,
+) -> Result<(T, Option<Freshness>)> {
     match local {
         Ok(value) => {
             log::warn!("v1 mirror: {error}; serving the cached tags of {name}");
-            Ok(value)
+            Ok((value, Some(Freshness::Stale)))
         }
         Err(_) => Err(error),
     }

@@ -62,3 +62,76 @@ pub fn v1_tags_checked(name: &RepositoryName) -> String {
 pub fn v1_list_checked(name: &RepositoryName) -> String {
     format!("{}/_list", v1_repository(name))
 }
+
+/// The folder of every v1 repository's records: `<ns>/<repo>/` below it,
+/// each part escaped as the v1 tree escapes it (the collector walks it).
+pub fn v1_records() -> String {
+    format!("{ROOT}/v1tags")
+}
+
+/// A v1 copy as the collector finds it in [`v1_records`]: `namespace` and
+/// `repository` are folder names there, already escaped.
+pub struct V1Listed<'a> {
+    pub namespace: &'a str,
+    pub repository: &'a str,
+}
+
+impl V1Listed<'_> {
+    /// What [`v1_repository`] names for this repository.
+    pub fn records(&self) -> String {
+        format!("{}/{}/{}", v1_records(), self.namespace, self.repository)
+    }
+
+    /// The records of its copied tags (file names: the escaped tags).
+    pub fn tags_checked(&self) -> String {
+        format!("{}/_tags", self.records())
+    }
+
+    /// When its tag list was last read.
+    pub fn list_checked(&self) -> String {
+        format!("{}/_list", self.records())
+    }
+
+    /// The repository's folder in the v1 tree.
+    pub fn tree(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            legacy::REPOSITORIES,
+            self.namespace,
+            self.repository
+        )
+    }
+
+    /// The v1 tree's file of the tag whose record is `record` (a file of
+    /// [`V1Listed::tags_checked`]): both hold the tag escaped the same way.
+    pub fn tag_file(&self, record: &str) -> String {
+        format!("{}/{}{record}", self.tree(), legacy::TAG_PREFIX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_v1_copy_names_the_paths_its_repository_has() {
+        let name = RepositoryName::parse("team/my app").unwrap();
+        let tag = Tag::parse("v1.0").unwrap();
+        let records = v1_repository(&name);
+        let (namespace, repository) = records
+            .strip_prefix(&format!("{}/", v1_records()))
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap();
+        let listed = V1Listed {
+            namespace,
+            repository,
+        };
+        assert_eq!(listed.records(), records);
+        assert_eq!(listed.tags_checked(), v1_tags_checked(&name));
+        assert_eq!(listed.list_checked(), v1_list_checked(&name));
+        assert_eq!(listed.tree(), legacy::repository_dir(&name));
+        let record = v1_tag_checked(&name, &tag);
+        let file = record.rsplit('/').next().unwrap();
+        assert_eq!(listed.tag_file(file), legacy::tag(&name, &tag));
+    }
+}
