@@ -5,6 +5,7 @@
 
 mod data;
 mod http;
+mod link;
 mod machine;
 mod objects;
 mod procs;
