@@ -248,12 +248,6 @@ fn is_root() -> bool {
 /// Starts nginx serving the files under `root` with sendfile, as shipped by
 /// Debian but with everything (pid, logs, temp files) under `dir`.
 pub fn nginx(root: &Path, dir: &Path) -> Result<Server> {
-    nginx_with(&format!("root {};", root.display()), dir)
-}
-
-/// nginx with `server` (the body of its one `server` block, beside the
-/// `listen` line) and everything (pid, logs, temp files) under `dir`.
-fn nginx_with(server: &str, dir: &Path) -> Result<Server> {
     let port = free_port()?;
     let d = dir.display();
     let user = if is_root() { "user root root;" } else { "" };
@@ -278,10 +272,11 @@ http {{
     scgi_temp_path {d}/nginx-scgi;
     server {{
         listen 127.0.0.1:{port};
-        {server}
+        root {root};
     }}
 }}
-"
+",
+        root = root.display()
     );
     let conf_path = dir.join("nginx.conf");
     fs::write(&conf_path, conf)?;
