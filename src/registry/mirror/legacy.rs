@@ -308,9 +308,10 @@ impl Mirror {
                 copy_tag(storage, name, &tag, &image).await?;
                 let image = image.to_string();
                 let confirmed = record.is_some() && local.as_ref().is_ok_and(|l| *l == image);
-                let freshness = match confirmed {
-                    true => Freshness::Revalidated,
-                    false => Freshness::Miss,
+                let freshness = if confirmed {
+                    Freshness::Revalidated
+                } else {
+                    Freshness::Miss
                 };
                 count(source, "v1_tag", freshness.as_str());
                 Ok((image, Some(freshness)))
