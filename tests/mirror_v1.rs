@@ -380,6 +380,15 @@ fn a_v1_source_is_mirrored_as_the_old_mirror_did() {
         json!(BASE)
     );
 
+    // Asked again after the ttl, unmoved: confirmed.
+    std::thread::sleep(Duration::from_millis(ttl * 1000 + 200));
+    let resp = get(&registry, "/v1/repositories/ns/app/tags/latest");
+    assert_eq!(
+        header(&resp, "x-registry-cache").as_deref(),
+        Some("revalidated")
+    );
+    assert_eq!(resp.json::<Value>().unwrap(), json!(moved.id));
+
     // The source stops: what was pulled is served, the tag too (stale);
     // what was not is a 502 with the v1 API's JSON error.
     peer.stop();
