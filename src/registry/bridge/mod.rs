@@ -171,13 +171,30 @@ pub async fn manifest(
     name: &Name,
     reference: &Reference,
 ) -> oci::Result<manifests::Stored> {
-    let v2_error = match manifests::get(storage, name, reference).await {
-        Ok(stored) => return Ok(stored),
-        Err(e @ (oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_))) => e,
-        Err(e) => return Err(e),
-    };
+    if let Some(stored) = find_manifest(storage, name, reference).await? {
+        return Ok(stored);
+    }
+    let v2_error = manifests::unknown(storage, name, reference).await;
+    match v1_name(name) {
+        Some(v1) => Err(not_found(storage, &v1, reference, v2_error).await),
+        None => Err(v2_error),
+    }
+}
+
+/// [`manifest`], with `None` where neither tree holds it, without telling
+/// an unknown repository from an unknown manifest (which costs a listing
+/// of each tree): for a caller that asks another source then, as the
+/// pull-through cache does on every request it serves.
+pub async fn find_manifest(
+    storage: &dyn Storage,
+    name: &Name,
+    reference: &Reference,
+) -> oci::Result<Option<manifests::Stored>> {
+    if let Some(stored) = manifests::find(storage, name, reference).await? {
+        return Ok(Some(stored));
+    }
     let Some(v1) = v1_name(name) else {
-        return Err(v2_error);
+        return Ok(None);
     };
     let top = match reference {
         Reference::Tag(tag) => v1_tag(storage, &v1, tag.as_str()).await?,
@@ -187,7 +204,7 @@ pub async fn manifest(
         },
     };
     let Some(top) = top else {
-        return Err(not_found(storage, &v1, reference, v2_error).await);
+        return Ok(None);
     };
     let image = tagged_image(storage, &v1, &top)
         .await
@@ -197,11 +214,11 @@ pub async fn manifest(
             return Err(oci::Error::ManifestUnknown(reference.to_string()));
         }
     }
-    Ok(manifests::Stored {
+    Ok(Some(manifests::Stored {
         digest: image.manifest_digest,
         media_type: image::OCI_MANIFEST.to_owned(),
         bytes: image.manifest,
-    })
+    }))
 }
 
 /// The v2 tree's not-found error, unless the v1 repository exists: then

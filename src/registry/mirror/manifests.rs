@@ -54,15 +54,19 @@ impl Mirror {
             Pick::Local => None,
             Pick::Cache(route) => Some(route),
             Pick::Fallback(route) => {
-                let found = bridge::manifest(storage, name, reference).await;
+                // Found or not is all this needs: which of the repository or
+                // the manifest is unknown here would cost a listing on every
+                // request the cache answers.
+                let found = match bridge::find_manifest(storage, name, reference).await {
+                    Ok(found) => found,
+                    Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_)) => None,
+                    Err(e) => return Err(e.into()),
+                };
                 // A default upstream that speaks only v1 (the old Python
                 // registry): its tags through the v1 cache, which stores
                 // them in the v1 tree the bridge serves (see `legacy`).
-                let missed = matches!(
-                    found,
-                    Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_))
-                );
-                if let (Reference::Tag(tag), true) = (reference, found.is_ok() || missed) {
+                if let Reference::Tag(tag) = reference {
+                    let missed = found.is_none();
                     if let Some(stored) = self.v1_manifest(storage, name, tag, missed).await? {
                         return Ok(Served {
                             stored,
@@ -73,7 +77,7 @@ impl Mirror {
                     }
                 }
                 match found {
-                    Ok(stored) => {
+                    Some(stored) => {
                         return Ok(Served {
                             stored,
                             freshness: None,
@@ -81,8 +85,7 @@ impl Mirror {
                             fetched_into: None,
                         })
                     }
-                    Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_)) => Some(route),
-                    Err(e) => return Err(e.into()),
+                    None => Some(route),
                 }
             }
         };

@@ -544,7 +544,7 @@ pub struct Stored {
 
 /// The not-found error for `reference`: the repository's, when it does not
 /// exist at all.
-async fn unknown(storage: &dyn Storage, name: &Name, reference: &Reference) -> Error {
+pub(crate) async fn unknown(storage: &dyn Storage, name: &Name, reference: &Reference) -> Error {
     match repository::exists(storage, name).await {
         Ok(false) => Error::NameUnknown(name.to_string()),
         Ok(true) => Error::ManifestUnknown(reference.to_string()),
@@ -585,22 +585,36 @@ async fn resolve(storage: &dyn Storage, name: &Name, reference: &Reference) -> R
 
 /// The manifest `reference` names, bytes as pushed.
 pub async fn get(storage: &dyn Storage, name: &Name, reference: &Reference) -> Result<Stored> {
+    match find(storage, name, reference).await? {
+        Some(stored) => Ok(stored),
+        None => Err(unknown(storage, name, reference).await),
+    }
+}
+
+/// [`get`], with `None` where `get` tells which is unknown, the repository
+/// or the manifest: a caller that only needs to know whether the
+/// manifest is here spares the listing that tells them apart.
+pub async fn find(
+    storage: &dyn Storage,
+    name: &Name,
+    reference: &Reference,
+) -> Result<Option<Stored>> {
     let Some(linked) = linked(storage, name, reference).await? else {
-        return Err(unknown(storage, name, reference).await);
+        return Ok(None);
     };
     // The read stands for the existence check `resolve` makes (one file
     // call less on the busiest route): the bytes may be gone, collected by
     // another registry since the link was read.
     let bytes = match storage.get(&links::blob_data(&linked)).await {
         Ok(bytes) => bytes,
-        Err(StorageError::NotFound(_)) => return Err(unknown(storage, name, reference).await),
+        Err(StorageError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    Ok(Stored {
+    Ok(Some(Stored {
         media_type: stored_media_type(&bytes),
         digest: linked,
         bytes,
-    })
+    }))
 }
 
 /// What a delete did, for the events.
