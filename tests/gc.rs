@@ -103,68 +103,17 @@ fn random_id() -> String {
     hex_of(&sha256(&unique_bytes("id", 32))).to_owned()
 }
 
-/// docker 1.x's push: each image in three steps, then the tag.
+/// docker 1.x's push: each image not there yet in three steps, then the tag.
 fn push_v1(base: &str, repo: &str, images: &[&V1Image], tag: &str) {
-    let http = common::client();
-    let ok = |resp: reqwest::blocking::Response, what: &str| {
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "{what}: {status} {}",
-            resp.text().unwrap_or_default()
-        );
-    };
-    ok(
-        http.put(format!("{base}/v1/repositories/{repo}/"))
-            .body("[]")
-            .send()
-            .unwrap(),
-        "PUT repository",
-    );
-    for image in images {
-        let id = &image.id;
-        if http
-            .get(format!("{base}/v1/images/{id}/json"))
-            .send()
-            .unwrap()
-            .status()
-            == 200
-        {
-            continue;
-        }
-        ok(
-            http.put(format!("{base}/v1/images/{id}/json"))
-                .body(image.json.clone())
-                .send()
-                .unwrap(),
-            "PUT json",
-        );
-        ok(
-            http.put(format!("{base}/v1/images/{id}/layer"))
-                .body(image.layer.clone())
-                .send()
-                .unwrap(),
-            "PUT layer",
-        );
-        let mut payload = image.json.clone();
-        payload.push(b'\n');
-        payload.extend_from_slice(&image.layer);
-        ok(
-            http.put(format!("{base}/v1/images/{id}/checksum"))
-                .header("X-Docker-Checksum-Payload", sha256(&payload))
-                .send()
-                .unwrap(),
-            "PUT checksum",
-        );
-    }
-    let top = &images.last().unwrap().id;
-    ok(
-        http.put(format!("{base}/v1/repositories/{repo}/tags/{tag}"))
-            .body(format!("\"{top}\""))
-            .send()
-            .unwrap(),
-        "PUT tag",
-    );
+    let uploads: Vec<_> = images
+        .iter()
+        .map(|image| common::V1Upload {
+            id: &image.id,
+            json: &image.json,
+            layer: &image.layer,
+        })
+        .collect();
+    common::push_v1(&|path: &str| format!("{base}{path}"), repo, &uploads, tag);
 }
 
 /// A small image pushed over v2 under `tag` (or by digest when `None`).

@@ -94,6 +94,11 @@ fn chain() -> Vec<V1Image> {
 
 /// docker 1.x's push of `images` to `registry`.
 fn push_v1(registry: &common::Registry, repo: &str, images: &[V1Image], tag: &str) {
+    push_to(&|path: &str| registry.url(path), repo, images, tag);
+}
+
+/// docker 1.x's push of `images` to the v1 API at `base`.
+fn push_to(base: &dyn Fn(&str) -> String, repo: &str, images: &[V1Image], tag: &str) {
     let uploads: Vec<_> = images
         .iter()
         .map(|image| common::V1Upload {
@@ -102,7 +107,7 @@ fn push_v1(registry: &common::Registry, repo: &str, images: &[V1Image], tag: &st
             layer: &image.layer,
         })
         .collect();
-    common::push_v1(&|path: &str| registry.url(path), repo, &uploads, tag);
+    common::push_v1(base, repo, &uploads, tag);
 }
 
 /// The manifest of `name:reference` over v2: its digest and document.
@@ -961,70 +966,6 @@ impl Drop for LegacyPeer {
     }
 }
 
-/// docker 1.x's push to the old registry (it wants the payload checksum).
-fn push_to_peer(peer: &LegacyPeer, repo: &str, images: &[V1Image], tag: &str) {
-    let http = common::client();
-    let ok = |resp: reqwest::blocking::Response, what: &str| {
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "peer {what}: {status} {}",
-            resp.text().unwrap_or_default()
-        );
-    };
-    ok(
-        http.put(peer.url(&format!("/v1/repositories/{repo}/")))
-            .body("[]")
-            .send()
-            .unwrap(),
-        "PUT repository",
-    );
-    for image in images {
-        let id = &image.id;
-        if http
-            .get(peer.url(&format!("/v1/images/{id}/json")))
-            .send()
-            .unwrap()
-            .status()
-            == 200
-        {
-            continue;
-        }
-        ok(
-            http.put(peer.url(&format!("/v1/images/{id}/json")))
-                .body(image.json.clone())
-                .send()
-                .unwrap(),
-            "PUT json",
-        );
-        ok(
-            http.put(peer.url(&format!("/v1/images/{id}/layer")))
-                .body(image.layer.clone())
-                .send()
-                .unwrap(),
-            "PUT layer",
-        );
-        let mut payload = image.json.clone();
-        payload.push(b'\n');
-        payload.extend_from_slice(&image.layer);
-        ok(
-            http.put(peer.url(&format!("/v1/images/{id}/checksum")))
-                .header("X-Docker-Checksum-Payload", sha256(&payload))
-                .send()
-                .unwrap(),
-            "PUT checksum",
-        );
-    }
-    let top = &images.last().unwrap().id;
-    ok(
-        http.put(peer.url(&format!("/v1/repositories/{repo}/tags/{tag}")))
-            .body(format!("\"{top}\""))
-            .send()
-            .unwrap(),
-        "PUT tag",
-    );
-}
-
 #[test]
 fn a_folder_the_old_registry_wrote_pulls_over_v2() {
     let Some(peer_root) = LegacyPeer::root() else {
@@ -1036,8 +977,8 @@ fn a_folder_the_old_registry_wrote_pulls_over_v2() {
     let chain = chain();
     {
         let peer = LegacyPeer::start(&peer_root, &storage, &work.path().join("peer.db"));
-        push_to_peer(&peer, "ns/app", &chain, "latest");
-        push_to_peer(&peer, "test", &chain[..2], "v1");
+        push_to(&|p: &str| peer.url(p), "ns/app", &chain, "latest");
+        push_to(&|p: &str| peer.url(p), "test", &chain[..2], "v1");
     }
     // No step in between: registry-v1 on the folder as the old one left it.
     let registry = backend.start(&[]);
