@@ -15,7 +15,7 @@ use anyhow::{ensure, Context, Result};
 use super::layers::throughput_and_cpu;
 use super::local::{PULL_GOAL, RSS_GOAL_MIB};
 use super::v2::{image_of, wait_v2, OCI_MANIFEST, PEER};
-use super::{figure_vs, rotate, timed_command, Ctx, LoadWatch, MIB};
+use super::{figure_vs, rotate, socket_errors, timed_command, wrk_load, Ctx, LoadWatch, MIB};
 use crate::data::{self, Layer};
 use crate::http;
 use crate::link::Link;
@@ -338,12 +338,7 @@ fn manifest_rows(ctx: &Ctx, upstream: &Upstream, ours: &Server, dist: &Server) -
         let path = format!("/v2/{REPO}/manifests/{reference}");
         for &c in &concurrency {
             let load = LoadWatch::start();
-            let measure = |server: &Server| -> Result<(wrk::Load, f64)> {
-                let cpu0 = server.cpu_seconds()?;
-                let load = wrk::run_with(&server.url(&path), c, ctx.plan.wrk_duration, &request)?;
-                let cpu = server.cpu_seconds()? - cpu0;
-                Ok((load, cpu * 1e6 / load.requests.max(1) as f64))
-            };
+            let measure = |server: &Server| wrk_load(&server.url(&path), server, c, ctx, &request);
             let mut b = || measure(&upstream.server);
             let mut o = || measure(ours);
             let mut d = || measure(dist);
@@ -372,13 +367,10 @@ fn manifest_rows(ctx: &Ctx, upstream: &Upstream, ours: &Server, dist: &Server) -
                 load,
             ));
             for (who, r) in [("registry-v1", &got[1]), (PEER, &got[2])] {
-                let errors: u64 = r.iter().map(|l| l.0.socket_errors).sum();
-                if errors > 0 {
-                    rows.push(Row::Note {
-                        step: format!("manifest {name}, {c} conn, {who}"),
-                        text: format!("wrk counted {errors} socket errors (timeouts or resets)"),
-                    });
-                }
+                rows.extend(socket_errors(
+                    format!("manifest {name}, {c} conn, {who}"),
+                    r,
+                ));
             }
         }
     }

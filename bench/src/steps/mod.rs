@@ -139,6 +139,30 @@ pub fn samples(values: &[f64]) -> Samples {
     s
 }
 
+/// One wrk load of `url` with `request` for the plan's duration, and the
+/// CPU `server` spent per request meanwhile, µs.
+pub fn wrk_load(
+    url: &str,
+    server: &Server,
+    c: usize,
+    ctx: &Ctx,
+    request: &wrk::Request,
+) -> Result<(wrk::Load, f64)> {
+    let cpu0 = server.cpu_seconds()?;
+    let load = wrk::run_with(url, c, ctx.plan.wrk_duration, request)?;
+    let cpu = server.cpu_seconds()? - cpu0;
+    Ok((load, cpu * 1e6 / load.requests.max(1) as f64))
+}
+
+/// A note for `step` when its wrk runs counted socket errors.
+pub fn socket_errors(step: String, runs: &[(wrk::Load, f64)]) -> Option<Row> {
+    let errors: u64 = runs.iter().map(|l| l.0.socket_errors).sum();
+    (errors > 0).then(|| Row::Note {
+        step,
+        text: format!("wrk counted {errors} socket errors (timeouts or resets)"),
+    })
+}
+
 /// A figure with the registry's runs and a baseline's.
 pub fn figure(
     name: impl Into<String>,
@@ -352,13 +376,7 @@ pub fn small_requests(
                 None,
                 load,
             ));
-            let errors: u64 = r.iter().map(|l| l.0.socket_errors).sum();
-            if errors > 0 {
-                rows.push(Row::Note {
-                    step: format!("{name}, {c} conn"),
-                    text: format!("wrk counted {errors} socket errors (timeouts or resets)"),
-                });
-            }
+            rows.extend(socket_errors(format!("{name}, {c} conn"), r));
         }
     }
     Ok(rows)

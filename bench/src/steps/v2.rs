@@ -11,7 +11,10 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::layers::throughput_and_cpu;
 use super::local::{PULL_GOAL, PUSH_GOAL, RSS_GOAL_MIB, SMALL_GOAL};
-use super::{figure, figure_vs, rotate, sync_disks, timed_command, Ctx, LoadWatch, MIB};
+use super::{
+    figure, figure_vs, rotate, socket_errors, sync_disks, timed_command, wrk_load, Ctx, LoadWatch,
+    MIB,
+};
 use crate::data::{self, Layer};
 use crate::http;
 use crate::objects::{self, ObjectStore};
@@ -527,20 +530,6 @@ fn push_rows(
     Ok(rows)
 }
 
-/// One wrk load and the server CPU per request it cost.
-fn wrk_load(
-    url: &str,
-    server: &Server,
-    c: usize,
-    ctx: &Ctx,
-    request: &wrk::Request,
-) -> Result<(wrk::Load, f64)> {
-    let cpu0 = server.cpu_seconds()?;
-    let load = wrk::run_with(url, c, ctx.plan.wrk_duration, request)?;
-    let cpu = server.cpu_seconds()? - cpu0;
-    Ok((load, cpu * 1e6 / load.requests.max(1) as f64))
-}
-
 type Measure<'a> = Box<dyn FnMut() -> Result<(wrk::Load, f64)> + 'a>;
 
 /// A small request on both registries: its name, path, and whether it is
@@ -631,13 +620,7 @@ fn small_rows(
                 load,
             ));
             for (who, res) in [("registry-v1", o), ("distribution", d)] {
-                let errors: u64 = res.iter().map(|l| l.0.socket_errors).sum();
-                if errors > 0 {
-                    rows.push(Row::Note {
-                        step: format!("{name}, {c} conn, {who}"),
-                        text: format!("wrk counted {errors} socket errors (timeouts or resets)"),
-                    });
-                }
+                rows.extend(socket_errors(format!("{name}, {c} conn, {who}"), res));
             }
         }
     }
