@@ -1,6 +1,6 @@
 //! What happened to repositories and tags, published by the API and heard by
-//! whoever subscribed (the search index today; webhooks or a v2 catalog
-//! tomorrow), so that handlers do not call those parts directly.
+//! whoever subscribed (the search index, the webhook notifications), so
+//! that handlers do not call those parts directly.
 
 use std::sync::{Arc, RwLock};
 
@@ -36,6 +36,78 @@ pub enum Event {
     },
 }
 
+/// An action on a manifest or blob, with the request that did it, in the
+/// words of distribution's notifications (their `action`, `target` and
+/// `request`): what webhooks carry. Unlike an [`Event`], it must be
+/// recorded before the request answers (see [`Events::record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    pub action: Action,
+    pub target: Target,
+    pub request: RequestInfo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Push,
+    Pull,
+    Delete,
+    /// A blob made part of a repository from another one's.
+    Mount,
+}
+
+impl Action {
+    /// As the envelope and the settings spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Push => "push",
+            Action::Pull => "pull",
+            Action::Delete => "delete",
+            Action::Mount => "mount",
+        }
+    }
+}
+
+/// What an action was done to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Target {
+    /// The repository as the client named it (`library/x` or `x`).
+    pub repository: String,
+    /// `None` for a delete by tag, which names no manifest.
+    pub digest: Option<Digest>,
+    pub media_type: Option<String>,
+    pub size: Option<u64>,
+    /// Where the target can be fetched (`<scheme>://<host>/v2/...`).
+    pub url: Option<String>,
+    pub tag: Option<String>,
+    /// A mount's source repository.
+    pub from_repository: Option<String>,
+    /// What a manifest references: a config and layers, or the manifests
+    /// of an index.
+    pub references: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// The request behind an action.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestInfo {
+    pub id: String,
+    /// The client's address (`ip:port`).
+    pub addr: String,
+    /// The `Host` the client asked for.
+    pub host: String,
+    pub method: String,
+    pub user_agent: String,
+    /// Who logged in, `None` when anonymous.
+    pub actor: Option<String>,
+}
+
 /// What a tag points at: a v1 image (pushed over v1) or a manifest (v2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagTarget {
@@ -43,13 +115,25 @@ pub enum TagTarget {
     Manifest(Digest),
 }
 
-/// A part of the registry that wants to hear about events.
-#[async_trait]
+/// A part of the registry that wants to hear about events. Its futures
+/// run on the worker that published (the storage's are not `Send`).
+#[async_trait(?Send)]
 pub trait Subscriber: Send + Sync {
     /// Called once per event, in publication order. A subscriber's failure
     /// is its own: it logs it, the request that published still succeeds.
-    async fn on_event(&self, event: &Event);
+    async fn on_event(&self, _event: &Event) {}
+
+    /// Called once per activity. `Err`: it could not be kept, and the
+    /// request must not answer as if all went well.
+    async fn on_activity(&self, _activity: &Activity) -> Result<(), Unrecorded> {
+        Ok(())
+    }
 }
+
+/// An activity a subscriber could not keep, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unrecorded(pub String);
 
 /// The in-process event bus.
 #[derive(Default, Clone)]
@@ -82,6 +166,23 @@ impl Events {
             subscriber.on_event(&event).await;
         }
     }
+
+    /// Hands `activity` to every subscriber and waits for them; the first
+    /// that could not keep it makes this an `Err` (the others still hear it).
+    pub async fn record(&self, activity: Activity) -> Result<(), Unrecorded> {
+        let subscribers = self
+            .subscribers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut outcome = Ok(());
+        for subscriber in subscribers {
+            if let Err(e) = subscriber.on_activity(&activity).await {
+                outcome = outcome.and(Err(e));
+            }
+        }
+        outcome
+    }
 }
 
 #[cfg(test)]
@@ -92,7 +193,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder(Mutex<Vec<Event>>);
 
-    #[async_trait]
+    #[async_trait(?Send)]
     impl Subscriber for Recorder {
         async fn on_event(&self, event: &Event) {
             self.0.lock().unwrap().push(event.clone());

@@ -10,6 +10,8 @@
 //! - [`storage`]: one [`storage::Storage`] trait, the on-disk/in-bucket layouts, a driver a file;
 //! - [`events`]: what happened to repositories and tags, for whoever listens;
 //! - [`search`]: one [`search::SearchIndex`] trait and the SQLite index, following the events;
+//! - [`notifications`]: webhooks, following the events through a durable
+//!   queue in the storage;
 //! - [`upstream`]: a client of another registry (the pull-through cache's
 //!   upstreams): logins, token flow, bounds in time and requests;
 //! - [`registry`]: below both APIs: the application state, the auth policy
@@ -32,6 +34,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod names;
+pub mod notifications;
 pub mod registry;
 pub mod search;
 pub mod server;
@@ -44,8 +47,19 @@ pub mod v2;
 mod tests {
     /// The layers above, top first; each may import only those after it.
     const LAYERS: &[&str] = &[
-        "server", "v1", "v2", "http", "registry", "upstream", "search", "events", "storage",
-        "names", "config", "metrics",
+        "server",
+        "v1",
+        "v2",
+        "http",
+        "registry",
+        "upstream",
+        "notifications",
+        "search",
+        "events",
+        "storage",
+        "names",
+        "config",
+        "metrics",
     ];
 
     fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

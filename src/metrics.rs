@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The metrics the registry keeps.
@@ -51,6 +51,16 @@ pub struct Metrics {
     pub mirror_fetched_bytes: IntCounterVec,
     /// Upstream requests that failed: `upstream`, `kind`.
     pub mirror_errors: IntCounterVec,
+    /// Webhook events by `endpoint` (its configured name) and `result`
+    /// (`queued`, `delivered`, `dropped`).
+    pub notification_events: IntCounterVec,
+    /// Deliveries to an endpoint that failed (each retry counts): `endpoint`.
+    pub notification_failures: IntCounterVec,
+    /// Seconds from an event to its delivery: `endpoint`.
+    pub notification_latency: HistogramVec,
+    /// Events waiting for an endpoint, as its deliverer last listed them:
+    /// `endpoint`.
+    pub notification_pending: IntGaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -170,8 +180,49 @@ impl Metrics {
             &["upstream", "kind"],
         )
         .expect("valid metric");
+        let notification_events = IntCounterVec::new(
+            Opts::new(
+                "registry_notification_events_total",
+                "Webhook events queued, delivered and dropped, by endpoint",
+            ),
+            &["endpoint", "result"],
+        )
+        .expect("valid metric");
+        let notification_failures = IntCounterVec::new(
+            Opts::new(
+                "registry_notification_failures_total",
+                "Deliveries to a webhook endpoint that failed, retries included",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        // From a delivery at once (a few ms) to one after an outage (hours).
+        let notification_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "registry_notification_delivery_seconds",
+                "Seconds from an event to its delivery, by endpoint",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                3600.0,
+            ]),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let notification_pending = IntGaugeVec::new(
+            Opts::new(
+                "registry_notification_pending_events",
+                "Webhook events waiting for their endpoint",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(notification_events.clone()),
+            Box::new(notification_failures.clone()),
+            Box::new(notification_latency.clone()),
+            Box::new(notification_pending.clone()),
             Box::new(mirror_requests.clone()),
             Box::new(mirror_fetched_bytes.clone()),
             Box::new(mirror_errors.clone()),
@@ -215,6 +266,10 @@ impl Metrics {
             mirror_requests,
             mirror_fetched_bytes,
             mirror_errors,
+            notification_events,
+            notification_failures,
+            notification_latency,
+            notification_pending,
         }
     }
 

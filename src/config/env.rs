@@ -95,6 +95,15 @@ fn expand_mapping(
     origins: &mut Origins,
     depth: usize,
 ) -> Result<(), EnvError> {
+    // The mappings of a list (the endpoints of `notifications`) are read
+    // as any other; a plain value in a list stays as written, as the old
+    // registry left it.
+    if let Value::Sequence(items) = value {
+        for (i, item) in items.iter_mut().enumerate() {
+            expand_mapping(item, &format!("{path}[{i}]"), lookup, origins, depth)?;
+        }
+        return Ok(());
+    }
     let Value::Mapping(mapping) = value else {
         return Ok(());
     };

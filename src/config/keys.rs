@@ -139,10 +139,36 @@ pub fn notices(settings: &Settings, text: &str) -> Vec<Notice> {
             continue;
         }
         if let (true, Value::Mapping(inner)) = (is_section(&key), value) {
-            for inner_key in inner.keys() {
+            for (inner_key, inner_value) in inner {
                 let path = format!("{key}.{}", key_text(inner_key));
-                if !is_known(&path) {
+                if !is_known(&path) && !is_section(&path) {
                     out.push(unknown(&path, &place(&path)));
+                    continue;
+                }
+                // One level further: `notifications.events.<key>`, and
+                // each item of a list (`notifications.endpoints[0].<key>`).
+                let items: Vec<(String, &Mapping)> = match inner_value {
+                    Value::Mapping(m) => vec![(path.clone(), m)],
+                    Value::Sequence(list) => list
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, item)| Some((format!("{path}[{i}]"), item.as_mapping()?)))
+                        .collect(),
+                    _ => continue,
+                };
+                let pattern = match inner_value {
+                    Value::Sequence(_) => format!("{path}.*"),
+                    _ => path.clone(),
+                };
+                for (shown, map) in items {
+                    for deep in map.keys() {
+                        let deep = key_text(deep);
+                        let known = format!("{pattern}.{deep}");
+                        if !is_known(&known) && !is_section(&known) {
+                            let shown = format!("{shown}.{deep}");
+                            out.push(unknown(&shown, &place(&shown)));
+                        }
+                    }
                 }
             }
         }

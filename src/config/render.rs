@@ -54,9 +54,14 @@ pub fn mask(value: &Value) -> Value {
         Value::Mapping(m) => Value::Mapping(
             m.iter()
                 .map(|(k, v)| {
-                    let secret = !v.is_null() && is_secret(&key_text(k));
+                    let key = key_text(k);
+                    let secret = !v.is_null() && is_secret(&key);
                     let v = if secret {
                         Value::String(MASK.to_owned())
+                    } else if key == "headers" && v.is_mapping() {
+                        // A notification endpoint's headers: tokens,
+                        // whatever the header is called.
+                        mask_every_value(v)
                     } else {
                         mask(v)
                     };
@@ -66,6 +71,20 @@ pub fn mask(value: &Value) -> Value {
         ),
         Value::Sequence(items) => Value::Sequence(items.iter().map(mask).collect()),
         Value::String(text) => Value::String(mask_url_password(text)),
+        other => other.clone(),
+    }
+}
+
+/// `value` with every string, at any depth, read as [`MASK`].
+fn mask_every_value(value: &Value) -> Value {
+    match value {
+        Value::Mapping(m) => Value::Mapping(
+            m.iter()
+                .map(|(k, v)| (k.clone(), mask_every_value(v)))
+                .collect(),
+        ),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(mask_every_value).collect()),
+        Value::String(_) => Value::String(MASK.to_owned()),
         other => other.clone(),
     }
 }
@@ -245,6 +264,18 @@ mod tests {
         assert_eq!(m["cache"]["host"], Value::String("h".into()));
         assert_eq!(m["list"][0]["token"], Value::String(MASK.into()));
         assert_eq!(m["cloudfront"]["keysecret"], Value::String(MASK.into()));
+        let hooks = yaml::parse(
+            "notifications: {endpoints: [{name: ci, headers: {Authorization: [Bearer t0k], X-A: v}}]}",
+        )
+        .unwrap();
+        let m = mask(&hooks);
+        let headers = &m["notifications"]["endpoints"][0]["headers"];
+        assert_eq!(headers["Authorization"][0], Value::String(MASK.into()));
+        assert_eq!(headers["X-A"], Value::String(MASK.into()));
+        assert_eq!(
+            m["notifications"]["endpoints"][0]["name"],
+            Value::String("ci".into())
+        );
     }
 
     #[test]

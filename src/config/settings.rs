@@ -78,6 +78,8 @@ pub struct Settings {
     /// `email_exceptions` (or the older top-level `smtp_host`...): server
     /// errors mailed; `None`: off.
     pub email: Option<EmailSettings>,
+    /// `notifications`: webhooks, in the shape of distribution's section.
+    pub notifications: NotificationSettings,
     /// What the configuration holds that is not acted on (unknown keys,
     /// settings this build ignores), said once at startup and by
     /// `config --check`.
@@ -116,6 +118,7 @@ impl fmt::Debug for Settings {
             .field("metrics", &self.metrics)
             .field("cache", &self.cache)
             .field("email", &self.email)
+            .field("notifications", &self.notifications)
             .field("notices", &self.notices)
             .field("raw", &super::mask(&self.raw))
             .finish()
@@ -167,6 +170,73 @@ pub struct TlsSettings {
     /// a certificate they signed.
     pub client_ca: Option<PathBuf>,
 }
+
+/// `notifications`: where events are sent, in the shape of distribution's
+/// section, so that an operator can carry theirs over.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotificationSettings {
+    /// `endpoints`, those with `disabled: true` left out.
+    pub endpoints: Vec<EndpointSettings>,
+    /// `events.includereferences`: a manifest's event lists its config
+    /// and layers, or an index's manifests.
+    pub include_references: bool,
+}
+
+/// One of `notifications.endpoints`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EndpointSettings {
+    /// `name`: the metrics' label and the folder of its queue.
+    pub name: String,
+    /// `url`: where envelopes are POSTed (http or https).
+    pub url: String,
+    /// `headers`: sent with every request, one entry a value.
+    pub headers: Vec<(String, String)>,
+    /// `timeout`: how long one delivery may take.
+    pub timeout: std::time::Duration,
+    /// `backoff`: the first wait after a failed delivery, doubled after
+    /// each further failure up to [`MAX_NOTIFICATION_BACKOFF`].
+    pub backoff: std::time::Duration,
+    /// `ignoredmediatypes` and `ignore.mediatypes`.
+    pub ignored_media_types: Vec<String>,
+    /// `ignore.actions`.
+    pub ignored_actions: Vec<String>,
+    /// `pulls`: pulls are sent too (they are many; off by default).
+    pub pulls: bool,
+    /// `queue_limit`: events kept for the endpoint while it does not take
+    /// them; beyond, the oldest are dropped.
+    pub queue_limit: usize,
+}
+
+impl fmt::Debug for EndpointSettings {
+    // Header values carry tokens: their names only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}: {}", super::MASK))
+            .collect();
+        f.debug_struct("EndpointSettings")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("timeout", &self.timeout)
+            .field("backoff", &self.backoff)
+            .field("ignored_media_types", &self.ignored_media_types)
+            .field("ignored_actions", &self.ignored_actions)
+            .field("pulls", &self.pulls)
+            .field("queue_limit", &self.queue_limit)
+            .finish()
+    }
+}
+
+/// `timeout` of an endpoint when unset.
+pub const DEFAULT_NOTIFICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// `backoff` of an endpoint when unset.
+pub const DEFAULT_NOTIFICATION_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest wait between two deliveries to a failing endpoint.
+pub const MAX_NOTIFICATION_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
+/// `queue_limit` of an endpoint when unset.
+pub const DEFAULT_NOTIFICATION_QUEUE_LIMIT: u64 = 100_000;
 
 /// Prometheus metrics (`metrics_*`), on a listener of their own so that a
 /// scrape never queues behind layer transfers, and so that they can stay
@@ -711,6 +781,23 @@ pub const KNOWN_KEYS: &[&str] = &[
     "smtp_secure",
     "from_addr",
     "to_addr",
+    // `notifications.endpoints` is a list; `*` stands for each item.
+    "notifications.endpoints",
+    "notifications.events",
+    "notifications.endpoints.*.name",
+    "notifications.endpoints.*.disabled",
+    "notifications.endpoints.*.url",
+    "notifications.endpoints.*.headers",
+    "notifications.endpoints.*.timeout",
+    "notifications.endpoints.*.threshold",
+    "notifications.endpoints.*.backoff",
+    "notifications.endpoints.*.ignoredmediatypes",
+    "notifications.endpoints.*.ignore",
+    "notifications.endpoints.*.ignore.mediatypes",
+    "notifications.endpoints.*.ignore.actions",
+    "notifications.endpoints.*.pulls",
+    "notifications.endpoints.*.queue_limit",
+    "notifications.events.includereferences",
 ];
 
 impl Settings {
@@ -808,6 +895,7 @@ impl Settings {
             None => top.section("cache_lru")?.cache("cache_lru")?,
         };
         let mut notices = Vec::new();
+        let notifications = top.section("notifications")?.notifications(&mut notices)?;
         // The older style (keys directly in the flavor) when the section
         // names no host.
         let email = match top
@@ -843,6 +931,7 @@ impl Settings {
             metrics,
             cache,
             email,
+            notifications,
             notices,
             raw,
         })
@@ -1051,6 +1140,199 @@ impl<'a> Section<'a> {
             prefix: format!("{}.", self.path(key)),
             context: self.context,
         })
+    }
+
+    /// This section as `notifications`.
+    fn notifications(
+        &self,
+        notices: &mut Vec<super::keys::Notice>,
+    ) -> Result<NotificationSettings, ConfigError> {
+        let items = match self.get("endpoints") {
+            None => Vec::new(),
+            Some(Value::Sequence(items)) => items.clone(),
+            Some(other) => {
+                return Err(self.wrong(
+                    "endpoints",
+                    "a list of endpoints (each with a name and a url)",
+                    other,
+                ))
+            }
+        };
+        let mut endpoints: Vec<EndpointSettings> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Value::Mapping(map) = item else {
+                return Err(self.wrong(
+                    &format!("endpoints[{i}]"),
+                    "a mapping (name, url, ...)",
+                    item,
+                ));
+            };
+            let endpoint = Section {
+                map,
+                prefix: self.path(&format!("endpoints[{i}].")),
+                context: self.context,
+            };
+            let name = endpoint.nonempty("name")?.ok_or_else(|| {
+                endpoint.invalid("name", "must be set: the endpoint's name".to_owned())
+            })?;
+            if endpoint.bool("disabled")? {
+                notices.push(super::keys::Notice::ignored(format!(
+                    "notifications endpoint `{name}` is disabled: nothing is queued or sent for it"
+                )));
+                continue;
+            }
+            if endpoint.get("threshold").is_some() {
+                notices.push(super::keys::Notice::ignored(format!(
+                    "setting `notifications.endpoints[{i}].threshold` is read but not acted \
+                     on: every failed delivery waits `backoff` (doubled after each further \
+                     failure), and events are kept until delivered"
+                )));
+            }
+            let ep = endpoint.endpoint(name)?;
+            if let Some(other) = endpoints.iter().find(|e| e.name == ep.name) {
+                return Err(endpoint.invalid(
+                    "name",
+                    format!(
+                        "`{}` names two endpoints: each needs a name of its own",
+                        other.name
+                    ),
+                ));
+            }
+            endpoints.push(ep);
+        }
+        let events = self.section("events")?;
+        Ok(NotificationSettings {
+            endpoints,
+            include_references: events.bool_or("includereferences", true)?,
+        })
+    }
+
+    /// This section as one of `notifications.endpoints`.
+    fn endpoint(&self, name: String) -> Result<EndpointSettings, ConfigError> {
+        let valid = name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !name.starts_with('.');
+        if !valid {
+            return Err(self.invalid(
+                "name",
+                format!(
+                    "`{name}` is not a valid endpoint name: up to 64 letters, digits, `-`, `_` \
+                     and `.` (it names the endpoint's queue and its metrics)"
+                ),
+            ));
+        }
+        let Some(url) = self.nonempty("url")? else {
+            return Err(self.invalid(
+                "url",
+                "must be set: where events are POSTed, e.g. https://ci.example.com/events"
+                    .to_owned(),
+            ));
+        };
+        let parsed = reqwest::Url::parse(&url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if parsed.is_none() {
+            return Err(self.invalid(
+                "url",
+                format!("`{url}` is not an http:// or https:// address"),
+            ));
+        }
+        let mut headers = Vec::new();
+        match self.get("headers") {
+            None => {}
+            Some(Value::Mapping(map)) => {
+                for (key, value) in map {
+                    let header = key_text(key);
+                    let values = match value {
+                        Value::Sequence(items) => items.clone(),
+                        other => vec![other.clone()],
+                    };
+                    let path = format!("headers.{header}");
+                    if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        return Err(self.invalid(&path, "is not a valid header name".to_owned()));
+                    }
+                    for value in values {
+                        let Value::String(text) = value else {
+                            // The value is not shown: headers hold tokens.
+                            return Err(self.invalid(
+                                &path,
+                                "must be a string or a list of strings".to_owned(),
+                            ));
+                        };
+                        if reqwest::header::HeaderValue::from_str(&text).is_err() {
+                            return Err(self.invalid(
+                                &path,
+                                "holds a character a header value cannot carry".to_owned(),
+                            ));
+                        }
+                        headers.push((header.clone(), text));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(self.invalid(
+                    "headers",
+                    "must be a mapping of header names to a value or a list of values".to_owned(),
+                ))
+            }
+        }
+        let ignore = self.section("ignore")?;
+        let mut ignored_media_types = self.list("ignoredmediatypes")?.unwrap_or_default();
+        ignored_media_types.extend(ignore.list("mediatypes")?.unwrap_or_default());
+        let ignored_actions = ignore.list("actions")?.unwrap_or_default();
+        if let Some(action) = ignored_actions
+            .iter()
+            .find(|a| !["push", "pull", "delete", "mount"].contains(&a.as_str()))
+        {
+            return Err(ignore.invalid(
+                "actions",
+                format!("`{action}` is not an action: push, pull, delete or mount"),
+            ));
+        }
+        Ok(EndpointSettings {
+            name,
+            url,
+            headers,
+            timeout: self
+                .duration("timeout")?
+                .unwrap_or(DEFAULT_NOTIFICATION_TIMEOUT),
+            backoff: self
+                .duration("backoff")?
+                .unwrap_or(DEFAULT_NOTIFICATION_BACKOFF),
+            ignored_media_types,
+            ignored_actions,
+            pulls: self.bool("pulls")?,
+            queue_limit: self.bounded_or(
+                "queue_limit",
+                DEFAULT_NOTIFICATION_QUEUE_LIMIT,
+                1..=10_000_000,
+                "a whole number from 1 to 10000000",
+            )? as usize,
+        })
+    }
+
+    /// A duration as distribution writes it (`500ms`, `1s`, `2m`), from
+    /// a millisecond to a day.
+    fn duration(&self, key: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+        let expected = "a duration with its unit, e.g. 500ms, 1s or 2m";
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::String(text) = value else {
+            return Err(self.wrong(key, expected, value));
+        };
+        text.trim()
+            .parse::<jiff::SignedDuration>()
+            .ok()
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .filter(|d| {
+                (std::time::Duration::from_millis(1)..=std::time::Duration::from_secs(86_400))
+                    .contains(d)
+            })
+            .map(Some)
+            .ok_or_else(|| self.wrong(key, expected, value))
     }
 
     /// The pull-through cache: `mirroring` (the old section) and

@@ -1452,3 +1452,107 @@ fn unknown_keys_of_an_upstream_are_named_with_a_suggestion() {
         "{text:?}"
     );
 }
+
+#[test]
+fn notification_endpoints_read_as_distribution_writes_them() {
+    let text = "f:\n  notifications:\n    events:\n      includereferences: false\n    \
+                endpoints:\n      - name: ci\n        url: _env:HOOK_URL\n        headers:\n          \
+                Authorization: [Bearer t0k]\n          X-One: single\n        timeout: 500ms\n        \
+                threshold: 5\n        backoff: 2s\n        ignoredmediatypes:\n          - \
+                application/octet-stream\n        ignore:\n          mediatypes: [a/b]\n          \
+                actions: [pull]\n      - name: audit\n        url: https://audit.example.com/e\n        \
+                pulls: true\n        queue_limit: 10\n      - name: paused\n        disabled: true\n        \
+                url: http://x\n";
+    let s = load_text(text, "f", &[("HOOK_URL", "http://127.0.0.1:9/events")]).unwrap();
+    let n = &s.notifications;
+    assert!(!n.include_references);
+    assert_eq!(n.endpoints.len(), 2, "the disabled one is left out");
+    let ci = &n.endpoints[0];
+    assert_eq!(ci.url, "http://127.0.0.1:9/events");
+    assert_eq!(
+        ci.headers,
+        [
+            ("Authorization".to_owned(), "Bearer t0k".to_owned()),
+            ("X-One".to_owned(), "single".to_owned())
+        ]
+    );
+    assert_eq!(ci.timeout, Duration::from_millis(500));
+    assert_eq!(ci.backoff, Duration::from_secs(2));
+    assert_eq!(ci.ignored_media_types, ["application/octet-stream", "a/b"]);
+    assert_eq!(ci.ignored_actions, ["pull"]);
+    assert!(!ci.pulls);
+    let audit = &n.endpoints[1];
+    assert!(audit.pulls);
+    assert_eq!(audit.queue_limit, 10);
+    assert_eq!(audit.timeout, DEFAULT_NOTIFICATION_TIMEOUT);
+    // The token is in no output meant for people.
+    assert!(!format!("{s:?}").contains("t0k"));
+    // `threshold` and the disabled endpoint are said, not silently dropped;
+    // nothing is unknown.
+    let said: Vec<String> = s.notices.iter().map(|n| n.message.clone()).collect();
+    assert!(said.iter().any(|m| m.contains("threshold")), "{said:?}");
+    assert!(
+        said.iter().any(|m| m.contains("`paused` is disabled")),
+        "{said:?}"
+    );
+    assert!(unknown_notices(&s).is_empty(), "{said:?}");
+    assert!(load_text("f:\n  x: 1\n", "f", &[])
+        .unwrap()
+        .notifications
+        .endpoints
+        .is_empty());
+}
+
+#[test]
+fn bad_notification_settings_name_the_endpoint_key() {
+    let endpoint = |body: &str| format!("f:\n  notifications:\n    endpoints:\n      - {body}\n");
+    let cases = [
+        ("name: ci", "endpoints[0].url"),
+        ("url: http://x", "endpoints[0].name"),
+        ("{name: ci, url: 'ftp://x'}", "endpoints[0].url"),
+        ("{name: 'a b', url: 'http://x'}", "endpoints[0].name"),
+        (
+            "{name: ci, url: 'http://x', timeout: 500}",
+            "endpoints[0].timeout",
+        ),
+        (
+            "{name: ci, url: 'http://x', backoff: soon}",
+            "endpoints[0].backoff",
+        ),
+        (
+            "{name: ci, url: 'http://x', ignore: {actions: [fetch]}}",
+            "ignore.actions",
+        ),
+        (
+            "{name: ci, url: 'http://x', headers: {'Bad Name': x}}",
+            "headers.Bad Name",
+        ),
+        ("{name: ci, url: 'http://x', queue_limit: 0}", "queue_limit"),
+    ];
+    for (body, key) in cases {
+        let err = load_text(&endpoint(body), "f", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "notifications.{}",
+                key.trim_start_matches("endpoints[0].")
+            )) || err.contains(key),
+            "{body}: {err}"
+        );
+    }
+    let twice = "f:\n  notifications:\n    endpoints:\n      - {name: ci, url: 'http://x'}\n      \
+                 - {name: ci, url: 'http://y'}\n";
+    let err = load_text(twice, "f", &[]).unwrap_err().to_string();
+    assert!(err.contains("names two endpoints"), "{err}");
+    // Unknown keys of an endpoint are named, with the nearest known one.
+    let typo = "f:\n  notifications:\n    endpoints:\n      - {name: ci, url: 'http://x', \
+                timout: 1s}\n";
+    let s = load_text(typo, "f", &[]).unwrap();
+    let text = unknown_notices(&s);
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(
+        text[0].contains("notifications.endpoints[0].timout"),
+        "{text:?}"
+    );
+}

@@ -4,11 +4,13 @@
 //! stored file ([`blob`]: ranges, redirects, X-Accel-Redirect, streaming),
 //! the auth [`gate`] every gated route passes before its handler, the
 //! headers that say how the pull-through [`cache`] made an answer, and the
-//! [`health`] probes, which belong to neither API.
+//! [`health`] probes, which belong to neither API; what a notification
+//! says of a request ([`activity`]).
 //!
 //! Nothing here knows an API's error shape: each function returns a small
 //! error of its own, which v1 and v2 map to their wire errors.
 
+pub mod activity;
 pub mod blob;
 pub mod body;
 pub mod cache;

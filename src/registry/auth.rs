@@ -117,11 +117,22 @@ impl Auth {
 
     /// Grants or denies `request` on `target`.
     pub async fn decide(&self, request: &Request<'_>, target: Target<'_>) -> Result<Grant, Denial> {
+        self.admit(request, target).await.map(|(grant, _)| grant)
+    }
+
+    /// [`Auth::decide`], and who the request comes from: the user of a
+    /// password or the subject of a token, `None` when anonymous or when
+    /// the registry has no logins (an index's token names no user).
+    pub async fn admit(
+        &self,
+        request: &Request<'_>,
+        target: Target<'_>,
+    ) -> Result<(Grant, Option<String>), Denial> {
         if self.signature_valid(request) {
-            return Ok(Grant::Everything);
+            return Ok((Grant::Everything, None));
         }
         let (index_endpoint, client) = match &self.mode {
-            Mode::Open => return Ok(Grant::Everything),
+            Mode::Open => return Ok((Grant::Everything, None)),
             Mode::Login(login) => return login.decide(request, target).await,
             Mode::Token {
                 index_endpoint,
@@ -131,7 +142,7 @@ impl Auth {
         // The index's tokens name one repository; the routes of neither
         // API beyond that are theirs to gate (search stays open, as it was).
         let target = match target {
-            Target::Search => return Ok(Grant::Everything),
+            Target::Search => return Ok((Grant::Everything, None)),
             Target::Named { repository, .. } => Target::Repository(repository),
             Target::Base | Target::Catalog => Target::Unnamed,
             other => other,
@@ -169,10 +180,11 @@ impl Auth {
             .iter()
             .filter_map(|i| i.get("id").and_then(|v| v.as_str()).map(str::to_owned))
             .collect();
-        Ok(Grant::Token {
+        let grant = Grant::Token {
             repository: name,
             images,
-        })
+        };
+        Ok((grant, None))
     }
 
     /// `X-Signature: data=<base64>;...` over
@@ -306,7 +318,13 @@ impl Login {
         }))
     }
 
-    async fn decide(&self, request: &Request<'_>, target: Target<'_>) -> Result<Grant, Denial> {
+    /// The grant, and who logged in (the user of a password, the subject of
+    /// a token; `None`: anonymous).
+    async fn decide(
+        &self,
+        request: &Request<'_>,
+        target: Target<'_>,
+    ) -> Result<(Grant, Option<String>), Denial> {
         let needs = scope::needs(request.method, request.query, target);
         // Anonymous pulls, where allowed: credentials a client sends are
         // still checked (a wrong password is better told than ignored), a
@@ -333,7 +351,7 @@ impl Login {
                     .and_then(|(_, value)| basic_credentials(value))
                 else {
                     return if anonymous_ok {
-                        Ok(Grant::Everything)
+                        Ok((Grant::Everything, None))
                     } else {
                         Err(challenge())
                     };
@@ -342,7 +360,7 @@ impl Login {
                     return Err(Denial::TooManyLogins { retry_after: wait });
                 }
                 if basic.file.verify(&user, &password).await {
-                    return Ok(Grant::Everything);
+                    return Ok((Grant::Everything, Some(user)));
                 }
                 if let Some(ip) = request.peer {
                     self.limiter.failed(ip);
@@ -369,7 +387,7 @@ impl Login {
                     credentials.filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 else {
                     return if anonymous_ok {
-                        Ok(Grant::Everything)
+                        Ok((Grant::Everything, None))
                     } else {
                         Err(challenge(None))
                     };
@@ -386,14 +404,15 @@ impl Login {
                         return Err(challenge(Some("invalid_token")));
                     }
                 };
+                let actor = granted.subject().map(str::to_owned);
                 if anonymous_ok {
-                    return Ok(Grant::Everything);
+                    return Ok((Grant::Everything, actor));
                 }
                 if !granted.covers(&needs) {
                     return Err(challenge(Some("insufficient_scope")));
                 }
                 match needs.any_repository {
-                    None => Ok(Grant::Everything),
+                    None => Ok((Grant::Everything, actor)),
                     // A v1 image: only through a repository it belongs to,
                     // which the caller looks up (it reads the storage).
                     Some(action) => {
@@ -401,7 +420,7 @@ impl Login {
                         if repositories.is_empty() {
                             return Err(challenge(Some("insufficient_scope")));
                         }
-                        Ok(Grant::ImagesOf {
+                        let grant = Grant::ImagesOf {
                             repositories,
                             push: action != scope::Action::Pull,
                             refused: Challenge::Bearer {
@@ -410,7 +429,8 @@ impl Login {
                                 scope: None,
                                 error: Some("insufficient_scope"),
                             },
-                        })
+                        };
+                        Ok((grant, actor))
                     }
                 }
             }

@@ -21,6 +21,9 @@ pub struct AppState {
     pub upload_sessions: Arc<crate::registry::oci::sessions::Sessions>,
     /// The pull-through cache's upstreams (none when not configured).
     pub mirror: Arc<crate::registry::mirror::Mirror>,
+    /// The webhooks' queues (see [`crate::notifications`]); `serve` starts
+    /// their delivery.
+    pub notifications: Arc<crate::notifications::Notifications>,
 }
 
 impl AppState {
@@ -47,6 +50,9 @@ impl AppState {
         events.subscribe(crate::search::subscriber(search.clone()));
         let owners = Arc::new(crate::registry::legacy::Owners::new());
         events.subscribe(owners.clone());
+        let notifications =
+            crate::notifications::Notifications::new(&settings.notifications, storage.clone());
+        events.subscribe(notifications.clone());
         let upload_sessions = Arc::new(crate::registry::oci::sessions::Sessions::new(
             crate::registry::oci::sessions::Limits {
                 per_repository: settings.upload_sessions.per_repository,
@@ -68,6 +74,7 @@ impl AppState {
             );
         }
         Ok(Self {
+            notifications,
             mirror,
             upload_sessions,
             settings: Arc::new(settings),

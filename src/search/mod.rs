@@ -305,7 +305,7 @@ pub fn subscriber(index: Arc<dyn SearchIndex>) -> Arc<dyn Subscriber> {
 
 struct IndexFollower(Arc<dyn SearchIndex>);
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Subscriber for IndexFollower {
     async fn on_event(&self, event: &Event) {
         let (name, result) = match event {

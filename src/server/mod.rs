@@ -40,6 +40,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         state.settings.storage.path,
         workers
     );
+    state.notifications.start(env.registry_port);
     if let Some(interval) = state.settings.gc.interval {
         let options = crate::registry::collector::Options::from_settings(&state.settings);
         let storage = state.storage.clone();

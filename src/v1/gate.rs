@@ -67,7 +67,9 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
         headers: req.headers(),
         peer: req.peer_addr().map(|a| a.ip()),
     };
-    let grant = state.auth.decide(&request, target).await?;
+    let (grant, actor) = state.auth.admit(&request, target).await?;
+    req.extensions_mut()
+        .insert(crate::http::activity::Actor(actor));
     if let Grant::ImagesOf {
         repositories,
         push,

@@ -8,9 +8,9 @@ use serde_json::json;
 use super::error::{Error, Result};
 use super::http::{self, JSON_BODY_LIMIT};
 use super::response;
-use crate::events::{Event, TagTarget};
+use crate::events::{Action, Activity, Event, TagTarget};
 use crate::http::cache;
-use crate::names::Tag;
+use crate::names::{ImageId, RepositoryName, Tag};
 use crate::registry::legacy as store;
 use crate::registry::{bridge, mirror, AppState};
 
@@ -50,6 +50,9 @@ pub async fn put(
     let image = store::put_tag(&*state.storage, &name, &tag, &body, &user_agent).await?;
     // Pushed here: this registry's own from now on, never the source's.
     mirror::legacy::forget_copy(&*state.storage, &name, &tag).await?;
+    if state.notifications.wants(Action::Push) {
+        notify_push(&state, &req, &name, &tag, &image).await?;
+    }
     state
         .events
         .publish(Event::TagPushed {
@@ -61,8 +64,92 @@ pub async fn put(
     Ok(response::ok_true())
 }
 
+/// A v1 tag push is told as the push of the manifest the bridge serves for
+/// it over v2, so that a consumer sees one kind of push whatever the
+/// client spoke.
+async fn notify_push(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepositoryName,
+    tag: &Tag,
+    image: &ImageId,
+) -> Result<()> {
+    let bridged = match bridge::tagged_image(&*state.storage, name, image).await {
+        Ok(bridged) => bridged,
+        Err(e) => {
+            // The tag is pushed; a v2 client could not pull it either.
+            log::warn!("no notification of the v1 push of {name}:{tag}: not servable over v2: {e}");
+            return Ok(());
+        }
+    };
+    let references = bridge::references(&bridged)
+        .into_iter()
+        .map(|d| crate::events::Reference {
+            media_type: d.media_type,
+            digest: d.digest,
+            size: d.size,
+        })
+        .collect();
+    let digest = bridged.manifest_digest.clone();
+    let activity = Activity {
+        action: Action::Push,
+        target: crate::events::Target {
+            repository: name.to_string(),
+            digest: Some(digest.clone()),
+            media_type: Some(bridge::image::OCI_MANIFEST.to_owned()),
+            size: Some(bridged.manifest.len() as u64),
+            url: Some(crate::http::activity::url(
+                req,
+                &format!("/v2/{name}/manifests/{digest}"),
+            )),
+            tag: Some(tag.to_string()),
+            from_repository: None,
+            references,
+        },
+        request: crate::http::activity::request(req),
+    };
+    record(state, activity).await
+}
+
+/// Queues `activity` for the notifications before the answer (a 503 when
+/// it cannot be: the client tries again).
+async fn record(state: &AppState, activity: Activity) -> Result<()> {
+    let what = format!(
+        "{} of {}",
+        activity.action.as_str(),
+        activity.target.repository
+    );
+    state.events.record(activity).await.map_err(|e| {
+        log::error!("{what}: {e}");
+        Error::Storage(crate::storage::StorageError::Unavailable(e.to_string()))
+    })
+}
+
+/// A delete of the tag `tag` of `name`, or of the whole repository.
+async fn notify_delete(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepositoryName,
+    tag: Option<&Tag>,
+) -> Result<()> {
+    if !state.notifications.wants(Action::Delete) {
+        return Ok(());
+    }
+    let activity = Activity {
+        action: Action::Delete,
+        target: crate::events::Target {
+            repository: name.to_string(),
+            tag: tag.map(|t| t.to_string()),
+            ..Default::default()
+        },
+        request: crate::http::activity::request(req),
+    };
+    record(state, activity).await
+}
+
 pub async fn delete(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
@@ -70,6 +157,7 @@ pub async fn delete(
     let tag = Tag::unchecked(&tag);
     store::delete_tag(&*state.storage, &name, &tag).await?;
     mirror::legacy::forget_copy(&*state.storage, &name, &tag).await?;
+    notify_delete(&state, &req, &name, Some(&tag)).await?;
     state.events.publish(Event::TagDeleted { name, tag }).await;
     Ok(response::ok_true())
 }
@@ -95,11 +183,13 @@ pub async fn repository_json(
 
 pub async fn delete_repository(
     state: web::Data<AppState>,
+    req: HttpRequest,
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
     store::delete_repository(&*state.storage, &name).await?;
     mirror::legacy::forget_repository(&*state.storage, &name).await?;
+    notify_delete(&state, &req, &name, None).await?;
     // The v1 tree only: a v2 tree that still holds it keeps it in search.
     if !bridge::still_held(&*state.storage, &name).await {
         state

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::Result;
 use super::{name, Error};
+use crate::events::Action;
 use crate::http::blob::{BlobError, Serving};
 use crate::registry::oci::{blobs, Digest};
 use crate::registry::{bridge, mirror, AppState};
@@ -30,6 +31,15 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .blob(&state.storage, &name, ns.as_deref(), &digest, whole)
         .await?;
     let text = digest.to_string();
+    if whole {
+        let size = match &answer {
+            mirror::blobs::Answer::Stored(source) => Some(source.size),
+            mirror::blobs::Answer::Streaming { length, .. } => *length,
+        };
+        let path = format!("blobs/{digest}");
+        let target = super::blob_target(&digest, size);
+        super::record(&state, &req, Action::Pull, &name, &path, target).await?;
+    }
     let source = match answer {
         mirror::blobs::Answer::Stored(source) => source,
         mirror::blobs::Answer::Streaming { length, body } => {
@@ -134,6 +144,9 @@ pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         ));
     }
     blobs::delete(&*state.storage, &name, &digest).await?;
+    let path = format!("blobs/{digest}");
+    let target = super::blob_target(&digest, None);
+    super::record(&state, &req, Action::Delete, &name, &path, target).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Docker-Content-Digest", digest.to_string()))
         .finish())

@@ -11,10 +11,11 @@
 
 use actix_web::dev::ServiceRequest;
 use actix_web::http::Method;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::error::Error;
+use crate::http::activity::Actor;
 use crate::http::gate::Policy;
 use crate::names::RepositoryName;
 use crate::registry::auth::{Denial, Request, Target};
@@ -78,13 +79,18 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
         (Route::Catalog, None) => Target::Catalog,
         (_, None) => Target::Base,
     };
-    match state.auth.decide(&request, target).await {
-        Ok(_) => match &name {
+    match state.auth.admit(&request, target).await {
+        Ok((_, actor)) => match &name {
             // After auth, so that who may not push learns no more than that.
             Some((name, _)) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
-                Ok(state.mirror.check_writable(name)?)
+                state.mirror.check_writable(name)?;
+                req.extensions_mut().insert(Actor(actor));
+                Ok(())
             }
-            _ => Ok(()),
+            _ => {
+                req.extensions_mut().insert(Actor(actor));
+                Ok(())
+            }
         },
         Err(Denial::Unauthorized) => Err(Error::Unauthorized),
         Err(Denial::Login(challenge)) => Err(Error::Login(challenge)),

@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use super::error::{Error, Result};
-use crate::events::{Event, TagTarget};
+use crate::events::{Action, Event, TagTarget};
 use crate::http::body::{self, BodyError};
 use crate::names::RepositoryName;
 use crate::registry::oci::name::InvalidReference;
@@ -77,6 +77,20 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         publish(&state, vec![event]).await;
     }
     let stored = served.stored;
+    if req.method() == actix_web::http::Method::GET {
+        let target = crate::events::Target {
+            digest: Some(stored.digest.clone()),
+            media_type: Some(stored.media_type.clone()),
+            size: Some(stored.bytes.len() as u64),
+            tag: match &reference {
+                Reference::Tag(tag) => Some(tag.to_string()),
+                Reference::Digest(_) => None,
+            },
+            ..Default::default()
+        };
+        let path = format!("manifests/{}", stored.digest);
+        super::record(&state, &req, Action::Pull, &name, &path, target).await?;
+    }
     let digest = stored.digest.to_string();
     // The ETag is the quoted digest, as distribution sends it.
     let etag = format!("\"{digest}\"");
@@ -185,6 +199,36 @@ pub async fn put(
         events
     });
     publish(&state, events.unwrap_or_default()).await;
+    let target = crate::events::Target {
+        digest: Some(pushed.digest.clone()),
+        media_type: Some(pushed.media_type.clone()),
+        size: Some(pushed.size),
+        references: pushed
+            .references
+            .iter()
+            .map(|r| crate::events::Reference {
+                media_type: r.media_type.clone(),
+                digest: r.digest.clone(),
+                size: r.size,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let path = format!("manifests/{}", pushed.digest);
+    // One event a tag, as distribution sends them; one without a tag for a
+    // push by digest alone.
+    let tags: Vec<Option<String>> = if pushed.tags.is_empty() {
+        vec![None]
+    } else {
+        pushed.tags.iter().map(|t| Some(t.to_string())).collect()
+    };
+    for tag in tags {
+        let target = crate::events::Target {
+            tag,
+            ..target.clone()
+        };
+        super::record(&state, &req, Action::Push, &name, &path, target).await?;
+    }
 
     let digest = pushed.digest.to_string();
     let mut resp = HttpResponse::Created();
@@ -212,6 +256,23 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     let name = super::name(&req)?;
     let reference = reference(&req)?;
     let deleted = manifests::delete(&*state.storage, &name, &reference).await?;
+    let (target, path) = match &reference {
+        Reference::Tag(tag) => (
+            crate::events::Target {
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            },
+            format!("manifests/{tag}"),
+        ),
+        Reference::Digest(digest) => (
+            crate::events::Target {
+                digest: Some(digest.clone()),
+                ..Default::default()
+            },
+            format!("manifests/{digest}"),
+        ),
+    };
+    super::record(&state, &req, Action::Delete, &name, &path, target).await?;
     if let Some(repo) = repository_name(&name) {
         let mut events: Vec<Event> = deleted
             .tags

@@ -149,3 +149,50 @@ pub(crate) fn name(req: &HttpRequest) -> Result<Name, Error> {
     let raw = req.match_info().get("name").unwrap_or_default();
     Ok(Name::parse(raw)?)
 }
+
+/// Tells the notifications what `req` did to `target` of the repository
+/// `name` (at `path` below it: `blobs/<digest>`, `manifests/<digest>`).
+/// Queued before the answer: when it cannot be, the client gets a 503 and
+/// pushes again (what it pushed is stored, and a push is idempotent).
+pub(crate) async fn record(
+    state: &crate::registry::AppState,
+    req: &HttpRequest,
+    action: crate::events::Action,
+    name: &Name,
+    path: &str,
+    target: crate::events::Target,
+) -> Result<(), Error> {
+    if !state.notifications.wants(action) {
+        return Ok(());
+    }
+    let target = crate::events::Target {
+        repository: name.to_string(),
+        url: Some(crate::http::activity::url(
+            req,
+            &format!("/v2/{name}/{path}"),
+        )),
+        ..target
+    };
+    let activity = crate::events::Activity {
+        action,
+        target,
+        request: crate::http::activity::request(req),
+    };
+    state.events.record(activity).await.map_err(|e| {
+        log::error!("{} of {name}/{path}: {e}", action.as_str());
+        Error::Unavailable
+    })
+}
+
+/// What an activity on the blob `digest` of `size` bytes names.
+pub(crate) fn blob_target(
+    digest: &crate::registry::oci::Digest,
+    size: Option<u64>,
+) -> crate::events::Target {
+    crate::events::Target {
+        digest: Some(digest.clone()),
+        media_type: Some("application/octet-stream".to_owned()),
+        size,
+        ..Default::default()
+    }
+}

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::error::range_header;
 use super::error::Result;
 use super::{name, Error};
+use crate::events::Action;
 use crate::http::body;
 use crate::registry::oci::uploads::{self, Chunk, Upload, UploadId};
 use crate::registry::oci::{blobs, Algorithm, Digest, Name};
@@ -117,6 +118,19 @@ fn created(name: &Name, digest: &Digest) -> HttpResponse {
         .finish()
 }
 
+/// Tells the notifications of a blob pushed.
+async fn pushed(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &Name,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
+    let path = format!("blobs/{digest}");
+    let target = super::blob_target(digest, Some(size));
+    super::record(state, req, Action::Push, name, &path, target).await
+}
+
 /// The upload a route names.
 async fn open<'a>(req: &HttpRequest, state: &'a AppState, name: &'a Name) -> Result<Upload<'a>> {
     let id = UploadId::parse(req.match_info().get("uuid").unwrap_or_default())?;
@@ -146,6 +160,12 @@ pub async fn start(
         if let Ok(digest) = Digest::parse(mount) {
             if let Some(from) = from {
                 if blobs::mount(storage, &from, &name, &digest).await? {
+                    let target = crate::events::Target {
+                        from_repository: Some(from.to_string()),
+                        ..super::blob_target(&digest, None)
+                    };
+                    let path = format!("blobs/{digest}");
+                    super::record(&state, &req, Action::Mount, &name, &path, target).await?;
                     return Ok(created(&name, &digest));
                 }
             }
@@ -155,7 +175,9 @@ pub async fn start(
     } else if query.get("digest").is_some() {
         let digest = query.digest()?;
         let length = content_length(&req)?;
-        uploads::push(storage, &name, &digest, length, body::stream(payload), None).await?;
+        let size =
+            uploads::push(storage, &name, &digest, length, body::stream(payload), None).await?;
+        pushed(&state, &req, &name, &digest, size).await?;
         return Ok(created(&name, &digest));
     }
     // Counted before the upload exists: a refused POST writes nothing.
@@ -241,8 +263,9 @@ pub async fn put(
             .await?)
     };
     match completed.await {
-        Ok(_) => {
+        Ok(size) => {
             state.upload_sessions.closed(&name, &id);
+            pushed(&state, &req, &name, &digest, size).await?;
             Ok(created(&name, &digest))
         }
         Err(e) => located(e, &name, &id),

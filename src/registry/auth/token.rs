@@ -76,6 +76,9 @@ pub enum TokenError {
 struct Claims {
     #[serde(default)]
     access: Vec<ResourceActions>,
+    /// Who the token service issued it to: the actor of notifications.
+    #[serde(default)]
+    sub: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,10 +90,15 @@ struct ResourceActions {
     actions: Vec<String>,
 }
 
-/// What a verified token grants.
-pub struct Granted(Vec<ResourceActions>);
+/// What a verified token grants, and to whom (`sub`).
+pub struct Granted(Vec<ResourceActions>, Option<String>);
 
 impl Granted {
+    /// The token's subject: who the token service issued it to.
+    pub fn subject(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
     /// Whether every action `needs` lists is granted.
     pub fn covers(&self, needs: &Needs) -> bool {
         let scopes_ok = needs.scopes.iter().all(|scope| {
@@ -209,7 +217,7 @@ impl TokenAuth {
         let mut last = invalid("signed by no key of the bundle");
         for key in candidates.into_iter().filter(|k| k.kind.signs(header.alg)) {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return Ok(Granted(data.claims.access)),
+                Ok(data) => return Ok(Granted(data.claims.access, data.claims.sub)),
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind;
                     match e.kind() {
@@ -372,7 +380,7 @@ mod tests {
     use actix_web::http::Method;
 
     fn granted(access: serde_json::Value) -> Granted {
-        Granted(serde_json::from_value(access).unwrap())
+        Granted(serde_json::from_value(access).unwrap(), None)
     }
 
     #[test]

@@ -148,6 +148,17 @@ pub async fn tagged_image(
     Ok(image)
 }
 
+/// What the v2 form of a v1 image references: its config and layers.
+pub fn references(image: &image::Image) -> Vec<manifests::Descriptor> {
+    match manifests::Manifest::parse(Some(image::OCI_MANIFEST), &image.manifest) {
+        Ok(manifests::Manifest {
+            content: manifests::Content::Image { config, layers },
+            ..
+        }) => std::iter::once(config).chain(layers).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The image a v1 tag of the repository points at.
 async fn v1_tag(
     storage: &dyn Storage,

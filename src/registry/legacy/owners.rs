@@ -260,7 +260,7 @@ async fn read_owned(storage: &dyn Storage, name: &RepositoryName) -> Result<Owne
 
 /// Every write to a repository (its list, a tag, a deletion) drops what
 /// is known of it.
-#[async_trait]
+#[async_trait(?Send)]
 impl Subscriber for Owners {
     async fn on_event(&self, event: &Event) {
         let name = match event {

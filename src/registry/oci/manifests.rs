@@ -308,6 +308,11 @@ pub fn stored_media_type(body: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pushed {
     pub digest: Digest,
+    /// Its media type, as stored (served).
+    pub media_type: String,
+    pub size: u64,
+    /// What it references: config and layers, or an index's manifests.
+    pub references: Vec<Descriptor>,
     /// The subject, when the manifest has one (the `OCI-Subject` header).
     pub subject: Option<Digest>,
     /// The repository held no manifest before this one.
@@ -385,6 +390,8 @@ async fn store(
         Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
     };
     let manifest = Manifest::parse(content_type, &body)?;
+    let media_type = manifest.media_type.clone();
+    let size = body.len() as u64;
     // Before the check: a collection running now keeps what the record
     // names, or this push waits for its batch and sees what went.
     crate::registry::collector::records::announce(storage, &record_of(&digest, &manifest)).await?;
@@ -417,8 +424,15 @@ async fn store(
         links::write(storage, &links::tag_current(name, tag), &digest).await?;
         pushed_tags.push(tag.clone());
     }
+    let references = match manifest.content {
+        Content::Image { config, layers } => std::iter::once(config).chain(layers).collect(),
+        Content::Index { manifests } => manifests,
+    };
     Ok(Pushed {
         digest,
+        media_type,
+        size,
+        references,
         subject,
         first_in_repository,
         tags: pushed_tags,

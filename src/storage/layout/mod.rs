@@ -7,9 +7,10 @@
 //!   (`docker/registry/v2/` under `storage_path`), key for key;
 //! - [`collection`]: the garbage collector's lease and push records (`_gc/`);
 //! - [`mirror`]: when the pull-through cache last checked each cached tag
-//!   (`_mirror/`).
+//!   (`_mirror/`);
+//! - [`notifications`]: the webhooks' queues of events (`_notifications/`).
 //!
-//! The four do not overlap, so one `storage_path` holds them all.
+//! The five do not overlap, so one `storage_path` holds them all.
 //!
 //! [`immutable`] says which of their small files no write ever changes but
 //! to delete them: what the Redis cache may keep.
@@ -18,6 +19,7 @@ pub mod collection;
 pub mod distribution;
 pub mod legacy;
 pub mod mirror;
+pub mod notifications;
 
 /// Whether `path` is a small file that, once written, is only ever
 /// deleted, never given other bytes: image json, ancestry, checksums and

@@ -1,0 +1,366 @@
+//! Sending one endpoint's queue: in order, a batch at a time, each event
+//! removed only once the endpoint answered 2xx (at least once, never
+//! lost); a failure waits `backoff`, doubled after each further one, and
+//! tries the same events again. One instance among those sharing the
+//! storage sends each queue: the one holding its lease.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::envelope;
+use super::queue::Queue;
+use crate::config::{EndpointSettings, MAX_NOTIFICATION_BACKOFF};
+use crate::storage::layout::notifications as layout;
+use crate::storage::lease::{self, Acquired, Lease};
+use crate::storage::Storage;
+
+/// How long a deliverer's lease lasts unless renewed: an instance that
+/// died is replaced after this (at once when it restarts with the same
+/// address).
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often an idle deliverer looks for events other instances queued.
+const POLL: Duration = Duration::from_secs(1);
+/// The most events in one POST.
+const MAX_BATCH: usize = 50;
+
+/// An endpoint: its settings, its queue, and the bell its deliverer waits on.
+pub struct Endpoint {
+    pub settings: EndpointSettings,
+    pub queue: Queue,
+    pub wake: Notify,
+}
+
+/// Delivers `endpoint`'s queue for as long as the process runs, whenever
+/// this instance (named `holder`) holds the queue's lease.
+pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: String) {
+    let settings = &endpoint.settings;
+    let client = match reqwest::Client::builder()
+        // Only the configured host is ever asked.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            log::error!(
+                "notifications to `{}` not sent: no HTTP client: {e}",
+                settings.name
+            );
+            return;
+        }
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &settings.headers {
+        // Checked at startup.
+        if let (Ok(name), Ok(mut value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) {
+            value.set_sensitive(true);
+            headers.append(name, value);
+        }
+    }
+    let sender = Sender {
+        endpoint: endpoint.clone(),
+        client,
+        headers,
+    };
+    let path = layout::lease(&settings.name);
+    loop {
+        match Lease::acquire(&*storage, &path, &holder, LEASE_TTL).await {
+            Ok(Acquired::Held(lease)) => {
+                log::info!(
+                    "notifications to `{}`: this instance delivers",
+                    settings.name
+                );
+                let mut held = Held {
+                    lease,
+                    renewed: Instant::now(),
+                    storage: storage.clone(),
+                };
+                sender.deliver(&mut held).await;
+                log::warn!(
+                    "notifications to `{}`: lease lost, another instance delivers",
+                    settings.name
+                );
+            }
+            Ok(Acquired::Busy { .. }) => tokio::time::sleep(LEASE_TTL / 2).await,
+            Err(e) => {
+                log::warn!("notifications to `{}`: lease not read: {e}", settings.name);
+                tokio::time::sleep(LEASE_TTL / 2).await;
+            }
+        }
+    }
+}
+
+/// The lease while it is held, renewed as time goes.
+struct Held {
+    lease: Lease,
+    renewed: Instant,
+    storage: Arc<dyn Storage>,
+}
+
+impl Held {
+    /// Whether the lease is still this instance's, renewed when a third of
+    /// it has passed.
+    async fn keep(&mut self) -> bool {
+        if self.renewed.elapsed() < LEASE_TTL / 3 {
+            return true;
+        }
+        match self.lease.renew(&*self.storage).await {
+            Ok(true) => {
+                self.renewed = Instant::now();
+                true
+            }
+            Ok(false) => false,
+            // The storage may be back before the lease runs out.
+            Err(e) => {
+                log::warn!("notification lease not renewed: {e}");
+                self.renewed.elapsed() < LEASE_TTL * 2 / 3
+            }
+        }
+    }
+
+    /// Waits `time`, keeping the lease; `false`: it was lost.
+    async fn pause(&mut self, time: Duration) -> bool {
+        let end = Instant::now() + time;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            tokio::time::sleep(left.min(LEASE_TTL / 4)).await;
+            if !self.keep().await {
+                return false;
+            }
+        }
+    }
+}
+
+struct Sender {
+    endpoint: Arc<Endpoint>,
+    client: reqwest::Client,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Sender {
+    fn name(&self) -> &str {
+        &self.endpoint.settings.name
+    }
+
+    /// Sends the queue until the lease is lost.
+    async fn deliver(&self, held: &mut Held) {
+        let metrics = crate::metrics::get();
+        let label = [self.name()];
+        let queue = &self.endpoint.queue;
+        let mut failures: u32 = 0;
+        loop {
+            if !held.keep().await {
+                return;
+            }
+            let names = match queue.pending().await {
+                Ok(names) => self.trim(names).await,
+                Err(e) => {
+                    log::warn!("notifications to `{}`: queue not read: {e}", self.name());
+                    if !held.pause(self.backoff(1)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            metrics
+                .notification_pending
+                .with_label_values(&label)
+                .set(names.len() as i64);
+            if names.is_empty() {
+                tokio::select! {
+                    _ = self.endpoint.wake.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
+            let mut batch: Vec<(String, Bytes)> = Vec::new();
+            for name in names.into_iter().take(MAX_BATCH) {
+                match queue.read(&name).await {
+                    Ok(Some(bytes)) if is_json(&bytes) => batch.push((name, bytes)),
+                    // Taken meanwhile (another holder before this one).
+                    Ok(None) => {}
+                    Ok(Some(_)) => {
+                        log::error!(
+                            "notifications to `{}`: event {name} is not JSON: dropped",
+                            self.name()
+                        );
+                        self.drop_event(&name).await;
+                    }
+                    Err(e) => {
+                        log::warn!("notifications to `{}`: event not read: {e}", self.name());
+                        break;
+                    }
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let bodies: Vec<Bytes> = batch.iter().map(|(_, b)| b.clone()).collect();
+            match self.post(envelope::envelope(&bodies)).await {
+                Ok(()) => {
+                    failures = 0;
+                    for (name, _) in &batch {
+                        if let Err(e) = queue.remove(name).await {
+                            // Sent again later: at least once.
+                            log::warn!(
+                                "notifications to `{}`: delivered event not removed: {e}",
+                                self.name()
+                            );
+                        }
+                        metrics
+                            .notification_events
+                            .with_label_values(&[self.name(), "delivered"])
+                            .inc();
+                        if let Some(ms) = name.get(..13).and_then(|t| t.parse::<u64>().ok()) {
+                            let waited = lease::now_ms().saturating_sub(ms);
+                            metrics
+                                .notification_latency
+                                .with_label_values(&label)
+                                .observe(waited as f64 / 1000.0);
+                        }
+                    }
+                }
+                Err(why) => {
+                    failures = failures.saturating_add(1);
+                    metrics
+                        .notification_failures
+                        .with_label_values(&label)
+                        .inc();
+                    let wait = self.backoff(failures);
+                    log::warn!(
+                        "notifications to `{}`: {} events not delivered ({why}); attempt {failures}, \
+                         next in {} ms",
+                        self.name(),
+                        batch.len(),
+                        wait.as_millis()
+                    );
+                    if !held.pause(wait).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The wait after the `failures`th failure in a row.
+    fn backoff(&self, failures: u32) -> Duration {
+        let first = self.endpoint.settings.backoff;
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        first
+            .saturating_mul(factor)
+            .min(MAX_NOTIFICATION_BACKOFF.max(first))
+    }
+
+    /// Drops the oldest events beyond the endpoint's `queue_limit`.
+    async fn trim(&self, mut names: Vec<String>) -> Vec<String> {
+        let limit = self.endpoint.settings.queue_limit;
+        if names.len() <= limit {
+            return names;
+        }
+        let over: Vec<String> = names.drain(..names.len() - limit).collect();
+        log::error!(
+            "notifications to `{}`: {} events waiting, more than queue_limit {limit}: the {} \
+             oldest are dropped",
+            self.name(),
+            over.len() + limit,
+            over.len()
+        );
+        for name in &over {
+            self.drop_event(name).await;
+        }
+        names
+    }
+
+    async fn drop_event(&self, name: &str) {
+        if let Err(e) = self.endpoint.queue.remove(name).await {
+            log::warn!("notifications to `{}`: event not dropped: {e}", self.name());
+            return;
+        }
+        crate::metrics::get()
+            .notification_events
+            .with_label_values(&[self.name(), "dropped"])
+            .inc();
+    }
+
+    /// One POST; `Err` says why it failed, never with the URL or headers
+    /// (they may hold secrets).
+    async fn post(&self, body: Vec<u8>) -> Result<(), String> {
+        let answer = self
+            .client
+            .post(&self.endpoint.settings.url)
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, envelope::MEDIA_TYPE)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.without_url();
+                if e.is_timeout() {
+                    format!(
+                        "no answer within {} ms",
+                        self.endpoint.settings.timeout.as_millis()
+                    )
+                } else if e.is_connect() {
+                    "cannot connect".to_owned()
+                } else {
+                    e.to_string()
+                }
+            })?;
+        let status = answer.status();
+        if status.is_success() {
+            Ok(())
+        } else if status.is_redirection() {
+            Err(format!("answered {status}: redirects are not followed"))
+        } else {
+            Err(format!("answered {status}"))
+        }
+    }
+}
+
+fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_bound() {
+        let settings = EndpointSettings {
+            name: "e".into(),
+            url: "http://127.0.0.1:1/".into(),
+            headers: vec![],
+            timeout: Duration::from_secs(1),
+            backoff: Duration::from_millis(100),
+            ignored_media_types: vec![],
+            ignored_actions: vec![],
+            pulls: false,
+            queue_limit: 10,
+        };
+        let storage: Arc<dyn Storage> = Arc::new(crate::storage::memory::MemoryStorage::new());
+        let sender = Sender {
+            endpoint: Arc::new(Endpoint {
+                queue: Queue::new(storage, "e"),
+                settings,
+                wake: Notify::new(),
+            }),
+            client: reqwest::Client::new(),
+            headers: Default::default(),
+        };
+        assert_eq!(sender.backoff(1), Duration::from_millis(100));
+        assert_eq!(sender.backoff(2), Duration::from_millis(200));
+        assert_eq!(sender.backoff(4), Duration::from_millis(800));
+        assert_eq!(sender.backoff(40), MAX_NOTIFICATION_BACKOFF);
+    }
+}

@@ -1,0 +1,733 @@
+//! Webhook notifications (issue 29) through the real binary, to a real
+//! HTTP receiver on loopback that records what it gets and can answer
+//! 500s, hang, or be stopped: the envelope as distribution's consumers read
+//! it, for pushes (v2 and v1), pulls, mounts and deletes; nothing lost
+//! while the endpoint is down, across a kill -9, or with two instances on
+//! one bucket; a hanging endpoint that does not hold up pushes; the bound
+//! on the queue.
+
+mod common;
+mod login_support;
+mod v2_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::Registry;
+use v2_support::*;
+
+/// What the receiver does with a request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Accept,
+    Fail,
+    /// Reads the request and never answers.
+    Hang,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Each event, in the order received.
+    events: Vec<Value>,
+    posts: usize,
+    content_types: BTreeSet<String>,
+    authorizations: BTreeSet<String>,
+}
+
+/// A webhook receiver of the test's own, on a loopback port it keeps
+/// across [`Receiver::stop`] and [`Receiver::resume`].
+struct Receiver {
+    port: u16,
+    mode: Arc<Mutex<Mode>>,
+    seen: Arc<Mutex<Seen>>,
+    running: Option<Arc<AtomicBool>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let mut receiver = Receiver {
+            port: common::free_port(),
+            mode: Arc::new(Mutex::new(Mode::Accept)),
+            seen: Arc::new(Mutex::new(Seen::default())),
+            running: None,
+        };
+        receiver.resume();
+        receiver
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/events", self.port)
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// Closes the port: connections are refused.
+    fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.store(false, Ordering::SeqCst);
+            // Wakes the accept loop so that it drops the listener.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn resume(&mut self) {
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(l) => break l,
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let running = Arc::new(AtomicBool::new(true));
+        self.running = Some(running.clone());
+        let (mode, seen) = (self.mode.clone(), self.seen.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if !running.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let (mode, seen) = (mode.clone(), seen.clone());
+                std::thread::spawn(move || serve(stream, &mode, &seen));
+            }
+        });
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().events.clone()
+    }
+
+    /// Waits until `done` holds of the events received, for up to `limit`.
+    fn wait_for(&self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not received within {limit:?}; got {} events: {events:#?}",
+                events.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(stream: TcpStream, mode: &Mutex<Mode>, seen: &Mutex<Seen>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut headers = BTreeMap::new();
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let mode = *mode.lock().unwrap();
+    let mut stream = stream;
+    match mode {
+        Mode::Hang => {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Mode::Fail => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+        Mode::Accept => {
+            let envelope: Value = serde_json::from_slice(&body).expect("an envelope of JSON");
+            {
+                let mut seen = seen.lock().unwrap();
+                seen.posts += 1;
+                seen.content_types
+                    .insert(headers.get("content-type").cloned().unwrap_or_default());
+                if let Some(auth) = headers.get("authorization") {
+                    seen.authorizations.insert(auth.clone());
+                }
+                for event in envelope["events"].as_array().expect("events: a list") {
+                    seen.events.push(event.clone());
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    }
+}
+
+const TOKEN: &str = "Bearer s3cr3t-hook-t0ken";
+
+/// A registry on `backend` sending to `endpoint` (YAML lines of one
+/// endpoint, indented for the list), with the metrics on a port of their own.
+fn registry_with(backend: &Backend, endpoint: &str) -> (Registry, u16) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let file = dir.join("config.yml");
+    let storage = match backend.storage_path() {
+        Some(path) => format!("  storage: local\n  storage_path: {}\n", path.display()),
+        None => "  storage: s3\n  s3_bucket: _env:AWS_BUCKET\n  s3_region: _env:AWS_REGION\n  \
+                 s3_access_key: _env:AWS_KEY\n  s3_secret_key: _env:AWS_SECRET\n  \
+                 boto_host: _env:AWS_HOST\n  boto_port: _env:AWS_PORT\n  s3_secure: false\n  \
+                 s3_encrypt: false\n  storage_path: _env:STORAGE_PATH\n"
+            .to_owned(),
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "hooks:\n{storage}  loglevel: debug\n  search_backend: sqlalchemy\n  \
+             sqlalchemy_index_database: _env:SQLALCHEMY_INDEX_DATABASE\n  standalone: true\n  \
+             metrics_address: _env:METRICS_ADDRESS\n  notifications:\n    endpoints:\n{endpoint}"
+        ),
+    )
+    .unwrap();
+    let metrics = common::free_port();
+    let metrics_address = format!("127.0.0.1:{metrics}");
+    let mut env = backend.env();
+    env.retain(|(k, _)| k != "SETTINGS_FLAVOR");
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.extend([
+        ("DOCKER_REGISTRY_CONFIG", file.to_str().unwrap()),
+        ("SETTINGS_FLAVOR", "hooks"),
+        ("METRICS_ADDRESS", metrics_address.as_str()),
+    ]);
+    (Registry::start(&all), metrics)
+}
+
+fn endpoint(receiver: &Receiver, extra: &str) -> String {
+    format!(
+        "      - name: ci\n        url: {}\n        headers:\n          Authorization: [{TOKEN}]\n        \
+         timeout: 2s\n        backoff: 100ms\n{extra}",
+        receiver.url()
+    )
+}
+
+fn metric(port: u16, line_start: &str) -> f64 {
+    let text = common::client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Pushes a small image as `name:tag`; its manifest's digest.
+fn push_image(v2: &V2, name: &str, tag: &str) -> (ImageBlobs, String) {
+    let image = ImageBlobs::new(&format!("{name}:{tag}"), "amd64");
+    image.push(v2, name);
+    let digest = v2.push_manifest(name, tag, OCI_MANIFEST, &image.oci_manifest());
+    (image, digest)
+}
+
+#[test]
+fn pushes_pulls_mounts_and_deletes_arrive_as_distribution_sends_them() {
+    let receiver = Receiver::start();
+    let backend = Backend::local();
+    let (registry, metrics) =
+        registry_with(&backend, &endpoint(&receiver, "        pulls: true\n"));
+    let v2 = V2::new(&registry);
+
+    let (image, digest) = push_image(&v2, "team/app", "v1");
+    let events = receiver.wait_for(Duration::from_secs(10), |e| e.len() >= 3);
+    assert_eq!(events.len(), 3, "{events:#?}");
+    // The config and layer, then the manifest, in push order.
+    let blob_digests = [sha256(&image.config), sha256(&image.layer)];
+    for (event, digest) in events.iter().zip(&blob_digests) {
+        assert_eq!(event["action"], "push");
+        assert_eq!(event["target"]["mediaType"], "application/octet-stream");
+        assert_eq!(event["target"]["digest"], *digest);
+        assert_eq!(event["target"]["repository"], "team/app");
+    }
+    let manifest = &events[2];
+    let body = image.oci_manifest();
+    assert_eq!(manifest["action"], "push");
+    let target = &manifest["target"];
+    assert_eq!(target["mediaType"], OCI_MANIFEST);
+    assert_eq!(target["digest"], digest);
+    assert_eq!(target["size"], body.len());
+    assert_eq!(target["length"], body.len());
+    assert_eq!(target["tag"], "v1");
+    assert_eq!(
+        target["url"],
+        registry.url(&format!("/v2/team/app/manifests/{digest}"))
+    );
+    let references: Vec<&str> = target["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(references, blob_digests);
+    let request = &manifest["request"];
+    assert_eq!(request["method"], "PUT");
+    assert_eq!(request["host"], format!("127.0.0.1:{}", registry.port));
+    assert!(request["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(!request["id"].as_str().unwrap().is_empty());
+    assert!(request["useragent"].is_string());
+    assert_eq!(manifest["actor"], serde_json::json!({}));
+    assert!(manifest["source"]["addr"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(":{}", registry.port)));
+    assert_eq!(manifest["source"]["instanceID"].as_str().unwrap().len(), 36);
+    jiff_like_timestamp(manifest["timestamp"].as_str().unwrap());
+    {
+        let seen = receiver.seen.lock().unwrap();
+        assert_eq!(
+            seen.content_types,
+            BTreeSet::from(["application/vnd.docker.distribution.events.v1+json".to_owned()])
+        );
+        assert_eq!(seen.authorizations, BTreeSet::from([TOKEN.to_owned()]));
+    }
+
+    // Pulls (asked for with `pulls: true`): a manifest by tag, a blob; a
+    // HEAD is no pull.
+    assert_eq!(v2.get_manifest("/v2/team/app/manifests/v1").status(), 200);
+    assert_eq!(v2.head_manifest("/v2/team/app/manifests/v1").status(), 200);
+    let layer = &blob_digests[1];
+    assert_eq!(v2.get(&format!("/v2/team/app/blobs/{layer}")).status(), 200);
+    // A mount into another repository, then deletes.
+    let mount = v2.send(
+        v2.request(
+            "POST",
+            &format!("/v2/other/app/blobs/uploads/?mount={layer}&from=team/app"),
+        )
+        .header("content-length", "0"),
+    );
+    assert_eq!(mount.status(), 201);
+    assert_eq!(v2.delete("/v2/team/app/manifests/v1").status(), 202);
+    assert_eq!(
+        v2.delete(&format!("/v2/team/app/manifests/{digest}"))
+            .status(),
+        202
+    );
+    let events = receiver.wait_for(Duration::from_secs(10), |e| e.len() >= 8);
+    let rest = &events[3..];
+    let actions: Vec<&str> = rest.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["pull", "pull", "mount", "delete", "delete"],
+        "{rest:#?}"
+    );
+    assert_eq!(rest[0]["target"]["tag"], "v1");
+    assert_eq!(rest[0]["target"]["digest"], digest);
+    assert_eq!(rest[0]["request"]["method"], "GET");
+    assert_eq!(rest[1]["target"]["digest"], *layer);
+    assert_eq!(rest[1]["target"]["size"], image.layer.len());
+    assert_eq!(rest[2]["target"]["repository"], "other/app");
+    assert_eq!(rest[2]["target"]["fromRepository"], "team/app");
+    assert_eq!(rest[3]["target"]["tag"], "v1");
+    assert_eq!(rest[4]["target"]["digest"], digest);
+    // Every id once.
+    let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len());
+    // Nothing more arrives (a HEAD is no pull), and the queue is empty.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.events().len(), 8);
+    let queue = backend
+        .storage_path()
+        .unwrap()
+        .join("_notifications/ci/queue");
+    assert_eq!(std::fs::read_dir(&queue).unwrap().count(), 0);
+    assert_eq!(
+        metric(
+            metrics,
+            "registry_notification_events_total{endpoint=\"ci\",result=\"delivered\"}"
+        ),
+        8.0
+    );
+    // The header's token never reaches the log, debug level included.
+    assert!(!registry.log().contains("s3cr3t"), "{}", registry.log());
+}
+
+fn jiff_like_timestamp(text: &str) {
+    // RFC 3339 in UTC: `2026-12-07T01:02:03.123456789Z`.
+    let re = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$").unwrap();
+    assert!(re.is_match(text), "{text}");
+}
+
+#[test]
+fn events_of_a_hundred_pushes_while_the_endpoint_is_down_all_arrive_once_in_order() {
+    let mut receiver = Receiver::start();
+    receiver.stop();
+    let backend = Backend::local();
+    // Blob pushes left out: one event a manifest push.
+    let (registry, metrics) = registry_with(
+        &backend,
+        &endpoint(
+            &receiver,
+            "        ignoredmediatypes: [application/octet-stream]\n",
+        ),
+    );
+    let v2 = V2::new(&registry);
+    let image = ImageBlobs::new("hundred", "amd64");
+    image.push(&v2, "team/many");
+    let body = image.oci_manifest();
+    for i in 0..100 {
+        v2.push_manifest("team/many", &format!("t{i:03}"), OCI_MANIFEST, &body);
+    }
+    // Retried meanwhile, and failing.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        metric(
+            metrics,
+            "registry_notification_failures_total{endpoint=\"ci\"}"
+        ) >= 1.0,
+        "deliveries were tried"
+    );
+    receiver.resume();
+    let events = receiver.wait_for(Duration::from_secs(30), |e| {
+        e.iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 100
+    });
+    let mut tags: Vec<String> = Vec::new();
+    let mut ids = BTreeSet::new();
+    for event in &events {
+        if ids.insert(event["id"].as_str().unwrap().to_owned()) {
+            tags.push(event["target"]["tag"].as_str().unwrap().to_owned());
+        }
+    }
+    let expected: Vec<String> = (0..100).map(|i| format!("t{i:03}")).collect();
+    assert_eq!(tags, expected, "every push once, in push order");
+    assert_eq!(
+        metric(
+            metrics,
+            "registry_notification_events_total{endpoint=\"ci\",result=\"queued\"}"
+        ),
+        100.0
+    );
+}
+
+#[test]
+fn events_queued_before_a_kill_9_arrive_after_the_restart() {
+    let mut receiver = Receiver::start();
+    receiver.set(Mode::Fail);
+    let backend = Backend::local();
+    let config = endpoint(
+        &receiver,
+        "        ignoredmediatypes: [application/octet-stream]\n",
+    );
+    let (registry, _) = registry_with(&backend, &config);
+    let v2 = V2::new(&registry);
+    let image = ImageBlobs::new("killed", "amd64");
+    image.push(&v2, "team/killed");
+    let body = image.oci_manifest();
+    for i in 0..10 {
+        v2.push_manifest("team/killed", &format!("k{i}"), OCI_MANIFEST, &body);
+    }
+    drop(registry); // SIGKILL
+    assert!(receiver.events().is_empty());
+    receiver.set(Mode::Accept);
+    receiver.stop();
+    receiver.resume();
+    // On another port: the dead instance's lease runs out first (10 s).
+    let (_registry, _) = registry_with(&backend, &config);
+    let events = receiver.wait_for(Duration::from_secs(30), |e| {
+        e.iter()
+            .map(|e| e["target"]["tag"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 10
+    });
+    let tags: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["target"]["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags.len(), 10, "{events:#?}");
+}
+
+#[test]
+fn a_hanging_endpoint_holds_up_no_push_and_gets_the_events_once_it_answers() {
+    let receiver = Receiver::start();
+    receiver.set(Mode::Hang);
+    let backend = Backend::local();
+    let (registry, metrics) = registry_with(
+        &backend,
+        &endpoint(
+            &receiver,
+            "        ignoredmediatypes: [application/octet-stream]\n",
+        )
+        .replace("timeout: 2s", "timeout: 3s"),
+    );
+    let v2 = V2::new(&registry);
+    let image = ImageBlobs::new("hanging", "amd64");
+    image.push(&v2, "team/hang");
+    let body = image.oci_manifest();
+    // Each push answers long before the endpoint's timeout: the delivery is
+    // not in its way.
+    for i in 0..10 {
+        let started = Instant::now();
+        v2.push_manifest("team/hang", &format!("h{i}"), OCI_MANIFEST, &body);
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "push {i} took {:?} with a hanging endpoint",
+            started.elapsed()
+        );
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        metric(
+            metrics,
+            "registry_notification_failures_total{endpoint=\"ci\"}"
+        ) >= 1.0
+    );
+    receiver.set(Mode::Accept);
+    let events = receiver.wait_for(Duration::from_secs(30), |e| {
+        e.iter()
+            .map(|e| e["target"]["tag"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 10
+    });
+    assert!(events.len() >= 10);
+}
+
+#[test]
+fn beyond_its_limit_the_queue_drops_the_oldest_events_and_counts_them() {
+    let mut receiver = Receiver::start();
+    receiver.stop();
+    let backend = Backend::local();
+    let (registry, metrics) = registry_with(
+        &backend,
+        &endpoint(
+            &receiver,
+            "        ignoredmediatypes: [application/octet-stream]\n        queue_limit: 5\n",
+        ),
+    );
+    let v2 = V2::new(&registry);
+    let image = ImageBlobs::new("bounded", "amd64");
+    image.push(&v2, "team/bounded");
+    let body = image.oci_manifest();
+    for i in 0..8 {
+        v2.push_manifest("team/bounded", &format!("b{i}"), OCI_MANIFEST, &body);
+    }
+    // The deliverer trims at its next attempt (backoff at most 6.4 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(
+        metrics,
+        "registry_notification_events_total{endpoint=\"ci\",result=\"dropped\"}",
+    ) < 3.0
+    {
+        assert!(Instant::now() < deadline, "{}", registry.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    receiver.resume();
+    let events = receiver.wait_for(Duration::from_secs(30), |e| e.len() >= 5);
+    let tags: Vec<&str> = events
+        .iter()
+        .map(|e| e["target"]["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["b3", "b4", "b5", "b6", "b7"]);
+    assert!(
+        registry.log().contains("queue_limit 5"),
+        "{}",
+        registry.log()
+    );
+}
+
+#[test]
+fn a_v1_push_is_told_as_the_push_of_its_bridged_manifest() {
+    let receiver = Receiver::start();
+    let backend = Backend::local();
+    let (registry, _) = registry_with(&backend, &endpoint(&receiver, ""));
+    let (json, layer) =
+        common::v1_fixture("511136ea3c5a64f264b78b5433614aec563103b4d4702f3ba7d4d2698e22c158");
+    let id = "aa".repeat(32);
+    let json = common::v1_json(json, &id, None);
+    let base = |path: &str| registry.url(path);
+    common::push_v1(
+        &base,
+        "library/old",
+        &[common::V1Upload {
+            id: &id,
+            json: &json,
+            layer: &layer,
+        }],
+        "latest",
+    );
+    let events = receiver.wait_for(Duration::from_secs(10), |e| !e.is_empty());
+    let push = &events[0];
+    let v2 = V2::new(&registry);
+    let pulled = v2.get_manifest("/v2/library/old/manifests/latest");
+    let digest = header(&pulled, "docker-content-digest").unwrap();
+    assert_eq!(push["action"], "push");
+    assert_eq!(push["target"]["repository"], "library/old");
+    assert_eq!(push["target"]["tag"], "latest");
+    assert_eq!(push["target"]["digest"], digest);
+    assert_eq!(push["target"]["mediaType"], OCI_MANIFEST);
+    assert_eq!(push["request"]["method"], "PUT");
+    // A v1 tag delete, and the repository's.
+    let http = common::client();
+    let gone = http
+        .delete(registry.url("/v1/repositories/library/old/tags/latest"))
+        .send()
+        .unwrap();
+    assert_eq!(gone.status(), 200);
+    let events = receiver.wait_for(Duration::from_secs(10), |e| e.len() >= 2);
+    assert_eq!(events[1]["action"], "delete");
+    assert_eq!(events[1]["target"]["tag"], "latest");
+    assert_eq!(events.len(), 2, "{events:#?}");
+}
+
+#[test]
+fn logins_name_the_actor_and_skopeo_pushes_are_told() {
+    use login_support::*;
+    if !tool_available("skopeo", INSTALL_CLIENTS) {
+        panic!("skopeo is not installed: {INSTALL_CLIENTS}");
+    }
+    let receiver = Receiver::start();
+    let backend = Backend::local();
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\n", bcrypt::hash("pw", 4).unwrap()),
+    )
+    .unwrap();
+    let (registry, _) = registry_with(
+        &backend,
+        &format!(
+            // After the list: a setting of the flavor again.
+            "{}  auth_htpasswd: {}\n",
+            endpoint(
+                &receiver,
+                "        ignoredmediatypes: [application/octet-stream]\n"
+            ),
+            htpasswd.display()
+        ),
+    );
+    let host = format!("127.0.0.1:{}", registry.port);
+    let oci = dir.path().join("oci");
+    let image = ImageBlobs::new("skopeo", "amd64");
+    write_oci_layout(&oci, &image);
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:pw",
+            &format!("oci:{}:v1", oci.display()),
+            &format!("docker://{host}/team/skopeo:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = receiver.wait_for(Duration::from_secs(10), |e| !e.is_empty());
+    let push = &events[0];
+    assert_eq!(push["action"], "push");
+    assert_eq!(push["target"]["repository"], "team/skopeo");
+    assert_eq!(push["target"]["tag"], "v1");
+    assert_eq!(push["actor"]["name"], "alice");
+    let agent = push["request"]["useragent"].as_str().unwrap();
+    assert!(
+        agent.contains("skopeo") || agent.contains("containers"),
+        "{agent}"
+    );
+}
+
+/// An OCI image layout of `image`, tagged `v1`, for skopeo to copy from.
+fn write_oci_layout(dir: &std::path::Path, image: &ImageBlobs) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let manifest = image.oci_manifest();
+    for data in [&image.config, &image.layer, &manifest] {
+        std::fs::write(blobs.join(hex_of(&sha256(data))), data).unwrap();
+    }
+    std::fs::write(
+        dir.join("oci-layout"),
+        br#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST,
+            "digest": sha256(&manifest),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+#[test]
+fn two_instances_on_one_bucket_deliver_every_event() {
+    let Some(backend) = Backend::s3() else {
+        eprintln!("\nSKIPPED: no S3 server (moto_server) for the notifications test\n");
+        return;
+    };
+    let receiver = Receiver::start();
+    let config = endpoint(
+        &receiver,
+        "        ignoredmediatypes: [application/octet-stream]\n",
+    );
+    let (a, _) = registry_with(&backend, &config);
+    let (b, _) = registry_with(&backend, &config);
+    let image = ImageBlobs::new("two", "amd64");
+    let body = image.oci_manifest();
+    for (registry, label) in [(&a, "a"), (&b, "b")] {
+        let v2 = V2::new(registry);
+        image.push(&v2, "team/two");
+        for i in 0..10 {
+            v2.push_manifest("team/two", &format!("{label}{i}"), OCI_MANIFEST, &body);
+        }
+    }
+    let events = receiver.wait_for(Duration::from_secs(30), |e| {
+        e.iter()
+            .map(|e| e["target"]["tag"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 20
+    });
+    let sources: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["source"]["instanceID"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources.len(),
+        2,
+        "each instance's events, whoever sent them"
+    );
+    // One queue, one deliverer at a time: a duplicate only after a lost
+    // lease, which nothing here causes.
+    assert_eq!(events.len(), 20, "{events:#?}");
+}
