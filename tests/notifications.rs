@@ -38,6 +38,106 @@ struct Seen {
     posts: usize,
     content_types: BTreeSet<String>,
     authorizations: BTreeSet<String>,
+    /// Envelopes that distribution's event types do not read.
+    unreadable: Vec<String>,
+}
+
+/// distribution's event types (`notifications/event.go`), field for field
+/// with their JSON names and Go types, refusing anything else: a consumer
+/// written against them reads what this one reads.
+mod distribution {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Envelope {
+        #[allow(dead_code)]
+        pub events: Vec<Event>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct Event {
+        id: String,
+        /// Go's `time.Time` reads RFC 3339 only.
+        #[serde(deserialize_with = "rfc3339")]
+        timestamp: (),
+        action: String,
+        target: Target,
+        request: RequestRecord,
+        actor: ActorRecord,
+        source: SourceRecord,
+    }
+
+    fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let text = String::deserialize(d)?;
+        let re = regex::Regex::new(
+            r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$",
+        )
+        .unwrap();
+        if re.is_match(&text) {
+            Ok(())
+        } else {
+            Err(serde::de::Error::custom(format!("not RFC 3339: {text}")))
+        }
+    }
+
+    /// `distribution.Descriptor`, embedded, then the target's own fields.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Target {
+        media_type: Option<String>,
+        digest: Option<String>,
+        size: Option<i64>,
+        urls: Option<Vec<String>>,
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+        length: Option<i64>,
+        repository: Option<String>,
+        from_repository: Option<String>,
+        url: Option<String>,
+        tag: Option<String>,
+        references: Option<Vec<Descriptor>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Descriptor {
+        media_type: Option<String>,
+        digest: Option<String>,
+        size: Option<i64>,
+        urls: Option<Vec<String>>,
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct RequestRecord {
+        id: String,
+        addr: Option<String>,
+        host: Option<String>,
+        method: String,
+        useragent: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct ActorRecord {
+        name: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct SourceRecord {
+        addr: Option<String>,
+        #[serde(rename = "instanceID")]
+        instance_id: Option<String>,
+    }
 }
 
 /// A webhook receiver of the test's own, on a loopback port it keeps
@@ -126,6 +226,13 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.stop();
+        let unreadable = self.seen.lock().unwrap().unreadable.clone();
+        if !std::thread::panicking() {
+            assert!(
+                unreadable.is_empty(),
+                "distribution's types do not read: {unreadable:#?}"
+            );
+        }
     }
 }
 
@@ -166,8 +273,13 @@ fn serve(stream: TcpStream, mode: &Mutex<Mode>, seen: &Mutex<Seen>) {
         }
         Mode::Accept => {
             let envelope: Value = serde_json::from_slice(&body).expect("an envelope of JSON");
+            let strict = serde_json::from_slice::<distribution::Envelope>(&body);
             {
                 let mut seen = seen.lock().unwrap();
+                if let Err(e) = strict {
+                    seen.unreadable
+                        .push(format!("{e}: {}", String::from_utf8_lossy(&body)));
+                }
                 seen.posts += 1;
                 seen.content_types
                     .insert(headers.get("content-type").cloned().unwrap_or_default());
@@ -730,4 +842,53 @@ fn two_instances_on_one_bucket_deliver_every_event() {
     // One queue, one deliverer at a time: a duplicate only after a lost
     // lease, which nothing here causes.
     assert_eq!(events.len(), 20, "{events:#?}");
+}
+
+#[test]
+fn a_docker_push_is_told_blob_by_blob_then_its_manifest() {
+    if !login_support::docker_engine_answers("a_docker_push_is_told_blob_by_blob_then_its_manifest")
+    {
+        return;
+    }
+    let receiver = Receiver::start();
+    let backend = Backend::local();
+    let (registry, _) = registry_with(&backend, &endpoint(&receiver, ""));
+    let image = format!("127.0.0.1:{}/team/docker:v1", registry.port);
+    let work = tempfile::tempdir().unwrap();
+    let tar = work.path().join("rootfs.tar");
+    std::fs::write(&tar, login_support::rootfs_tar("notifications")).unwrap();
+    login_support::run("docker", &["import", tar.to_str().unwrap(), &image]);
+    let pushed = std::process::Command::new("docker")
+        .args(["push", &image])
+        .output()
+        .unwrap();
+    let _ = login_support::run("docker", &["rmi", "-f", &image]);
+    assert!(
+        pushed.status.success(),
+        "docker push: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let events = receiver.wait_for(Duration::from_secs(10), |e| {
+        e.iter().any(|e| e["target"]["tag"] == "v1")
+    });
+    let manifest = events.last().unwrap();
+    assert_eq!(manifest["action"], "push");
+    assert_eq!(manifest["target"]["mediaType"], DOCKER_MANIFEST);
+    let agent = manifest["request"]["useragent"].as_str().unwrap();
+    assert!(agent.starts_with("docker/"), "{agent}");
+    // The layer and the config before it, each pushed once.
+    let blobs: Vec<&str> = events[..events.len() - 1]
+        .iter()
+        .map(|e| {
+            assert_eq!(e["action"], "push");
+            e["target"]["digest"].as_str().unwrap()
+        })
+        .collect();
+    let referenced: BTreeSet<&str> = manifest["target"]["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(blobs.iter().copied().collect::<BTreeSet<_>>(), referenced);
 }
