@@ -1457,13 +1457,17 @@ fn unknown_keys_of_an_upstream_are_named_with_a_suggestion() {
 fn notification_endpoints_read_as_distribution_writes_them() {
     let text = "f:\n  notifications:\n    events:\n      includereferences: false\n    \
                 endpoints:\n      - name: ci\n        url: _env:HOOK_URL\n        headers:\n          \
-                Authorization: [Bearer t0k]\n          X-One: single\n        timeout: 500ms\n        \
+                Authorization: [Bearer t0k]\n          X-One: _env:HOOK_ONE\n        timeout: 500ms\n        \
                 threshold: 5\n        backoff: 2s\n        ignoredmediatypes:\n          - \
                 application/octet-stream\n        ignore:\n          mediatypes: [a/b]\n          \
                 actions: [pull]\n      - name: audit\n        url: https://audit.example.com/e\n        \
                 pulls: true\n        queue_limit: 10\n      - name: paused\n        disabled: true\n        \
                 url: http://x\n";
-    let s = load_text(text, "f", &[("HOOK_URL", "http://127.0.0.1:9/events")]).unwrap();
+    let env = [
+        ("HOOK_URL", "http://127.0.0.1:9/events"),
+        ("HOOK_ONE", "single"),
+    ];
+    let s = load_text(text, "f", &env).unwrap();
     let n = &s.notifications;
     assert!(!n.include_references);
     assert_eq!(n.endpoints.len(), 2, "the disabled one is left out");
