@@ -6,6 +6,7 @@ pub mod gc;
 pub mod layers;
 pub mod local;
 pub mod mirror;
+pub mod notifications;
 pub mod s3;
 pub mod search;
 pub mod tls;

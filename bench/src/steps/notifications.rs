@@ -1,0 +1,166 @@
+//! Section 15: webhook notifications. Two registry-v1 processes on local
+//! storage, one without endpoints, one with an endpoint that is down (its
+//! port refuses connections, so every delivery fails and the queue grows):
+//! the same whole-image pushes through each, runs taking turns. What an
+//! endpoint costs a push is the event written to its queue before the
+//! answer; its deliveries run apart, and a dead one must not slow pushes.
+
+use std::fs;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+
+use super::{figure, rotate, sync_disks, Ctx, LoadWatch, MIB};
+use crate::data::{self, Image};
+use crate::http;
+use crate::procs::{self, Server};
+use crate::report::{Goal, Section, Unit};
+
+const REPO: &str = "bench/hooked";
+
+/// "A dead endpoint configured within 5 % of none".
+const DEAD_ENDPOINT_GOAL: Goal = Goal::RatioAtLeast(0.95);
+/// Clients pushing at once, as docker pushes three layers at a time.
+const CLIENTS: usize = 4;
+
+pub fn run(ctx: &Ctx, section: &mut Section) {
+    section.step("pushes with a dead endpoint next to none", || measure(ctx));
+}
+
+fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
+    let work = ctx.work.join("notifications");
+    fs::create_dir_all(&work)?;
+    // A port nothing listens on: connections are refused at once.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = work.join("config.yml");
+    fs::write(
+        &config,
+        format!(
+            "plain:\n  storage: local\n  storage_path: _env:STORAGE_PATH\n  standalone: true\n\
+             hooked:\n  storage: local\n  storage_path: _env:STORAGE_PATH\n  standalone: true\n  \
+             notifications:\n    endpoints:\n      - name: dead\n        \
+             url: http://127.0.0.1:{dead}/events\n        timeout: 1s\n        backoff: 100ms\n"
+        ),
+    )?;
+    let start = |flavor: &str| -> Result<Server> {
+        let storage = work.join(flavor);
+        fs::create_dir_all(&storage)?;
+        let env = [
+            ("DOCKER_REGISTRY_CONFIG", config.display().to_string()),
+            ("SETTINGS_FLAVOR", flavor.to_owned()),
+            ("STORAGE_PATH", storage.display().to_string()),
+            ("SEARCH_BACKEND", String::new()),
+        ];
+        procs::registry(&ctx.registry_bin, &env, &work)
+    };
+    let plain = start("plain")?;
+    let hooked = start("hooked")?;
+
+    let (count, small, large) = if ctx.plan.smoke {
+        (4, 64 * 1024, 2 * MIB)
+    } else {
+        (40, 256 * 1024, 64 * MIB)
+    };
+    let images = (0..count)
+        .map(|i| {
+            let layer = data::write_layer(&work.join(format!("small-{i}.bin")), small, 100 + i)?;
+            data::image(&data::image_id(ctx.run_id, 100 + i), None, &layer)
+        })
+        .collect::<Result<Vec<Image>>>()?;
+    let layer = data::write_layer(&work.join("large.bin"), large, 99)?;
+    let big = data::image(&data::image_id(ctx.run_id, 99), None, &layer)?;
+
+    // Images a second: `count` small images, each two blobs and a
+    // manifest, pushed by `clients` clients at once (each its share).
+    let small_pushes = |server: &Server, clients: usize| -> Result<f64> {
+        sync_disks();
+        let base = server.url("");
+        let started = Instant::now();
+        ctx.block_on(async {
+            let pushers = (0..clients).map(|c| {
+                let base = base.clone();
+                let images = &images;
+                async move {
+                    for (i, image) in images.iter().enumerate().skip(c).step_by(clients) {
+                        let tag = format!("s{i}");
+                        let one = std::slice::from_ref(image);
+                        http::v2_push_image(&ctx.client, &base, REPO, &tag, one).await?;
+                    }
+                    anyhow::Ok(())
+                }
+            });
+            futures_util::future::try_join_all(pushers).await
+        })?;
+        Ok(count as f64 / started.elapsed().as_secs_f64())
+    };
+    // MB/s: one image with a large layer.
+    let large_push = |server: &Server| -> Result<f64> {
+        sync_disks();
+        let base = server.url("");
+        let started = Instant::now();
+        ctx.block_on(http::v2_push_image(
+            &ctx.client,
+            &base,
+            REPO,
+            "large",
+            std::slice::from_ref(&big),
+        ))?;
+        Ok(large as f64 / 1e6 / started.elapsed().as_secs_f64())
+    };
+    // Each run is short, and a few fsyncs more or less move it: many runs.
+    let runs = if ctx.plan.smoke { 3 } else { 15 };
+    let load = LoadWatch::start();
+    let got = rotate(
+        runs,
+        &mut [
+            &mut || small_pushes(&plain, 1),
+            &mut || small_pushes(&hooked, 1),
+            &mut || small_pushes(&plain, CLIENTS),
+            &mut || small_pushes(&hooked, CLIENTS),
+            &mut || large_push(&plain),
+            &mut || large_push(&hooked),
+        ],
+    )?;
+    let load = load.end();
+
+    // The endpoint was there and down: its queue holds every push's
+    // events (two blobs and a manifest an image).
+    let queue = work.join("hooked/_notifications/dead/queue");
+    let queued = fs::read_dir(&queue)
+        .with_context(|| format!("{}: no queue, so no endpoint", queue.display()))?
+        .count();
+    let pushed = runs * (2 * count as usize * 3 + 3);
+    ensure!(
+        queued == pushed,
+        "{queued} events queued for the dead endpoint, {pushed} expected"
+    );
+    let kib = small / 1024;
+    Ok(vec![
+        figure(
+            format!("{count} image pushes ({kib} KiB layer), one client, endpoint down"),
+            Unit::RequestsPerSecond,
+            &got[1],
+            Some(("no endpoint", &got[0])),
+            None,
+            load,
+        ),
+        figure(
+            format!("{count} image pushes ({kib} KiB layer), {CLIENTS} clients, endpoint down"),
+            Unit::RequestsPerSecond,
+            &got[3],
+            Some(("no endpoint", &got[2])),
+            Some(DEAD_ENDPOINT_GOAL),
+            load,
+        ),
+        figure(
+            format!("image push ({} MiB layer), endpoint down", large / MIB),
+            Unit::MegabytesPerSecond,
+            &got[5],
+            Some(("no endpoint", &got[4])),
+            Some(DEAD_ENDPOINT_GOAL),
+            load,
+        ),
+    ])
+}
