@@ -184,6 +184,7 @@ impl Sender {
                 continue;
             }
             let mut batch: Vec<(String, Bytes)> = Vec::new();
+            let mut unreadable = false;
             for name in names.into_iter().take(MAX_BATCH) {
                 match queue.read(&name).await {
                     Ok(Some(bytes)) if is_json(&bytes) => batch.push((name, bytes)),
@@ -198,19 +199,29 @@ impl Sender {
                     }
                     Err(e) => {
                         log::warn!("notifications to `{}`: event not read: {e}", self.name());
+                        unreadable = true;
                         break;
                     }
                 }
             }
             if batch.is_empty() {
+                // The storage failing: not asked again at once.
+                if unreadable && !held.pause(self.backoff(1)).await {
+                    return;
+                }
                 continue;
             }
             let bodies: Vec<Bytes> = batch.iter().map(|(_, b)| b.clone()).collect();
             match self.post(envelope::envelope(&bodies)).await {
                 Ok(()) => {
                     failures = 0;
-                    for (name, _) in &batch {
-                        if let Err(e) = queue.remove(name).await {
+                    // At once: on S3 each is a request of its own.
+                    let removed = futures_util::future::join_all(
+                        batch.iter().map(|(name, _)| queue.remove(name)),
+                    )
+                    .await;
+                    for ((name, _), removed) in batch.iter().zip(removed) {
+                        if let Err(e) = removed {
                             // Sent again later: at least once.
                             log::warn!(
                                 "notifications to `{}`: delivered event not removed: {e}",

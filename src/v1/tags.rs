@@ -84,11 +84,7 @@ async fn notify_push(
     };
     let references = bridge::references(&bridged)
         .into_iter()
-        .map(|d| crate::events::Reference {
-            media_type: d.media_type,
-            digest: d.digest,
-            size: d.size,
-        })
+        .map(Into::into)
         .collect();
     let digest = bridged.manifest_digest.clone();
     let activity = Activity {

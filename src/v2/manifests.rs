@@ -203,15 +203,7 @@ pub async fn put(
         digest: Some(pushed.digest.clone()),
         media_type: Some(pushed.media_type.clone()),
         size: Some(pushed.size),
-        references: pushed
-            .references
-            .iter()
-            .map(|r| crate::events::Reference {
-                media_type: r.media_type.clone(),
-                digest: r.digest.clone(),
-                size: r.size,
-            })
-            .collect(),
+        references: pushed.references.iter().cloned().map(Into::into).collect(),
         ..Default::default()
     };
     let path = format!("manifests/{}", pushed.digest);

@@ -65,6 +65,17 @@ pub struct Descriptor {
     pub size: u64,
 }
 
+/// As the notifications list what a manifest references.
+impl From<Descriptor> for crate::events::Reference {
+    fn from(d: Descriptor) -> Self {
+        crate::events::Reference {
+            media_type: d.media_type,
+            digest: d.digest,
+            size: d.size,
+        }
+    }
+}
+
 impl Descriptor {
     /// Layers a registry does not hold (Windows base layers, licensed
     /// content): distribution lets them be absent, and so do we.
