@@ -225,7 +225,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "12. https next to plain http (local storage)",
         "13. The Redis cache on S3 storage (moto on loopback)",
         "14. Pull-through cache: registry-v1 and distribution's proxy (local storage)",
-        "15. Webhook notifications: pushes with a dead endpoint next to none (local storage)",
+        "15. Webhook notifications: pushes with a dead or a hanging endpoint next to none (local storage)",
     ];
     let want = |n: usize| args.wants(n);
     if [1, 2, 3, 5, 6, 8].into_iter().any(want) {

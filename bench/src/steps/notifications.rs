@@ -1,7 +1,9 @@
-//! Section 15: webhook notifications. Two registry-v1 processes on local
-//! storage, one without endpoints, one with an endpoint that is down (its
-//! port refuses connections, so every delivery fails and the queue grows):
-//! the same whole-image pushes through each, runs taking turns. What an
+//! Section 15: webhook notifications. Three registry-v1 processes on local
+//! storage: one without endpoints, one with an endpoint that is down (its
+//! port refuses connections, so every delivery fails and the queue grows),
+//! one with an endpoint that hangs (it takes the request and never
+//! answers, so every delivery waits out its timeout): the same whole-image
+//! pushes through each, runs taking turns. What an
 //! endpoint costs a push is the event written to its queue before the
 //! answer; its deliveries run apart, and a dead one must not slow pushes.
 
@@ -24,7 +26,10 @@ const DEAD_ENDPOINT_GOAL: Goal = Goal::RatioAtLeast(0.95);
 const CLIENTS: usize = 4;
 
 pub fn run(ctx: &Ctx, section: &mut Section) {
-    section.step("pushes with a dead endpoint next to none", || measure(ctx));
+    section.step(
+        "pushes with a dead and a hanging endpoint next to none",
+        || measure(ctx),
+    );
 }
 
 fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
@@ -34,15 +39,36 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    // A port that takes connections and never answers on them.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let hanging_port = hanging.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hanging.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let flavor = |name: &str, endpoint: &str| {
+        format!(
+            "{name}:\n  storage: local\n  storage_path: _env:STORAGE_PATH\n  standalone: true\n\
+             {endpoint}"
+        )
+    };
+    let endpoint = |name: &str, port: u16| {
+        format!(
+            "  notifications:\n    endpoints:\n      - name: {name}\n        \
+             url: http://127.0.0.1:{port}/events\n        timeout: 1s\n        backoff: 100ms\n"
+        )
+    };
     let config = work.join("config.yml");
     fs::write(
         &config,
-        format!(
-            "plain:\n  storage: local\n  storage_path: _env:STORAGE_PATH\n  standalone: true\n\
-             hooked:\n  storage: local\n  storage_path: _env:STORAGE_PATH\n  standalone: true\n  \
-             notifications:\n    endpoints:\n      - name: dead\n        \
-             url: http://127.0.0.1:{dead}/events\n        timeout: 1s\n        backoff: 100ms\n"
-        ),
+        [
+            flavor("plain", ""),
+            flavor("hooked", &endpoint("dead", dead)),
+            flavor("hanging", &endpoint("hanging", hanging_port)),
+        ]
+        .concat(),
     )?;
     let start = |flavor: &str| -> Result<Server> {
         let storage = work.join(flavor);
@@ -57,6 +83,7 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     };
     let plain = start("plain")?;
     let hooked = start("hooked")?;
+    let hung = start("hanging")?;
 
     let (count, small, large) = if ctx.plan.smoke {
         (4, 64 * 1024, 2 * MIB)
@@ -121,21 +148,29 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             &mut || small_pushes(&hooked, CLIENTS),
             &mut || large_push(&plain),
             &mut || large_push(&hooked),
+            &mut || small_pushes(&hung, CLIENTS),
+            &mut || large_push(&hung),
         ],
     )?;
     let load = load.end();
 
-    // The endpoint was there and down: its queue holds every push's
-    // events (two blobs and a manifest an image).
-    let queue = work.join("hooked/_notifications/dead/queue");
-    let queued = fs::read_dir(&queue)
-        .with_context(|| format!("{}: no queue, so no endpoint", queue.display()))?
-        .count();
-    let pushed = runs * (2 * count as usize * 3 + 3);
-    ensure!(
-        queued == pushed,
-        "{queued} events queued for the dead endpoint, {pushed} expected"
-    );
+    // Each endpoint was there and never took an event: its queue holds
+    // every push's events (two blobs and a manifest an image).
+    let check = |queue: &str, pushed: usize| -> Result<()> {
+        let queue = work.join(queue);
+        let queued = fs::read_dir(&queue)
+            .with_context(|| format!("{}: no queue, so no endpoint", queue.display()))?
+            .count();
+        ensure!(
+            queued == pushed,
+            "{queued} events in {}, {pushed} expected",
+            queue.display()
+        );
+        Ok(())
+    };
+    let per_run = count as usize * 3;
+    check("hooked/_notifications/dead/queue", runs * (2 * per_run + 3))?;
+    check("hanging/_notifications/hanging/queue", runs * (per_run + 3))?;
     let kib = small / 1024;
     Ok(vec![
         figure(
@@ -158,6 +193,22 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             format!("image push ({} MiB layer), endpoint down", large / MIB),
             Unit::MegabytesPerSecond,
             &got[5],
+            Some(("no endpoint", &got[4])),
+            Some(DEAD_ENDPOINT_GOAL),
+            load,
+        ),
+        figure(
+            format!("{count} image pushes ({kib} KiB layer), {CLIENTS} clients, endpoint hangs"),
+            Unit::RequestsPerSecond,
+            &got[6],
+            Some(("no endpoint", &got[2])),
+            Some(DEAD_ENDPOINT_GOAL),
+            load,
+        ),
+        figure(
+            format!("image push ({} MiB layer), endpoint hangs", large / MIB),
+            Unit::MegabytesPerSecond,
+            &got[7],
             Some(("no endpoint", &got[4])),
             Some(DEAD_ENDPOINT_GOAL),
             load,
