@@ -363,6 +363,32 @@ fn push_image(v2: &V2, name: &str, tag: &str) -> (ImageBlobs, String) {
     (image, digest)
 }
 
+/// An endpoint's line that leaves blob events out: one event a manifest.
+const MANIFESTS_ONLY: &str = "        ignoredmediatypes: [application/octet-stream]\n";
+
+/// Pushes one image's blobs to `repo`, then its manifest as `<prefix><i>`
+/// for each `i` below `count`, one after the other.
+fn push_tags(v2: &V2, repo: &str, prefix: &str, count: usize) {
+    let image = ImageBlobs::new(&format!("{repo} {prefix}"), "amd64");
+    image.push(v2, repo);
+    let body = image.oci_manifest();
+    for i in 0..count {
+        v2.push_manifest(repo, &format!("{prefix}{i:03}"), OCI_MANIFEST, &body);
+    }
+}
+
+/// Waits until events naming `count` distinct tags arrived; all events.
+fn wait_for_tags(receiver: &Receiver, count: usize) -> Vec<Value> {
+    receiver.wait_for(Duration::from_secs(30), |e| tags_of(e).len() >= count)
+}
+
+fn tags_of(events: &[Value]) -> BTreeSet<String> {
+    events
+        .iter()
+        .filter_map(|e| e["target"]["tag"].as_str().map(str::to_owned))
+        .collect()
+}
+
 #[test]
 fn pushes_pulls_mounts_and_deletes_arrive_as_distribution_sends_them() {
     let receiver = Receiver::start();
@@ -496,20 +522,8 @@ fn events_of_a_hundred_pushes_while_the_endpoint_is_down_all_arrive_once_in_orde
     receiver.stop();
     let backend = Backend::local();
     // Blob pushes left out: one event a manifest push.
-    let (registry, metrics) = registry_with(
-        &backend,
-        &endpoint(
-            &receiver,
-            "        ignoredmediatypes: [application/octet-stream]\n",
-        ),
-    );
-    let v2 = V2::new(&registry);
-    let image = ImageBlobs::new("hundred", "amd64");
-    image.push(&v2, "team/many");
-    let body = image.oci_manifest();
-    for i in 0..100 {
-        v2.push_manifest("team/many", &format!("t{i:03}"), OCI_MANIFEST, &body);
-    }
+    let (registry, metrics) = registry_with(&backend, &endpoint(&receiver, MANIFESTS_ONLY));
+    push_tags(&V2::new(&registry), "team/many", "t", 100);
     // Retried meanwhile, and failing.
     std::thread::sleep(Duration::from_millis(500));
     assert!(
@@ -520,13 +534,7 @@ fn events_of_a_hundred_pushes_while_the_endpoint_is_down_all_arrive_once_in_orde
         "deliveries were tried"
     );
     receiver.resume();
-    let events = receiver.wait_for(Duration::from_secs(30), |e| {
-        e.iter()
-            .map(|e| e["id"].as_str().unwrap().to_owned())
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= 100
-    });
+    let events = wait_for_tags(&receiver, 100);
     let mut tags: Vec<String> = Vec::new();
     let mut ids = BTreeSet::new();
     for event in &events {
@@ -550,18 +558,9 @@ fn events_queued_before_a_kill_9_arrive_after_the_restart() {
     let mut receiver = Receiver::start();
     receiver.set(Mode::Fail);
     let backend = Backend::local();
-    let config = endpoint(
-        &receiver,
-        "        ignoredmediatypes: [application/octet-stream]\n",
-    );
+    let config = endpoint(&receiver, MANIFESTS_ONLY);
     let (registry, _) = registry_with(&backend, &config);
-    let v2 = V2::new(&registry);
-    let image = ImageBlobs::new("killed", "amd64");
-    image.push(&v2, "team/killed");
-    let body = image.oci_manifest();
-    for i in 0..10 {
-        v2.push_manifest("team/killed", &format!("k{i}"), OCI_MANIFEST, &body);
-    }
+    push_tags(&V2::new(&registry), "team/killed", "k", 10);
     drop(registry); // SIGKILL
     assert!(receiver.events().is_empty());
     receiver.set(Mode::Accept);
@@ -569,18 +568,8 @@ fn events_queued_before_a_kill_9_arrive_after_the_restart() {
     receiver.resume();
     // On another port: the dead instance's lease runs out first (10 s).
     let (_registry, _) = registry_with(&backend, &config);
-    let events = receiver.wait_for(Duration::from_secs(30), |e| {
-        e.iter()
-            .map(|e| e["target"]["tag"].as_str().unwrap().to_owned())
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= 10
-    });
-    let tags: BTreeSet<&str> = events
-        .iter()
-        .map(|e| e["target"]["tag"].as_str().unwrap())
-        .collect();
-    assert_eq!(tags.len(), 10, "{events:#?}");
+    let events = wait_for_tags(&receiver, 10);
+    assert_eq!(tags_of(&events).len(), 10, "{events:#?}");
 }
 
 #[test]
@@ -590,11 +579,7 @@ fn a_hanging_endpoint_holds_up_no_push_and_gets_the_events_once_it_answers() {
     let backend = Backend::local();
     let (registry, metrics) = registry_with(
         &backend,
-        &endpoint(
-            &receiver,
-            "        ignoredmediatypes: [application/octet-stream]\n",
-        )
-        .replace("timeout: 2s", "timeout: 3s"),
+        &endpoint(&receiver, MANIFESTS_ONLY).replace("timeout: 2s", "timeout: 3s"),
     );
     let v2 = V2::new(&registry);
     let image = ImageBlobs::new("hanging", "amd64");
@@ -619,14 +604,7 @@ fn a_hanging_endpoint_holds_up_no_push_and_gets_the_events_once_it_answers() {
         ) >= 1.0
     );
     receiver.set(Mode::Accept);
-    let events = receiver.wait_for(Duration::from_secs(30), |e| {
-        e.iter()
-            .map(|e| e["target"]["tag"].as_str().unwrap().to_owned())
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= 10
-    });
-    assert!(events.len() >= 10);
+    wait_for_tags(&receiver, 10);
 }
 
 #[test]
@@ -638,16 +616,10 @@ fn beyond_its_limit_the_queue_drops_the_oldest_events_and_counts_them() {
         &backend,
         &endpoint(
             &receiver,
-            "        ignoredmediatypes: [application/octet-stream]\n        queue_limit: 5\n",
+            &format!("{MANIFESTS_ONLY}        queue_limit: 5\n"),
         ),
     );
-    let v2 = V2::new(&registry);
-    let image = ImageBlobs::new("bounded", "amd64");
-    image.push(&v2, "team/bounded");
-    let body = image.oci_manifest();
-    for i in 0..8 {
-        v2.push_manifest("team/bounded", &format!("b{i}"), OCI_MANIFEST, &body);
-    }
+    push_tags(&V2::new(&registry), "team/bounded", "b", 8);
     // The deliverer trims at its next attempt (backoff at most 6.4 s).
     let deadline = Instant::now() + Duration::from_secs(15);
     while metric(
@@ -664,7 +636,7 @@ fn beyond_its_limit_the_queue_drops_the_oldest_events_and_counts_them() {
         .iter()
         .map(|e| e["target"]["tag"].as_str().unwrap())
         .collect();
-    assert_eq!(tags, ["b3", "b4", "b5", "b6", "b7"]);
+    assert_eq!(tags, ["b003", "b004", "b005", "b006", "b007"]);
     assert!(
         registry.log().contains("queue_limit 5"),
         "{}",
@@ -736,10 +708,7 @@ fn logins_name_the_actor_and_skopeo_pushes_are_told() {
         &format!(
             // After the list: a setting of the flavor again.
             "{}  auth_htpasswd: {}\n",
-            endpoint(
-                &receiver,
-                "        ignoredmediatypes: [application/octet-stream]\n"
-            ),
+            endpoint(&receiver, MANIFESTS_ONLY),
             htpasswd.display()
         ),
     );
@@ -808,28 +777,12 @@ fn two_instances_on_one_bucket_deliver_every_event() {
         return;
     };
     let receiver = Receiver::start();
-    let config = endpoint(
-        &receiver,
-        "        ignoredmediatypes: [application/octet-stream]\n",
-    );
+    let config = endpoint(&receiver, MANIFESTS_ONLY);
     let (a, _) = registry_with(&backend, &config);
     let (b, _) = registry_with(&backend, &config);
-    let image = ImageBlobs::new("two", "amd64");
-    let body = image.oci_manifest();
-    for (registry, label) in [(&a, "a"), (&b, "b")] {
-        let v2 = V2::new(registry);
-        image.push(&v2, "team/two");
-        for i in 0..10 {
-            v2.push_manifest("team/two", &format!("{label}{i}"), OCI_MANIFEST, &body);
-        }
-    }
-    let events = receiver.wait_for(Duration::from_secs(30), |e| {
-        e.iter()
-            .map(|e| e["target"]["tag"].as_str().unwrap().to_owned())
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= 20
-    });
+    push_tags(&V2::new(&a), "team/two", "a", 10);
+    push_tags(&V2::new(&b), "team/two", "b", 10);
+    let events = wait_for_tags(&receiver, 20);
     let sources: BTreeSet<&str> = events
         .iter()
         .map(|e| e["source"]["instanceID"].as_str().unwrap())
