@@ -17,10 +17,16 @@ use crate::storage::layout::notifications as layout;
 use crate::storage::lease::{self, Acquired, Lease};
 use crate::storage::Storage;
 
-/// How long a deliverer's lease lasts unless renewed: an instance that
-/// died is replaced after this (at once when it restarts with the same
-/// address).
+/// How long a deliverer's lease lasts unless renewed, at least: an
+/// instance that died is replaced after this (at once when it restarts
+/// with the same address). Three times the endpoint's `timeout` when that
+/// is longer, so that a POST waiting out its timeout never outlives the
+/// lease it was sent under.
 const LEASE_TTL: Duration = Duration::from_secs(10);
+
+fn lease_ttl(settings: &EndpointSettings) -> Duration {
+    LEASE_TTL.max(settings.timeout.saturating_mul(3))
+}
 /// How often an idle deliverer looks for events other instances queued.
 const POLL: Duration = Duration::from_secs(1);
 /// The most events in one POST.
@@ -70,8 +76,9 @@ pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: Str
         headers,
     };
     let path = layout::lease(&settings.name);
+    let ttl = lease_ttl(settings);
     loop {
-        match Lease::acquire(&*storage, &path, &holder, LEASE_TTL).await {
+        match Lease::acquire(&*storage, &path, &holder, ttl).await {
             Ok(Acquired::Held(lease)) => {
                 log::info!(
                     "notifications to `{}`: this instance delivers",
@@ -79,6 +86,7 @@ pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: Str
                 );
                 let mut held = Held {
                     lease,
+                    ttl,
                     renewed: Instant::now(),
                     storage: storage.clone(),
                 };
@@ -88,10 +96,10 @@ pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: Str
                     settings.name
                 );
             }
-            Ok(Acquired::Busy { .. }) => tokio::time::sleep(LEASE_TTL / 2).await,
+            Ok(Acquired::Busy { .. }) => tokio::time::sleep(ttl / 2).await,
             Err(e) => {
                 log::warn!("notifications to `{}`: lease not read: {e}", settings.name);
-                tokio::time::sleep(LEASE_TTL / 2).await;
+                tokio::time::sleep(ttl / 2).await;
             }
         }
     }
@@ -100,6 +108,7 @@ pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: Str
 /// The lease while it is held, renewed as time goes.
 struct Held {
     lease: Lease,
+    ttl: Duration,
     renewed: Instant,
     storage: Arc<dyn Storage>,
 }
@@ -108,7 +117,7 @@ impl Held {
     /// Whether the lease is still this instance's, renewed when a third of
     /// it has passed.
     async fn keep(&mut self) -> bool {
-        if self.renewed.elapsed() < LEASE_TTL / 3 {
+        if self.renewed.elapsed() < self.ttl / 3 {
             return true;
         }
         match self.lease.renew(&*self.storage).await {
@@ -120,7 +129,7 @@ impl Held {
             // The storage may be back before the lease runs out.
             Err(e) => {
                 log::warn!("notification lease not renewed: {e}");
-                self.renewed.elapsed() < LEASE_TTL * 2 / 3
+                self.renewed.elapsed() < self.ttl * 2 / 3
             }
         }
     }
@@ -133,7 +142,7 @@ impl Held {
             if left.is_zero() {
                 return true;
             }
-            tokio::time::sleep(left.min(LEASE_TTL / 4)).await;
+            tokio::time::sleep(left.min(self.ttl / 4)).await;
             if !self.keep().await {
                 return false;
             }
@@ -347,8 +356,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_its_bound() {
-        let settings = EndpointSettings {
+    fn a_post_never_outlives_its_lease() {
+        let mut settings = endpoint_settings();
+        assert_eq!(lease_ttl(&settings), LEASE_TTL);
+        settings.timeout = Duration::from_secs(30);
+        assert_eq!(lease_ttl(&settings), Duration::from_secs(90));
+    }
+
+    fn endpoint_settings() -> EndpointSettings {
+        EndpointSettings {
             name: "e".into(),
             url: "http://127.0.0.1:1/".into(),
             headers: vec![],
@@ -358,7 +374,12 @@ mod tests {
             ignored_actions: vec![],
             pulls: false,
             queue_limit: 10,
-        };
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_bound() {
+        let settings = endpoint_settings();
         let storage: Arc<dyn Storage> = Arc::new(crate::storage::memory::MemoryStorage::new());
         let sender = Sender {
             endpoint: Arc::new(Endpoint {
