@@ -62,6 +62,8 @@ pub fn mask(value: &Value) -> Value {
                         // A notification endpoint's headers: tokens,
                         // whatever the header is called.
                         mask_every_value(v)
+                    } else if key == "endpoints" && v.is_sequence() {
+                        mask_endpoints(v)
                     } else {
                         mask(v)
                     };
@@ -73,6 +75,24 @@ pub fn mask(value: &Value) -> Value {
         Value::String(text) => Value::String(mask_url_password(text)),
         other => other.clone(),
     }
+}
+
+/// `notifications.endpoints`, masked as any setting, and each `url` read
+/// as its origin: a webhook's path often holds its key.
+fn mask_endpoints(value: &Value) -> Value {
+    let Value::Sequence(items) = mask(value) else {
+        return mask(value);
+    };
+    let items = items.into_iter().map(|mut item| {
+        if let Some(Value::String(url)) = item.get_mut("url") {
+            *url = match reqwest::Url::parse(url) {
+                Ok(parsed) => format!("{}/{MASK}", parsed.origin().ascii_serialization()),
+                Err(_) => MASK.to_owned(),
+            };
+        }
+        item
+    });
+    Value::Sequence(items.collect())
 }
 
 /// `value` with every string, at any depth, read as [`MASK`].
@@ -265,7 +285,8 @@ mod tests {
         assert_eq!(m["list"][0]["token"], Value::String(MASK.into()));
         assert_eq!(m["cloudfront"]["keysecret"], Value::String(MASK.into()));
         let hooks = yaml::parse(
-            "notifications: {endpoints: [{name: ci, headers: {Authorization: [Bearer t0k], X-A: v}}]}",
+            "notifications: {endpoints: [{name: ci, url: 'https://h.example.com/T0/B0/k3y', \
+             headers: {Authorization: [Bearer t0k], X-A: v}}]}",
         )
         .unwrap();
         let m = mask(&hooks);
