@@ -15,7 +15,7 @@ mod settings;
 pub mod yaml;
 
 pub use env::Lookup;
-pub use render::{is_secret, mask, render, MASK};
+pub use render::{is_secret, mask, masked_url, render, MASK};
 pub use settings::*;
 
 use std::ffi::OsString;

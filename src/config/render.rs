@@ -77,6 +77,15 @@ pub fn mask(value: &Value) -> Value {
     }
 }
 
+/// A webhook's URL as logs and `registry-v1 config` show it: its origin,
+/// the path and query (where webhooks often carry their key) masked.
+pub fn masked_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => format!("{}/{MASK}", parsed.origin().ascii_serialization()),
+        Err(_) => MASK.to_owned(),
+    }
+}
+
 /// `notifications.endpoints`, masked as any setting, and each `url` read
 /// as its origin: a webhook's path often holds its key.
 fn mask_endpoints(value: &Value) -> Value {
@@ -85,10 +94,7 @@ fn mask_endpoints(value: &Value) -> Value {
     };
     let items = items.into_iter().map(|mut item| {
         if let Some(Value::String(url)) = item.get_mut("url") {
-            *url = match reqwest::Url::parse(url) {
-                Ok(parsed) => format!("{}/{MASK}", parsed.origin().ascii_serialization()),
-                Err(_) => MASK.to_owned(),
-            };
+            *url = masked_url(url);
         }
         item
     });

@@ -211,9 +211,6 @@ impl fmt::Debug for EndpointSettings {
     // Header values carry tokens, and a webhook's path often does too:
     // header names and the URL's origin only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origin = reqwest::Url::parse(&self.url)
-            .map(|u| format!("{}/...", u.origin().ascii_serialization()))
-            .unwrap_or_default();
         let headers: Vec<String> = self
             .headers
             .iter()
@@ -221,7 +218,7 @@ impl fmt::Debug for EndpointSettings {
             .collect();
         f.debug_struct("EndpointSettings")
             .field("name", &self.name)
-            .field("url", &origin)
+            .field("url", &super::masked_url(&self.url))
             .field("headers", &headers)
             .field("timeout", &self.timeout)
             .field("backoff", &self.backoff)

@@ -67,14 +67,10 @@ impl Notifications {
             .unwrap_or_else(|_| "localhost".to_owned());
         let addr = self.addr.get_or_init(|| format!("{host}:{port}")).clone();
         for endpoint in &self.endpoints {
-            // The origin only: a webhook's path or query often holds its
-            // secret (`/services/T0/B0/XXXX`).
-            let origin = reqwest::Url::parse(&endpoint.settings.url)
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or_default();
             log::info!(
-                "notifications to `{}` ({origin}/...), timeout {} ms, backoff {} ms{}",
+                "notifications to `{}` ({}), timeout {} ms, backoff {} ms{}",
                 endpoint.settings.name,
+                crate::config::masked_url(&endpoint.settings.url),
                 endpoint.settings.timeout.as_millis(),
                 endpoint.settings.backoff.as_millis(),
                 if endpoint.settings.pulls {
