@@ -200,6 +200,45 @@ mod tests {
         }
     }
 
+    /// Keeps activities, or refuses them all.
+    struct Keeper(Mutex<usize>, bool);
+
+    #[async_trait(?Send)]
+    impl Subscriber for Keeper {
+        async fn on_activity(&self, _: &Activity) -> Result<(), Unrecorded> {
+            if self.1 {
+                return Err(Unrecorded("full".into()));
+            }
+            *self.0.lock().unwrap() += 1;
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn an_activity_one_subscriber_cannot_keep_is_an_error_the_others_still_keep() {
+        let events = Events::new();
+        let (refusing, keeping) = (
+            Arc::new(Keeper(Mutex::new(0), true)),
+            Arc::new(Keeper(Mutex::new(0), false)),
+        );
+        events.subscribe(refusing);
+        events.subscribe(keeping.clone());
+        let activity = Activity {
+            action: Action::Push,
+            target: Target::default(),
+            request: RequestInfo::default(),
+        };
+        assert_eq!(
+            events.record(activity.clone()).await,
+            Err(Unrecorded("full".into()))
+        );
+        assert_eq!(*keeping.0.lock().unwrap(), 1);
+        // Subscribers of events alone keep activities by default.
+        let plain = Events::new();
+        plain.subscribe(Arc::new(Recorder::default()));
+        assert_eq!(plain.record(activity).await, Ok(()));
+    }
+
     #[actix_web::test]
     async fn every_subscriber_hears_every_event_in_order() {
         let events = Events::new();

@@ -845,3 +845,29 @@ fn a_docker_push_is_told_blob_by_blob_then_its_manifest() {
         .collect();
     assert_eq!(blobs.iter().copied().collect::<BTreeSet<_>>(), referenced);
 }
+
+#[test]
+fn a_push_whose_event_cannot_be_queued_answers_503_and_its_retry_is_told() {
+    let receiver = Receiver::start();
+    let backend = Backend::local();
+    let (registry, _) = registry_with(&backend, &endpoint(&receiver, MANIFESTS_ONLY));
+    let v2 = V2::new(&registry);
+    let image = ImageBlobs::new("unqueued", "amd64");
+    image.push(&v2, "team/unqueued");
+    let body = image.oci_manifest();
+    // A file where the queue's folder belongs: no event can be written.
+    let queue = backend
+        .storage_path()
+        .unwrap()
+        .join("_notifications/ci/queue");
+    std::fs::create_dir_all(queue.parent().unwrap()).unwrap();
+    std::fs::write(&queue, b"in the way").unwrap();
+    let refused = v2.put_manifest("team/unqueued", "v1", OCI_MANIFEST, &body);
+    v2.expect_error(refused, 503, "UNKNOWN", "a push whose event is not queued");
+    assert!(receiver.events().is_empty());
+    // The client pushes again once the storage takes writes.
+    std::fs::remove_file(&queue).unwrap();
+    v2.push_manifest("team/unqueued", "v1", OCI_MANIFEST, &body);
+    let events = wait_for_tags(&receiver, 1);
+    assert_eq!(events.len(), 1, "{events:#?}");
+}
