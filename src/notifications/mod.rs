@@ -90,35 +90,28 @@ impl Notifications {
     /// Whether any endpoint may want an activity of `action`: when none
     /// does, the API need not build it.
     pub fn wants(&self, action: Action) -> bool {
-        self.endpoints.iter().any(|e| {
-            (action != Action::Pull || e.settings.pulls)
-                && !e
-                    .settings
-                    .ignored_actions
-                    .iter()
-                    .any(|a| a == action.as_str())
-        })
+        self.endpoints.iter().any(|e| takes(&e.settings, action))
     }
 
     fn wanted_by(endpoint: &Endpoint, activity: &Activity) -> bool {
         let settings = &endpoint.settings;
-        let action = activity.action;
-        if action == Action::Pull && !settings.pulls {
-            return false;
-        }
-        if settings
+        takes(settings, activity.action)
+            && !activity
+                .target
+                .media_type
+                .as_ref()
+                .is_some_and(|t| settings.ignored_media_types.contains(t))
+    }
+}
+
+/// Whether an endpoint takes activities of `action` (pulls only when asked
+/// for, none of the actions it ignores).
+fn takes(settings: &crate::config::EndpointSettings, action: Action) -> bool {
+    (action != Action::Pull || settings.pulls)
+        && !settings
             .ignored_actions
             .iter()
             .any(|a| a == action.as_str())
-        {
-            return false;
-        }
-        !activity
-            .target
-            .media_type
-            .as_ref()
-            .is_some_and(|t| settings.ignored_media_types.contains(t))
-    }
 }
 
 #[async_trait(?Send)]
