@@ -2,8 +2,8 @@
 //! HTTP receiver on loopback that records what it gets and can answer
 //! 500s, hang, or be stopped: the envelope as distribution's consumers read
 //! it, for pushes (v2 and v1), pulls, mounts and deletes; nothing lost
-//! while the endpoint is down, across a kill -9, or with two instances on
-//! one bucket; a hanging endpoint that does not hold up pushes; the bound
+//! while the endpoint is down, across a kill -9 at any moment, or with two
+//! instances on one bucket or one folder; a hanging endpoint that does not hold up pushes; the bound
 //! on the queue.
 
 mod common;
@@ -491,14 +491,26 @@ fn pushes_pulls_mounts_and_deletes_arrive_as_distribution_sends_them() {
     // Every id once.
     let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), events.len());
-    // Nothing more arrives (a HEAD is no pull), and the queue is empty.
+    // Nothing more arrives (a HEAD is no pull), and the journal's cursor
+    // stands at the end of the segment the registry still appends to.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(receiver.events().len(), 8);
-    let queue = backend
+    let journal = backend
         .storage_path()
         .unwrap()
-        .join("_notifications/ci/queue");
-    assert_eq!(std::fs::read_dir(&queue).unwrap().count(), 0);
+        .join("_notifications/ci/journal");
+    let cursor: BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(journal.join("cursor")).unwrap()).unwrap();
+    let segments: BTreeMap<String, u64> = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| {
+            let size = e.metadata().unwrap().len();
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .collect();
+    assert_eq!(cursor, segments, "every segment delivered to its end");
     assert_eq!(
         metric(
             metrics,
@@ -770,16 +782,13 @@ fn write_oci_layout(dir: &std::path::Path, image: &ImageBlobs) {
     std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
 }
 
-#[test]
-fn two_instances_on_one_bucket_deliver_every_event() {
-    let Some(backend) = Backend::s3() else {
-        eprintln!("\nSKIPPED: no S3 server (moto_server) for the notifications test\n");
-        return;
-    };
+/// Two instances on one storage, each pushing ten tags: every event
+/// arrives once, whichever instance sends it.
+fn two_instances_deliver_every_event(backend: &Backend) {
     let receiver = Receiver::start();
     let config = endpoint(&receiver, MANIFESTS_ONLY);
-    let (a, _) = registry_with(&backend, &config);
-    let (b, _) = registry_with(&backend, &config);
+    let (a, _) = registry_with(backend, &config);
+    let (b, _) = registry_with(backend, &config);
     push_tags(&V2::new(&a), "team/two", "a", 10);
     push_tags(&V2::new(&b), "team/two", "b", 10);
     let events = wait_for_tags(&receiver, 20);
@@ -795,6 +804,103 @@ fn two_instances_on_one_bucket_deliver_every_event() {
     // One queue, one deliverer at a time: a duplicate only after a lost
     // lease, which nothing here causes.
     assert_eq!(events.len(), 20, "{events:#?}");
+}
+
+#[test]
+fn two_instances_on_one_bucket_deliver_every_event() {
+    let Some(backend) = Backend::s3() else {
+        eprintln!("\nSKIPPED: no S3 server (moto_server) for the notifications test\n");
+        return;
+    };
+    two_instances_deliver_every_event(&backend);
+}
+
+#[test]
+fn two_instances_on_one_folder_deliver_every_event() {
+    // Each appends to a segment of its own; the one holding the lease reads
+    // both, and removes neither while its writer holds it.
+    let backend = Backend::local();
+    two_instances_deliver_every_event(&backend);
+    let journal = backend
+        .storage_path()
+        .unwrap()
+        .join("_notifications/ci/journal");
+    let segments = std::fs::read_dir(&journal)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
+        .count();
+    assert_eq!(segments, 2, "one segment an instance, both still held");
+}
+
+/// Pushes tags `<prefix>-<i>` of `body` to `url` until the registry is
+/// gone; the tags whose push was answered 201.
+fn push_until_killed(url: String, body: Arc<Vec<u8>>, prefix: String) -> Vec<String> {
+    let client = common::client();
+    let mut answered = Vec::new();
+    for i in 0.. {
+        let tag = format!("{prefix}-{i:04}");
+        match client
+            .put(format!("{url}{tag}"))
+            .header("content-type", OCI_MANIFEST)
+            .body(body.to_vec())
+            .send()
+        {
+            Ok(resp) if resp.status() == 201 => answered.push(tag),
+            Ok(resp) => panic!("push of {tag} answered {}", resp.status()),
+            // Killed.
+            Err(_) => break,
+        }
+    }
+    answered
+}
+
+#[test]
+fn every_answered_push_is_told_whenever_a_kill_9_strikes() {
+    let receiver = Receiver::start();
+    let backend = Backend::local();
+    let config = endpoint(&receiver, MANIFESTS_ONLY);
+    let mut answered = BTreeSet::new();
+    // Deliveries run while four clients push: the kill finds lines being
+    // appended, synced, read and removed.
+    for round in 0..3 {
+        let (registry, _) = registry_with(&backend, &config);
+        let v2 = V2::new(&registry);
+        let image = ImageBlobs::new(&format!("crash {round}"), "amd64");
+        image.push(&v2, "team/crash");
+        let body = Arc::new(image.oci_manifest());
+        let url = registry.url("/v2/team/crash/manifests/");
+        let pushers: Vec<_> = (0..4)
+            .map(|client| {
+                let (url, body) = (url.clone(), body.clone());
+                std::thread::spawn(move || {
+                    push_until_killed(url, body, format!("r{round}c{client}"))
+                })
+            })
+            .collect();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        std::thread::sleep(Duration::from_millis(200 + u64::from(nanos % 600)));
+        drop(registry); // SIGKILL
+        for pusher in pushers {
+            answered.extend(pusher.join().unwrap());
+        }
+    }
+    assert!(answered.len() >= 12, "pushes were answered: {answered:?}");
+    // The dead instances' lease runs out (10 s), then the last one sends
+    // what they left.
+    let (_registry, _) = registry_with(&backend, &config);
+    let events = receiver.wait_for(Duration::from_secs(40), |e| {
+        tags_of(e).is_superset(&answered)
+    });
+    assert!(tags_of(&events).is_superset(&answered));
 }
 
 #[test]
@@ -859,7 +965,7 @@ fn a_push_whose_event_cannot_be_queued_answers_503_and_its_retry_is_told() {
     let queue = backend
         .storage_path()
         .unwrap()
-        .join("_notifications/ci/queue");
+        .join("_notifications/ci/journal");
     std::fs::create_dir_all(queue.parent().unwrap()).unwrap();
     std::fs::write(&queue, b"in the way").unwrap();
     let refused = v2.put_manifest("team/unqueued", "v1", OCI_MANIFEST, &body);

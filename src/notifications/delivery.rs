@@ -11,11 +11,11 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::envelope;
-use super::queue::Queue;
+use super::queue::{Backlog, Queue};
 use crate::config::{EndpointSettings, MAX_NOTIFICATION_BACKOFF};
 use crate::storage::layout::notifications as layout;
 use crate::storage::lease::{self, Acquired, Lease};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 
 /// How long a deliverer's lease lasts unless renewed, at least: an
 /// instance that died is replaced after this (at once when it restarts
@@ -165,14 +165,24 @@ impl Sender {
     async fn deliver(&self, held: &mut Held) {
         let metrics = crate::metrics::get();
         let label = [self.name()];
-        let queue = &self.endpoint.queue;
+        let mut backlog = loop {
+            match self.endpoint.queue.backlog().await {
+                Ok(backlog) => break backlog,
+                Err(e) => {
+                    log::warn!("notifications to `{}`: queue not opened: {e}", self.name());
+                    if !held.pause(self.backoff(1)).await {
+                        return;
+                    }
+                }
+            }
+        };
         let mut failures: u32 = 0;
         loop {
             if !held.keep().await {
                 return;
             }
-            let names = match queue.pending().await {
-                Ok(names) => self.trim(names).await,
+            let waiting = match self.refresh(&mut *backlog).await {
+                Ok(waiting) => waiting,
                 Err(e) => {
                     log::warn!("notifications to `{}`: queue not read: {e}", self.name());
                     if !held.pause(self.backoff(1)).await {
@@ -184,69 +194,67 @@ impl Sender {
             metrics
                 .notification_pending
                 .with_label_values(&label)
-                .set(names.len() as i64);
-            if names.is_empty() {
+                .set(waiting as i64);
+            if waiting == 0 {
                 tokio::select! {
                     _ = self.endpoint.wake.notified() => {}
                     _ = tokio::time::sleep(POLL) => {}
                 }
                 continue;
             }
-            let mut batch: Vec<(String, Bytes)> = Vec::new();
-            let mut unreadable = false;
-            for name in names.into_iter().take(MAX_BATCH) {
-                match queue.read(&name).await {
-                    Ok(Some(bytes)) if is_json(&bytes) => batch.push((name, bytes)),
-                    // Taken meanwhile (another holder before this one).
-                    Ok(None) => {}
-                    Ok(Some(_)) => {
-                        log::error!(
-                            "notifications to `{}`: event {name} is not JSON: dropped",
-                            self.name()
-                        );
-                        self.drop_event(&name).await;
+            let batch = match backlog.oldest(MAX_BATCH).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    log::warn!("notifications to `{}`: events not read: {e}", self.name());
+                    if !held.pause(self.backoff(1)).await {
+                        return;
                     }
-                    Err(e) => {
-                        log::warn!("notifications to `{}`: event not read: {e}", self.name());
-                        unreadable = true;
-                        break;
-                    }
+                    continue;
                 }
-            }
-            if batch.is_empty() {
-                // The storage failing: not asked again at once.
-                if unreadable && !held.pause(self.backoff(1)).await {
-                    return;
-                }
-                continue;
-            }
-            let bodies: Vec<Bytes> = batch.iter().map(|(_, b)| b.clone()).collect();
-            match self.post(envelope::envelope(&bodies)).await {
+            };
+            // What is not JSON goes with the batch, unsent.
+            let bodies: Vec<Bytes> = batch
+                .iter()
+                .map(|w| w.event.clone())
+                .filter(|b| is_json(b))
+                .collect();
+            let damaged = batch.len() - bodies.len();
+            let sent = if bodies.is_empty() {
+                Ok(())
+            } else {
+                self.post(envelope::envelope(&bodies)).await
+            };
+            match sent {
                 Ok(()) => {
                     failures = 0;
-                    // At once: on S3 each is a request of its own.
-                    let removed = futures_util::future::join_all(
-                        batch.iter().map(|(name, _)| queue.remove(name)),
-                    )
-                    .await;
-                    for ((name, _), removed) in batch.iter().zip(removed) {
-                        if let Err(e) = removed {
-                            // Sent again later: at least once.
-                            log::warn!(
-                                "notifications to `{}`: delivered event not removed: {e}",
-                                self.name()
-                            );
-                        }
+                    if let Err(e) = backlog.remove(&batch).await {
+                        // Sent again later: at least once.
+                        log::warn!(
+                            "notifications to `{}`: delivered events not removed: {e}",
+                            self.name()
+                        );
+                    }
+                    if damaged > 0 {
+                        log::error!(
+                            "notifications to `{}`: {damaged} queued events are not JSON: dropped",
+                            self.name()
+                        );
+                        metrics
+                            .notification_events
+                            .with_label_values(&[self.name(), "dropped"])
+                            .inc_by(damaged as u64);
+                    }
+                    let now = lease::now_ms();
+                    for waiting in batch.iter().filter(|w| is_json(&w.event)) {
                         metrics
                             .notification_events
                             .with_label_values(&[self.name(), "delivered"])
                             .inc();
-                        if let Some(ms) = name.get(..13).and_then(|t| t.parse::<u64>().ok()) {
-                            let waited = lease::now_ms().saturating_sub(ms);
+                        if waiting.ms > 0 {
                             metrics
                                 .notification_latency
                                 .with_label_values(&label)
-                                .observe(waited as f64 / 1000.0);
+                                .observe(now.saturating_sub(waiting.ms) as f64 / 1000.0);
                         }
                     }
                 }
@@ -261,7 +269,7 @@ impl Sender {
                         "notifications to `{}`: {} events not delivered ({why}); attempt {failures}, \
                          next in {} ms",
                         self.name(),
-                        batch.len(),
+                        bodies.len(),
                         wait.as_millis()
                     );
                     if !held.pause(wait).await {
@@ -281,35 +289,25 @@ impl Sender {
             .min(MAX_NOTIFICATION_BACKOFF.max(first))
     }
 
-    /// Drops the oldest events beyond the endpoint's `queue_limit`.
-    async fn trim(&self, mut names: Vec<String>) -> Vec<String> {
+    /// Looks at the queue again, dropping the oldest events beyond the
+    /// endpoint's `queue_limit`; returns how many wait.
+    async fn refresh(&self, backlog: &mut dyn Backlog) -> Result<usize, StorageError> {
+        let waiting = backlog.refresh().await?;
         let limit = self.endpoint.settings.queue_limit;
-        if names.len() <= limit {
-            return names;
+        if waiting <= limit {
+            return Ok(waiting);
         }
-        let over: Vec<String> = names.drain(..names.len() - limit).collect();
+        let dropped = backlog.drop_oldest(waiting - limit).await?;
         log::error!(
-            "notifications to `{}`: {} events waiting, more than queue_limit {limit}: the {} \
-             oldest are dropped",
+            "notifications to `{}`: {waiting} events waiting, more than queue_limit {limit}: the \
+             {dropped} oldest are dropped",
             self.name(),
-            over.len() + limit,
-            over.len()
         );
-        for name in &over {
-            self.drop_event(name).await;
-        }
-        names
-    }
-
-    async fn drop_event(&self, name: &str) {
-        if let Err(e) = self.endpoint.queue.remove(name).await {
-            log::warn!("notifications to `{}`: event not dropped: {e}", self.name());
-            return;
-        }
         crate::metrics::get()
             .notification_events
             .with_label_values(&[self.name(), "dropped"])
-            .inc();
+            .inc_by(dropped as u64);
+        Ok(waiting - dropped)
     }
 
     /// One POST; `Err` says why it failed, never with the URL or headers
@@ -383,7 +381,7 @@ mod tests {
         let storage: Arc<dyn Storage> = Arc::new(crate::storage::memory::MemoryStorage::new());
         let sender = Sender {
             endpoint: Arc::new(Endpoint {
-                queue: Queue::new(storage, "e"),
+                queue: Queue::open(storage, "e", "abc"),
                 settings,
                 wake: Notify::new(),
             }),

@@ -10,6 +10,7 @@
 
 pub mod delivery;
 pub mod envelope;
+pub mod journal;
 pub mod queue;
 
 use std::sync::{Arc, OnceLock};
@@ -33,19 +34,19 @@ pub struct Notifications {
     /// instance holds leases under (so that it takes its own back at once
     /// after a restart).
     addr: OnceLock<String>,
-    namer: queue::Namer,
 }
 
 impl Notifications {
     pub fn new(settings: &NotificationSettings, storage: Arc<dyn Storage>) -> Arc<Self> {
         let instance = envelope::new_id();
+        let short = instance.replace('-', "")[..12].to_owned();
         let endpoints = settings
             .endpoints
             .iter()
             .map(|e| {
                 Arc::new(Endpoint {
                     settings: e.clone(),
-                    queue: queue::Queue::new(storage.clone(), &e.name),
+                    queue: queue::Queue::open(storage.clone(), &e.name, &short),
                     wake: tokio::sync::Notify::new(),
                 })
             })
@@ -54,7 +55,6 @@ impl Notifications {
             endpoints,
             storage,
             include_references: settings.include_references,
-            namer: queue::Namer::new(&instance.replace('-', "")[..12]),
             instance,
             addr: OnceLock::new(),
         })
@@ -135,11 +135,10 @@ impl Subscriber for Notifications {
         };
         let event = envelope::Event::of(activity, source, self.include_references);
         let bytes = Bytes::from(serde_json::to_vec(&event).map_err(|e| Unrecorded(e.to_string()))?);
-        let name = self.namer.next();
         let written = futures_util::future::join_all(
             wanted
                 .iter()
-                .map(|endpoint| endpoint.queue.push(&name, bytes.clone())),
+                .map(|endpoint| endpoint.queue.push(bytes.clone())),
         )
         .await;
         let mut outcome = Ok(());

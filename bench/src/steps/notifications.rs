@@ -4,8 +4,8 @@
 //! one with an endpoint that hangs (it takes the request and never
 //! answers, so every delivery waits out its timeout): the same whole-image
 //! pushes through each, runs taking turns. What an
-//! endpoint costs a push is the event written to its queue before the
-//! answer; its deliveries run apart, and a dead one must not slow pushes.
+//! endpoint costs a push is the event appended to its journal, and synced,
+//! before the answer; its deliveries run apart, and a dead one must not slow pushes.
 
 use std::fs;
 use std::time::Instant;
@@ -154,23 +154,35 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     )?;
     let load = load.end();
 
-    // Each endpoint was there and never took an event: its queue holds
-    // every push's events (two blobs and a manifest an image).
-    let check = |queue: &str, pushed: usize| -> Result<()> {
-        let queue = work.join(queue);
-        let queued = fs::read_dir(&queue)
-            .with_context(|| format!("{}: no queue, so no endpoint", queue.display()))?
-            .count();
+    // Each endpoint was there and never took an event: its journal holds
+    // every push's events (two blobs and a manifest an image), a line each.
+    let check = |journal: &str, pushed: usize| -> Result<()> {
+        let journal = work.join(journal);
+        let mut queued = 0;
+        for entry in fs::read_dir(&journal)
+            .with_context(|| format!("{}: no journal, so no endpoint", journal.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                queued += fs::read(&path)?.iter().filter(|b| **b == b'\n').count();
+            }
+        }
         ensure!(
             queued == pushed,
             "{queued} events in {}, {pushed} expected",
-            queue.display()
+            journal.display()
         );
         Ok(())
     };
     let per_run = count as usize * 3;
-    check("hooked/_notifications/dead/queue", runs * (2 * per_run + 3))?;
-    check("hanging/_notifications/hanging/queue", runs * (per_run + 3))?;
+    check(
+        "hooked/_notifications/dead/journal",
+        runs * (2 * per_run + 3),
+    )?;
+    check(
+        "hanging/_notifications/hanging/journal",
+        runs * (per_run + 3),
+    )?;
     let kib = small / 1024;
     Ok(vec![
         figure(
