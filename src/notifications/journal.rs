@@ -8,7 +8,10 @@
 //! besides the data, several times the cost of a line added to a file
 //! already open. Lines of concurrent requests share one `fdatasync`
 //! (group commit): a request answers once a sync that began after its line
-//! was written has ended.
+//! was written has ended. A segment is written full of zeros when it is
+//! made, so that a line later overwrites blocks already on disk: its sync
+//! writes that data alone, not the file's size and block map besides. The
+//! lines end at the first zero byte (JSON never holds one unescaped).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -16,16 +19,21 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
 use crate::storage::layout::notifications as layout;
 
-/// A segment is rolled once it holds this many bytes (some 5 000 events):
-/// the most a delivered segment keeps on disk before it can go.
-const SEGMENT_BYTES: u64 = 4 << 20;
+/// A segment's size, written once (zeros) when it is made; rolled to the
+/// next when a line no longer fits (some 1 400 events a segment). A line
+/// longer than a segment gets one of its own, grown to fit.
+const SEGMENT_BYTES: u64 = 1 << 20;
+
+/// How much of a segment a reader reads at a time while looking for the
+/// end of its lines.
+const SCAN_CHUNK: usize = 64 << 10;
 
 /// A `.open-` segment nobody holds for this long was left by a writer
 /// that died between creating and naming it.
@@ -36,9 +44,10 @@ pub struct Journal {
     dir: PathBuf,
     instance: String,
     appending: Mutex<Appending>,
-    /// One sync at a time: those who wait behind it often find their line
-    /// synced by it.
-    sync: tokio::sync::Mutex<()>,
+    /// Whether a sync runs: one at a time, and those who wait for it to end
+    /// often find their line synced by it.
+    syncing: Mutex<bool>,
+    synced: Condvar,
 }
 
 #[derive(Default)]
@@ -67,7 +76,8 @@ impl Journal {
             dir,
             instance: instance.to_owned(),
             appending: Mutex::new(Appending::default()),
-            sync: tokio::sync::Mutex::new(()),
+            syncing: Mutex::new(false),
+            synced: Condvar::new(),
         }
     }
 
@@ -83,28 +93,46 @@ impl Journal {
         line.extend_from_slice(&event);
         line.push(b'\n');
         let journal = self.clone();
-        let (segment, end) = blocking(move || journal.write(ms, &line)).await?;
-        let _turn = self.sync.lock().await;
-        if segment.synced.load(Ordering::Acquire) >= end {
-            return Ok(());
+        // Write and sync on one thread of the blocking pool: a hop between
+        // threads costs a push as much as the write.
+        blocking(move || {
+            let (segment, end) = journal.write(ms, &line)?;
+            journal.sync(&segment, end)
+        })
+        .await
+    }
+
+    /// Returns once `segment` is durable up to `end`: synced by this
+    /// thread, or by a sync that began after the line was written.
+    fn sync(&self, segment: &Arc<Segment>, end: u64) -> io::Result<()> {
+        let mut syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if segment.synced.load(Ordering::Acquire) >= end {
+                return Ok(());
+            }
+            if segment.failed.load(Ordering::Acquire) {
+                return Err(io::Error::other(
+                    "the notification journal could not be synced",
+                ));
+            }
+            if !*syncing {
+                break;
+            }
+            syncing = self.synced.wait(syncing).unwrap_or_else(|e| e.into_inner());
         }
-        if segment.failed.load(Ordering::Acquire) {
-            return Err(io::Error::other(
-                "the notification journal could not be synced",
-            ));
-        }
+        *syncing = true;
+        drop(syncing);
         let upto = segment.size.load(Ordering::Acquire);
-        let syncing = segment.clone();
-        match blocking(move || syncing.file.sync_data()).await {
+        let result = segment.file.sync_data();
+        match &result {
             Ok(()) => {
                 segment.synced.fetch_max(upto, Ordering::AcqRel);
-                Ok(())
             }
-            Err(e) => {
-                self.abandon(&segment);
-                Err(e)
-            }
+            Err(_) => self.abandon(segment),
         }
+        *self.syncing.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.synced.notify_all();
+        result
     }
 
     /// Writes `line` to the segment being appended to (a new one when
@@ -146,9 +174,18 @@ impl Journal {
             .write(true)
             .create_new(true)
             .open(&opening)?;
+        let zeros = vec![0; SCAN_CHUNK];
         let named = file
             .try_lock()
             .map_err(io::Error::from)
+            .and_then(|()| {
+                let mut at = 0;
+                while at < SEGMENT_BYTES {
+                    file.write_all_at(&zeros, at)?;
+                    at += zeros.len() as u64;
+                }
+                file.sync_all()
+            })
             .and_then(|()| fs::rename(&opening, self.dir.join(&name)))
             .and_then(|()| File::open(&self.dir)?.sync_all());
         if let Err(e) = named {
@@ -209,6 +246,8 @@ struct Tail {
     /// Complete lines after `delivered`: where each starts and ends
     /// (past its newline).
     lines: VecDeque<(u64, u64)>,
+    /// Bytes of a line not (yet) ended after `scanned`.
+    partial: u64,
 }
 
 impl Reader {
@@ -258,6 +297,7 @@ impl Reader {
                 delivered,
                 scanned: delivered,
                 lines: VecDeque::new(),
+                partial: 0,
             });
             match File::open(self.dir.join(&name)) {
                 Ok(file) => scan(&file, tail)?,
@@ -403,14 +443,13 @@ impl Reader {
             if !tail.lines.is_empty() {
                 continue;
             }
-            let size = file.metadata()?.len();
-            if size > tail.scanned {
+            if tail.partial > 0 {
                 // Its writer died while writing it: its request never
                 // answered.
                 log::warn!(
                     "notification journal {}: {} bytes of an event cut off by a crash dropped",
                     path.display(),
-                    size - tail.scanned
+                    tail.partial
                 );
             }
             fs::remove_file(&path)?;
@@ -441,21 +480,31 @@ impl Reader {
     }
 }
 
-/// Reads the complete lines appended to `file` since `tail.scanned`.
+/// Reads the complete lines appended to `file` since `tail.scanned`, up
+/// to the first zero byte (the part of the segment not yet written).
 fn scan(file: &File, tail: &mut Tail) -> io::Result<()> {
-    let size = file.metadata()?.len();
-    if size <= tail.scanned {
-        return Ok(());
-    }
-    let mut bytes = vec![0; (size - tail.scanned) as usize];
-    file.read_exact_at(&mut bytes, tail.scanned)?;
+    let mut chunk = vec![0; SCAN_CHUNK];
+    let mut at = tail.scanned;
     let mut start = tail.scanned;
-    for (i, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-        let end = tail.scanned + i as u64 + 1;
-        tail.lines.push_back((start, end));
-        start = end;
+    loop {
+        let read = file.read_at(&mut chunk, at)?;
+        let written = chunk[..read].iter().position(|b| *b == 0).unwrap_or(read);
+        for (i, _) in chunk[..written]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+        {
+            let end = at + i as u64 + 1;
+            tail.lines.push_back((start, end));
+            start = end;
+        }
+        at += written as u64;
+        if written < chunk.len() {
+            break;
+        }
     }
     tail.scanned = start;
+    tail.partial = at - start;
     Ok(())
 }
 
@@ -483,7 +532,6 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn event(i: usize) -> Bytes {
         Bytes::from(format!("{{\"n\":{i}}}"))
@@ -541,14 +589,15 @@ mod tests {
         assert_eq!(segments(), 1);
 
         // The writer dies in the middle of a line.
-        let name = lines[0].position.segment.clone();
+        let Position { segment, end } = lines[0].position.clone();
         drop(journal);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(path.join(&name))
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path.join(&segment))
             .unwrap();
-        file.write_all(b"0000000000002 {\"n\":").unwrap();
+        file.write_all_at(b"0000000000002 {\"n\":", end).unwrap();
         assert_eq!(reader.refresh().unwrap(), 0);
+        assert_eq!(reader.segments[&segment].partial, 19);
         reader.delivered(&lines[0].position).unwrap();
         assert_eq!(segments(), 0);
     }
