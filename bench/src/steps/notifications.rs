@@ -1,11 +1,12 @@
-//! Section 15: webhook notifications. Three registry-v1 processes on local
+//! Section 15: webhook notifications. Four registry-v1 processes on local
 //! storage: one without endpoints, one with an endpoint that is down (its
 //! port refuses connections, so every delivery fails and the queue grows),
 //! one with an endpoint that hangs (it takes the request and never
-//! answers, so every delivery waits out its timeout): the same whole-image
-//! pushes through each, runs taking turns. What an
-//! endpoint costs a push is the event appended to its journal, and synced,
-//! before the answer; its deliveries run apart, and a dead one must not slow pushes.
+//! answers, so every delivery waits out its timeout), and one whose dead
+//! endpoint takes manifests only: the same whole-image pushes through each,
+//! runs taking turns. What an endpoint costs a push is the event appended
+//! to its journal, and synced, before the answer; its deliveries run apart,
+//! and a dead one must not slow pushes.
 
 use std::fs;
 use std::time::Instant;
@@ -67,6 +68,14 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             flavor("plain", ""),
             flavor("hooked", &endpoint("dead", dead)),
             flavor("hanging", &endpoint("hanging", hanging_port)),
+            // What most CI consumers ask for: an event an image, not three.
+            flavor(
+                "manifests",
+                &format!(
+                    "{}        ignoredmediatypes: [application/octet-stream]\n",
+                    endpoint("manifests", dead)
+                ),
+            ),
         ]
         .concat(),
     )?;
@@ -84,6 +93,7 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     let plain = start("plain")?;
     let hooked = start("hooked")?;
     let hung = start("hanging")?;
+    let manifests = start("manifests")?;
 
     let (count, small, large) = if ctx.plan.smoke {
         (4, 64 * 1024, 2 * MIB)
@@ -150,6 +160,7 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             &mut || large_push(&hooked),
             &mut || small_pushes(&hung, CLIENTS),
             &mut || large_push(&hung),
+            &mut || small_pushes(&manifests, CLIENTS),
         ],
     )?;
     let load = load.end();
@@ -182,6 +193,10 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     check(
         "hanging/_notifications/hanging/journal",
         runs * (per_run + 3),
+    )?;
+    check(
+        "manifests/_notifications/manifests/journal",
+        runs * count as usize,
     )?;
     let kib = small / 1024;
     Ok(vec![
@@ -222,6 +237,17 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             Unit::MegabytesPerSecond,
             &got[7],
             Some(("no endpoint", &got[4])),
+            Some(DEAD_ENDPOINT_GOAL),
+            load,
+        ),
+        figure(
+            format!(
+                "{count} image pushes ({kib} KiB layer), {CLIENTS} clients, endpoint down, \
+                 manifests only"
+            ),
+            Unit::RequestsPerSecond,
+            &got[8],
+            Some(("no endpoint", &got[2])),
             Some(DEAD_ENDPOINT_GOAL),
             load,
         ),
