@@ -123,6 +123,22 @@ pub fn notices(settings: &Settings, text: &str) -> Vec<Notice> {
             out.push(unknown(&key, &place(&key)));
             continue;
         }
+        // A list of sections (`rules`): each item's keys.
+        if let (true, Value::Sequence(list)) = (is_named_sections(&key), value) {
+            for (i, item) in list.iter().enumerate() {
+                let Value::Mapping(inner) = item else {
+                    continue;
+                };
+                for inner_key in inner.keys() {
+                    let inner_key = key_text(inner_key);
+                    if !is_known(&format!("{key}.*.{inner_key}")) {
+                        let path = format!("{key}[{i}].{inner_key}");
+                        out.push(unknown(&path, &place(&path)));
+                    }
+                }
+            }
+            continue;
+        }
         if let (true, Value::Mapping(named)) = (is_named_sections(&key), value) {
             for (name, section) in named {
                 let Value::Mapping(inner) = section else {

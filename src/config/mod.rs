@@ -6,15 +6,18 @@
 //! - [`env`]: `_env:` values;
 //! - [`settings`]: the typed result, and every type check;
 //! - [`render`]: `registry-v1 config`, secrets masked;
-//! - [`keys`]: unknown keys and the old registry's keys not acted on.
+//! - [`keys`]: unknown keys and the old registry's keys not acted on;
+//! - [`Pattern`]: the globs and regular expressions of the rules.
 
 mod env;
 pub mod keys;
+mod pattern;
 mod render;
 mod settings;
 pub mod yaml;
 
 pub use env::Lookup;
+pub use pattern::Pattern;
 pub use render::{is_secret, mask, masked_url, render, MASK};
 pub use settings::*;
 

@@ -80,6 +80,9 @@ pub struct Settings {
     pub email: Option<EmailSettings>,
     /// `notifications`: webhooks, in the shape of distribution's section.
     pub notifications: NotificationSettings,
+    /// `rules`: what the operator sets once for the repositories a pattern
+    /// names (immutable tags).
+    pub rules: Vec<RuleSettings>,
     /// What the configuration holds that is not acted on (unknown keys,
     /// settings this build ignores), said once at startup and by
     /// `config --check`.
@@ -119,6 +122,7 @@ impl fmt::Debug for Settings {
             .field("cache", &self.cache)
             .field("email", &self.email)
             .field("notifications", &self.notifications)
+            .field("rules", &self.rules)
             .field("notices", &self.notices)
             .field("raw", &super::mask(&self.raw))
             .finish()
@@ -169,6 +173,17 @@ pub struct TlsSettings {
     /// `tls_client_ca`: PEM certificates; when set, clients must present
     /// a certificate they signed.
     pub client_ca: Option<PathBuf>,
+}
+
+/// One of `rules`: the repositories it covers, and what it sets for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSettings {
+    /// `repositories`: a pattern or a list of them, on the repository's
+    /// name (`namespace/repo` for v1, the name as pushed for v2).
+    pub repositories: Vec<super::Pattern>,
+    /// `immutable_tags`: tags that, once pushed, are never moved to
+    /// another manifest or image, nor deleted.
+    pub immutable_tags: Vec<super::Pattern>,
 }
 
 /// `notifications`: where events are sent, in the shape of distribution's
@@ -799,6 +814,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "notifications.endpoints.*.pulls",
     "notifications.endpoints.*.queue_limit",
     "notifications.events.includereferences",
+    // `rules` is a list too.
+    "rules",
+    "rules.*.repositories",
+    "rules.*.immutable_tags",
 ];
 
 impl Settings {
@@ -897,6 +916,7 @@ impl Settings {
         };
         let mut notices = Vec::new();
         let notifications = top.section("notifications")?.notifications(&mut notices)?;
+        let rules = top.rules(&mut notices)?;
         // The older style (keys directly in the flavor) when the section
         // names no host.
         let email = match top
@@ -933,6 +953,7 @@ impl Settings {
             cache,
             email,
             notifications,
+            rules,
             notices,
             raw,
         })
@@ -1206,6 +1227,75 @@ impl<'a> Section<'a> {
             endpoints,
             include_references: events.bool_or("includereferences", true)?,
         })
+    }
+
+    /// `rules`: a list, each rule naming the repositories it covers.
+    fn rules(
+        &self,
+        notices: &mut Vec<super::keys::Notice>,
+    ) -> Result<Vec<RuleSettings>, ConfigError> {
+        let items = match self.get("rules") {
+            None => return Ok(Vec::new()),
+            Some(Value::Sequence(items)) => items,
+            Some(other) => {
+                return Err(self.wrong("rules", "a list of rules (each with repositories)", other))
+            }
+        };
+        let mut rules = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Value::Mapping(map) = item else {
+                return Err(self.wrong(
+                    &format!("rules[{i}]"),
+                    "a mapping (repositories, immutable_tags)",
+                    item,
+                ));
+            };
+            let rule = Section {
+                map,
+                prefix: self.path(&format!("rules[{i}].")),
+                context: self.context,
+            };
+            let repositories = rule.patterns("repositories")?;
+            if repositories.is_empty() {
+                return Err(rule.invalid(
+                    "repositories",
+                    "must be set: the repository names the rule covers, e.g. prod/* (a glob) \
+                     or regex:prod/.+"
+                        .to_owned(),
+                ));
+            }
+            let immutable_tags = rule.patterns("immutable_tags")?;
+            if immutable_tags.is_empty() {
+                notices.push(super::keys::Notice::ignored(format!(
+                    "rule `rules[{i}]` sets nothing for the repositories it covers"
+                )));
+            }
+            rules.push(RuleSettings {
+                repositories,
+                immutable_tags,
+            });
+        }
+        Ok(rules)
+    }
+
+    /// Patterns: one string (never split: a glob's `{a,b}` holds commas),
+    /// or a list of them.
+    fn patterns(&self, key: &str) -> Result<Vec<super::Pattern>, ConfigError> {
+        let expected = "a pattern, or a list of patterns";
+        let texts: Vec<&Value> = match self.get(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::Sequence(items)) => items.iter().collect(),
+            Some(one) => vec![one],
+        };
+        texts
+            .into_iter()
+            .map(|value| match value {
+                Value::String(text) => {
+                    super::Pattern::parse(text).map_err(|why| self.invalid(key, why))
+                }
+                other => Err(self.wrong(key, expected, other)),
+            })
+            .collect()
     }
 
     /// This section as one of `notifications.endpoints`.

@@ -1560,3 +1560,67 @@ fn bad_notification_settings_name_the_endpoint_key() {
         "{text:?}"
     );
 }
+
+#[test]
+fn rules_take_globs_and_regular_expressions() {
+    let text = "f:\n  rules:\n    - repositories: prod/*\n      immutable_tags: ['v*', \
+                'regex:release-\\d+']\n    - repositories: ['team/**', 'regex:ops/.+']\n      \
+                immutable_tags: 'stable-{a,b}'\n    - repositories: idle\n";
+    let s = load_text(text, "f", &[]).unwrap();
+    assert_eq!(s.rules.len(), 3);
+    let prod = &s.rules[0];
+    assert!(prod.repositories[0].matches("prod/app"));
+    assert!(!prod.repositories[0].matches("prod/a/b"));
+    assert!(prod.immutable_tags[1].matches("release-12"));
+    // One string is one pattern, commas and all.
+    assert_eq!(s.rules[1].immutable_tags.len(), 1);
+    assert!(s.rules[1].immutable_tags[0].matches("stable-b"));
+    assert!(s.rules[1].repositories[1].matches("ops/x"));
+    // A rule that sets nothing is said; nothing is unknown.
+    let said: Vec<String> = s.notices.iter().map(|n| n.message.clone()).collect();
+    assert!(
+        said.iter().any(|m| m.contains("`rules[2]` sets nothing")),
+        "{said:?}"
+    );
+    assert!(unknown_notices(&s).is_empty(), "{said:?}");
+    let typo = "f:\n  rules:\n    - {repositories: x, immutable_tag: [v1]}\n";
+    let text = unknown_notices(&load_text(typo, "f", &[]).unwrap());
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(text[0].contains("rules[0].immutable_tag"), "{text:?}");
+}
+
+#[test]
+fn bad_rules_name_the_rule_and_its_key() {
+    let rule = |body: &str| format!("f:\n  rules:\n    - {body}\n");
+    let cases = [
+        (
+            "{immutable_tags: [v1]}",
+            "rules[0].repositories",
+            "must be set",
+        ),
+        (
+            "{repositories: 'prod/[a'}",
+            "rules[0].repositories",
+            "not a glob",
+        ),
+        (
+            "{repositories: x, immutable_tags: ['regex:v(']}",
+            "rules[0].immutable_tags",
+            "not a regular expression",
+        ),
+        (
+            "{repositories: x, immutable_tags: [1]}",
+            "rules[0].immutable_tags",
+            "pattern",
+        ),
+        ("just-a-string", "rules[0]", "a mapping"),
+    ];
+    for (body, key, why) in cases {
+        let err = load_text(&rule(body), "f", &[]).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(why), "{body}: {err}");
+    }
+    let err = load_text("f:\n  rules: {repositories: x}\n", "f", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a list of rules"), "{err}");
+}
