@@ -61,6 +61,9 @@ pub struct Metrics {
     /// Events waiting for an endpoint, as its deliverer last listed them:
     /// `endpoint`.
     pub notification_pending: IntGaugeVec,
+    /// What the operator's rules did: `rule` (`immutable_tags`), `action`
+    /// (`refused_push`, `refused_delete`).
+    pub rule_actions: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -196,6 +199,14 @@ impl Metrics {
             &["endpoint"],
         )
         .expect("valid metric");
+        let rule_actions = IntCounterVec::new(
+            Opts::new(
+                "registry_rule_actions_total",
+                "What the operator's rules did, by rule and action",
+            ),
+            &["rule", "action"],
+        )
+        .expect("valid metric");
         // From a delivery at once (a few ms) to one after an outage (hours).
         let notification_latency = HistogramVec::new(
             HistogramOpts::new(
@@ -223,6 +234,7 @@ impl Metrics {
             Box::new(notification_failures.clone()),
             Box::new(notification_latency.clone()),
             Box::new(notification_pending.clone()),
+            Box::new(rule_actions.clone()),
             Box::new(mirror_requests.clone()),
             Box::new(mirror_fetched_bytes.clone()),
             Box::new(mirror_errors.clone()),
@@ -270,6 +282,7 @@ impl Metrics {
             notification_failures,
             notification_latency,
             notification_pending,
+            rule_actions,
         }
     }
 

@@ -341,20 +341,6 @@ fn endpoint(receiver: &Receiver, extra: &str) -> String {
     )
 }
 
-fn metric(port: u16, line_start: &str) -> f64 {
-    let text = common::client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Pushes a small image as `name:tag`; its manifest's digest.
 fn push_image(v2: &V2, name: &str, tag: &str) -> (ImageBlobs, String) {
     let image = ImageBlobs::new(&format!("{name}:{tag}"), "amd64");
@@ -515,7 +501,7 @@ fn pushes_pulls_mounts_and_deletes_arrive_as_distribution_sends_them() {
         .collect();
     assert_eq!(cursor, segments, "every segment delivered to its end");
     assert_eq!(
-        metric(
+        common::metric(
             metrics,
             "registry_notification_events_total{endpoint=\"ci\",result=\"delivered\"}"
         ),
@@ -542,7 +528,7 @@ fn events_of_a_hundred_pushes_while_the_endpoint_is_down_all_arrive_once_in_orde
     // Retried meanwhile, and failing.
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        metric(
+        common::metric(
             metrics,
             "registry_notification_failures_total{endpoint=\"ci\"}"
         ) >= 1.0,
@@ -560,7 +546,7 @@ fn events_of_a_hundred_pushes_while_the_endpoint_is_down_all_arrive_once_in_orde
     let expected: Vec<String> = (0..100).map(|i| format!("t{i:03}")).collect();
     assert_eq!(tags, expected, "every push once, in push order");
     assert_eq!(
-        metric(
+        common::metric(
             metrics,
             "registry_notification_events_total{endpoint=\"ci\",result=\"queued\"}"
         ),
@@ -613,7 +599,7 @@ fn a_hanging_endpoint_holds_up_no_push_and_gets_the_events_once_it_answers() {
     }
     std::thread::sleep(Duration::from_secs(4));
     assert!(
-        metric(
+        common::metric(
             metrics,
             "registry_notification_failures_total{endpoint=\"ci\"}"
         ) >= 1.0
@@ -637,7 +623,7 @@ fn beyond_its_limit_the_queue_drops_the_oldest_events_and_counts_them() {
     push_tags(&V2::new(&registry), "team/bounded", "b", 8);
     // The deliverer trims at its next attempt (backoff at most 6.4 s).
     let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(
+    while common::metric(
         metrics,
         "registry_notification_events_total{endpoint=\"ci\",result=\"dropped\"}",
     ) < 3.0
@@ -728,16 +714,14 @@ fn logins_name_the_actor_and_skopeo_pushes_are_told() {
         ),
     );
     let host = format!("127.0.0.1:{}", registry.port);
-    let oci = dir.path().join("oci");
-    let image = ImageBlobs::new("skopeo", "amd64");
-    write_oci_layout(&oci, &image);
+    let layout = Layout::write(&dir.path().join("oci"), "skopeo");
     let out = std::process::Command::new("skopeo")
         .args([
             "copy",
             "--dest-tls-verify=false",
             "--dest-creds",
             "alice:pw",
-            &format!("oci:{}:v1", oci.display()),
+            &layout.reference(),
             &format!("docker://{host}/team/skopeo:v1"),
         ])
         .output()
@@ -758,31 +742,6 @@ fn logins_name_the_actor_and_skopeo_pushes_are_told() {
         agent.contains("skopeo") || agent.contains("containers"),
         "{agent}"
     );
-}
-
-/// An OCI image layout of `image`, tagged `v1`, for skopeo to copy from.
-fn write_oci_layout(dir: &std::path::Path, image: &ImageBlobs) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let manifest = image.oci_manifest();
-    for data in [&image.config, &image.layer, &manifest] {
-        std::fs::write(blobs.join(hex_of(&sha256(data))), data).unwrap();
-    }
-    std::fs::write(
-        dir.join("oci-layout"),
-        br#"{"imageLayoutVersion": "1.0.0"}"#,
-    )
-    .unwrap();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_MANIFEST,
-            "digest": sha256(&manifest),
-            "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
 }
 
 /// Two instances on one storage, each pushing ten tags: every event

@@ -14,6 +14,7 @@ pub mod health;
 pub mod legacy;
 pub mod mirror;
 pub mod oci;
+pub mod rules;
 mod state;
 pub mod tap;
 

@@ -24,6 +24,8 @@ pub struct AppState {
     /// The webhooks' queues (see [`crate::notifications`]); `serve` starts
     /// their delivery.
     pub notifications: Arc<crate::notifications::Notifications>,
+    /// The operator's rules (immutable tags), which the models ask.
+    pub rules: Arc<crate::registry::rules::Rules>,
 }
 
 impl AppState {
@@ -73,7 +75,16 @@ impl AppState {
                 }
             );
         }
+        let rules = Arc::new(crate::registry::rules::Rules::new(&settings.rules));
+        for rule in &settings.rules {
+            log::info!(
+                "rule for {:?}: immutable tags {:?}",
+                rule.repositories,
+                rule.immutable_tags
+            );
+        }
         Ok(Self {
+            rules,
             notifications,
             mirror,
             upload_sessions,

@@ -47,7 +47,15 @@ pub async fn put(
     let tag = Tag::parse(&tag).ok_or(Error::InvalidTag)?;
     let body = http::read_body(payload, JSON_BODY_LIMIT).await?;
     let user_agent = http::user_agent_pairs(&req);
-    let image = store::put_tag(&*state.storage, &name, &tag, &body, &user_agent).await?;
+    let image = store::put_tag(
+        &*state.storage,
+        &state.rules,
+        &name,
+        &tag,
+        &body,
+        &user_agent,
+    )
+    .await?;
     // Pushed here: this registry's own from now on, never the source's.
     mirror::legacy::forget_copy(&*state.storage, &name, &tag).await?;
     if state.notifications.wants(Action::Push) {
@@ -151,7 +159,7 @@ pub async fn delete(
     let (repo, tag) = path.into_inner();
     let name = http::repository(&repo)?;
     let tag = Tag::unchecked(&tag);
-    store::delete_tag(&*state.storage, &name, &tag).await?;
+    store::delete_tag(&*state.storage, &state.rules, &name, &tag).await?;
     mirror::legacy::forget_copy(&*state.storage, &name, &tag).await?;
     notify_delete(&state, &req, &name, Some(&tag)).await?;
     state.events.publish(Event::TagDeleted { name, tag }).await;
@@ -183,7 +191,7 @@ pub async fn delete_repository(
     repo: web::Path<String>,
 ) -> Result<HttpResponse> {
     let name = http::repository(&repo)?;
-    store::delete_repository(&*state.storage, &name).await?;
+    store::delete_repository(&*state.storage, &state.rules, &name).await?;
     mirror::legacy::forget_repository(&*state.storage, &name).await?;
     notify_delete(&state, &req, &name, None).await?;
     // The v1 tree only: a v2 tree that still holds it keeps it in search.

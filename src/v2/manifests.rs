@@ -174,8 +174,16 @@ pub async fn put(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let storage = &*state.storage;
-    let pushed =
-        manifests::put_tagged(storage, &name, &reference, &tags, content_type, body).await?;
+    let pushed = manifests::put_tagged(
+        storage,
+        &state.rules,
+        &name,
+        &reference,
+        &tags,
+        content_type,
+        body,
+    )
+    .await?;
 
     let events = repository_name(&name).map(|repo| {
         let mut events = Vec::new();
@@ -247,7 +255,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     }
     let name = super::name(&req)?;
     let reference = reference(&req)?;
-    let deleted = manifests::delete(&*state.storage, &name, &reference).await?;
+    let deleted = manifests::delete(&*state.storage, &state.rules, &name, &reference).await?;
     let (target, path) = match &reference {
         Reference::Tag(tag) => (
             crate::events::Target {

@@ -324,3 +324,19 @@ pub fn v1_json(mut json: serde_json::Value, id: &str, parent: Option<&str>) -> V
     }
     serde_json::to_vec(&json).unwrap()
 }
+
+/// The value of the first metric line starting with `line_start` at the
+/// metrics listener on `port`; 0 when there is none yet.
+pub fn metric(port: u16, line_start: &str) -> f64 {
+    let text = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

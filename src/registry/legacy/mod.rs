@@ -74,6 +74,10 @@ pub enum Error {
     DescriptionTooLong(usize),
     #[error("image list is not JSON")]
     JsonDecoding,
+    /// A tag an operator's rule holds would move or go (the message says
+    /// which tag, which rule, and what it points at).
+    #[error("{0}")]
+    Immutable(String),
     #[error("no image list for the repository")]
     IndexImagesNotFound,
     #[error(transparent)]

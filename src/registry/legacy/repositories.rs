@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::{image_exists, json, parse_json, remove_if_present, Error, OrNotFound, Result};
 use crate::names::{ImageId, RepositoryName, Tag};
+use crate::registry::rules::{self, Rules};
 use crate::storage::layout::legacy;
 use crate::storage::{Storage, StorageError};
 
@@ -49,9 +50,11 @@ pub async fn tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag) -> Res
 }
 
 /// Points `tag` at an image, recording what the pushing client said of
-/// itself in its User-Agent.
+/// itself in its User-Agent, unless the `rules` hold the tag and it points
+/// at another image already.
 pub async fn put_tag(
     storage: &dyn Storage,
+    rules: &Rules,
     name: &RepositoryName,
     tag: &Tag,
     body: &[u8],
@@ -68,6 +71,19 @@ pub async fn put_tag(
     announce_images(storage, [image.to_string()]).await?;
     if !image_exists(storage, &image).await? {
         return Err(Error::ImageNotFound);
+    }
+    // Held until the tag is written: of two first pushes at once, one wins.
+    let mut _held = None;
+    if let Some(immutable) = rules.immutable(&name.to_string(), tag.as_str()) {
+        _held = Some(storage.lock(&legacy::tag(name, tag)).await?);
+        match storage.get(&legacy::tag(name, tag)).await {
+            Ok(current) if *current != *image.as_str().as_bytes() => {
+                let current = String::from_utf8_lossy(&current).into_owned();
+                return Err(Error::Immutable(rules::refuse_push(immutable, &current)));
+            }
+            Ok(_) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     storage
         .put(&legacy::tag(name, tag), Bytes::from(image.to_string()))
@@ -170,8 +186,17 @@ async fn stored_or_default(storage: &dyn Storage, path: &str) -> Result<Bytes> {
     }
 }
 
-/// Removes a tag and its JSON (and the repository JSON for `latest`).
-pub async fn delete_tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag) -> Result<()> {
+/// Removes a tag and its JSON (and the repository JSON for `latest`),
+/// unless the `rules` hold it.
+pub async fn delete_tag(
+    storage: &dyn Storage,
+    rules: &Rules,
+    name: &RepositoryName,
+    tag: &Tag,
+) -> Result<()> {
+    if let Some(immutable) = rules.immutable(&name.to_string(), tag.as_str()) {
+        return Err(Error::Immutable(rules::refuse_delete(immutable)));
+    }
     storage
         .remove(&legacy::tag(name, tag))
         .await
@@ -188,14 +213,22 @@ pub async fn delete_tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag)
 /// so does the repository: a delete cut short leaves it whole or gone.
 /// Elsewhere (S3) its tags go first, one at a time, each whole: a cut
 /// leaves some tags, each served with its image index, and a second
-/// delete finishes.
-pub async fn delete_repository(storage: &dyn Storage, name: &RepositoryName) -> Result<()> {
+/// delete finishes. Nothing goes when the `rules` hold one of its tags.
+pub async fn delete_repository(
+    storage: &dyn Storage,
+    rules: &Rules,
+    name: &RepositoryName,
+) -> Result<()> {
     let tags = tags(storage, name).await?;
+    let repository = name.to_string();
+    if let Some(immutable) = rules.first_immutable(&repository, tags.keys().map(String::as_str)) {
+        return Err(Error::Immutable(rules::refuse_delete(immutable)));
+    }
     if storage.removes_folders_at_once() {
         return remove_if_present(storage, &legacy::repository_dir(name)).await;
     }
     for tag in tags.into_keys() {
-        match delete_tag(storage, name, &Tag::unchecked(&tag)).await {
+        match delete_tag(storage, &Rules::default(), name, &Tag::unchecked(&tag)).await {
             Ok(()) | Err(Error::TagToDeleteNotFound(_)) => {}
             Err(e) => return Err(e),
         }

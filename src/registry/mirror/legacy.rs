@@ -607,7 +607,9 @@ async fn copy_tag(
 
 /// Removes a copied tag the source no longer has, and its record.
 async fn forget_tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag) -> Result<()> {
-    match legacy::delete_tag(storage, name, tag).await {
+    // The source decides what its tags are: no rule holds a copy.
+    let none = crate::registry::rules::Rules::default();
+    match legacy::delete_tag(storage, &none, name, tag).await {
         Ok(()) | Err(legacy::Error::TagToDeleteNotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }

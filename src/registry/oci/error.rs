@@ -42,6 +42,10 @@ pub enum Error {
     /// No room for another upload session (see `sessions`).
     #[error("too many uploads: {0}")]
     TooManyUploads(String),
+    /// A tag an operator's rule holds would move or go (the message says
+    /// which tag, which rule, and what it points at).
+    #[error("{0}")]
+    Immutable(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

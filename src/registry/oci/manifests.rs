@@ -16,8 +16,9 @@ use super::digest::{Algorithm, Digest};
 use super::error::{Error, Result};
 use super::name::{Name, Reference, Tag};
 use super::{links, referrers, repository, tags};
+use crate::registry::rules::{self, Rules};
 use crate::storage::layout::distribution as layout;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Lock, Storage, StorageError};
 
 /// The largest manifest accepted: the spec asks registries to take at
 /// least 4 MiB, and a manifest is read whole.
@@ -333,8 +334,9 @@ pub struct Pushed {
     pub tags: Vec<Tag>,
 }
 
-/// Stores a pushed manifest under `reference` (a tag, or the digest the
-/// bytes must have).
+/// Stores a manifest under `reference` (a tag, or the digest the bytes
+/// must have) for the registry itself (`registry-v1 migrate`): no rule
+/// holds the operator's own copies.
 pub async fn put(
     storage: &dyn Storage,
     name: &Name,
@@ -342,21 +344,44 @@ pub async fn put(
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Pushed> {
-    put_tagged(storage, name, reference, &[], content_type, body).await
+    let none = Rules::default();
+    store(
+        storage,
+        &none,
+        name,
+        reference,
+        &[],
+        content_type,
+        body,
+        true,
+    )
+    .await
 }
 
-/// [`put`], and the manifest is tagged with each of `tags` too (the
-/// `?tag=` of a push by digest: the digest stays the one named, whatever
-/// its algorithm, and no tag ever points at a digest of another).
+/// A client's push: [`put`] under the operator's `rules`, and the manifest
+/// is tagged with each of `tags` too (the `?tag=` of a push by digest: the
+/// digest stays the one named, whatever its algorithm, and no tag ever
+/// points at a digest of another).
 pub async fn put_tagged(
     storage: &dyn Storage,
+    rules: &Rules,
     name: &Name,
     reference: &Reference,
     tags: &[Tag],
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Pushed> {
-    store(storage, name, reference, tags, content_type, body, true).await
+    store(
+        storage,
+        rules,
+        name,
+        reference,
+        tags,
+        content_type,
+        body,
+        true,
+    )
+    .await
 }
 
 /// Stores a manifest copied from an upstream registry (the pull-through
@@ -371,11 +396,25 @@ pub async fn put_copy(
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Pushed> {
-    store(storage, name, reference, &[], content_type, body, false).await
+    // The upstream decides what its tags point at.
+    let none = Rules::default();
+    store(
+        storage,
+        &none,
+        name,
+        reference,
+        &[],
+        content_type,
+        body,
+        false,
+    )
+    .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn store(
     storage: &dyn Storage,
+    rules: &Rules,
     name: &Name,
     reference: &Reference,
     tags: &[Tag],
@@ -401,6 +440,20 @@ async fn store(
         Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
     };
     let manifest = Manifest::parse(content_type, &body)?;
+    let by_tag = match reference {
+        Reference::Tag(tag) => Some(tag),
+        Reference::Digest(_) => None,
+    };
+    // Before anything is written, and held until the tags are: a refused
+    // push leaves nothing behind, and of two first pushes at once one wins.
+    let _held = hold_immutable_tags(
+        storage,
+        rules,
+        name,
+        by_tag.into_iter().chain(tags),
+        &digest,
+    )
+    .await?;
     let media_type = manifest.media_type.clone();
     let size = body.len() as u64;
     // Before the check: a collection running now keeps what the record
@@ -421,10 +474,6 @@ async fn store(
         referrers::record(storage, name, subject, &digest).await?;
     }
     let mut pushed_tags: Vec<Tag> = Vec::new();
-    let by_tag = match reference {
-        Reference::Tag(tag) => Some(tag),
-        Reference::Digest(_) => None,
-    };
     for tag in by_tag.into_iter().chain(tags) {
         if pushed_tags.contains(tag) {
             continue;
@@ -448,6 +497,33 @@ async fn store(
         first_in_repository,
         tags: pushed_tags,
     })
+}
+
+/// Locks each of `tags` a rule holds, and checks that it is new or
+/// already points at `digest`.
+async fn hold_immutable_tags(
+    storage: &dyn Storage,
+    rules: &Rules,
+    name: &Name,
+    tags: impl Iterator<Item = &Tag>,
+    digest: &Digest,
+) -> Result<Vec<Lock>> {
+    let mut held = Vec::new();
+    for tag in tags {
+        let Some(immutable) = rules.immutable(name.as_str(), tag.as_str()) else {
+            continue;
+        };
+        let path = links::tag_current(name, tag);
+        held.push(storage.lock(&path).await?);
+        match links::read(storage, &path).await? {
+            Some(current) if &current != digest => {
+                let why = rules::refuse_push(immutable, &current.to_string());
+                return Err(Error::Immutable(why));
+            }
+            _ => {}
+        }
+    }
+    Ok(held)
 }
 
 /// What a push of `manifest` references, for the collector.
@@ -652,9 +728,18 @@ pub struct Deleted {
 }
 
 /// Deletes a tag (the manifest stays), or a manifest with every tag that
-/// points at it and its referrer record. The blob stays for the collector.
-pub async fn delete(storage: &dyn Storage, name: &Name, reference: &Reference) -> Result<Deleted> {
+/// points at it and its referrer record, unless a tag that would go is
+/// one the `rules` hold. The blob stays for the collector.
+pub async fn delete(
+    storage: &dyn Storage,
+    rules: &Rules,
+    name: &Name,
+    reference: &Reference,
+) -> Result<Deleted> {
     if let Reference::Tag(tag) = reference {
+        if let Some(immutable) = rules.immutable(name.as_str(), tag.as_str()) {
+            return Err(Error::Immutable(rules::refuse_delete(immutable)));
+        }
         // The tag alone: it goes even when its manifest is already gone.
         if links::read(storage, &links::tag_current(name, tag))
             .await?
@@ -671,6 +756,9 @@ pub async fn delete(storage: &dyn Storage, name: &Name, reference: &Reference) -
     }
     let digest = resolve(storage, name, reference).await?;
     let tags = tags::pointing_at(storage, name, &digest).await?;
+    if let Some(immutable) = rules.first_immutable(name.as_str(), tags.iter().map(Tag::as_str)) {
+        return Err(Error::Immutable(rules::refuse_delete(immutable)));
+    }
     // Read before the links go: its subject says which record to drop.
     let subject = match storage.get(&links::blob_data(&digest)).await {
         Ok(bytes) => Manifest::parse(None, &bytes)
@@ -878,6 +966,137 @@ mod tests {
             Bytes::from(v.to_string())
         }
 
+        fn immutable_v_tags() -> Rules {
+            let p = |t: &str| crate::config::Pattern::parse(t).unwrap();
+            Rules::new(&[crate::config::RuleSettings {
+                repositories: vec![p("ns/*")],
+                immutable_tags: vec![p("v*")],
+            }])
+        }
+
+        /// An image manifest of its own whose blobs are in `name`.
+        async fn own_image(storage: &dyn Storage, name: &Name, n: usize) -> Bytes {
+            let config = add_blob(storage, name, &format!("config {n}")).await;
+            let layer = add_blob(storage, name, "layer").await;
+            body(&json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config.to_string(), "size": format!("config {n}").len()},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": layer.to_string(), "size": 5}],
+            }))
+        }
+
+        #[actix_web::test]
+        async fn an_immutable_tag_takes_its_content_again_and_nothing_else() {
+            let (_dir, storage) = testing::storage();
+            let rules = immutable_v_tags();
+            let name = Name::parse("ns/app").unwrap();
+            let (a, b) = (
+                own_image(&storage, &name, 1).await,
+                own_image(&storage, &name, 2).await,
+            );
+            let push = async |tag_name: &str, body: &Bytes| {
+                put_tagged(
+                    &storage,
+                    &rules,
+                    &name,
+                    &tag(tag_name),
+                    &[],
+                    Some(OCI_MANIFEST),
+                    body.clone(),
+                )
+                .await
+            };
+            let first = push("v1", &a).await.unwrap();
+            assert!(push("v1", &a).await.is_ok(), "the same content again");
+            let Err(Error::Immutable(why)) = push("v1", &b).await else {
+                panic!("moved");
+            };
+            assert!(why.contains("tag `v1` of `ns/app` is immutable"), "{why}");
+            assert!(why.contains(&first.digest.to_string()), "{why}");
+            // Nothing of the refused push was written.
+            let b_digest = Digest::of(Algorithm::Sha256, &b);
+            assert!(!links::has_revision(&storage, &name, &b_digest)
+                .await
+                .unwrap());
+            // A tag no pattern names moves freely; a `?tag=` is held too.
+            push("latest", &a).await.unwrap();
+            push("latest", &b).await.unwrap();
+            let by_digest = put_tagged(
+                &storage,
+                &rules,
+                &name,
+                &Reference::Digest(b_digest.clone()),
+                &[Tag::parse("v1").unwrap()],
+                Some(OCI_MANIFEST),
+                b.clone(),
+            )
+            .await;
+            assert!(matches!(by_digest, Err(Error::Immutable(_))));
+            // Neither the tag nor the manifest it points at can go.
+            for reference in [tag("v1"), Reference::Digest(first.digest.clone())] {
+                assert!(matches!(
+                    delete(&storage, &rules, &name, &reference).await,
+                    Err(Error::Immutable(_))
+                ));
+            }
+            // Another repository is not covered.
+            let other = Name::parse("dev/app").unwrap();
+            let c = own_image(&storage, &other, 3).await;
+            let d = own_image(&storage, &other, 4).await;
+            for body in [&c, &d] {
+                put_tagged(
+                    &storage,
+                    &rules,
+                    &other,
+                    &tag("v1"),
+                    &[],
+                    Some(OCI_MANIFEST),
+                    body.clone(),
+                )
+                .await
+                .unwrap();
+            }
+        }
+
+        #[actix_web::test]
+        async fn of_first_pushes_at_once_to_an_immutable_tag_one_wins() {
+            let (_dir, storage) = testing::storage();
+            let rules = immutable_v_tags();
+            let name = Name::parse("ns/race").unwrap();
+            let mut bodies = Vec::new();
+            for n in 0..8 {
+                bodies.push(own_image(&storage, &name, n).await);
+            }
+            let v1 = tag("v1");
+            let pushes = bodies.iter().map(|body| {
+                put_tagged(
+                    &storage,
+                    &rules,
+                    &name,
+                    &v1,
+                    &[],
+                    Some(OCI_MANIFEST),
+                    body.clone(),
+                )
+            });
+            let results = futures_util::future::join_all(pushes).await;
+            let won: Vec<&Pushed> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(won.len(), 1, "{results:?}");
+            assert!(results
+                .iter()
+                .all(|r| r.is_ok() || matches!(r, Err(Error::Immutable(_)))));
+            let current = links::read(
+                &storage,
+                &links::tag_current(&name, &Tag::parse("v1").unwrap()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(current.as_ref(), Some(&won[0].digest));
+        }
+
         #[actix_web::test]
         async fn push_pull_and_delete() {
             let (_dir, storage) = testing::storage();
@@ -962,7 +1181,9 @@ mod tests {
             ));
 
             // A tag goes alone; the digest takes its remaining tags along.
-            let deleted = delete(&storage, &name, &tag("v1")).await.unwrap();
+            let deleted = delete(&storage, &Rules::default(), &name, &tag("v1"))
+                .await
+                .unwrap();
             assert_eq!(deleted.tags, [Tag::parse("v1").unwrap()]);
             assert!(!deleted.repository_empty);
             assert!(matches!(
@@ -972,9 +1193,14 @@ mod tests {
             assert!(get(&storage, &name, &Reference::Digest(digest.clone()))
                 .await
                 .is_ok());
-            let deleted = delete(&storage, &name, &Reference::Digest(digest.clone()))
-                .await
-                .unwrap();
+            let deleted = delete(
+                &storage,
+                &Rules::default(),
+                &name,
+                &Reference::Digest(digest.clone()),
+            )
+            .await
+            .unwrap();
             assert_eq!(deleted.tags, [Tag::parse("v2").unwrap()]);
             assert!(deleted.repository_empty);
             assert!(tags::all(&storage, &name).await.unwrap().is_empty());
@@ -1018,9 +1244,17 @@ mod tests {
             // Tags named with a push by a sha512 digest point at it.
             let tags = [Tag::parse("a").unwrap(), Tag::parse("b").unwrap()];
             let sha512_ref = Reference::Digest(sha512.clone());
-            let pushed = put_tagged(&storage, &name, &sha512_ref, &tags, None, manifest)
-                .await
-                .unwrap();
+            let pushed = put_tagged(
+                &storage,
+                &Rules::default(),
+                &name,
+                &sha512_ref,
+                &tags,
+                None,
+                manifest,
+            )
+            .await
+            .unwrap();
             assert_eq!(pushed.tags, tags);
             for tag in tags {
                 let got = get(&storage, &name, &Reference::Tag(tag)).await.unwrap();
@@ -1129,9 +1363,14 @@ mod tests {
             assert_eq!(r.media_type, OCI_MANIFEST);
             assert_eq!(r.size, artifact("sig").to_string().len() as u64);
 
-            delete(&storage, &name, &Reference::Digest(sig.digest))
-                .await
-                .unwrap();
+            delete(
+                &storage,
+                &Rules::default(),
+                &name,
+                &Reference::Digest(sig.digest),
+            )
+            .await
+            .unwrap();
             let left = referrers::list(&storage, &name, &subject, None)
                 .await
                 .unwrap();

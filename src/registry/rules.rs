@@ -1,0 +1,133 @@
+//! The operator's rules (`rules` in the flavor file), decided here for
+//! both APIs: which tags may never move. A tag an `immutable_tags`
+//! pattern names, in a repository the rule covers, once pushed, is never
+//! pointed at other content nor deleted; the same content pushed again is
+//! accepted, as clients retry. The models ask before they write, under a
+//! lock on the tag, so that two first pushes at once cannot both win.
+
+use std::fmt;
+
+use crate::config::RuleSettings;
+
+/// The rules, as configured.
+#[derive(Debug, Default)]
+pub struct Rules {
+    rules: Vec<RuleSettings>,
+}
+
+/// A tag a rule holds, and which rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Immutable {
+    pub repository: String,
+    pub tag: String,
+    /// The pattern that names the tag, as configured.
+    pub pattern: String,
+}
+
+impl fmt::Display for Immutable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tag `{}` of `{}` is immutable (rule `immutable_tags: {}`)",
+            self.tag, self.repository, self.pattern
+        )
+    }
+}
+
+impl Rules {
+    pub fn new(settings: &[RuleSettings]) -> Self {
+        Self {
+            rules: settings.to_vec(),
+        }
+    }
+
+    /// The rule that holds `tag` of `repository`, if one does.
+    pub fn immutable(&self, repository: &str, tag: &str) -> Option<Immutable> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.repositories.iter().any(|p| p.matches(repository)))
+            .flat_map(|rule| &rule.immutable_tags)
+            .find(|pattern| pattern.matches(tag))
+            .map(|pattern| Immutable {
+                repository: repository.to_owned(),
+                tag: tag.to_owned(),
+                pattern: pattern.as_str().to_owned(),
+            })
+    }
+
+    /// The first of `tags` of `repository` a rule holds.
+    pub fn first_immutable<'t>(
+        &self,
+        repository: &str,
+        tags: impl IntoIterator<Item = &'t str>,
+    ) -> Option<Immutable> {
+        tags.into_iter()
+            .find_map(|tag| self.immutable(repository, tag))
+    }
+}
+
+/// Logs and counts a push that would point a tag a rule holds at other
+/// content than `current`; the message for the client.
+pub fn refuse_push(what: Immutable, current: &str) -> String {
+    refuse(
+        "refused_push",
+        format!("{what}: it points at {current}; push this under another tag"),
+    )
+}
+
+/// Logs and counts a delete that would take away a tag a rule holds (the
+/// tag, its manifest, or its repository); the message for the client.
+pub fn refuse_delete(what: Immutable) -> String {
+    refuse("refused_delete", format!("{what}: it cannot be deleted"))
+}
+
+fn refuse(action: &str, message: String) -> String {
+    log::warn!("{action}: {message}");
+    crate::metrics::get()
+        .rule_actions
+        .with_label_values(&["immutable_tags", action])
+        .inc();
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Pattern;
+
+    fn rules() -> Rules {
+        let p = |t: &str| Pattern::parse(t).unwrap();
+        Rules::new(&[
+            RuleSettings {
+                repositories: vec![p("prod/*")],
+                immutable_tags: vec![p("v*")],
+            },
+            RuleSettings {
+                repositories: vec![p("**")],
+                immutable_tags: vec![p("release-*")],
+            },
+        ])
+    }
+
+    #[test]
+    fn a_tag_is_held_by_the_rules_that_cover_its_repository() {
+        let rules = rules();
+        let held = rules.immutable("prod/app", "v1.0").unwrap();
+        assert_eq!(held.pattern, "v*");
+        assert_eq!(
+            held.to_string(),
+            "tag `v1.0` of `prod/app` is immutable (rule `immutable_tags: v*`)"
+        );
+        assert!(rules.immutable("dev/app", "v1.0").is_none());
+        assert!(rules.immutable("prod/app", "latest").is_none());
+        assert!(rules.immutable("dev/team/app", "release-3").is_some());
+        assert_eq!(
+            rules
+                .first_immutable("prod/app", ["latest", "v2", "release-1"])
+                .unwrap()
+                .tag,
+            "v2"
+        );
+        assert!(Rules::default().immutable("prod/app", "v1").is_none());
+    }
+}
