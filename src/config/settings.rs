@@ -1164,36 +1164,40 @@ impl<'a> Section<'a> {
         })
     }
 
+    /// The list at `key`, each item a mapping, as sections (`key[i].`);
+    /// none when it is absent. `list` and `item` say what is expected.
+    fn sections(&self, key: &str, list: &str, item: &str) -> Result<Vec<Section<'a>>, ConfigError> {
+        let items = match self.get(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::Sequence(items)) => items,
+            Some(other) => return Err(self.wrong(key, list, other)),
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, value)| match value {
+                Value::Mapping(map) => Ok(Section {
+                    map,
+                    prefix: self.path(&format!("{key}[{i}].")),
+                    context: self.context,
+                }),
+                other => Err(self.wrong(&format!("{key}[{i}]"), item, other)),
+            })
+            .collect()
+    }
+
     /// This section as `notifications`.
     fn notifications(
         &self,
         notices: &mut Vec<super::keys::Notice>,
     ) -> Result<NotificationSettings, ConfigError> {
-        let items = match self.get("endpoints") {
-            None => Vec::new(),
-            Some(Value::Sequence(items)) => items.clone(),
-            Some(other) => {
-                return Err(self.wrong(
-                    "endpoints",
-                    "a list of endpoints (each with a name and a url)",
-                    other,
-                ))
-            }
-        };
+        let items = self.sections(
+            "endpoints",
+            "a list of endpoints (each with a name and a url)",
+            "a mapping (name, url, ...)",
+        )?;
         let mut endpoints: Vec<EndpointSettings> = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let Value::Mapping(map) = item else {
-                return Err(self.wrong(
-                    &format!("endpoints[{i}]"),
-                    "a mapping (name, url, ...)",
-                    item,
-                ));
-            };
-            let endpoint = Section {
-                map,
-                prefix: self.path(&format!("endpoints[{i}].")),
-                context: self.context,
-            };
+        for (i, endpoint) in items.iter().enumerate() {
             let name = endpoint.nonempty("name")?.ok_or_else(|| {
                 endpoint.invalid("name", "must be set: the endpoint's name".to_owned())
             })?;
@@ -1234,27 +1238,13 @@ impl<'a> Section<'a> {
         &self,
         notices: &mut Vec<super::keys::Notice>,
     ) -> Result<Vec<RuleSettings>, ConfigError> {
-        let items = match self.get("rules") {
-            None => return Ok(Vec::new()),
-            Some(Value::Sequence(items)) => items,
-            Some(other) => {
-                return Err(self.wrong("rules", "a list of rules (each with repositories)", other))
-            }
-        };
+        let items = self.sections(
+            "rules",
+            "a list of rules (each with repositories)",
+            "a mapping (repositories, immutable_tags)",
+        )?;
         let mut rules = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let Value::Mapping(map) = item else {
-                return Err(self.wrong(
-                    &format!("rules[{i}]"),
-                    "a mapping (repositories, immutable_tags)",
-                    item,
-                ));
-            };
-            let rule = Section {
-                map,
-                prefix: self.path(&format!("rules[{i}].")),
-                context: self.context,
-            };
+        for (i, rule) in items.iter().enumerate() {
             let repositories = rule.patterns("repositories")?;
             if repositories.is_empty() {
                 return Err(rule.invalid(

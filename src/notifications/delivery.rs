@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::envelope;
-use super::queue::{Backlog, Queue};
+use super::queue::{Backlog, Queue, Waiting};
 use crate::config::{EndpointSettings, MAX_NOTIFICATION_BACKOFF};
 use crate::storage::layout::notifications as layout;
 use crate::storage::lease::{self, Acquired, Lease};
@@ -181,8 +181,8 @@ impl Sender {
             if !held.keep().await {
                 return;
             }
-            let waiting = match self.refresh(&mut *backlog).await {
-                Ok(waiting) => waiting,
+            let (waiting, batch) = match self.look(&mut *backlog).await {
+                Ok(found) => found,
                 Err(e) => {
                     log::warn!("notifications to `{}`: queue not read: {e}", self.name());
                     if !held.pause(self.backoff(1)).await {
@@ -202,16 +202,6 @@ impl Sender {
                 }
                 continue;
             }
-            let batch = match backlog.oldest(MAX_BATCH).await {
-                Ok(batch) => batch,
-                Err(e) => {
-                    log::warn!("notifications to `{}`: events not read: {e}", self.name());
-                    if !held.pause(self.backoff(1)).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
             // What is not JSON goes with the batch, unsent.
             let bodies: Vec<Bytes> = batch
                 .iter()
@@ -287,6 +277,15 @@ impl Sender {
         first
             .saturating_mul(factor)
             .min(MAX_NOTIFICATION_BACKOFF.max(first))
+    }
+
+    /// How many events wait, and the oldest batch of them.
+    async fn look(&self, backlog: &mut dyn Backlog) -> Result<(usize, Vec<Waiting>), StorageError> {
+        let waiting = self.refresh(backlog).await?;
+        if waiting == 0 {
+            return Ok((0, Vec::new()));
+        }
+        Ok((waiting, backlog.oldest(MAX_BATCH).await?))
     }
 
     /// Looks at the queue again, dropping the oldest events beyond the

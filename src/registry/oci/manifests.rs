@@ -345,17 +345,7 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Pushed> {
     let none = Rules::default();
-    store(
-        storage,
-        &none,
-        name,
-        reference,
-        &[],
-        content_type,
-        body,
-        true,
-    )
-    .await
+    put_tagged(storage, &none, name, reference, &[], content_type, body).await
 }
 
 /// A client's push: [`put`] under the operator's `rules`, and the manifest
@@ -371,17 +361,8 @@ pub async fn put_tagged(
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Pushed> {
-    store(
-        storage,
-        rules,
-        name,
-        reference,
-        tags,
-        content_type,
-        body,
-        true,
-    )
-    .await
+    let origin = Origin::Push { rules, tags };
+    store(storage, name, reference, content_type, body, origin).await
 }
 
 /// Stores a manifest copied from an upstream registry (the pull-through
@@ -396,31 +377,26 @@ pub async fn put_copy(
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Pushed> {
-    // The upstream decides what its tags point at.
-    let none = Rules::default();
-    store(
-        storage,
-        &none,
-        name,
-        reference,
-        &[],
-        content_type,
-        body,
-        false,
-    )
-    .await
+    store(storage, name, reference, content_type, body, Origin::Copy).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a stored manifest comes from.
+enum Origin<'a> {
+    /// A push (or the registry's own): its references must be stored, and
+    /// `rules` hold the tags it names (its reference's, and `tags`).
+    Push { rules: &'a Rules, tags: &'a [Tag] },
+    /// A copy from an upstream, whose references come later; the upstream
+    /// decides what its tags point at.
+    Copy,
+}
+
 async fn store(
     storage: &dyn Storage,
-    rules: &Rules,
     name: &Name,
     reference: &Reference,
-    tags: &[Tag],
     content_type: Option<&str>,
     body: Bytes,
-    check: bool,
+    origin: Origin<'_>,
 ) -> Result<Pushed> {
     if body.len() > MAX_SIZE {
         return Err(Error::TooLarge {
@@ -440,6 +416,11 @@ async fn store(
         Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
     };
     let manifest = Manifest::parse(content_type, &body)?;
+    let none = Rules::default();
+    let (rules, tags, check) = match origin {
+        Origin::Push { rules, tags } => (rules, tags, true),
+        Origin::Copy => (&none, &[][..], false),
+    };
     let by_tag = match reference {
         Reference::Tag(tag) => Some(tag),
         Reference::Digest(_) => None,
