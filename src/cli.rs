@@ -1,9 +1,10 @@
 //! The command line: `serve` (the default), `config`, `reindex`,
-//! `healthcheck`, `bridge-digests`, `migrate`, `gc`.
+//! `healthcheck`, `bridge-digests`, `migrate`, `gc`; and, from the same
+//! definitions, its shell completions (`completions`) and man page (`man`).
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{self, Environment, Settings};
 
@@ -89,6 +90,20 @@ enum Command {
         #[arg(long, value_name = "S", hide = true)]
         lease_ttl: Option<u64>,
     },
+    /// Print the completion script for a shell, e.g.
+    /// `registry-v1 completions bash > /etc/bash_completion.d/registry-v1`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g.
+    /// `registry-v1 man > /usr/local/share/man/man1/registry-v1.1`.
+    Man {
+        /// Write the pages of the command and of each subcommand
+        /// (`registry-v1-gc.1`, ...) into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -103,9 +118,28 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let env = Environment::from_process()?;
+    let command = cli.command.unwrap_or(Command::Serve);
+    // These two read neither the environment nor the configuration.
+    let env = match command {
+        Command::Completions { shell } => {
+            let mut definitions = Cli::command();
+            let out = &mut std::io::stdout();
+            clap_complete::generate(shell, &mut definitions, "registry-v1", out);
+            return Ok(());
+        }
+        Command::Man { dir: None } => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        Command::Man { dir: Some(dir) } => {
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("man pages not written to {}: {e}", dir.display()))?;
+            return Ok(());
+        }
+        _ => Environment::from_process()?,
+    };
     let load = || config::load(&env);
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => {
             let settings = load()?;
             crate::server::memory::tune_malloc();
@@ -180,6 +214,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options.progress = true;
             actix_web::rt::System::new().block_on(collector::command(settings, options))
         }
+        // Answered above, before the environment was read.
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
 }
 
