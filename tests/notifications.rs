@@ -939,3 +939,36 @@ fn a_push_whose_event_cannot_be_queued_answers_503_and_its_retry_is_told() {
     let events = wait_for_tags(&receiver, 1);
     assert_eq!(events.len(), 1, "{events:#?}");
 }
+
+#[test]
+fn a_registry_stopped_with_sigterm_gives_its_lease_back() {
+    let receiver = Receiver::start();
+    let backend = Backend::local();
+    let config = endpoint(&receiver, MANIFESTS_ONLY);
+    let (mut registry, _) = registry_with(&backend, &config);
+    push_tags(&V2::new(&registry), "team/stopped", "s", 1);
+    wait_for_tags(&receiver, 1);
+    assert!(registry.terminate().success(), "{}", registry.log());
+    let lease = backend
+        .storage_path()
+        .unwrap()
+        .join("_notifications/ci/lease");
+    let lease: Value = serde_json::from_slice(&std::fs::read(lease).unwrap()).unwrap();
+    assert_eq!(lease["expires_ms"], 0, "{lease}");
+    assert!(
+        registry.log().contains("stopping, lease given back"),
+        "{}",
+        registry.log()
+    );
+    // The next instance, on another port, takes over at once: without the
+    // lease given back it would wait it out (10 s, asked again every 5 s).
+    let (next, _) = registry_with(&backend, &config);
+    push_tags(&V2::new(&next), "team/stopped", "n", 1);
+    let pushed = Instant::now();
+    wait_for_tags(&receiver, 2);
+    assert!(
+        pushed.elapsed() < Duration::from_secs(4),
+        "delivered after {:?}",
+        pushed.elapsed()
+    );
+}

@@ -39,9 +39,17 @@ pub struct Endpoint {
     pub wake: Notify,
 }
 
-/// Delivers `endpoint`'s queue for as long as the process runs, whenever
-/// this instance (named `holder`) holds the queue's lease.
-pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: String) {
+/// Delivers `endpoint`'s queue whenever this instance (named `holder`)
+/// holds the queue's lease, until `stop` is cancelled: the lease is then
+/// given back, so that another instance takes over at once rather than
+/// after the lease ran out. A POST cut short is sent again by the next
+/// holder (at least once).
+pub async fn run(
+    endpoint: Arc<Endpoint>,
+    storage: Arc<dyn Storage>,
+    holder: String,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let settings = &endpoint.settings;
     let client = match reqwest::Client::builder()
         // Only the configured host is ever asked.
@@ -78,7 +86,11 @@ pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: Str
     let path = layout::lease(&settings.name);
     let ttl = lease_ttl(settings);
     loop {
-        match Lease::acquire(&*storage, &path, &holder, ttl).await {
+        let acquired = tokio::select! {
+            _ = stop.cancelled() => return,
+            acquired = Lease::acquire(&*storage, &path, &holder, ttl) => acquired,
+        };
+        let wait = match acquired {
             Ok(Acquired::Held(lease)) => {
                 log::info!(
                     "notifications to `{}`: this instance delivers",
@@ -90,17 +102,38 @@ pub async fn run(endpoint: Arc<Endpoint>, storage: Arc<dyn Storage>, holder: Str
                     renewed: Instant::now(),
                     storage: storage.clone(),
                 };
-                sender.deliver(&mut held).await;
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        match held.lease.release(&*storage).await {
+                            Ok(()) => log::info!(
+                                "notifications to `{}`: stopping, lease given back",
+                                settings.name
+                            ),
+                            Err(e) => log::warn!(
+                                "notifications to `{}`: stopping, lease not given back \
+                                 (another instance takes over once it runs out): {e}",
+                                settings.name
+                            ),
+                        }
+                        return;
+                    }
+                    _ = sender.deliver(&mut held) => {}
+                }
                 log::warn!(
                     "notifications to `{}`: lease lost, another instance delivers",
                     settings.name
                 );
+                continue;
             }
-            Ok(Acquired::Busy { .. }) => tokio::time::sleep(ttl / 2).await,
+            Ok(Acquired::Busy { .. }) => ttl / 2,
             Err(e) => {
                 log::warn!("notifications to `{}`: lease not read: {e}", settings.name);
-                tokio::time::sleep(ttl / 2).await;
+                ttl / 2
             }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -23,6 +23,10 @@ use crate::events::{Action, Activity, Subscriber, Unrecorded};
 use crate::storage::Storage;
 use delivery::Endpoint;
 
+/// How long a stopping server waits for its deliverers to give their
+/// leases back (a write to the storage each).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The endpoints, their queues, and who this instance is.
 pub struct Notifications {
     endpoints: Vec<Arc<Endpoint>>,
@@ -34,6 +38,10 @@ pub struct Notifications {
     /// instance holds leases under (so that it takes its own back at once
     /// after a restart).
     addr: OnceLock<String>,
+    /// Cancelled by [`Notifications::stop`]; each deliverer then gives its
+    /// lease back.
+    stopping: tokio_util::sync::CancellationToken,
+    deliverers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Notifications {
@@ -57,6 +65,8 @@ impl Notifications {
             include_references: settings.include_references,
             instance,
             addr: OnceLock::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
+            deliverers: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -79,11 +89,37 @@ impl Notifications {
                     ""
                 }
             );
-            actix_web::rt::spawn(delivery::run(
+            let deliverer = actix_web::rt::spawn(delivery::run(
                 endpoint.clone(),
                 self.storage.clone(),
                 addr.clone(),
+                self.stopping.clone(),
             ));
+            self.deliverers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(deliverer);
+        }
+    }
+
+    /// Stops delivering (the server is stopping): each deliverer gives its
+    /// lease back, so that another instance takes over at once. Waits for
+    /// them, [`STOP_WAIT`] at most.
+    pub async fn stop(&self) {
+        self.stopping.cancel();
+        let deliverers: Vec<_> = self
+            .deliverers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let all = futures_util::future::join_all(deliverers);
+        if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
+            log::warn!(
+                "notifications: leases not all given back within {} s; other instances take \
+                 over once they run out",
+                STOP_WAIT.as_secs()
+            );
         }
     }
 

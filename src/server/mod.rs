@@ -41,6 +41,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         workers
     );
     state.notifications.start(env.registry_port);
+    let notifications = state.notifications.clone();
     if let Some(interval) = state.settings.gc.interval {
         let options = crate::registry::collector::Options::from_settings(&state.settings);
         let storage = state.storage.clone();
@@ -106,5 +107,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         None => server.bind(addr),
     }
     .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
-    server.run().await.context("server failed")
+    let served = server.run().await.context("server failed");
+    notifications.stop().await;
+    served
 }
