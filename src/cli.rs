@@ -90,6 +90,15 @@ enum Command {
         #[arg(long, value_name = "S", hide = true)]
         lease_ttl: Option<u64>,
     },
+    /// Delete a repository whole, in both trees: every tag and manifest, and
+    /// its blobs' links (safe while the registry serves; the bytes go with
+    /// the next garbage collection). Refused when a rule holds one of its
+    /// tags.
+    DeleteRepository {
+        /// The repository as v2 clients name it (`x` is also the v1
+        /// `library/x`).
+        name: String,
+    },
     /// Print the completion script for a shell, e.g.
     /// `registry-v1 completions bash > /etc/bash_completion.d/registry-v1`.
     Completions {
@@ -213,6 +222,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options.lease_ttl = lease_ttl.map_or(options.lease_ttl, seconds).max(seconds(1));
             options.progress = true;
             actix_web::rt::System::new().block_on(collector::command(settings, options))
+        }
+        Command::DeleteRepository { name } => {
+            let settings = load()?;
+            init_logging(&settings);
+            actix_web::rt::System::new().block_on(crate::registry::bridge::repository::command(
+                settings, &name,
+            ))
         }
         // Answered above, before the environment was read.
         Command::Completions { .. } | Command::Man { .. } => Ok(()),

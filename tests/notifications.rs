@@ -457,14 +457,23 @@ fn pushes_pulls_mounts_and_deletes_arrive_as_distribution_sends_them() {
             .status(),
         202
     );
-    let events = receiver.wait_for(Duration::from_secs(10), |e| e.len() >= 8);
+    // And a repository whole: one delete naming it alone, as v1's.
+    let whole = v2.delete("/v2/other/app/_registry-v1/repository");
+    assert_eq!(whole.status(), 202);
+    let events = receiver.wait_for(Duration::from_secs(10), |e| e.len() >= 9);
     let rest = &events[3..];
     let actions: Vec<&str> = rest.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(
         actions,
-        ["pull", "pull", "mount", "delete", "delete"],
+        ["pull", "pull", "mount", "delete", "delete", "delete"],
         "{rest:#?}"
     );
+    assert_eq!(rest[5]["target"]["repository"], "other/app");
+    assert!(rest[5]["target"].get("digest").is_none(), "{:#?}", rest[5]);
+    assert!(rest[5]["target"]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/v2/other/app/_registry-v1/repository"));
     assert_eq!(rest[0]["target"]["tag"], "v1");
     assert_eq!(rest[0]["target"]["digest"], digest);
     assert_eq!(rest[0]["request"]["method"], "GET");
@@ -481,7 +490,7 @@ fn pushes_pulls_mounts_and_deletes_arrive_as_distribution_sends_them() {
     // stands at the end of the lines of the segment the registry still
     // appends to (the rest of it zeros, not yet written).
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(receiver.events().len(), 8);
+    assert_eq!(receiver.events().len(), 9);
     let journal = backend
         .storage_path()
         .unwrap()
@@ -505,7 +514,7 @@ fn pushes_pulls_mounts_and_deletes_arrive_as_distribution_sends_them() {
             metrics,
             "registry_notification_events_total{endpoint=\"ci\",result=\"delivered\"}"
         ),
-        8.0
+        9.0
     );
     // The header's token never reaches the log, debug level included.
     assert!(!registry.log().contains("s3cr3t"), "{}", registry.log());

@@ -114,6 +114,10 @@ fn an_immutable_tag_takes_its_content_again_and_refuses_any_other() {
         v2.expect_error(gone, 403, "DENIED", "delete of an immutable tag");
     }
     assert_eq!(digest_of(&v2, "prod/app", "v1.0"), first);
+    // Nor the repository that holds it.
+    let whole = v2.delete("/v2/prod/app/_registry-v1/repository");
+    v2.expect_error(whole, 403, "DENIED", "delete of the repository");
+    assert_eq!(digest_of(&v2, "prod/app", "v1.0"), first);
     let latest = http
         .delete(registry.url("/v2/prod/app/manifests/latest"))
         .send()
@@ -121,7 +125,7 @@ fn an_immutable_tag_takes_its_content_again_and_refuses_any_other() {
     assert_eq!(latest.status(), 202);
 
     assert_eq!(refused(metrics, "refused_push"), 2.0);
-    assert_eq!(refused(metrics, "refused_delete"), 2.0);
+    assert_eq!(refused(metrics, "refused_delete"), 3.0);
     assert!(
         registry
             .log()
@@ -211,6 +215,15 @@ fn v1_tags_are_held_as_v2_tags_are() {
     let delete = |path: &str| http.delete(registry.url(path)).send().unwrap().status();
     assert_eq!(delete("/v1/repositories/prod/old/tags/v1"), 403);
     assert_eq!(delete("/v1/repositories/prod/old/"), 403);
+    // A v2 delete of the name asks the v1 tree before either tree loses
+    // anything: the v2 tag stays too.
+    let v2 = V2::new(&registry);
+    let image = ImageBlobs::new("v2 beside v1", "amd64");
+    image.push(&v2, "prod/old");
+    v2.push_manifest("prod/old", "edge", OCI_MANIFEST, &image.oci_manifest());
+    let whole = v2.delete("/v2/prod/old/_registry-v1/repository");
+    v2.expect_error(whole, 403, "DENIED", "v2 delete of a v1 immutable tag");
+    assert_eq!(v2.get_manifest("/v2/prod/old/manifests/edge").status(), 200);
     assert_eq!(delete("/v1/repositories/prod/old/tags/latest"), 200);
     let tags: serde_json::Value = http
         .get(registry.url("/v1/repositories/prod/old/tags"))
@@ -220,5 +233,5 @@ fn v1_tags_are_held_as_v2_tags_are() {
         .unwrap();
     assert_eq!(tags, serde_json::json!({ "v1": a }));
     assert_eq!(refused(metrics, "refused_push"), 1.0);
-    assert_eq!(refused(metrics, "refused_delete"), 2.0);
+    assert_eq!(refused(metrics, "refused_delete"), 3.0);
 }

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 
 use crate::config::{SearchBackend, Settings};
 use crate::events::{Event, Subscriber};
+use crate::names::RepositoryName;
 use crate::storage::Storage;
 
 pub use database_url::{DatabaseLocation, DatabaseUrlError, PostgresUrl};
@@ -278,6 +279,44 @@ pub async fn open_existing(
     Ok(Some(database))
 }
 
+/// A command run beside `serve` (`registry-v1 gc`, `delete-repository`,
+/// named by `command`): the repositories that left the registry leave the
+/// search index `serve` answers from, each said on standard output. The
+/// command's work is done whatever happens here: an index out of reach is
+/// a warning, and `registry-v1 reindex` the remedy.
+pub async fn forget_beside_serve(
+    command: &str,
+    settings: &Settings,
+    storage: &dyn Storage,
+    gone: &[RepositoryName],
+) {
+    let names = gone
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let index = match open_existing(settings, storage).await {
+        Ok(Some(index)) => index.search_index(),
+        Ok(None) => return,
+        Err(e) => {
+            log::warn!(
+                "{command}: search not updated ({e:#}): it lists {names}, which no longer pull, \
+                 until `registry-v1 reindex`"
+            );
+            return;
+        }
+    };
+    for name in gone {
+        match index.remove(&name.to_string()).await {
+            Ok(()) => println!("{name}: no tree holds it any longer, removed from search"),
+            Err(e) => log::warn!(
+                "{command}: search not updated for {name} ({e}): it lists it, which no longer \
+                 pulls, until `registry-v1 reindex`"
+            ),
+        }
+    }
+}
+
 /// Where `sqlalchemy_index_database` points, or why it cannot be used.
 fn database_location(settings: &Settings) -> anyhow::Result<DatabaseLocation> {
     let url = settings.search.database.as_deref().ok_or_else(|| {
@@ -344,7 +383,6 @@ impl Subscriber for IndexFollower {
 mod tests {
     use super::*;
     use crate::events::Events;
-    use crate::names::RepositoryName;
 
     async fn index_with_events() -> (Arc<sqlite::SqliteIndex>, Events, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,10 @@
 //! The v2 API: the OCI distribution specification 1.1, one file a resource
 //! (`base`, `blobs`, `uploads`, `manifests`, `tags`, `catalog`,
-//! `referrers`). Handlers parse the request, call the model in
-//! [`crate::registry::oci`], and map the result; every wire error lives in
-//! [`error`]; who may do what is decided once, by the [`gate`], before a
-//! handler runs.
+//! `referrers`), and one request of ours (`repository`: delete one
+//! whole). Handlers parse the request, call the model in
+//! [`crate::registry::oci`], and map the result; every wire error lives
+//! in [`error`]; who may do what is decided once, by the [`gate`], before
+//! a handler runs.
 
 mod base;
 mod blobs;
@@ -12,6 +13,7 @@ pub mod error;
 mod gate;
 mod manifests;
 mod referrers;
+mod repository;
 mod tags;
 mod uploads;
 
@@ -43,7 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
     let auth = Rc::new(gate::Auth);
     // Each resource names the methods it has: a 405 must list them in
     // `Allow` (RFC 9110), and a client retrying blindly learns nothing else.
-    let repository = |allow: &'static str, paths: &[&str]| {
+    let in_repository = |allow: &'static str, paths: &[&str]| {
         gated(&auth, Route::Repository, paths)
             .default_service(web::to(move || base::method_not_allowed(allow)))
     };
@@ -69,7 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
                     .route(web::head().to(catalog::list)),
             )
             .service(
-                repository(
+                in_repository(
                     "POST",
                     &[
                         &format!("{NAME}/blobs/uploads/"),
@@ -79,7 +81,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
                 .route(web::post().to(uploads::start)),
             )
             .service(
-                repository(
+                in_repository(
                     "GET, HEAD, PATCH, PUT, DELETE",
                     &[&format!("{NAME}/blobs/uploads/{{uuid}}")],
                 )
@@ -90,13 +92,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
                 .route(web::delete().to(uploads::cancel)),
             )
             .service(
-                repository("GET, HEAD, DELETE", &[&format!("{NAME}/blobs/{{digest}}")])
+                in_repository("GET, HEAD, DELETE", &[&format!("{NAME}/blobs/{{digest}}")])
                     .route(web::get().to(blobs::get))
                     .route(web::head().to(blobs::get))
                     .route(web::delete().to(blobs::delete)),
             )
             .service(
-                repository(
+                in_repository(
                     "GET, HEAD, PUT, DELETE",
                     &[&format!("{NAME}/manifests/{{reference}}")],
                 )
@@ -106,14 +108,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, _settings: &Settings) {
                 .route(web::delete().to(manifests::delete)),
             )
             .service(
-                repository("GET, HEAD", &[&format!("{NAME}/tags/list")])
+                in_repository("GET, HEAD", &[&format!("{NAME}/tags/list")])
                     .route(web::get().to(tags::list))
                     .route(web::head().to(tags::list)),
             )
             .service(
-                repository("GET, HEAD", &[&format!("{NAME}/referrers/{{digest}}")])
+                in_repository("GET, HEAD", &[&format!("{NAME}/referrers/{{digest}}")])
                     .route(web::get().to(referrers::list))
                     .route(web::head().to(referrers::list)),
+            )
+            .service(
+                in_repository("DELETE", &[&format!("{NAME}/{}", repository::PATH)])
+                    .route(web::delete().to(repository::delete)),
             )
             .default_service(web::to(base::not_found)),
     );

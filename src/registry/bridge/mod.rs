@@ -26,6 +26,7 @@ pub mod digests;
 pub mod image;
 pub mod layer;
 pub mod migrate;
+pub mod repository;
 
 use bytes::Bytes;
 use futures_util::StreamExt;

@@ -323,7 +323,7 @@ pub async fn command(settings: crate::config::Settings, options: Options) -> any
             }
             let gone = left_registry(&*storage, &report).await;
             if !gone.is_empty() {
-                forget_in_search(&settings, &*storage, &gone).await;
+                crate::search::forget_beside_serve("gc", &settings, &*storage, &gone).await;
             }
             println!("{report}");
             Ok(())
@@ -337,42 +337,6 @@ pub async fn command(settings: crate::config::Settings, options: Options) -> any
                 "another garbage collection ({holder}) holds this storage for {left} s more \
                  (its lease: _gc/lease); try again later"
             )
-        }
-    }
-}
-
-/// `registry-v1 gc`: the repositories that left the registry leave the
-/// search index a `serve` beside it answers from. The collection is done
-/// whatever happens here: an index out of reach is a warning, and
-/// `registry-v1 reindex` the remedy.
-async fn forget_in_search(
-    settings: &crate::config::Settings,
-    storage: &dyn Storage,
-    gone: &[RepositoryName],
-) {
-    let names = gone
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let index = match crate::search::open_existing(settings, storage).await {
-        Ok(Some(index)) => index.search_index(),
-        Ok(None) => return,
-        Err(e) => {
-            log::warn!(
-                "gc: search not updated ({e:#}): it lists {names}, which no longer pull, \
-                 until `registry-v1 reindex`"
-            );
-            return;
-        }
-    };
-    for name in gone {
-        match index.remove(&name.to_string()).await {
-            Ok(()) => println!("{name}: no tree holds it any longer, removed from search"),
-            Err(e) => log::warn!(
-                "gc: search not updated for {name} ({e}): it lists it, which no longer \
-                 pulls, until `registry-v1 reindex`"
-            ),
         }
     }
 }
