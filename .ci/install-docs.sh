@@ -4,9 +4,10 @@
 # links. Both from crates.io, built here with the machine's cargo;
 # idempotent: a tool already installed at the right version is kept.
 #
-# The versions go together: mdbook-linkcheck 0.7.7 is built on mdbook 0.4
-# and reads the book as mdbook 0.4 hands it over; mdbook 0.5 changed that,
-# so neither is moved without the other (and a `mdbook build docs` after).
+# The versions go together: mdbook-linkcheck 0.7.7 is built on the mdbook
+# 0.4 library and reads the book as mdbook 0.4 hands it to a backend; the
+# pair was checked with mdbook 0.4.52 (not with 0.5). Move neither without
+# the other, and build the book (`mdbook build docs`) after.
 #
 # mdbook is built without its `serve` and `watch` features (a web server and
 # a file watcher: many more crates to compile, for what CI never runs);
