@@ -20,7 +20,8 @@ Environment:
   RUST_LOG                log filter, overrides the `loglevel` setting
   MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_
                           glibc's malloc settings; `serve` sets 2, 4 MiB and
-                          16 MiB unless they are given (see the README)
+                          16 MiB unless they are given (see
+                          docs/src/command-line.md)
 
   ...and every variable the chosen flavor names with `_env:VAR[:DEFAULT]`; in
   the built-in sample: LOGLEVEL, DEBUG, STANDALONE, STORAGE_PATH,

@@ -1,4 +1,4 @@
-//! The benchmark suite of registry-v1 (README.md, section Benchmarks): the release
+//! The benchmark suite of registry-v1 (docs/src/benchmarks.md): the release
 //! binary on loopback, every figure the median of several runs next to a
 //! baseline measured in the same run, a table on the terminal and
 //! BENCHMARKS.md.

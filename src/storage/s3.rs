@@ -102,7 +102,7 @@ pub struct S3Storage {
     /// Downloads: no overall timeout, a layer may take long to reach a slow
     /// client.
     streaming: Box<Bucket>,
-    /// [`Storage::lock`]: this process only (see the README).
+    /// [`Storage::lock`]: this process only (see docs/src/storage.md).
     locks: KeyedLocks,
 }
 
