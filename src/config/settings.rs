@@ -184,6 +184,35 @@ pub struct RuleSettings {
     /// `immutable_tags`: tags that, once pushed, are never moved to
     /// another manifest or image, nor deleted.
     pub immutable_tags: Vec<super::Pattern>,
+    /// What the collector keeps of the repositories, when the rule says.
+    pub retention: Option<RetentionSettings>,
+}
+
+/// What a retention rule keeps whenever it was pushed, unless the rule
+/// lists its own `keep_tags`.
+pub const DEFAULT_KEEP_TAGS: &str = "latest";
+
+/// The retention keys of a rule (`keep_last`, `keep_within`, `keep_tags`,
+/// `untagged_after`), applied by the garbage collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `keep_last`: the tags most recently pushed that stay.
+    pub keep_last: Option<usize>,
+    /// `keep_within`: tags pushed this recently stay.
+    pub keep_within: Option<std::time::Duration>,
+    /// `keep_tags`: tags that stay whenever they were pushed; `latest`
+    /// when unset.
+    pub keep_tags: Vec<super::Pattern>,
+    /// `untagged_after`: manifests no tag reaches go once their push is
+    /// this old.
+    pub untagged_after: Option<std::time::Duration>,
+}
+
+impl RetentionSettings {
+    /// Whether the rule removes tags (else only untagged manifests).
+    pub fn prunes_tags(&self) -> bool {
+        self.keep_last.is_some() || self.keep_within.is_some()
+    }
 }
 
 /// `notifications`: where events are sent, in the shape of distribution's
@@ -818,6 +847,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rules",
     "rules.*.repositories",
     "rules.*.immutable_tags",
+    "rules.*.keep_last",
+    "rules.*.keep_within",
+    "rules.*.keep_tags",
+    "rules.*.untagged_after",
 ];
 
 impl Settings {
@@ -1241,7 +1274,8 @@ impl<'a> Section<'a> {
         let items = self.sections(
             "rules",
             "a list of rules (each with repositories)",
-            "a mapping (repositories, immutable_tags)",
+            "a mapping (repositories, immutable_tags, keep_last, keep_within, keep_tags, \
+             untagged_after)",
         )?;
         let mut rules = Vec::new();
         for (i, rule) in items.iter().enumerate() {
@@ -1255,7 +1289,8 @@ impl<'a> Section<'a> {
                 ));
             }
             let immutable_tags = rule.patterns("immutable_tags")?;
-            if immutable_tags.is_empty() {
+            let retention = rule.retention()?;
+            if immutable_tags.is_empty() && retention.is_none() {
                 notices.push(super::keys::Notice::ignored(format!(
                     "rule `rules[{i}]` sets nothing for the repositories it covers"
                 )));
@@ -1263,9 +1298,78 @@ impl<'a> Section<'a> {
             rules.push(RuleSettings {
                 repositories,
                 immutable_tags,
+                retention,
             });
         }
         Ok(rules)
+    }
+
+    /// A rule's retention keys, when it sets any. `keep_tags` alone keeps
+    /// what nothing removes: it needs `keep_last` or `keep_within`.
+    fn retention(&self) -> Result<Option<RetentionSettings>, ConfigError> {
+        let keep_last = match self.get("keep_last") {
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| self.wrong("keep_last", "a whole number from 1 to 1000000", v))?
+                    as usize,
+            ),
+        };
+        let keep_within = self.window("keep_within")?;
+        let keep_tags = self.patterns("keep_tags")?;
+        let untagged_after = self.window("untagged_after")?;
+        let any_key = ["keep_last", "keep_within", "keep_tags", "untagged_after"]
+            .iter()
+            .any(|k| self.get(k).is_some());
+        if !any_key {
+            return Ok(None);
+        }
+        let retention = RetentionSettings {
+            keep_last,
+            keep_within,
+            keep_tags: if self.get("keep_tags").is_some() {
+                keep_tags
+            } else {
+                vec![super::Pattern::parse(DEFAULT_KEEP_TAGS).expect("a glob")]
+            },
+            untagged_after,
+        };
+        if self.get("keep_tags").is_some() && !retention.prunes_tags() {
+            return Err(self.invalid(
+                "keep_tags",
+                "keeps tags from keep_last or keep_within, and neither is set: set one, or \
+                 remove keep_tags"
+                    .to_owned(),
+            ));
+        }
+        Ok(Some(retention))
+    }
+
+    /// A span of time for a retention rule: a number and its unit (`90m`,
+    /// `12h`, `30d`, `2w`, or combined, `1d 12h`), a day being 24 hours,
+    /// from a minute to 100 years.
+    fn window(&self, key: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+        let expected = "a span of time with its unit, e.g. 12h, 30d or 2w";
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::String(text) = value else {
+            return Err(self.wrong(key, expected, value));
+        };
+        let bounds =
+            std::time::Duration::from_secs(60)..=std::time::Duration::from_secs(100 * 365 * 86_400);
+        text.trim()
+            .parse::<jiff::Span>()
+            .ok()
+            .and_then(|span| {
+                span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                    .ok()
+            })
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .filter(|d| bounds.contains(d))
+            .map(Some)
+            .ok_or_else(|| self.wrong(key, expected, value))
     }
 
     /// Patterns: one string (never split: a glob's `{a,b}` holds commas),

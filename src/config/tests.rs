@@ -1013,6 +1013,61 @@ fn unknown_notices(settings: &Settings) -> Vec<String> {
         .collect()
 }
 
+/// The book's configuration reference cannot drift from the code: its
+/// tables name every key of `KNOWN_KEYS`, and under its last heading
+/// every key of `LEGACY_KEYS`, each once, each with a type, a default,
+/// an environment variable (or `—`) and a meaning; and no key the code
+/// does not know.
+#[test]
+fn the_configuration_reference_names_every_key_and_no_other() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/configuration-reference.md"
+    );
+    let page = std::fs::read_to_string(path).expect("docs/src/configuration-reference.md");
+    let legacy_heading = "## Keys of the old registry not acted on";
+    let (known_part, legacy_part) = page
+        .split_once(legacy_heading)
+        .unwrap_or_else(|| panic!("{path}: no heading `{legacy_heading}`"));
+    let rows = |text: &str| -> Vec<String> {
+        let mut keys = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 5, "{path}: a row of 5 cells: {line}");
+            assert!(
+                cells.iter().all(|c| !c.is_empty()),
+                "{path}: an empty cell (write `—`): {line}"
+            );
+            let key = cells[0]
+                .strip_prefix('`')
+                .and_then(|k| k.strip_suffix('`'))
+                .unwrap_or_else(|| panic!("{path}: the key alone in backticks: {line}"));
+            assert!(!keys.contains(&key.to_owned()), "{path}: `{key}` twice");
+            keys.push(key.to_owned());
+        }
+        keys
+    };
+    let documented = rows(known_part);
+    for key in KNOWN_KEYS {
+        assert!(
+            documented.iter().any(|d| d == key),
+            "{path} does not document `{key}`: add a row for it"
+        );
+    }
+    for key in &documented {
+        assert!(
+            KNOWN_KEYS.contains(&key.as_str()),
+            "{path} documents `{key}`, which the code does not read"
+        );
+    }
+    let legacy = rows(legacy_part);
+    let mut expected: Vec<String> = keys::LEGACY_KEYS.iter().map(|k| k.to_string()).collect();
+    let mut found = legacy.clone();
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected, "{path}: the keys of the old registry");
+}
+
 /// The known keys cannot drift from the code: every key settings.rs reads
 /// (the first argument, a literal, of a reading method) is listed in
 /// `KNOWN_KEYS`, and every listed key is read there.
@@ -1590,6 +1645,26 @@ fn rules_take_globs_and_regular_expressions() {
 }
 
 #[test]
+fn retention_keys_take_counts_spans_and_patterns() {
+    let text = "f:\n  rules:\n    - repositories: ci/*\n      keep_last: 10\n      \
+                keep_within: 1d 12h\n      untagged_after: 2w\n    - repositories: x\n      \
+                keep_within: 30d\n      keep_tags: ['stable', 'v*']\n";
+    let s = load_text(text, "f", &[]).unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let ci = s.rules[0].retention.as_ref().unwrap();
+    assert_eq!(ci.keep_last, Some(10));
+    assert_eq!(ci.keep_within, Some(day * 3 / 2));
+    assert_eq!(ci.untagged_after, Some(day * 14));
+    // `latest` unless the rule lists its own.
+    assert_eq!(ci.keep_tags.len(), 1);
+    assert!(ci.keep_tags[0].matches("latest"));
+    let x = s.rules[1].retention.as_ref().unwrap();
+    assert_eq!(x.keep_within, Some(day * 30));
+    assert!(x.keep_tags[1].matches("v2") && !x.keep_tags.iter().any(|p| p.matches("latest")));
+    assert!(s.notices.is_empty(), "{:?}", s.notices);
+}
+
+#[test]
 fn bad_rules_name_the_rule_and_its_key() {
     let rule = |body: &str| format!("f:\n  rules:\n    - {body}\n");
     let cases = [
@@ -1614,6 +1689,26 @@ fn bad_rules_name_the_rule_and_its_key() {
             "pattern",
         ),
         ("just-a-string", "rules[0]", "a mapping"),
+        (
+            "{repositories: x, keep_last: 0}",
+            "rules[0].keep_last",
+            "a whole number from 1",
+        ),
+        (
+            "{repositories: x, keep_within: 30}",
+            "rules[0].keep_within",
+            "a span of time with its unit",
+        ),
+        (
+            "{repositories: x, untagged_after: 10s}",
+            "rules[0].untagged_after",
+            "a span of time",
+        ),
+        (
+            "{repositories: x, keep_tags: [stable]}",
+            "rules[0].keep_tags",
+            "neither is set",
+        ),
     ];
     for (body, key, why) in cases {
         let err = load_text(&rule(body), "f", &[]).unwrap_err().to_string();

@@ -28,6 +28,25 @@ const CHUNK: usize = 8;
 /// Something the mark found unreachable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
+    /// A tag a rule's retention removes, unless it was pushed again since
+    /// the mark (its current link no longer as it was).
+    Tag {
+        repository: String,
+        tag: String,
+        digest: Digest,
+        pushed: std::time::SystemTime,
+        why: String,
+    },
+    /// A v1 tag a rule's retention removes (its file and its JSON), unless
+    /// it was pushed again since the mark.
+    V1Tag {
+        repository: String,
+        tag: String,
+        path: String,
+        json: String,
+        pushed: std::time::SystemTime,
+        why: String,
+    },
     /// An untagged manifest of one repository: its revision link, the tag
     /// histories that name it, its referrer record.
     Manifest {
@@ -35,6 +54,9 @@ pub enum Item {
         digest: Digest,
         tags: Vec<String>,
         subject: Option<Digest>,
+        why: String,
+        /// A rule's retention removes it (else `delete_untagged`).
+        by_rule: bool,
     },
     /// A `_v2_digests` entry naming an image that goes.
     DigestEntry {
@@ -70,16 +92,27 @@ pub enum Item {
 }
 
 impl Item {
+    /// The file a v1 tag item removes.
+    pub(super) fn path(&self) -> Option<&String> {
+        match self {
+            Item::V1Tag { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self {
+            // A tag before the manifest it points at: never a tag that
+            // serves nothing.
+            Item::Tag { .. } | Item::V1Tag { .. } => 0,
             Item::Manifest { .. }
             | Item::TagLeftover { .. }
             | Item::CachedRepository { .. }
-            | Item::CachedV1Repository(_) => 0,
-            Item::DigestEntry { .. } => 1,
-            Item::Blob { .. } => 2,
-            Item::Image { .. } => 3,
-            Item::Upload { .. } => 4,
+            | Item::CachedV1Repository(_) => 1,
+            Item::DigestEntry { .. } => 2,
+            Item::Blob { .. } => 3,
+            Item::Image { .. } => 4,
+            Item::Upload { .. } => 5,
         }
     }
 
@@ -91,8 +124,12 @@ impl Item {
             }
             Item::Image { id, .. } => marks.images.contains(id),
             Item::DigestEntry { image, .. } => marks.images.contains(image),
+            // Another tag may keep its manifest: a push of the tag itself
+            // since the mark is what counts, which its delete checks.
             // A copy cached again since the mark is fetched again.
-            Item::Upload { .. }
+            Item::Tag { .. }
+            | Item::V1Tag { .. }
+            | Item::Upload { .. }
             | Item::TagLeftover { .. }
             | Item::CachedRepository { .. }
             | Item::CachedV1Repository(_) => false,
@@ -101,9 +138,25 @@ impl Item {
 
     fn describe(&self) -> String {
         match self {
+            Item::Tag {
+                repository,
+                tag,
+                digest,
+                why,
+                ..
+            } => format!("tag {repository}:{tag} ({digest}): {why}"),
+            Item::V1Tag {
+                repository,
+                tag,
+                why,
+                ..
+            } => format!("v1 tag {repository}:{tag}: {why}"),
             Item::Manifest {
-                repository, digest, ..
-            } => format!("manifest {repository}@{digest}"),
+                repository,
+                digest,
+                why,
+                ..
+            } => format!("manifest {repository}@{digest}: {why}"),
             Item::DigestEntry { path, .. } => format!("v1 bridge entry {path}"),
             Item::Blob { digest, size, .. } => format!("blob {digest} {size} bytes"),
             Item::Image { id, size } => format!("v1 image {id} {size} bytes"),
@@ -124,6 +177,7 @@ impl Item {
 
     fn count(&self, report: &mut GcReport) {
         match self {
+            Item::Tag { .. } | Item::V1Tag { .. } => report.tags += 1,
             Item::Manifest { .. } => report.manifests += 1,
             Item::DigestEntry { .. } => {}
             Item::Blob { size, .. } => {
@@ -146,11 +200,61 @@ impl Item {
     /// names, which the next run finds again.
     async fn delete(&self, storage: &dyn Storage) -> Result<()> {
         match self {
+            Item::Tag {
+                repository,
+                tag,
+                digest,
+                pushed,
+                why,
+            } => {
+                let link = layout::tag_current_link(repository, tag);
+                let unchanged = match storage.stat(&link).await {
+                    Ok(info) if info.modified == *pushed => {
+                        let now = storage.get(&link).await?;
+                        now.as_ref() == digest.to_string().as_bytes()
+                    }
+                    Ok(_) | Err(StorageError::NotFound(_)) => false,
+                    Err(e) => return Err(e.into()),
+                };
+                if !unchanged {
+                    return Ok(());
+                }
+                // Its current link first where a folder does not go at
+                // once: the instant it stops serving (`oci::tags::remove`).
+                if !storage.removes_folders_at_once() {
+                    remove(storage, &link).await?;
+                }
+                remove(storage, &layout::tag(repository, tag)).await?;
+                log::info!("retention: tag {repository}:{tag} removed ({why})");
+                crate::registry::rules::count("retention", "removed_tag");
+                Ok(())
+            }
+            Item::V1Tag {
+                repository,
+                tag,
+                path,
+                json,
+                pushed,
+                why,
+            } => {
+                match storage.stat(path).await {
+                    Ok(info) if info.modified == *pushed => {}
+                    Ok(_) | Err(StorageError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+                remove(storage, path).await?;
+                remove(storage, json).await?;
+                log::info!("retention: v1 tag {repository}:{tag} removed ({why})");
+                crate::registry::rules::count("retention", "removed_tag");
+                Ok(())
+            }
             Item::Manifest {
                 repository,
                 digest,
                 tags,
                 subject,
+                why,
+                by_rule,
             } => {
                 let (algorithm, hex) = (digest.algorithm().as_str(), digest.hex());
                 for tag in tags {
@@ -168,7 +272,12 @@ impl Item {
                     remove(storage, link.trim_end_matches("/link")).await?;
                 }
                 let revision = layout::revision_link(repository, algorithm, hex);
-                remove(storage, revision.trim_end_matches("/link")).await
+                remove(storage, revision.trim_end_matches("/link")).await?;
+                if *by_rule {
+                    log::info!("retention: manifest {repository}@{digest} removed ({why})");
+                    crate::registry::rules::count("retention", "removed_manifest");
+                }
+                Ok(())
             }
             Item::DigestEntry { path, .. } => remove(storage, path).await,
             Item::Blob {

@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::batch::Item;
 use super::oci::list;
 use super::{Result, Run};
-use crate::names::ImageId;
+use crate::names::{ImageId, RepositoryName, Tag};
+use crate::registry::rules::retention::PushedTag;
 use crate::storage::layout::legacy as layout;
 use crate::storage::StorageError;
 
@@ -37,6 +38,50 @@ pub(super) async fn mark_image(run: &mut Run<'_>, id: &str) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// The tags of a v1 repository its retention removes (as
+/// [`super::oci`] does for v2): by the time each tag file was written,
+/// never one a rule holds immutable nor one within the grace period.
+async fn expired_tags(
+    run: &mut Run<'_>,
+    name: &RepositoryName,
+    tags: &[(String, Tag)],
+) -> Result<Vec<Item>> {
+    let rules = run.options.rules.clone();
+    let repository = name.to_string();
+    let Some(retention) = rules.retention(&repository).filter(|r| r.prunes_tags()) else {
+        return Ok(Vec::new());
+    };
+    let mut pushed = Vec::with_capacity(tags.len());
+    for (path, tag) in tags {
+        match run.storage.stat(path).await {
+            Ok(info) => pushed.push(PushedTag {
+                tag: tag.as_str().to_owned(),
+                pushed: info.modified,
+            }),
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let removals = retention.removals(&pushed, run.started, |tag| {
+        rules.immutable(&repository, tag).is_some()
+    });
+    Ok(removals
+        .into_iter()
+        .filter(|r| run.old_enough(r.pushed))
+        .filter_map(|r| {
+            let (path, tag) = tags.iter().find(|(_, t)| t.as_str() == r.tag)?;
+            Some(Item::V1Tag {
+                repository: repository.clone(),
+                tag: r.tag,
+                path: path.clone(),
+                json: layout::tag_json(name, tag),
+                pushed: r.pushed,
+                why: r.why,
+            })
+        })
+        .collect())
 }
 
 /// Marks the v1 tree; returns what nothing reaches and may go.
@@ -74,14 +119,27 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
                 Err(e) => return Err(e.into()),
             };
             let gone_images = evicted_images.get(dir.as_str());
+            let mut tags = Vec::new();
             for file in &files {
-                if layout::tag_from_file_name(file).is_none() {
+                let Some(tag) = layout::tag_from_file_name(file) else {
                     continue;
-                }
+                };
                 let path = format!("{dir}/{file}");
-                if evicted_tags.contains(path.as_str()) {
-                    continue;
+                if !evicted_tags.contains(path.as_str()) {
+                    tags.push((path, tag));
                 }
+            }
+            let name = RepositoryName::parse(&format!(
+                "{}/{}",
+                layout::unescape(&namespace),
+                layout::unescape(&repository)
+            ));
+            if let Ok(name) = name {
+                let expired = expired_tags(run, &name, &tags).await?;
+                tags.retain(|(path, _)| !expired.iter().any(|item| item.path() == Some(path)));
+                items.extend(expired);
+            }
+            for (path, _) in tags {
                 match storage.get(&path).await {
                     Ok(id) => mark_image(run, &String::from_utf8_lossy(&id)).await?,
                     Err(StorageError::NotFound(_)) => {}

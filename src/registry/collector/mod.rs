@@ -55,6 +55,9 @@ pub struct Options {
     pub progress: bool,
     /// What the pull-through cache keeps.
     pub cache: cache::Eviction,
+    /// The operator's rules: retention says what goes, immutable tags
+    /// what never does.
+    pub rules: std::sync::Arc<crate::registry::rules::Rules>,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             lease_ttl: LEASE_TTL,
             progress: false,
             cache: cache::Eviction::from_settings(&settings.mirror),
+            rules: std::sync::Arc::new(crate::registry::rules::Rules::new(&settings.rules)),
         }
     }
 }
@@ -75,7 +79,10 @@ impl Options {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
     pub dry_run: bool,
-    /// Manifests removed from a repository (untagged, `delete_untagged`).
+    /// Tags a rule's retention removed.
+    pub tags: u64,
+    /// Manifests removed from a repository (untagged: `delete_untagged`,
+    /// or a rule's retention).
     pub manifests: u64,
     /// Blobs (layers, configs, manifest bytes) deleted.
     pub blobs: u64,
@@ -110,6 +117,14 @@ impl fmt::Display for GcReport {
             if self.dry_run { "to free" } else { "freed" },
             self.elapsed.as_secs_f64()
         )?;
+        if self.tags > 0 {
+            let verb = if self.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            };
+            write!(f, "; {} tags {verb} by retention rules", self.tags)?;
+        }
         if self.cached_repositories > 0 {
             write!(
                 f,

@@ -1,8 +1,9 @@
 //! The mark of the v2 tree: every manifest reachable from a tag (or every
 //! manifest of the repository, unless untagged ones go), what they name
 //! (config, layers, index children, subject), and the referrers of every
-//! kept manifest; then what nothing reaches: untagged manifests (only with
-//! `delete_untagged`), blobs, stale uploads.
+//! kept manifest; then what nothing reaches: the tags a rule's retention
+//! removes, untagged manifests (with `delete_untagged` or a rule's
+//! retention), blobs, stale uploads.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,6 +12,7 @@ use serde_json::Value;
 use super::batch::Item;
 use super::{Result, Run};
 use crate::registry::oci::{links, Digest, Name};
+use crate::registry::rules::retention::{PushedTag, Removal, Retention};
 use crate::storage::layout::distribution as layout;
 use crate::storage::{Storage, StorageError};
 
@@ -167,9 +169,11 @@ async fn mark_repository(
     let storage = run.storage;
     let repo = name.as_str();
     let mut items = Vec::new();
+    let rules = run.options.rules.clone();
+    let retention = rules.retention(repo);
 
     // Tags: what each points at now, and every manifest it ever did.
-    let mut current = Vec::new();
+    let mut tagged = Vec::new();
     let mut history: HashMap<Digest, Vec<String>> = HashMap::new();
     for tag in list(storage, &layout::tags(repo)).await? {
         let Ok(parsed) = crate::registry::oci::Tag::parse(&tag) else {
@@ -185,10 +189,30 @@ async fn mark_repository(
                 tag: tag.clone(),
             });
         }
-        current.extend(now);
+        if let Some(digest) = now {
+            tagged.push((tag.clone(), digest));
+        }
         for digest in past {
             history.entry(digest).or_default().push(tag.clone());
         }
+    }
+    if let Some(retention) = retention.filter(|r| r.prunes_tags()) {
+        let removed = expired_tags(run, name, &retention, &tagged).await?;
+        tagged.retain(
+            |(tag, digest)| match removed.iter().find(|r| r.tag == *tag) {
+                Some(removal) => {
+                    items.push(Item::Tag {
+                        repository: repo.to_owned(),
+                        tag: tag.clone(),
+                        digest: digest.clone(),
+                        pushed: removal.pushed,
+                        why: removal.why.clone(),
+                    });
+                    false
+                }
+                None => true,
+            },
+        );
     }
     // Revisions: a folder whose link distribution deleted is no revision.
     let mut revisions = Vec::new();
@@ -210,12 +234,41 @@ async fn mark_repository(
     }
 
     let mut kept = HashSet::new();
-    for digest in &current {
+    for (_, digest) in &tagged {
         expand(run, digest, &mut kept).await?;
     }
-    if !run.options.delete_untagged {
-        for digest in &revisions {
-            expand(run, digest, &mut kept).await?;
+    // Untagged manifests that go: with `delete_untagged` or a rule's
+    // retention, those old enough. The others are kept, with all they
+    // reach, before the referrers are looked at.
+    let prunes = run.options.delete_untagged
+        || retention.is_some_and(|r| r.prunes_tags() || r.untagged_after().is_some());
+    let mut going = Vec::new();
+    for digest in &revisions {
+        if kept.contains(digest) {
+            continue;
+        }
+        let why = if prunes {
+            let modified = match storage.stat(&links::revision(name, digest)).await {
+                Ok(info) => info.modified,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let by_rule = || retention.and_then(|r| r.untagged_goes(modified, run.started));
+            match run.old_enough(modified) {
+                // Younger: a push by digest before its index.
+                false => None,
+                true => by_rule().map(|why| (why, true)).or_else(|| {
+                    run.options
+                        .delete_untagged
+                        .then(|| ("untagged (gc_delete_untagged)".to_owned(), false))
+                }),
+            }
+        } else {
+            None
+        };
+        match why {
+            Some(why) => going.push((digest.clone(), why)),
+            None => expand(run, digest, &mut kept).await?,
         }
     }
     // Referrers of kept manifests are kept, until nothing more is.
@@ -239,43 +292,68 @@ async fn mark_repository(
             done.insert(subject);
         }
     }
-    // Untagged manifests old enough go; younger ones (a push by digest
-    // before its index) are kept with all they reach.
-    if run.options.delete_untagged {
-        for digest in revisions {
-            if kept.contains(&digest) {
-                continue;
-            }
-            let old = match storage.stat(&links::revision(name, &digest)).await {
-                Ok(info) => run.old_enough(info.modified),
-                Err(StorageError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if !old {
-                expand(run, &digest, &mut kept).await?;
-                continue;
-            }
-            let subject = match storage.get(&links::blob_data(&digest)).await {
-                Ok(bytes) => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
-                    v["subject"]["digest"]
-                        .as_str()
-                        .and_then(|d| Digest::parse(d).ok())
-                }),
-                Err(StorageError::NotFound(_)) => None,
-                Err(e) => return Err(e.into()),
-            };
-            items.push(Item::Manifest {
-                repository: repo.to_owned(),
-                tags: history.remove(&digest).unwrap_or_default(),
-                digest,
-                subject,
-            });
+    // What a kept manifest reaches (an index's child, a referrer) stays.
+    for (digest, (why, by_rule)) in going {
+        if kept.contains(&digest) {
+            continue;
         }
+        let subject = match storage.get(&links::blob_data(&digest)).await {
+            Ok(bytes) => serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+                v["subject"]["digest"]
+                    .as_str()
+                    .and_then(|d| Digest::parse(d).ok())
+            }),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        items.push(Item::Manifest {
+            repository: repo.to_owned(),
+            tags: history.remove(&digest).unwrap_or_default(),
+            digest,
+            subject,
+            why,
+            by_rule,
+        });
     }
     for digest in digests_under(storage, &layout::layers(repo)).await? {
         linked.entry(digest).or_default().push(repo.to_owned());
     }
     Ok(items)
+}
+
+/// The tags of the repository its retention removes: by the time each
+/// current link was written (the push), never one a rule holds immutable,
+/// nor one pushed within the grace period.
+async fn expired_tags(
+    run: &mut Run<'_>,
+    name: &Name,
+    retention: &Retention<'_>,
+    tagged: &[(String, Digest)],
+) -> Result<Vec<Removal>> {
+    let mut pushed = Vec::with_capacity(tagged.len());
+    for (tag, _) in tagged {
+        let Ok(parsed) = crate::registry::oci::Tag::parse(tag) else {
+            continue;
+        };
+        match run.storage.stat(&links::tag_current(name, &parsed)).await {
+            Ok(info) => pushed.push(PushedTag {
+                tag: tag.clone(),
+                pushed: info.modified,
+            }),
+            // Deleted since the listing.
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    run.tick().await?;
+    let rules = &run.options.rules;
+    let removals = retention.removals(&pushed, run.started, |tag| {
+        rules.immutable(name.as_str(), tag).is_some()
+    });
+    Ok(removals
+        .into_iter()
+        .filter(|r| run.old_enough(r.pushed))
+        .collect())
 }
 
 /// Every folder under `repositories/` that is a repository (holds

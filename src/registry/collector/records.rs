@@ -341,6 +341,7 @@ mod tests {
             lease_ttl: super::super::LEASE_TTL,
             progress: false,
             cache: Default::default(),
+            rules: Default::default(),
         };
         let held_by = |holder: &str| {
             let until = now_ms() + 800;

@@ -952,6 +952,7 @@ mod tests {
             Rules::new(&[crate::config::RuleSettings {
                 repositories: vec![p("ns/*")],
                 immutable_tags: vec![p("v*")],
+                retention: None,
             }])
         }
 

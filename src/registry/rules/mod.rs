@@ -1,13 +1,21 @@
 //! The operator's rules (`rules` in the flavor file), decided here for
-//! both APIs: which tags may never move. A tag an `immutable_tags`
-//! pattern names, in a repository the rule covers, once pushed, is never
-//! pointed at other content nor deleted; the same content pushed again is
-//! accepted, as clients retry. The models ask before they write, under a
-//! lock on the tag, so that two first pushes at once cannot both win.
+//! both APIs and the collector.
+//!
+//! **Immutable tags.** A tag an `immutable_tags` pattern names, in a
+//! repository the rule covers, once pushed, is never pointed at other
+//! content nor deleted; the same content pushed again is accepted, as
+//! clients retry. The models ask before they write, under a lock on the
+//! tag, so that two first pushes at once cannot both win.
+//!
+//! **Retention** ([`retention`]): which tags and untagged manifests the
+//! collector removes, and why.
+
+pub mod retention;
 
 use std::fmt;
 
 use crate::config::RuleSettings;
+pub use retention::Retention;
 
 /// The rules, as configured.
 #[derive(Debug, Default)]
@@ -55,6 +63,25 @@ impl Rules {
             })
     }
 
+    /// The retention of `repository`: that of the first rule covering it
+    /// that sets one (rules are read in the file's order).
+    pub fn retention(&self, repository: &str) -> Option<Retention<'_>> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.repositories.iter().any(|p| p.matches(repository)))
+            .find_map(|(index, rule)| {
+                rule.retention
+                    .as_ref()
+                    .map(|settings| Retention::new(index, rule, settings))
+            })
+    }
+
+    /// Whether any rule sets a retention (else the collector asks nothing).
+    pub fn any_retention(&self) -> bool {
+        self.rules.iter().any(|r| r.retention.is_some())
+    }
+
     /// The first of `tags` of `repository` a rule holds.
     pub fn first_immutable<'t>(
         &self,
@@ -83,11 +110,16 @@ pub fn refuse_delete(what: Immutable) -> String {
 
 fn refuse(action: &str, message: String) -> String {
     log::warn!("{action}: {message}");
+    count("immutable_tags", action);
+    message
+}
+
+/// Counts what a rule did in `registry_rule_actions_total`.
+pub fn count(rule: &str, action: &str) {
     crate::metrics::get()
         .rule_actions
-        .with_label_values(&["immutable_tags", action])
+        .with_label_values(&[rule, action])
         .inc();
-    message
 }
 
 #[cfg(test)]
@@ -101,10 +133,12 @@ mod tests {
             RuleSettings {
                 repositories: vec![p("prod/*")],
                 immutable_tags: vec![p("v*")],
+                retention: None,
             },
             RuleSettings {
                 repositories: vec![p("**")],
                 immutable_tags: vec![p("release-*")],
+                retention: None,
             },
         ])
     }
