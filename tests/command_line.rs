@@ -15,6 +15,7 @@ const COMMANDS: &[&str] = &[
     "bridge-digests",
     "migrate",
     "gc",
+    "delete-repository",
     "completions",
     "man",
 ];
@@ -27,6 +28,53 @@ const BROKEN_ENV: &[(&str, &str)] = &[
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `--help` and the book cannot drift apart: every command `--help` lists
+/// has its rows in `docs/src/command-line.md`, and they name every
+/// option the command's own `--help` shows.
+#[test]
+fn the_book_has_every_command_and_option_of_help() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/command-line.md"
+    ))
+    .unwrap();
+    let help = text(&common::run(&["--help"], &[]).stdout);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert_eq!(commands.len(), COMMANDS.len(), "{help}");
+    for command in commands {
+        let row: String = page
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains(&format!("`registry-v1 {command}")))
+            .collect();
+        assert!(
+            !row.is_empty(),
+            "docs/src/command-line.md has no row for `{command}`"
+        );
+        let own = text(&common::run(&[command, "--help"], &[]).stdout);
+        // Each line of its Options section that starts with a flag.
+        let options = own
+            .lines()
+            .skip_while(|l| !l.starts_with("Options:"))
+            .filter(|l| l.trim_start().starts_with('-'))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches(','))
+            .filter(|w| *w != "--help" && *w != "--version");
+        for option in options {
+            assert!(
+                row.contains(option),
+                "the book's row for `{command}` does not name {option}: {row}"
+            );
+        }
+    }
 }
 
 #[test]

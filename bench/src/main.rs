@@ -219,7 +219,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "6. A whole docker push, then pull, of a 10-image repository",
         "7. On S3 storage (moto on loopback)",
         "8. v1 images over v2 (local storage)",
-        "9. Garbage collection (local storage)",
+        "9. Garbage collection and retention (local storage)",
         "10. v2 API: registry-v1 and distribution (local storage)",
         "11. v2 API on S3 storage: registry-v1 and distribution (moto on loopback)",
         "12. https next to plain http (local storage)",
@@ -280,7 +280,9 @@ fn run(args: Args) -> Result<ExitCode> {
     if want(9) {
         println!("== {}", titles[8]);
         let start = Instant::now();
-        steps::gc::run(&ctx, report.section(titles[8]));
+        let section = report.section(titles[8]);
+        steps::gc::run(&ctx, section);
+        steps::gc::retention(&ctx, section);
         println!("  ({:.0} s)", start.elapsed().as_secs_f64());
     }
 

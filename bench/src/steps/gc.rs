@@ -3,7 +3,10 @@
 //! config and 9 layers each, 100,000 blobs; half the manifests tagged,
 //! half deleted), then `registry-v1 gc` on it while the registry serves:
 //! how long the collection takes, and the latency of manifest pulls during
-//! it against the same pulls with no collection running.
+//! it against the same pulls with no collection running. Then a retention
+//! pass ([`retention`]): 10,000 repositories of 100 tags each under a
+//! `keep_last: 10` rule, next to distribution's `garbage-collect` walking
+//! the same tree.
 
 use std::fs;
 use std::path::Path;
@@ -239,6 +242,192 @@ pub fn run(ctx: &Ctx, section: &mut Section) {
                         during.len(),
                         without.len()
                     ),
+                },
+            ])
+        },
+    );
+}
+
+/// Tags a repository holds in the retention figure, and what the rule keeps.
+const TAGS: usize = 100;
+const KEEP: usize = 10;
+/// The manifests the tags of each repository point at (tag `j` at
+/// manifest `j / 10`): the same 10 in every repository.
+const MANIFESTS: usize = 10;
+
+/// The tree of the retention figure: `repositories` repositories of
+/// [`TAGS`] tags pushed a second apart a day ago (a tag's push time is
+/// its link's modification time), each repository linking the [`MANIFESTS`] shared
+/// manifests (a config and one layer each). Tags are written as
+/// distribution's `current/link` alone: their history folders would
+/// double the files and the collector reads none for retention.
+fn populate_tags(storage: &Path, repositories: usize, run: u64) -> Result<()> {
+    let mut manifests = Vec::new();
+    for k in 0..MANIFESTS {
+        let layer = format!("retention layer {run} {k}");
+        let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"k\":\"{run} {k}\"}}");
+        let (layer_hex, config_hex) = (
+            blob(storage, layer.as_bytes())?,
+            blob(storage, config.as_bytes())?,
+        );
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": format!("sha256:{config_hex}"), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": format!("sha256:{layer_hex}"), "size": layer.len()}],
+        }))?;
+        manifests.push((blob(storage, &manifest)?, config_hex, layer_hex));
+    }
+    let pushed = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    for r in 0..repositories {
+        let base = format!("{ROOT}/repositories/keep/r{r}");
+        for (manifest, config, layer) in &manifests {
+            link(
+                storage,
+                &format!("{base}/_manifests/revisions/sha256/{manifest}/link"),
+                manifest,
+            )?;
+            link(
+                storage,
+                &format!("{base}/_layers/sha256/{config}/link"),
+                config,
+            )?;
+            link(
+                storage,
+                &format!("{base}/_layers/sha256/{layer}/link"),
+                layer,
+            )?;
+        }
+        for j in 0..TAGS {
+            let (manifest, _, _) = &manifests[j / (TAGS / MANIFESTS)];
+            let path = format!("{base}/_manifests/tags/t{j}/current/link");
+            link(storage, &path, manifest)?;
+            // A second apart: the disk's clock ticks coarser than a
+            // burst of writes, and "the 10 most recent" needs an order.
+            fs::File::options()
+                .write(true)
+                .open(storage.join(&path))?
+                .set_modified(pushed + Duration::from_secs(j as u64))?;
+        }
+    }
+    Ok(())
+}
+
+/// The retention figure: `registry-v1 gc --dry-run` (the walk, a stat of
+/// every tag, the plan) and `gc` (which removes 90 tags and 9 manifests
+/// of each repository, and the blobs only those named), against
+/// distribution's `garbage-collect --dry-run` over the same tree (its
+/// walk of every repository, tag and manifest; it has no retention).
+pub fn retention(ctx: &Ctx, section: &mut Section) {
+    section.step(
+        "retention: 10,000 repositories of 100 tags, keep_last 10",
+        || {
+            let repositories = if ctx.plan.smoke { 20 } else { 10_000 };
+            let storage = ctx.work.join("retention-storage");
+            let _ = fs::remove_dir_all(&storage);
+            fs::create_dir_all(&storage)?;
+            let started = Instant::now();
+            populate_tags(&storage, repositories, ctx.run_id)?;
+            println!(
+                "    {repositories} repositories of {TAGS} tags written in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            super::sync_disks();
+            let storage_path = storage.to_string_lossy().into_owned();
+            let config = ctx.work.join("retention.yml");
+            fs::write(
+                &config,
+                format!(
+                    "retention:\n  storage: local\n  storage_path: {storage_path}\n  \
+                     search_backend: ''\n  loglevel: warn\n  rules:\n    - repositories: keep/*\n      \
+                     keep_last: {KEEP}\n"
+                ),
+            )?;
+            let gc = |args: &[&str]| -> Result<(String, f64)> {
+                let started = Instant::now();
+                let out = Command::new(&ctx.registry_bin)
+                    .args(["gc", "--grace-period", "0"])
+                    .args(args)
+                    .env("DOCKER_REGISTRY_CONFIG", &config)
+                    .env("SETTINGS_FLAVOR", "retention")
+                    .stdin(Stdio::null())
+                    .output()
+                    .context("run registry-v1 gc")?;
+                let took = started.elapsed().as_secs_f64();
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                if !out.status.success() {
+                    bail!(
+                        "registry-v1 gc {args:?}: {}\n{}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                Ok((stdout.lines().last().unwrap_or_default().to_owned(), took))
+            };
+            let removed = repositories * (TAGS - KEEP);
+            let peer_config = ctx.work.join("retention-distribution.yml");
+            fs::write(
+                &peer_config,
+                format!(
+                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    \
+                     rootdirectory: {storage_path}\n  delete:\n    enabled: true\nhttp:\n  \
+                     addr: 127.0.0.1:{}\n",
+                    crate::procs::free_port()?
+                ),
+            )?;
+            let load = LoadWatch::start();
+            let (dry, dry_took) = gc(&["--dry-run"])?;
+            if !dry.contains(&format!("{removed} tags would be removed")) {
+                bail!("expected {removed} tags to go: {dry}");
+            }
+            let peer_started = Instant::now();
+            let peer = Command::new("docker-registry")
+                .args(["garbage-collect", "--dry-run"])
+                .arg(&peer_config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .context("run distribution's garbage-collect")?;
+            let peer_took = peer_started.elapsed().as_secs_f64();
+            if !peer.status.success() {
+                bail!(
+                    "distribution garbage-collect: {}",
+                    String::from_utf8_lossy(&peer.stderr)
+                );
+            }
+            let (real, took) = gc(&[])?;
+            let load = load.end();
+            let untagged = repositories * (MANIFESTS - 1);
+            if !real.contains(&format!("{removed} tags removed"))
+                || !real.contains(&format!(": {untagged} manifests"))
+            {
+                bail!("expected {removed} tags and {untagged} manifests removed: {real}");
+            }
+            let _ = fs::remove_dir_all(&storage);
+            Ok(vec![
+                super::figure_vs(
+                    format!("retention plan (gc --dry-run): {removed} of {} tags", repositories * TAGS),
+                    Unit::Seconds,
+                    &[dry_took],
+                    ("distribution garbage-collect --dry-run", &[peer_took]),
+                    None,
+                    None,
+                    load,
+                ),
+                figure(
+                    format!("retention pass (gc): {removed} tags removed"),
+                    Unit::Seconds,
+                    &[took],
+                    None,
+                    None,
+                    load,
+                ),
+                Row::Note {
+                    step: "retention".into(),
+                    text: real,
                 },
             ])
         },
