@@ -62,7 +62,11 @@ fn push_and_pull(v2: &V2, name: &str, tag: &str) -> ImageBlobs {
     v2.push_manifest(name, tag, OCI_MANIFEST, &manifest);
     let got = v2.get_manifest(&format!("/v2/{name}/manifests/{tag}"));
     assert_eq!(got.status(), 200, "pull {name}:{tag}");
-    assert_eq!(got.bytes().unwrap().to_vec(), manifest, "manifest of {name}");
+    assert_eq!(
+        got.bytes().unwrap().to_vec(),
+        manifest,
+        "manifest of {name}"
+    );
     for blob in [&image.config, &image.layer] {
         let got = v2.get(&format!("/v2/{name}/blobs/{}", sha256(blob)));
         assert_eq!(got.status(), 200, "pull a blob of {name}");
@@ -145,7 +149,11 @@ fn systemd_unit_runs_the_registry() {
     };
     // Everything the registry writes is under ReadWritePaths=.
     let writable = one(&service, "ReadWritePaths").to_owned();
-    assert_eq!(get("STORAGE_PATH"), writable, "STORAGE_PATH=ReadWritePaths=");
+    assert_eq!(
+        get("STORAGE_PATH"),
+        writable,
+        "STORAGE_PATH=ReadWritePaths="
+    );
     let index = get("SQLALCHEMY_INDEX_DATABASE");
     let index_file = index.strip_prefix("sqlite:///").expect("an SQLite index");
     assert!(
@@ -249,9 +257,14 @@ fn systemd_unit_runs_the_registry() {
     // Written: the storage folder and the index inside it; nothing in
     // the working directory (systemd's is /, read-only).
     assert!(Path::new(&index_file.replace(&writable, storage.to_str().unwrap())).exists());
-    assert!(storage.join("docker/registry/v2/repositories/team/app").is_dir());
+    assert!(storage
+        .join("docker/registry/v2/repositories/team/app")
+        .is_dir());
     let stray: Vec<PathBuf> = walk(&cwd);
-    assert!(stray.is_empty(), "written outside the storage folder: {stray:?}");
+    assert!(
+        stray.is_empty(),
+        "written outside the storage folder: {stray:?}"
+    );
 
     // `systemctl stop`: SIGTERM, and exit status 0 (no restart by
     // Restart=on-failure).
@@ -483,12 +496,18 @@ fn compose_file_runs_with_s3_postgres_and_redis() {
     let image = push_and_pull(&v2, name, "latest");
     // In the bucket, under storage_path.
     let listing = common::client()
-        .get(format!("{}/{bucket}?prefix=registry/docker/", s3.endpoint()))
+        .get(format!(
+            "{}/{bucket}?prefix=registry/docker/",
+            s3.endpoint()
+        ))
         .send()
         .unwrap()
         .text()
         .unwrap();
-    assert!(listing.contains(&hex_of(&sha256(&image.layer))[..16]), "bucket: {listing}");
+    assert!(
+        listing.contains(&hex_of(&sha256(&image.layer))[..16]),
+        "bucket: {listing}"
+    );
 
     // Search answers from PostgreSQL.
     assert_eq!(common::search_names(&server, "busybox"), vec![name]);
@@ -564,7 +583,10 @@ fn tls_recipe_serves_https_with_its_own_ca() {
         assert!(tls.join(file).is_file(), "make-ca.sh made no {file}");
     }
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(tls.join("server.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(tls.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "server.key readable by others");
     let ca = tls.join("ca.crt");
 
@@ -580,7 +602,10 @@ fn tls_recipe_serves_https_with_its_own_ca() {
             "SQLALCHEMY_INDEX_DATABASE",
             format!("sqlite:///{}/search.db", work.path().display()),
         ),
-        ("TLS_CERTIFICATE", tls.join("server.crt").display().to_string()),
+        (
+            "TLS_CERTIFICATE",
+            tls.join("server.crt").display().to_string(),
+        ),
         ("TLS_KEY", tls.join("server.key").display().to_string()),
     ]
     .into_iter()
@@ -621,7 +646,13 @@ fn tls_recipe_serves_https_with_its_own_ca() {
     expect_ok(
         try_run(
             "skopeo",
-            &["copy", "--dest-cert-dir", cert_dir, &layout.reference(), &dest],
+            &[
+                "copy",
+                "--dest-cert-dir",
+                cert_dir,
+                &layout.reference(),
+                &dest,
+            ],
         ),
         "skopeo push with --dest-cert-dir",
     );
@@ -639,7 +670,11 @@ fn tls_recipe_serves_https_with_its_own_ca() {
         ),
         "skopeo pull with --src-cert-dir",
     );
-    let layer = std::fs::read(pulled.join("blobs/sha256").join(hex_of(&sha256(&layout.layer))));
+    let layer = std::fs::read(
+        pulled
+            .join("blobs/sha256")
+            .join(hex_of(&sha256(&layout.layer))),
+    );
     assert_eq!(layer.unwrap(), layout.layer, "the layer pulled back");
 
     // The README's renewal: make-ca.sh again into the same folder keeps
@@ -653,7 +688,10 @@ fn tls_recipe_serves_https_with_its_own_ca() {
     let other = format!("https://other.example.test:{port}/v2/");
     let resolve = format!("other.example.test:{port}:127.0.0.1");
     let with_other = ["--resolve", &resolve, "--cacert", ca.to_str().unwrap()];
-    assert!(curl(&other, &with_other).is_err(), "the new name before SIGHUP");
+    assert!(
+        curl(&other, &with_other).is_err(),
+        "the new name before SIGHUP"
+    );
     let hup = Command::new("kill")
         .args(["-HUP", &registry.pid().to_string()])
         .status()
@@ -672,10 +710,7 @@ fn tls_recipe_serves_https_with_its_own_ca() {
         std::thread::sleep(Duration::from_millis(100));
     }
     expect_ok(
-        try_run(
-            "skopeo",
-            &["inspect", "--cert-dir", cert_dir, &dest],
-        ),
+        try_run("skopeo", &["inspect", "--cert-dir", cert_dir, &dest]),
         "skopeo inspect after the renewal",
     );
 }
