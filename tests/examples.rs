@@ -220,7 +220,34 @@ fn systemd_unit_runs_the_registry() {
     check_config(&env, "systemd/config.yml");
 
     let log = work.path().join("stderr.log");
-    let mut child = common::command()
+    // As root, what User= and NoNewPrivileges= do: another user (nobody,
+    // in place of registry) owning the storage folder only, no new
+    // privileges; the working directory, systemd's `/`, not writable.
+    let mut command = common::command();
+    if as_root() && tool_available("setpriv", INSTALL_EXAMPLES) {
+        use std::os::unix::fs::PermissionsExt;
+        let open = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(work.path(), open.clone()).unwrap();
+        std::fs::set_permissions(&cwd, open).unwrap();
+        let owned = Command::new("chown")
+            .args(["-R", "nobody:"])
+            .arg(&storage)
+            .status()
+            .unwrap();
+        assert!(owned.success(), "chown the storage folder");
+        let mut wrapped = Command::new("setpriv");
+        wrapped
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg("--no-new-privs")
+            .arg(command.get_program());
+        for (key, value) in command.get_envs() {
+            if value.is_none() {
+                wrapped.env_remove(key);
+            }
+        }
+        command = wrapped;
+    }
+    let mut child = command
         .args(&args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&cwd)
@@ -285,6 +312,13 @@ fn systemd_unit_runs_the_registry() {
         std::thread::sleep(Duration::from_millis(25));
     };
     assert_eq!(status.code(), Some(0), "exit after SIGTERM: {}", read_log());
+}
+
+fn as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
 // ---------------------------------------------------------------------
