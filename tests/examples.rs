@@ -247,19 +247,21 @@ fn systemd_unit_runs_the_registry() {
         }
         command = wrapped;
     }
-    let mut child = command
-        .args(&args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(&cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start the unit's command line");
+    let mut child = Reaped(
+        command
+            .args(&args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the unit's command line"),
+    );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             panic!("the unit's command exited with {status}: {}", read_log());
         }
         assert!(Instant::now() < deadline, "no listener: {}", read_log());
@@ -296,22 +298,33 @@ fn systemd_unit_runs_the_registry() {
     // `systemctl stop`: SIGTERM, and exit status 0 (no restart by
     // Restart=on-failure).
     let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            let _ = child.0.kill();
             panic!("still running 10 s after SIGTERM: {}", read_log());
         }
         std::thread::sleep(Duration::from_millis(25));
     };
     assert_eq!(status.code(), Some(0), "exit after SIGTERM: {}", read_log());
+}
+
+/// A process killed and reaped when dropped: a failed assertion leaves no
+/// registry running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn as_root() -> bool {
