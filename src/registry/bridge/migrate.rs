@@ -283,7 +283,7 @@ pub async fn command(settings: crate::config::Settings, dry_run: bool) -> anyhow
     progress.finish_and_clear();
     let verb = if dry_run { "would migrate" } else { "migrated" };
     println!(
-        "{} repositories: {verb} {} tags, {} already in the v2 tree;          {} images, {} bytes of layers",
+        "{} repositories: {verb} {} tags, {} already in the v2 tree; {} images, {} bytes of layers",
         report.repositories, report.migrated, report.already, report.images, report.bytes
     );
     for (what, why) in &report.skipped {

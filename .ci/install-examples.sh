@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the deployment recipes' test (tests/examples.rs) needs
+# beyond the other suites' tools: `systemd-analyze` (Debian's systemd
+# package; `systemd-analyze verify` reads a unit file without a running
+# systemd, so it works in a container), docker-compose (only its `config`
+# is run: it checks examples/compose/compose.yaml without a docker engine
+# or any image), openssl and curl. skopeo comes from install-v2-clients.sh,
+# PostgreSQL, Redis and the S3 server from their own scripts.
+# Idempotent; run as root on Debian bookworm.
+set -euo pipefail
+
+compose_found() {
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1
+}
+
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+compose_found || missing+=(docker-compose)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "examples: already installed (systemd-analyze, compose, openssl, curl)"
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -newermt '-1 day' 2>/dev/null | head -1)" ]; then
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+fi
+# policy-rc.d: no service started by a package (no init system here).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+command -v systemd-analyze >/dev/null || { echo "missing after install: systemd-analyze" >&2; exit 1; }
+compose_found || { echo "missing after install: docker-compose" >&2; exit 1; }
+echo "examples: installed ${missing[*]}"
