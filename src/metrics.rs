@@ -61,9 +61,15 @@ pub struct Metrics {
     /// Events waiting for an endpoint, as its deliverer last listed them:
     /// `endpoint`.
     pub notification_pending: IntGaugeVec,
-    /// What the operator's rules did: `rule` (`immutable_tags`), `action`
-    /// (`refused_push`, `refused_delete`).
+    /// What the operator's rules did: `rule` (`immutable_tags`,
+    /// `retention`, `quota`), `action` (`refused_push`, `refused_delete`,
+    /// `removed_tag`, `removed_manifest`, `refused_upload`).
     pub rule_actions: IntCounterVec,
+    /// What the repositories of a quota rule hold, as this process last
+    /// counted or read it: `quota` (the rule's `repositories`).
+    pub quota_used: IntGaugeVec,
+    /// The bound of each quota rule: `quota`.
+    pub quota_limit: IntGaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -228,8 +234,23 @@ impl Metrics {
             &["endpoint"],
         )
         .expect("valid metric");
+        let quota_used = IntGaugeVec::new(
+            Opts::new(
+                "registry_quota_used_bytes",
+                "Bytes the repositories of a quota rule hold between them",
+            ),
+            &["quota"],
+        )
+        .expect("valid metric");
+        let quota_limit = IntGaugeVec::new(
+            Opts::new("registry_quota_limit_bytes", "The bound of a quota rule"),
+            &["quota"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(quota_used.clone()),
+            Box::new(quota_limit.clone()),
             Box::new(notification_events.clone()),
             Box::new(notification_failures.clone()),
             Box::new(notification_latency.clone()),
@@ -283,6 +304,8 @@ impl Metrics {
             notification_latency,
             notification_pending,
             rule_actions,
+            quota_used,
+            quota_limit,
         }
     }
 

@@ -186,6 +186,9 @@ pub struct RuleSettings {
     pub immutable_tags: Vec<super::Pattern>,
     /// What the collector keeps of the repositories, when the rule says.
     pub retention: Option<RetentionSettings>,
+    /// `quota`: bytes the repositories the rule covers may hold between
+    /// them.
+    pub quota: Option<u64>,
 }
 
 /// What a retention rule keeps whenever it was pushed, unless the rule
@@ -851,6 +854,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rules.*.keep_within",
     "rules.*.keep_tags",
     "rules.*.untagged_after",
+    "rules.*.quota",
 ];
 
 impl Settings {
@@ -1275,7 +1279,7 @@ impl<'a> Section<'a> {
             "rules",
             "a list of rules (each with repositories)",
             "a mapping (repositories, immutable_tags, keep_last, keep_within, keep_tags, \
-             untagged_after)",
+             untagged_after, quota)",
         )?;
         let mut rules = Vec::new();
         for (i, rule) in items.iter().enumerate() {
@@ -1290,7 +1294,8 @@ impl<'a> Section<'a> {
             }
             let immutable_tags = rule.patterns("immutable_tags")?;
             let retention = rule.retention()?;
-            if immutable_tags.is_empty() && retention.is_none() {
+            let quota = rule.size("quota")?;
+            if immutable_tags.is_empty() && retention.is_none() && quota.is_none() {
                 notices.push(super::keys::Notice::ignored(format!(
                     "rule `rules[{i}]` sets nothing for the repositories it covers"
                 )));
@@ -1299,6 +1304,7 @@ impl<'a> Section<'a> {
                 repositories,
                 immutable_tags,
                 retention,
+                quota,
             });
         }
         Ok(rules)
@@ -1344,6 +1350,48 @@ impl<'a> Section<'a> {
             ));
         }
         Ok(Some(retention))
+    }
+
+    /// A size: a whole number of bytes, or a number and its unit, `KB`,
+    /// `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB`
+    /// (powers of 1024), from a byte to an exbibyte.
+    fn size(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        let expected = "a size, e.g. 50MiB, 10GB or a whole number of bytes";
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let bytes = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(text) => {
+                let text = text.trim();
+                let digits = text
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(text.len());
+                let (number, unit) = text.split_at(digits);
+                let scale: Option<u64> = match unit.trim() {
+                    "" | "B" => Some(1),
+                    "KB" | "kB" => Some(1_000),
+                    "MB" => Some(1_000_000),
+                    "GB" => Some(1_000_000_000),
+                    "TB" => Some(1_000_000_000_000),
+                    "KiB" => Some(1 << 10),
+                    "MiB" => Some(1 << 20),
+                    "GiB" => Some(1 << 30),
+                    "TiB" => Some(1 << 40),
+                    _ => None,
+                };
+                number
+                    .parse::<u64>()
+                    .ok()
+                    .zip(scale)
+                    .and_then(|(n, scale)| n.checked_mul(scale))
+            }
+            _ => None,
+        };
+        bytes
+            .filter(|b| (1..=1 << 60).contains(b))
+            .map(Some)
+            .ok_or_else(|| self.wrong(key, expected, value))
     }
 
     /// A span of time for a retention rule: a number and its unit (`90m`,

@@ -1665,6 +1665,26 @@ fn retention_keys_take_counts_spans_and_patterns() {
 }
 
 #[test]
+fn quotas_take_sizes_with_their_units() {
+    let text = "f:\n  rules:\n    - {repositories: a, quota: 50MiB}\n    \
+                - {repositories: b, quota: 10GB}\n    - {repositories: c, quota: 1234}\n    \
+                - {repositories: d, quota: ' 2 TiB '}\n    - {repositories: e, quota: '7'}\n";
+    let s = load_text(text, "f", &[]).unwrap();
+    let quotas: Vec<Option<u64>> = s.rules.iter().map(|r| r.quota).collect();
+    assert_eq!(
+        quotas,
+        [
+            Some(50 << 20),
+            Some(10_000_000_000),
+            Some(1234),
+            Some(2 << 40),
+            Some(7)
+        ]
+    );
+    assert!(s.notices.is_empty(), "{:?}", s.notices);
+}
+
+#[test]
 fn bad_rules_name_the_rule_and_its_key() {
     let rule = |body: &str| format!("f:\n  rules:\n    - {body}\n");
     let cases = [
@@ -1708,6 +1728,15 @@ fn bad_rules_name_the_rule_and_its_key() {
             "{repositories: x, keep_tags: [stable]}",
             "rules[0].keep_tags",
             "neither is set",
+        ),
+        ("{repositories: x, quota: 50mb}", "rules[0].quota", "a size"),
+        ("{repositories: x, quota: 0}", "rules[0].quota", "a size"),
+        ("{repositories: x, quota: -5}", "rules[0].quota", "a size"),
+        ("{repositories: x, quota: 2EiB}", "rules[0].quota", "a size"),
+        (
+            "{repositories: x, quota: 9999999TiB}",
+            "rules[0].quota",
+            "a size",
         ),
     ];
     for (body, key, why) in cases {

@@ -57,6 +57,14 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         state.storage.clone(),
         state.settings.gc.grace_period,
     ));
+    let quotas = state.rules.quotas();
+    if !quotas.is_empty() && state.settings.metrics.is_some() {
+        actix_web::rt::spawn(crate::registry::rules::quota::keep_shown(
+            state.storage.clone(),
+            quotas,
+            std::time::Duration::from_secs(15),
+        ));
+    }
     if let Some(settings) = &state.settings.metrics {
         log::info!("metrics on http://{}{}", settings.address, settings.path);
         actix_web::rt::spawn(metrics::server(settings)?);

@@ -107,9 +107,10 @@ pub enum Error {
     /// registry does not hold: down, slow, or answering nonsense.
     #[error("Mirror source unavailable: {0}")]
     MirrorSource(String),
-    /// A tag an operator's rule holds would move or go: 403.
+    /// An operator's rule refuses: a tag it holds would move or go, or a
+    /// push would pass its quota: 403.
     #[error("{0}")]
-    Immutable(String),
+    Rule(String),
     /// The mirror's source asks to slow down, or too many requests to it
     /// are in flight.
     #[error("Mirror source busy, retry later: {0}")]
@@ -156,7 +157,7 @@ impl From<legacy::Error> for Error {
             E::DescriptionTooLong(max) => Error::DescriptionTooLong(max),
             E::JsonDecoding => Error::JsonDecoding,
             E::IndexImagesNotFound => Error::IndexImagesNotFound,
-            E::Immutable(why) => Error::Immutable(why),
+            E::Immutable(why) | E::QuotaExceeded(why) => Error::Rule(why),
             E::Storage(e) => Error::Storage(e),
         }
     }
@@ -248,7 +249,7 @@ impl ResponseError for Error {
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Unauthorized | Login(_) => StatusCode::UNAUTHORIZED,
             TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
-            Immutable(_) => StatusCode::FORBIDDEN,
+            Rule(_) => StatusCode::FORBIDDEN,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ImageInProgress
             | InvalidJson

@@ -78,10 +78,10 @@ pub enum Error {
     /// A push or delete into a repository the pull-through cache keeps.
     #[error("{0}")]
     CacheReadOnly(String),
-    /// A push or delete that would move or remove a tag an operator's rule
-    /// holds.
+    /// A push or delete an operator's rule refuses: it would move or
+    /// remove an immutable tag, or pass a quota.
     #[error("{0}")]
-    Immutable(String),
+    Rule(String),
     /// `?ns=` names a registry no upstream is configured for.
     #[error("no upstream of this registry serves the namespace {0}")]
     NamespaceUnknown(String),
@@ -117,7 +117,7 @@ impl Error {
             NameUnknown(_) => "NAME_UNKNOWN",
             SizeInvalid(_) | TooLarge { .. } => "SIZE_INVALID",
             Unauthorized | Login(_) => "UNAUTHORIZED",
-            Denied | CacheReadOnly(_) | Immutable(_) => "DENIED",
+            Denied | CacheReadOnly(_) | Rule(_) => "DENIED",
             NamespaceUnknown(_) => "NAME_UNKNOWN",
             UpstreamFailed(_) | UpstreamBusy { .. } => "UNKNOWN",
             Unsupported(_) | UnknownEndpoint | BadQuery(_) | TooManyTags(_) => "UNSUPPORTED",
@@ -133,9 +133,7 @@ impl Error {
             ManifestUnknown(r) => json!({ "reference": r }),
             NameInvalid(n) | NameUnknown(n) => json!({ "name": n }),
             NamespaceUnknown(ns) => json!({ "namespace": ns }),
-            CacheReadOnly(_) | Immutable(_) | UpstreamFailed(_) | UpstreamBusy { .. } => {
-                Value::Null
-            }
+            CacheReadOnly(_) | Rule(_) | UpstreamFailed(_) | UpstreamBusy { .. } => Value::Null,
             BlobUploadInvalid(s) | DigestInvalid(s) | ManifestInvalid(s) | SizeInvalid(s)
             | Unsupported(s) | BadQuery(s) | TooManyRequests(s) => json!(s),
             RangeNotSatisfiable { size } | RangeInvalid { size } => json!({ "size": size }),
@@ -168,7 +166,7 @@ impl ResponseError for Error {
             | BadQuery(_) => StatusCode::BAD_REQUEST,
             Unauthorized | Login(_) => StatusCode::UNAUTHORIZED,
             TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Denied | CacheReadOnly(_) | Immutable(_) => StatusCode::FORBIDDEN,
+            Denied | CacheReadOnly(_) | Rule(_) => StatusCode::FORBIDDEN,
             NamespaceUnknown(_) => StatusCode::NOT_FOUND,
             UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -243,7 +241,7 @@ impl From<oci::Error> for Error {
             E::NameUnknown(n) => Error::NameUnknown(n),
             E::TooLarge { limit } => Error::TooLarge { limit },
             E::TooManyUploads(s) => Error::TooManyRequests(s),
-            E::Immutable(why) => Error::Immutable(why),
+            E::Immutable(why) | E::QuotaExceeded(why) => Error::Rule(why),
             E::Storage(e) => e.into(),
         }
     }

@@ -11,7 +11,7 @@ use super::{name, Error};
 use crate::events::Action;
 use crate::http::body;
 use crate::registry::oci::uploads::{self, Chunk, Upload, UploadId};
-use crate::registry::oci::{blobs, Algorithm, Digest, Name};
+use crate::registry::oci::{self, blobs, Algorithm, Digest, Name};
 use crate::registry::AppState;
 
 /// The first value of each query parameter we read.
@@ -175,6 +175,10 @@ pub async fn start(
     } else if query.get("digest").is_some() {
         let digest = query.digest()?;
         let length = content_length(&req)?;
+        // A blob that could not fit in the quota is refused before a byte.
+        if let Some(length) = length {
+            oci::quota::room_for(storage, &state.rules, &name, length).await?;
+        }
         let size =
             uploads::push(storage, &name, &digest, length, body::stream(payload), None).await?;
         pushed(&state, &req, &name, &digest, size).await?;

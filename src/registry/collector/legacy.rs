@@ -14,6 +14,8 @@ use super::batch::Item;
 use super::oci::list;
 use super::{Result, Run};
 use crate::names::{ImageId, RepositoryName, Tag};
+use crate::registry::legacy::quota;
+use crate::registry::rules::quota::marker as quota_marker;
 use crate::registry::rules::retention::PushedTag;
 use crate::storage::layout::legacy as layout;
 use crate::storage::StorageError;
@@ -84,6 +86,64 @@ async fn expired_tags(
         .collect())
 }
 
+/// What repository `name` counts in its quota once this run is done (as
+/// [`super::oci`] counts for v2): the layer of every image on the
+/// lineage of the images its kept tags name, each once. Not dry, its
+/// `_counted` markers are set to match (a marker made since the run
+/// began stays: its push is counted on top).
+async fn count_quota(run: &mut Run<'_>, name: &RepositoryName, tagged: &[String]) -> Result<()> {
+    let Some(quota) = run.options.rules.quota(&name.to_string()) else {
+        return Ok(());
+    };
+    let storage = run.storage;
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    for id in tagged {
+        let Some(id) = ImageId::parse(id.trim().trim_matches('"')) else {
+            continue;
+        };
+        for image in quota::lineage(storage, &id).await? {
+            if sizes.contains_key(image.as_str()) {
+                continue;
+            }
+            match storage.stat(&layout::image_layer(&image)).await {
+                Ok(info) => {
+                    sizes.insert(image.to_string(), info.size);
+                }
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        run.tick().await?;
+    }
+    if !run.options.dry_run {
+        let marked: HashSet<String> = quota::counted(storage, name)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for id in marked.iter().filter(|id| !sizes.contains_key(*id)) {
+            let path = layout::counted(name, id);
+            match storage.stat(&path).await {
+                Ok(info) if info.modified < run.started => match storage.remove(&path).await {
+                    Ok(()) | Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                },
+                Ok(_) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (id, size) in sizes.iter().filter(|(id, _)| !marked.contains(*id)) {
+            storage
+                .put(&layout::counted(name, id), quota_marker(*size))
+                .await?;
+        }
+    }
+    if let Some((_, counted)) = run.quotas.get_mut(&quota.key) {
+        *counted += sizes.values().sum::<u64>();
+    }
+    Ok(())
+}
+
 /// Marks the v1 tree; returns what nothing reaches and may go.
 pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
     let storage = run.storage;
@@ -134,17 +194,25 @@ pub async fn mark(run: &mut Run<'_>) -> Result<Vec<Item>> {
                 layout::unescape(&namespace),
                 layout::unescape(&repository)
             ));
-            if let Ok(name) = name {
-                let expired = expired_tags(run, &name, &tags).await?;
+            if let Ok(name) = &name {
+                let expired = expired_tags(run, name, &tags).await?;
                 tags.retain(|(path, _)| !expired.iter().any(|item| item.path() == Some(path)));
                 items.extend(expired);
             }
+            let mut tagged = Vec::with_capacity(tags.len());
             for (path, _) in tags {
                 match storage.get(&path).await {
-                    Ok(id) => mark_image(run, &String::from_utf8_lossy(&id)).await?,
+                    Ok(id) => {
+                        let id = String::from_utf8_lossy(&id).into_owned();
+                        mark_image(run, &id).await?;
+                        tagged.push(id);
+                    }
                     Err(StorageError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
+            }
+            if let Ok(name) = name {
+                count_quota(run, &name, &tagged).await?;
             }
             if files.iter().any(|f| f == "_v2_digests") {
                 let digests = format!("{dir}/_v2_digests");

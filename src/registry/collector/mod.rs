@@ -173,6 +173,24 @@ impl From<crate::registry::oci::Error> for GcError {
     }
 }
 
+impl From<crate::registry::rules::quota::Error> for GcError {
+    fn from(e: crate::registry::rules::quota::Error) -> Self {
+        match e {
+            crate::registry::rules::quota::Error::Storage(e) => GcError::Storage(e),
+            other => GcError::Storage(StorageError::Unavailable(other.to_string())),
+        }
+    }
+}
+
+impl From<crate::registry::legacy::Error> for GcError {
+    fn from(e: crate::registry::legacy::Error) -> Self {
+        match e {
+            crate::registry::legacy::Error::Storage(e) => GcError::Storage(e),
+            other => GcError::Storage(StorageError::Unavailable(other.to_string())),
+        }
+    }
+}
+
 pub type Result<T, E = GcError> = std::result::Result<T, E>;
 
 /// One run's state: the storage, its lease, what is marked.
@@ -184,6 +202,9 @@ pub struct Run<'a> {
     /// The v1 copies of the pull-through cache that go this run, found
     /// with the v2 ones (one size bound for both).
     pub v1_evicted: Vec<cache::V1Copy>,
+    /// Each quota rule's count as the walk finds it: its key, the usage's
+    /// `added` when the run began, and the bytes counted so far.
+    pub quotas: std::collections::HashMap<String, (u64, u64)>,
     lease: Option<Lease>,
     renewed: Instant,
     pub progress: ProgressBar,
@@ -241,6 +262,7 @@ pub async fn collect(storage: &dyn Storage, options: Options) -> Result<Outcome>
         marks: Marks::default(),
         started: SystemTime::now(),
         v1_evicted: Vec::new(),
+        quotas: Default::default(),
         lease: Some(lease),
         renewed: Instant::now(),
         progress,
@@ -260,6 +282,11 @@ pub async fn collect(storage: &dyn Storage, options: Options) -> Result<Outcome>
 }
 
 async fn collect_held(run: &mut Run<'_>) -> Result<GcReport> {
+    // Before the walk: what pushes add from now on is added to its count.
+    for quota in run.options.rules.quotas() {
+        let usage = crate::registry::rules::quota::usage(run.storage, &quota).await?;
+        run.quotas.insert(quota.key.clone(), (usage.added, 0));
+    }
     run.progress.set_message("marking v2");
     let v2 = oci::mark(run).await?;
     run.progress.set_message("marking v1");
@@ -285,8 +312,24 @@ async fn collect_held(run: &mut Run<'_>) -> Result<GcReport> {
     }
     if !run.options.dry_run {
         remove_old_records(run).await?;
+        reconcile_quotas(run).await?;
     }
     Ok(report)
+}
+
+/// Sets each quota's usage to what the walk counted, plus what pushes
+/// added since it began.
+async fn reconcile_quotas(run: &mut Run<'_>) -> Result<()> {
+    for quota in run.options.rules.quotas() {
+        let Some(&(added_at_start, bytes)) = run.quotas.get(&quota.key) else {
+            continue;
+        };
+        let usage =
+            crate::registry::rules::quota::reconcile(run.storage, &quota, bytes, added_at_start)
+                .await?;
+        log::info!("gc: {quota}: {} bytes used", usage.bytes);
+    }
+    Ok(())
 }
 
 /// The repositories a run took out of the registry: emptied of manifests

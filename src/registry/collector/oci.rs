@@ -318,7 +318,77 @@ async fn mark_repository(
     for digest in digests_under(storage, &layout::layers(repo)).await? {
         linked.entry(digest).or_default().push(repo.to_owned());
     }
+    if let Some(quota) = rules.quota(repo) {
+        let bytes = count_quota(run, name, &kept).await?;
+        if let Some((_, counted)) = run.quotas.get_mut(&quota.key) {
+            *counted += bytes;
+        }
+    }
     Ok(items)
+}
+
+/// What repository `name` counts in its quota once this run is done: the
+/// manifests it keeps and the config and layers of each, every digest
+/// once. Not dry, its `_counted` markers are set to match (a marker made
+/// since the run began stays: its push is counted on top).
+async fn count_quota(run: &mut Run<'_>, name: &Name, kept: &HashSet<Digest>) -> Result<u64> {
+    let storage = run.storage;
+    let mut sizes: HashMap<Digest, u64> = HashMap::new();
+    for digest in kept {
+        let bytes = match storage.get(&links::blob_data(digest)).await {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        sizes.insert(digest.clone(), bytes.len() as u64);
+        if let Ok(manifest) = crate::registry::oci::manifests::Manifest::parse(None, &bytes) {
+            if let crate::registry::oci::manifests::Content::Image { config, layers } =
+                manifest.content
+            {
+                // By the stored size, as a push charges (what a manifest
+                // says of a size is the client's word).
+                for blob in std::iter::once(config).chain(layers) {
+                    if sizes.contains_key(&blob.digest) {
+                        continue;
+                    }
+                    match storage.stat(&links::blob_data(&blob.digest)).await {
+                        Ok(info) => {
+                            sizes.insert(blob.digest, info.size);
+                        }
+                        Err(StorageError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        run.tick().await?;
+    }
+    if !run.options.dry_run {
+        let marked: HashSet<Digest> = crate::registry::oci::quota::counted(storage, name)
+            .await?
+            .into_iter()
+            .map(|(digest, _)| digest)
+            .collect();
+        let path = |d: &Digest| layout::counted(name.as_str(), d.algorithm().as_str(), d.hex());
+        for digest in marked.iter().filter(|d| !sizes.contains_key(*d)) {
+            match storage.stat(&path(digest)).await {
+                Ok(info) if info.modified < run.started => {
+                    match storage.remove(&path(digest)).await {
+                        Ok(()) | Err(StorageError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(_) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (digest, size) in sizes.iter().filter(|(d, _)| !marked.contains(*d)) {
+            storage
+                .put(&path(digest), crate::registry::rules::quota::marker(*size))
+                .await?;
+        }
+    }
+    Ok(sizes.values().sum())
 }
 
 /// The tags of the repository its retention removes: by the time each

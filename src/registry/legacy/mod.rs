@@ -12,6 +12,7 @@ mod index_images;
 pub mod json;
 mod layer_files;
 mod owners;
+pub mod quota;
 mod repositories;
 
 pub use images::*;
@@ -78,6 +79,10 @@ pub enum Error {
     /// which tag, which rule, and what it points at).
     #[error("{0}")]
     Immutable(String),
+    /// A push that would take the repositories of a quota rule past its
+    /// bound (the message says which, what is used, what the push needs).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("no image list for the repository")]
     IndexImagesNotFound,
     #[error(transparent)]
@@ -85,6 +90,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::registry::rules::quota::Error> for Error {
+    fn from(e: crate::registry::rules::quota::Error) -> Self {
+        use crate::registry::rules::quota::Error as E;
+        match e {
+            E::Exceeded(why) => Error::QuotaExceeded(why),
+            E::Storage(e) => Error::Storage(e),
+        }
+    }
+}
 
 /// Turns "not found" into the error the caller's context calls for.
 trait OrNotFound<T> {

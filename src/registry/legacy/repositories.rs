@@ -85,6 +85,8 @@ pub async fn put_tag(
             Err(e) => return Err(e.into()),
         }
     }
+    // Before the tag: past the quota, the push leaves no tag.
+    super::quota::charge_tag(storage, rules, name, &image).await?;
     storage
         .put(&legacy::tag(name, tag), Bytes::from(image.to_string()))
         .await?;
@@ -224,18 +226,20 @@ pub async fn delete_repository(
     if let Some(immutable) = rules.first_immutable(&repository, tags.keys().map(String::as_str)) {
         return Err(Error::Immutable(rules::refuse_delete(immutable)));
     }
-    if storage.removes_folders_at_once() {
-        return remove_if_present(storage, &legacy::repository_dir(name)).await;
-    }
-    for tag in tags.into_keys() {
-        match delete_tag(storage, &Rules::default(), name, &Tag::unchecked(&tag)).await {
-            Ok(()) | Err(Error::TagToDeleteNotFound(_)) => {}
-            Err(e) => return Err(e),
+    let counted = super::quota::repository_total(storage, rules, name).await?;
+    if !storage.removes_folders_at_once() {
+        for tag in tags.into_keys() {
+            match delete_tag(storage, &Rules::default(), name, &Tag::unchecked(&tag)).await {
+                Ok(()) | Err(Error::TagToDeleteNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
-    // Whatever is left (index files, the private flag). In a bucket the
-    // folder may be gone with its last tag already.
-    remove_if_present(storage, &legacy::repository_dir(name)).await
+    // Whatever is left (index files, the private flag, the quota's
+    // markers). In a bucket the folder may be gone with its last tag
+    // already.
+    remove_if_present(storage, &legacy::repository_dir(name)).await?;
+    super::quota::give_back(storage, rules, name, counted).await
 }
 
 /// Whether the repository's folder exists (it has been pushed to).

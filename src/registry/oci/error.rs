@@ -46,11 +46,25 @@ pub enum Error {
     /// which tag, which rule, and what it points at).
     #[error("{0}")]
     Immutable(String),
+    /// A push that would take the repositories of a quota rule past its
+    /// bound (the message says which, what is used, what the push needs).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::registry::rules::quota::Error> for Error {
+    fn from(e: crate::registry::rules::quota::Error) -> Self {
+        use crate::registry::rules::quota::Error as E;
+        match e {
+            E::Exceeded(why) => Error::QuotaExceeded(why),
+            E::Storage(e) => Error::Storage(e),
+        }
+    }
+}
 
 /// Turns a storage "not found" into the error the caller's context calls for.
 pub(crate) trait OrNotFound<T> {

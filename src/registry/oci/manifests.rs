@@ -442,6 +442,17 @@ async fn store(
     crate::registry::collector::records::announce(storage, &record_of(&digest, &manifest)).await?;
     if check {
         check_references(storage, name, &manifest).await?;
+        // Before anything is linked: past the quota, nothing of the push
+        // is served.
+        let blobs: Vec<&Digest> = match &manifest.content {
+            Content::Image { config, layers } => std::iter::once(config)
+                .chain(layers)
+                .filter(|b| !b.non_distributable())
+                .map(|b| &b.digest)
+                .collect(),
+            Content::Index { .. } => Vec::new(),
+        };
+        super::quota::charge(storage, rules, name, (&digest, size), &blobs).await?;
     }
 
     let first_in_repository = !has_any_revision(storage, name).await?;
@@ -752,6 +763,8 @@ pub async fn delete(
     let revision = links::revision(name, &digest);
     let folder = revision.trim_end_matches("/link");
     remove_if_present(storage, folder).await?;
+    let counted = super::quota::take_manifest(storage, rules, name, &digest).await?;
+    super::quota::give_back(storage, rules, name, counted).await?;
     for tag in &tags {
         tags::remove(storage, name, tag).await?;
     }
@@ -953,6 +966,7 @@ mod tests {
                 repositories: vec![p("ns/*")],
                 immutable_tags: vec![p("v*")],
                 retention: None,
+                quota: None,
             }])
         }
 

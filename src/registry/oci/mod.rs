@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod error;
 pub mod links;
 pub mod manifests;
+pub mod quota;
 pub mod referrers;
 pub mod repository;
 pub mod sessions;

@@ -54,6 +54,7 @@ pub async fn delete(storage: &dyn Storage, rules: &Rules, name: &Name) -> Result
         tags: tags.iter().filter_map(|t| Tag::parse(t).ok()).collect(),
         manifests: revisions(storage, name).await?,
     };
+    let counted = super::quota::repository_total(storage, rules, name).await?;
     let folder = layout::repository(name.as_str());
     if !storage.removes_folders_at_once() {
         for tag in &removed.tags {
@@ -65,6 +66,7 @@ pub async fn delete(storage: &dyn Storage, rules: &Rules, name: &Name) -> Result
         }
     }
     remove_if_present(storage, &folder).await?;
+    super::quota::give_back(storage, rules, name, counted).await?;
     Ok(removed)
 }
 

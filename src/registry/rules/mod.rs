@@ -9,12 +9,17 @@
 //!
 //! **Retention** ([`retention`]): which tags and untagged manifests the
 //! collector removes, and why.
+//!
+//! **Quotas** ([`quota`]): how many bytes the repositories a rule covers
+//! may hold between them, kept up to date as pushes and deletes happen.
 
+pub mod quota;
 pub mod retention;
 
 use std::fmt;
 
 use crate::config::RuleSettings;
+pub use quota::Quota;
 pub use retention::Retention;
 
 /// The rules, as configured.
@@ -77,6 +82,23 @@ impl Rules {
             })
     }
 
+    /// The quota that bounds `repository`: that of the first rule covering
+    /// it that sets one.
+    pub fn quota(&self, repository: &str) -> Option<Quota> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.repositories.iter().any(|p| p.matches(repository)))
+            .find_map(|rule| rule.quota.map(|limit| Quota::new(rule, limit)))
+    }
+
+    /// Every quota, each once (the collector sets each one's usage right).
+    pub fn quotas(&self) -> Vec<Quota> {
+        self.rules
+            .iter()
+            .filter_map(|rule| rule.quota.map(|limit| Quota::new(rule, limit)))
+            .collect()
+    }
+
     /// Whether any rule sets a retention (else the collector asks nothing).
     pub fn any_retention(&self) -> bool {
         self.rules.iter().any(|r| r.retention.is_some())
@@ -134,11 +156,13 @@ mod tests {
                 repositories: vec![p("prod/*")],
                 immutable_tags: vec![p("v*")],
                 retention: None,
+                quota: None,
             },
             RuleSettings {
                 repositories: vec![p("**")],
                 immutable_tags: vec![p("release-*")],
                 retention: None,
+                quota: None,
             },
         ])
     }

@@ -174,6 +174,7 @@ mod tests {
             repositories: vec![Pattern::parse("ci/*").unwrap()],
             immutable_tags: vec![Pattern::parse("v*").unwrap()],
             retention: Some(settings),
+            quota: None,
         }])
     }
 

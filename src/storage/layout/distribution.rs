@@ -21,10 +21,13 @@
 //!         hashstates/<alg>/<offset>                 hash state after <offset> bytes
 //!       _referrers/<alg>/<hex>/                     OURS, not distribution's: the manifests
 //!         <alg>/<hex>/link                          whose `subject` is manifest <hex>
+//!       _counted/<alg>/<hex>                        OURS: blob or manifest <hex> counts in the
+//!                                                   repository's quota; its size, in decimal
 //! ```
 //!
-//! `_referrers` is the one folder distribution does not have (2.8 predates
-//! the referrers API; 3.x has none either). distribution's catalog, tag
+//! `_referrers` and `_counted` are the folders distribution does not have
+//! (2.8 predates the referrers API; 3.x has none either; quotas are
+//! ours). distribution's catalog, tag
 //! and garbage-collection walks skip `_`-prefixed folders they do not
 //! know, and no repository name can have a component starting with `_`, so
 //! distribution serves a tree that holds it. A referrer link whose manifest
@@ -132,6 +135,16 @@ pub fn referrer_link(
         "{}/{algorithm}/{hex}/link",
         referrers(name, subject_algorithm, subject_hex)
     )
+}
+
+/// Blob or manifest `<hex>` counts in the quota of repository `name`.
+pub fn counted(name: &str, algorithm: &str, hex: &str) -> String {
+    format!("{}/_counted/{algorithm}/{hex}", repository(name))
+}
+
+/// The folder of what repository `name` counts, one folder an algorithm.
+pub fn counted_all(name: &str) -> String {
+    format!("{}/_counted", repository(name))
 }
 
 /// The folder of an upload in progress.

@@ -24,6 +24,8 @@
 //!   _private                              present: the repository is private
 //!   _v2_digests/<alg>/<hex>               OURS: which image serves v2 digest <hex> here
 //!                                         (`{"image": <id>, "kind": "layer"|"config"|"manifest"}`)
+//!   _counted/<id>                         OURS: image <id>'s layer counts in the repository's
+//!                                         quota; its size, in decimal
 //! ```
 //!
 //! The `_v2*` files are the v1-to-v2 bridge's (`registry::bridge`): what
@@ -163,6 +165,16 @@ pub fn image_v2_layers(id: &ImageId) -> String {
 /// Ours: which image of the repository serves a v2 digest.
 pub fn repository_v2_digest(name: &RepositoryName, algorithm: &str, hex: &str) -> String {
     repository_file(name, &format!("_v2_digests/{algorithm}/{hex}"))
+}
+
+/// Ours: image `id`'s layer counts in the repository's quota.
+pub fn counted(name: &RepositoryName, id: &str) -> String {
+    repository_file(name, &format!("_counted/{id}"))
+}
+
+/// Ours: the folder of what the repository counts in its quota.
+pub fn counted_all(name: &RepositoryName) -> String {
+    repository_file(name, "_counted")
 }
 
 /// The folder of a repository's namespace.

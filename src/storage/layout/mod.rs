@@ -8,9 +8,10 @@
 //! - [`collection`]: the garbage collector's lease and push records (`_gc/`);
 //! - [`mirror`]: when the pull-through cache last checked each cached tag
 //!   (`_mirror/`);
-//! - [`notifications`]: the webhooks' queues of events (`_notifications/`).
+//! - [`notifications`]: the webhooks' queues of events (`_notifications/`);
+//! - [`quotas`]: what the repositories of each quota rule hold (`_quotas/`).
 //!
-//! The five do not overlap, so one `storage_path` holds them all.
+//! The six do not overlap, so one `storage_path` holds them all.
 //!
 //! [`immutable`] says which of their small files no write ever changes but
 //! to delete them: what the Redis cache may keep.
@@ -20,6 +21,7 @@ pub mod distribution;
 pub mod legacy;
 pub mod mirror;
 pub mod notifications;
+pub mod quotas;
 
 /// Whether `path` is a small file that, once written, is only ever
 /// deleted, never given other bytes: image json, ancestry, checksums and
