@@ -432,3 +432,90 @@ fn v1_pushes_count_in_the_same_bound() {
     .unwrap();
     assert_eq!(usage["bytes"].as_u64(), Some(charged as u64), "{usage}");
 }
+
+/// kill -9 of the registry at random points while a client pushes into
+/// `team/*`, five times: after each, the usage counts at least what is
+/// served (a push cut short may count, a served one always does), and a
+/// collection then sets it to exactly what is served.
+#[test]
+fn kill_9_during_pushes_never_counts_too_little() {
+    let backend = Backend::local();
+    let (_dir, env, _) = config(&backend);
+    let digest = sha256(b"team/*");
+    let usage_key = format!("_quotas/{}/usage", &hex_of(&digest)[..16]);
+    let usage = || -> u64 {
+        backend
+            .read_stored(&usage_key)
+            .map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+            .and_then(|v| v["bytes"].as_u64())
+            .unwrap_or(0)
+    };
+    // What the served images count: each manifest a repository links (by
+    // tag, or by digest alone: a push killed before its tag), its config
+    // and layer.
+    let root = backend.storage_path().unwrap().join(V2_ROOT);
+    let served = |v2: &V2| -> u64 {
+        let mut total = 0;
+        for round in 0..5 {
+            let name = format!("team/k{round}");
+            let revisions = root.join(format!("repositories/{name}/_manifests/revisions/sha256"));
+            let Ok(entries) = std::fs::read_dir(&revisions) else {
+                continue;
+            };
+            for entry in entries {
+                let hex = entry.unwrap().file_name().into_string().unwrap();
+                let manifest = v2
+                    .get_manifest(&format!("/v2/{name}/manifests/sha256:{hex}"))
+                    .bytes()
+                    .unwrap();
+                let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+                total += manifest.len() as u64
+                    + parsed["config"]["size"].as_u64().unwrap()
+                    + parsed["layers"][0]["size"].as_u64().unwrap();
+            }
+        }
+        total
+    };
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for round in 0..5 {
+        let registry = common::Registry::start(&pairs(&env));
+        let base = registry.url("");
+        let pusher = std::thread::spawn(move || {
+            let v2 = V2::at(base);
+            for i in 0.. {
+                let image = Image::sized(&format!("kill {round} {i}"), 64 * 1024);
+                let name = format!("team/k{round}");
+                // The registry goes away mid-push: the thread ends there.
+                let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    image.push_blobs(&v2, &name);
+                    v2.put_manifest(&name, &format!("{i}"), OCI_MANIFEST, &image.manifest)
+                        .status()
+                }));
+                if !matches!(pushed, Ok(s) if s == 201) {
+                    return i;
+                }
+            }
+            unreachable!()
+        });
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(100 + (seed >> 33) % 400));
+        drop(registry);
+        let pushes = pusher.join().unwrap();
+        eprintln!("round {round}: killed after {pushes} pushes");
+    }
+    let registry = common::Registry::start(&pairs(&env));
+    let v2 = V2::new(&registry);
+    let (counted, expected) = (usage(), served(&v2));
+    assert!(expected > 0, "nothing was pushed");
+    assert!(
+        counted >= expected,
+        "{counted} bytes counted, {expected} served"
+    );
+    gc(&env);
+    assert_eq!(usage(), expected, "the collection counts what is served");
+}

@@ -49,6 +49,7 @@ macro_rules! driver_suite {
                 locks_leave_no_files,
                 lock_files_removed_under_contention_still_exclude,
                 put_if_is_a_compare_and_swap,
+                unsynced_puts_are_puts,
                 lease_has_one_holder_at_a_time
             );
         }

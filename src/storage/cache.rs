@@ -569,6 +569,25 @@ impl Storage for CachedStorage {
         result
     }
 
+    async fn put_unsynced(&self, path: &str, data: Bytes) -> Result<()> {
+        self.changed(path, false).await;
+        let result = self.inner.put_unsynced(path, data).await;
+        self.changed(path, false).await;
+        result
+    }
+
+    async fn put_if_unsynced(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&Version>,
+    ) -> Result<bool> {
+        self.changed(path, false).await;
+        let result = self.inner.put_if_unsynced(path, data, expected).await;
+        self.changed(path, false).await;
+        result
+    }
+
     async fn redirect_url(&self, path: &str) -> Result<Option<String>> {
         self.inner.redirect_url(path).await
     }

@@ -788,6 +788,33 @@ impl Storage for LocalStorage {
         .await
     }
 
+    async fn put_unsynced(&self, path: &str, data: Bytes) -> Result<()> {
+        let dest = self.resolve(path)?;
+        blocking(path, move || {
+            while_removed(io::ErrorKind::NotFound, || {
+                let (mut file, temp) = temp_beside(&dest)?.into_parts();
+                file.write_all(&data)?;
+                drop(file);
+                temp.persist(&dest).map_err(|e| e.error)
+            })
+        })
+        .await
+    }
+
+    async fn put_if_unsynced(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&Version>,
+    ) -> Result<bool> {
+        let _lock = self.lock(&format!("{path}.put_if")).await?;
+        if !self.still_at(path, expected).await? {
+            return Ok(false);
+        }
+        self.put_unsynced(path, data).await?;
+        Ok(true)
+    }
+
     async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {
         let dest = self.resolve(path)?;
         let d = dest.clone();

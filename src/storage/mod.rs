@@ -236,16 +236,41 @@ pub trait Storage: Send + Sync {
     /// not against a plain `put`.
     async fn put_if(&self, path: &str, data: Bytes, expected: Option<&Version>) -> Result<bool> {
         let _lock = self.lock(&format!("{path}.put_if")).await?;
+        if !self.still_at(path, expected).await? {
+            return Ok(false);
+        }
+        self.put(path, data).await?;
+        Ok(true)
+    }
+
+    /// Whether `path` is at `expected` (`None`: there is no file), for a
+    /// `put_if` under the lock.
+    async fn still_at(&self, path: &str, expected: Option<&Version>) -> Result<bool> {
         let current = match self.get(path).await {
             Ok(bytes) => Some(Version::of(&bytes)),
             Err(StorageError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        if current.as_ref() != expected {
-            return Ok(false);
-        }
-        self.put(path, data).await?;
-        Ok(true)
+        Ok(current.as_ref() == expected)
+    }
+
+    /// [`Storage::put`] of a count that a power cut may take back to an
+    /// earlier value or leave empty, because the garbage collector sets it
+    /// right (a quota's usage and markers): local disk leaves out the
+    /// sync, which would cost a push more than the count is worth; a
+    /// crash of the process loses nothing of it. Elsewhere, `put`.
+    async fn put_unsynced(&self, path: &str, data: Bytes) -> Result<()> {
+        self.put(path, data).await
+    }
+
+    /// [`Storage::put_if`] as [`Storage::put_unsynced`] writes.
+    async fn put_if_unsynced(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&Version>,
+    ) -> Result<bool> {
+        self.put_if(path, data, expected).await
     }
 
     /// A URL a client can download `path` from directly, where the backend

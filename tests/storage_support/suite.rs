@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use registry_v1::names::{ImageId, RepositoryName, Tag};
 use registry_v1::storage::layout::legacy;
-use registry_v1::storage::{ByteRange, ByteStream, FileWriter, Storage, StorageError};
+use registry_v1::storage::{ByteRange, ByteStream, FileWriter, Storage, StorageError, Version};
 
 use super::fixture::Fixture;
 use super::pattern;
@@ -1280,27 +1280,51 @@ pub async fn lock_files_removed_under_contention_still_exclude(f: &Fixture) {
 /// and of concurrent read-modify-writes through it none is lost, even
 /// without `lock`.
 pub async fn put_if_is_a_compare_and_swap(f: &Fixture) {
+    compare_and_swap(f, "cas/value", false).await;
+}
+
+/// `put_unsynced` and `put_if_unsynced` are `put` and `put_if` to any
+/// reader (only a power cut tells them apart).
+pub async fn unsynced_puts_are_puts(f: &Fixture) {
     let s = &f.storage;
-    let path = "cas/value";
-    assert!(s
-        .put_if(path, Bytes::from_static(b"1"), None)
+    s.put_unsynced("unsynced/a/b", Bytes::from_static(b"one"))
         .await
-        .unwrap());
-    assert!(!s
-        .put_if(path, Bytes::from_static(b"x"), None)
+        .unwrap();
+    assert_eq!(&s.get("unsynced/a/b").await.unwrap()[..], b"one");
+    s.put_unsynced("unsynced/a/b", Bytes::from_static(b"two"))
         .await
-        .unwrap());
+        .unwrap();
+    assert_eq!(&s.get("unsynced/a/b").await.unwrap()[..], b"two");
+    assert_eq!(s.list("unsynced/a").await.unwrap(), vec!["b".to_owned()]);
+    compare_and_swap(f, "unsynced/cas", true).await;
+}
+
+/// `put_if`, or `put_if_unsynced`.
+async fn swap(
+    s: &dyn Storage,
+    unsynced: bool,
+    path: &str,
+    data: &[u8],
+    expected: Option<&Version>,
+) -> bool {
+    let data = Bytes::copy_from_slice(data);
+    let swapped = if unsynced {
+        s.put_if_unsynced(path, data, expected).await
+    } else {
+        s.put_if(path, data, expected).await
+    };
+    swapped.unwrap()
+}
+
+async fn compare_and_swap(f: &Fixture, path: &str, unsynced: bool) {
+    let s = &f.storage;
+    assert!(swap(&**s, unsynced, path, b"1", None).await);
+    assert!(!swap(&**s, unsynced, path, b"x", None).await);
     let (data, v1) = s.get_versioned(path).await.unwrap();
     assert_eq!(&data[..], b"1");
-    assert!(s
-        .put_if(path, Bytes::from_static(b"2"), Some(&v1))
-        .await
-        .unwrap());
+    assert!(swap(&**s, unsynced, path, b"2", Some(&v1)).await);
     // The version read before is stale now.
-    assert!(!s
-        .put_if(path, Bytes::from_static(b"y"), Some(&v1))
-        .await
-        .unwrap());
+    assert!(!swap(&**s, unsynced, path, b"y", Some(&v1)).await);
     assert_eq!(&s.get(path).await.unwrap()[..], b"2");
     assert!(matches!(
         s.get_versioned("cas/missing").await,
@@ -1316,8 +1340,8 @@ pub async fn put_if_is_a_compare_and_swap(f: &Fixture) {
                     let (data, version) = s.get_versioned(path).await.unwrap();
                     let n: u32 = std::str::from_utf8(&data).unwrap().parse().unwrap();
                     tokio::task::yield_now().await;
-                    let next = Bytes::from((n + 1).to_string());
-                    if s.put_if(path, next, Some(&version)).await.unwrap() {
+                    let next = (n + 1).to_string();
+                    if swap(&*s, unsynced, path, next.as_bytes(), Some(&version)).await {
                         break;
                     }
                 }

@@ -134,7 +134,7 @@ async fn count_quota(run: &mut Run<'_>, name: &RepositoryName, tagged: &[String]
         }
         for (id, size) in sizes.iter().filter(|(id, _)| !marked.contains(*id)) {
             storage
-                .put(&layout::counted(name, id), quota_marker(*size))
+                .put_unsynced(&layout::counted(name, id), quota_marker(*size))
                 .await?;
         }
     }

@@ -384,7 +384,7 @@ async fn count_quota(run: &mut Run<'_>, name: &Name, kept: &HashSet<Digest>) -> 
         }
         for (digest, size) in sizes.iter().filter(|(d, _)| !marked.contains(*d)) {
             storage
-                .put(&path(digest), crate::registry::rules::quota::marker(*size))
+                .put_unsynced(&path(digest), crate::registry::rules::quota::marker(*size))
                 .await?;
         }
     }

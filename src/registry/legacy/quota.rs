@@ -12,6 +12,8 @@
 //! what they count; a tag deleted gives back nothing at once (other tags
 //! may share its images) and the collector sets the count right.
 
+use futures_util::future::try_join_all;
+
 use super::{parse_json, Result};
 use crate::names::{ImageId, RepositoryName};
 use crate::registry::rules::quota::{self, marker, marker_size};
@@ -51,23 +53,25 @@ pub async fn charge_tag(
     let Some(quota) = rules.quota(&name.to_string()) else {
         return Ok(());
     };
-    let mut new = Vec::new();
-    for id in lineage(storage, image).await? {
+    // Each at once: on S3 each look is a round trip.
+    let lineage = lineage(storage, image).await?;
+    let looks = lineage.iter().map(|id| async move {
         if storage.exists(&layout::counted(name, id.as_str())).await? {
-            continue;
+            return Ok(None);
         }
-        match storage.stat(&layout::image_layer(&id)).await {
-            Ok(info) => new.push((id, info.size)),
-            Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+        match storage.stat(&layout::image_layer(id)).await {
+            Ok(info) => Ok(Some((id, info.size))),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
-    }
+    });
+    let new: Vec<(&ImageId, u64)> = try_join_all(looks).await?.into_iter().flatten().collect();
     quota::charge(storage, &quota, new.iter().map(|(_, size)| size).sum()).await?;
-    for (id, size) in &new {
-        storage
-            .put(&layout::counted(name, id.as_str()), marker(*size))
-            .await?;
-    }
+    try_join_all(new.iter().map(|(id, size)| async move {
+        let path = layout::counted(name, id.as_str());
+        storage.put_unsynced(&path, marker(*size)).await
+    }))
+    .await?;
     Ok(())
 }
 

@@ -18,6 +18,8 @@
 //! are given back by the collector, which counts every covered repository
 //! as it walks them and sets the usage right.
 
+use futures_util::future::{try_join, try_join_all};
+
 use super::error::Result;
 use super::manifests::list_or_empty;
 use super::{Digest, Name};
@@ -44,27 +46,39 @@ pub async fn charge(
     let Some(quota) = rules.quota(name.as_str()) else {
         return Ok(());
     };
-    let mut new: Vec<(Digest, u64)> = Vec::new();
-    if !storage.exists(&marker_path(name, digest)).await? {
-        new.push((digest.clone(), size));
-    }
+    // Each at once: on S3 each look is a round trip.
+    let manifest = async {
+        let counted = storage.exists(&marker_path(name, digest)).await?;
+        Ok::<_, StorageError>((!counted).then(|| (digest.clone(), size)))
+    };
+    let mut unique: Vec<&Digest> = Vec::with_capacity(blobs.len());
     for blob in blobs {
-        if new.iter().any(|(d, _)| d == *blob) || storage.exists(&marker_path(name, blob)).await? {
-            continue;
+        if *blob != digest && !unique.contains(blob) {
+            unique.push(blob);
+        }
+    }
+    let blobs = unique.into_iter().map(|blob| async move {
+        if storage.exists(&marker_path(name, blob)).await? {
+            return Ok(None);
         }
         match storage.stat(&super::links::blob_data(blob)).await {
-            Ok(info) => new.push(((*blob).clone(), info.size)),
+            Ok(info) => Ok(Some((blob.clone(), info.size))),
             // Not stored here (a foreign layer): nothing to count.
-            Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
-    }
+    });
+    let (manifest, blobs) = try_join(manifest, try_join_all(blobs)).await?;
+    let new: Vec<(Digest, u64)> = manifest
+        .into_iter()
+        .chain(blobs.into_iter().flatten())
+        .collect();
     quota::charge(storage, &quota, new.iter().map(|(_, size)| size).sum()).await?;
-    for (digest, size) in &new {
-        storage
-            .put(&marker_path(name, digest), marker(*size))
-            .await?;
-    }
+    try_join_all(new.iter().map(|(digest, size)| async move {
+        let path = marker_path(name, digest);
+        storage.put_unsynced(&path, marker(*size)).await
+    }))
+    .await?;
     Ok(())
 }
 

@@ -97,7 +97,7 @@ async fn update(
         let next = change(usage)?;
         let body = Bytes::from(serde_json::to_vec(&next).expect("plain numbers"));
         if storage
-            .put_if(&quotas::usage(&quota.key), body, version.as_ref())
+            .put_if_unsynced(&quotas::usage(&quota.key), body, version.as_ref())
             .await?
         {
             show(quota, next);
