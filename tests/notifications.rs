@@ -27,6 +27,9 @@ use v2_support::*;
 enum Mode {
     Accept,
     Fail,
+    /// Reads and records the events, then answers 500: as a receiver that
+    /// fails after it has stored them, so that they come again.
+    RecordThenFail,
     /// Reads the request and never answers.
     Hang,
 }
@@ -271,7 +274,7 @@ fn serve(stream: TcpStream, mode: &Mutex<Mode>, seen: &Mutex<Seen>) {
                 b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             );
         }
-        Mode::Accept => {
+        Mode::Accept | Mode::RecordThenFail => {
             let envelope: Value = serde_json::from_slice(&body).expect("an envelope of JSON");
             let strict = serde_json::from_slice::<distribution::Envelope>(&body);
             {
@@ -290,8 +293,12 @@ fn serve(stream: TcpStream, mode: &Mutex<Mode>, seen: &Mutex<Seen>) {
                     seen.events.push(event.clone());
                 }
             }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(if mode == Mode::Accept {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".as_slice()
+            } else {
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .as_slice()
+            });
         }
     }
 }
@@ -560,6 +567,74 @@ fn events_of_a_hundred_pushes_while_the_endpoint_is_down_all_arrive_once_in_orde
             "registry_notification_events_total{endpoint=\"ci\",result=\"queued\"}"
         ),
         100.0
+    );
+}
+
+/// A receiver that took the events and failed the request gets them
+/// again, each the same event with the same `id` (what consumers
+/// de-duplicate by), in the same order; each delivery's time is in the
+/// latency histogram.
+#[test]
+fn an_event_delivered_again_keeps_its_id_and_its_latency_is_measured() {
+    let receiver = Receiver::start();
+    receiver.set(Mode::RecordThenFail);
+    let backend = Backend::local();
+    let (registry, metrics) = registry_with(&backend, &endpoint(&receiver, MANIFESTS_ONLY));
+    push_tags(&V2::new(&registry), "team/again", "a", 3);
+    // Each of the three recorded at least twice: taken, failed, sent again.
+    let events = receiver.wait_for(Duration::from_secs(30), |events| {
+        let ids: Vec<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+        let distinct: BTreeSet<&str> = ids.iter().copied().collect();
+        distinct.len() == 3
+            && distinct
+                .iter()
+                .all(|id| ids.iter().filter(|i| *i == id).count() >= 2)
+    });
+    receiver.set(Mode::Accept);
+    let mut first: BTreeMap<String, Value> = BTreeMap::new();
+    let mut order = Vec::new();
+    for event in &events {
+        let id = event["id"].as_str().unwrap().to_owned();
+        match first.get(&id) {
+            Some(earlier) => assert_eq!(earlier, event, "a redelivery is the same event"),
+            None => {
+                order.push(event["target"]["tag"].as_str().unwrap().to_owned());
+                first.insert(id, event.clone());
+            }
+        }
+    }
+    assert_eq!(order, ["a000", "a001", "a002"]);
+    // Once accepted, counted as delivered with its latency.
+    let delivered = "registry_notification_events_total{endpoint=\"ci\",result=\"delivered\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::metric(metrics, delivered) < 3.0 {
+        assert!(Instant::now() < deadline, "never delivered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let latencies = common::metric(
+        metrics,
+        "registry_notification_delivery_seconds_count{endpoint=\"ci\"}",
+    );
+    assert_eq!(latencies, 3.0, "one latency a delivered event");
+    // Each waited at least one backoff (100 ms) after its failed delivery.
+    let waited = common::metric(
+        metrics,
+        "registry_notification_delivery_seconds_sum{endpoint=\"ci\"}",
+    );
+    assert!(
+        waited >= 0.3,
+        "{waited} s from the events to their deliveries"
+    );
+    let slowest = common::metric(
+        metrics,
+        "registry_notification_delivery_seconds_bucket{endpoint=\"ci\",le=\"+Inf\"}",
+    );
+    assert_eq!(slowest, latencies);
+    assert!(
+        common::metric(
+            metrics,
+            "registry_notification_failures_total{endpoint=\"ci\"}"
+        ) >= 1.0
     );
 }
 

@@ -130,23 +130,46 @@ struct LockFile {
 }
 
 impl LockFile {
-    fn acquire(path: PathBuf) -> io::Result<Self> {
-        use fs4::fs_std::FileExt;
+    fn open(path: &Path) -> io::Result<File> {
         let open = || {
             fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
+                .open(path)
         };
+        match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(path.parent().expect("lock folder"))?;
+                open()
+            }
+            other => other,
+        }
+    }
+
+    /// The lock at once, where no other process holds it (the usual case:
+    /// this process's holders wait in `Locks` first); `None` otherwise.
+    fn try_acquire(path: &Path) -> io::Result<Option<Self>> {
+        use fs4::fs_std::FileExt;
+        let handle = Self::open(path)?;
+        match handle.try_lock_exclusive() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if !same_file(&handle, path)? {
+            return Ok(None);
+        }
+        Ok(Some(LockFile {
+            path: path.to_owned(),
+            handle: Some(handle),
+        }))
+    }
+
+    fn acquire(path: PathBuf) -> io::Result<Self> {
+        use fs4::fs_std::FileExt;
         loop {
-            let handle = match open() {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(path.parent().expect("lock folder"))?;
-                    open()?
-                }
-                other => other?,
-            };
+            let handle = Self::open(&path)?;
             handle.lock_exclusive()?;
             if same_file(&handle, &path)? {
                 return Ok(LockFile {
@@ -790,7 +813,9 @@ impl Storage for LocalStorage {
 
     async fn put_unsynced(&self, path: &str, data: Bytes) -> Result<()> {
         let dest = self.resolve(path)?;
-        blocking(path, move || {
+        // A few bytes and no sync: as quick as a small read, so on the
+        // calling thread too (a hop to the blocking pool cost more).
+        quick(path, || {
             while_removed(io::ErrorKind::NotFound, || {
                 let (mut file, temp) = temp_beside(&dest)?.into_parts();
                 file.write_all(&data)?;
@@ -798,7 +823,6 @@ impl Storage for LocalStorage {
                 temp.persist(&dest).map_err(|e| e.error)
             })
         })
-        .await
     }
 
     async fn put_if_unsynced(
@@ -1112,7 +1136,12 @@ impl Storage for LocalStorage {
         // listing reaches (paths from the layout never start with a dot).
         let name = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(path.as_bytes())[..16]);
         let file = self.root.join(LOCK_DIR).join(name);
-        let held = blocking(path, move || LockFile::acquire(file)).await?;
+        // Waiting for another process's lock blocks: only then a thread
+        // of the blocking pool.
+        let held = match quick(path, || LockFile::try_acquire(&file))? {
+            Some(held) => held,
+            None => blocking(path, move || LockFile::acquire(file)).await?,
+        };
         Ok(Lock::new(in_process, Some(Box::new(held))))
     }
 
