@@ -30,18 +30,11 @@ const TICK: Duration = Duration::from_millis(1100);
 fn config(backend: &Backend, extra: &str) -> (tempfile::TempDir, Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yml");
-    let storage = if backend.is_s3() {
-        "storage: s3\n  s3_bucket: _env:AWS_BUCKET\n  s3_access_key: _env:AWS_KEY\n  \
-         s3_secret_key: _env:AWS_SECRET\n  s3_region: _env:AWS_REGION\n  \
-         boto_host: _env:AWS_HOST\n  boto_port: _env:AWS_PORT\n  s3_secure: false\n  \
-         s3_encrypt: false\n  storage_path: /registry"
-    } else {
-        "storage: local\n  storage_path: _env:STORAGE_PATH"
-    };
+    let storage = backend.flavor_storage();
     std::fs::write(
         &file,
         format!(
-            "retention:\n  standalone: true\n  {storage}\n  search_backend: ''\n  \
+            "retention:\n  standalone: true\n{storage}  search_backend: ''\n  \
              rules:\n    - repositories: ci/*\n      keep_last: 10\n      \
              immutable_tags: v*\n{extra}"
         ),

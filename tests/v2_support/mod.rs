@@ -118,6 +118,19 @@ impl Backend {
         }
     }
 
+    /// The storage keys of a flavor of one's own on this backend, the
+    /// values taken from [`Backend::env`] (`_env:`), indented for a flavor.
+    pub fn flavor_storage(&self) -> &'static str {
+        if self.is_s3() {
+            "  storage: s3\n  s3_bucket: _env:AWS_BUCKET\n  s3_access_key: _env:AWS_KEY\n  \
+             s3_secret_key: _env:AWS_SECRET\n  s3_region: _env:AWS_REGION\n  \
+             boto_host: _env:AWS_HOST\n  boto_port: _env:AWS_PORT\n  s3_secure: false\n  \
+             s3_encrypt: false\n  storage_path: /registry\n"
+        } else {
+            "  storage: local\n  storage_path: _env:STORAGE_PATH\n"
+        }
+    }
+
     pub fn env(&self) -> Vec<(String, String)> {
         match self {
             Backend::Local { .. } => vec![

@@ -7,6 +7,7 @@ pub mod layers;
 pub mod local;
 pub mod mirror;
 pub mod notifications;
+pub mod pushes;
 pub mod quota;
 pub mod s3;
 pub mod search;

@@ -9,14 +9,12 @@
 //! and a dead one must not slow pushes.
 
 use std::fs;
-use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
-use super::{figure, rotate, sync_disks, Ctx, LoadWatch, MIB};
-use crate::data::{self, Image};
-use crate::http;
-use crate::procs::{self, Server};
+use super::pushes::{self, Images};
+use super::{figure, rotate, Ctx, LoadWatch, MIB};
+use crate::procs::Server;
 use crate::report::{Goal, Section, Unit};
 
 const REPO: &str = "bench/hooked";
@@ -49,12 +47,6 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             held.push(conn);
         }
     });
-    let flavor = |name: &str, endpoint: &str| {
-        format!(
-            "{name}:\n  storage: local\n  storage_path: _env:STORAGE_PATH\n  standalone: true\n\
-             {endpoint}"
-        )
-    };
     let endpoint = |name: &str, port: u16| {
         format!(
             "  notifications:\n    endpoints:\n      - name: {name}\n        \
@@ -65,11 +57,11 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     fs::write(
         &config,
         [
-            flavor("plain", ""),
-            flavor("hooked", &endpoint("dead", dead)),
-            flavor("hanging", &endpoint("hanging", hanging_port)),
+            pushes::flavor("plain", ""),
+            pushes::flavor("hooked", &endpoint("dead", dead)),
+            pushes::flavor("hanging", &endpoint("hanging", hanging_port)),
             // What most CI consumers ask for: an event an image, not three.
-            flavor(
+            pushes::flavor(
                 "manifests",
                 &format!(
                     "{}        ignoredmediatypes: [application/octet-stream]\n",
@@ -79,73 +71,16 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
         ]
         .concat(),
     )?;
-    let start = |flavor: &str| -> Result<Server> {
-        let storage = work.join(flavor);
-        fs::create_dir_all(&storage)?;
-        let env = [
-            ("DOCKER_REGISTRY_CONFIG", config.display().to_string()),
-            ("SETTINGS_FLAVOR", flavor.to_owned()),
-            ("STORAGE_PATH", storage.display().to_string()),
-            ("SEARCH_BACKEND", String::new()),
-        ];
-        procs::registry(&ctx.registry_bin, &env, &work)
+    let plain = pushes::start(ctx, &work, &config, "plain")?;
+    let hooked = pushes::start(ctx, &work, &config, "hooked")?;
+    let hung = pushes::start(ctx, &work, &config, "hanging")?;
+    let manifests = pushes::start(ctx, &work, &config, "manifests")?;
+    let images = Images::write(ctx, &work, 99)?;
+    let count = images.small.len();
+    let small_pushes = |server: &Server, clients: usize| {
+        images.small_rate(ctx, server, clients, |_| REPO.to_owned())
     };
-    let plain = start("plain")?;
-    let hooked = start("hooked")?;
-    let hung = start("hanging")?;
-    let manifests = start("manifests")?;
-
-    let (count, small, large) = if ctx.plan.smoke {
-        (4, 64 * 1024, 2 * MIB)
-    } else {
-        (40, 256 * 1024, 64 * MIB)
-    };
-    let images = (0..count)
-        .map(|i| {
-            let layer = data::write_layer(&work.join(format!("small-{i}.bin")), small, 100 + i)?;
-            data::image(&data::image_id(ctx.run_id, 100 + i), None, &layer)
-        })
-        .collect::<Result<Vec<Image>>>()?;
-    let layer = data::write_layer(&work.join("large.bin"), large, 99)?;
-    let big = data::image(&data::image_id(ctx.run_id, 99), None, &layer)?;
-
-    // Images a second: `count` small images, each two blobs and a
-    // manifest, pushed by `clients` clients at once (each its share).
-    let small_pushes = |server: &Server, clients: usize| -> Result<f64> {
-        sync_disks();
-        let base = server.url("");
-        let started = Instant::now();
-        ctx.block_on(async {
-            let pushers = (0..clients).map(|c| {
-                let base = base.clone();
-                let images = &images;
-                async move {
-                    for (i, image) in images.iter().enumerate().skip(c).step_by(clients) {
-                        let tag = format!("s{i}");
-                        let one = std::slice::from_ref(image);
-                        http::v2_push_image(&ctx.client, &base, REPO, &tag, one).await?;
-                    }
-                    anyhow::Ok(())
-                }
-            });
-            futures_util::future::try_join_all(pushers).await
-        })?;
-        Ok(count as f64 / started.elapsed().as_secs_f64())
-    };
-    // MB/s: one image with a large layer.
-    let large_push = |server: &Server| -> Result<f64> {
-        sync_disks();
-        let base = server.url("");
-        let started = Instant::now();
-        ctx.block_on(http::v2_push_image(
-            &ctx.client,
-            &base,
-            REPO,
-            "large",
-            std::slice::from_ref(&big),
-        ))?;
-        Ok(large as f64 / 1e6 / started.elapsed().as_secs_f64())
-    };
+    let large_push = |server: &Server| images.large_rate(ctx, server, REPO);
     // Each run is short, and a few fsyncs more or less move it: many runs.
     let runs = if ctx.plan.smoke { 3 } else { 15 };
     let load = LoadWatch::start();
@@ -185,7 +120,7 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
         );
         Ok(())
     };
-    let per_run = count as usize * 3;
+    let per_run = count * 3;
     check(
         "hooked/_notifications/dead/journal",
         runs * (2 * per_run + 3),
@@ -194,11 +129,8 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
         "hanging/_notifications/hanging/journal",
         runs * (per_run + 3),
     )?;
-    check(
-        "manifests/_notifications/manifests/journal",
-        runs * count as usize,
-    )?;
-    let kib = small / 1024;
+    check("manifests/_notifications/manifests/journal", runs * count)?;
+    let kib = images.small_size / 1024;
     Ok(vec![
         figure(
             format!("{count} image pushes ({kib} KiB layer), one client, endpoint down"),
@@ -217,7 +149,10 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             load,
         ),
         figure(
-            format!("image push ({} MiB layer), endpoint down", large / MIB),
+            format!(
+                "image push ({} MiB layer), endpoint down",
+                images.large_size / MIB
+            ),
             Unit::MegabytesPerSecond,
             &got[5],
             Some(("no endpoint", &got[4])),
@@ -233,7 +168,10 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             load,
         ),
         figure(
-            format!("image push ({} MiB layer), endpoint hangs", large / MIB),
+            format!(
+                "image push ({} MiB layer), endpoint hangs",
+                images.large_size / MIB
+            ),
             Unit::MegabytesPerSecond,
             &got[7],
             Some(("no endpoint", &got[4])),

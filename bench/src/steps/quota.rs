@@ -8,14 +8,11 @@
 
 use std::cell::Cell;
 use std::fs;
-use std::time::Instant;
 
 use anyhow::{ensure, Result};
 
-use super::{figure, rotate, sync_disks, Ctx, LoadWatch, MIB};
-use crate::data::{self, Image};
-use crate::http;
-use crate::procs::{self, Server};
+use super::pushes::{self, Images};
+use super::{figure, rotate, Ctx, LoadWatch, MIB};
 use crate::report::{Goal, Section, Unit};
 
 /// "The cost of quota accounting on push throughput: under 2 %".
@@ -30,109 +27,44 @@ pub fn run(ctx: &Ctx, section: &mut Section) {
 fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     let work = ctx.work.join("quota");
     fs::create_dir_all(&work)?;
-    let flavor = |name: &str, rules: &str| {
-        format!(
-            "{name}:\n  storage: local\n  storage_path: _env:STORAGE_PATH\n  standalone: true\n\
-             {rules}"
-        )
-    };
     let config = work.join("config.yml");
+    let rule = "  rules:\n    - repositories: bench/**\n      quota: 1TiB\n";
     fs::write(
         &config,
-        [
-            flavor("plain", ""),
-            flavor(
-                "counted",
-                "  rules:\n    - repositories: bench/**\n      quota: 1TiB\n",
-            ),
-        ]
-        .concat(),
+        [pushes::flavor("plain", ""), pushes::flavor("counted", rule)].concat(),
     )?;
-    let start = |flavor: &str| -> Result<Server> {
-        let storage = work.join(flavor);
-        fs::create_dir_all(&storage)?;
-        let env = [
-            ("DOCKER_REGISTRY_CONFIG", config.display().to_string()),
-            ("SETTINGS_FLAVOR", flavor.to_owned()),
-            ("STORAGE_PATH", storage.display().to_string()),
-            ("SEARCH_BACKEND", String::new()),
-        ];
-        procs::registry(&ctx.registry_bin, &env, &work)
-    };
-    let plain = start("plain")?;
-    let counted = start("counted")?;
+    let plain = pushes::start(ctx, &work, &config, "plain")?;
+    let counted = pushes::start(ctx, &work, &config, "counted")?;
+    let images = Images::write(ctx, &work, 300)?;
 
-    let (count, small, large) = if ctx.plan.smoke {
-        (4, 64 * 1024, 2 * MIB)
-    } else {
-        (40, 256 * 1024, 64 * MIB)
-    };
-    let images = (0..count)
-        .map(|i| {
-            let layer = data::write_layer(&work.join(format!("small-{i}.bin")), small, 300 + i)?;
-            data::image(&data::image_id(ctx.run_id, 300 + i), None, &layer)
-        })
-        .collect::<Result<Vec<Image>>>()?;
-    let layer = data::write_layer(&work.join("large.bin"), large, 299)?;
-    let big = data::image(&data::image_id(ctx.run_id, 299), None, &layer)?;
-
-    // A fresh repository name per measurement, the same for both servers.
-    let plain_runs = Cell::new(0usize);
-    let counted_runs = Cell::new(0usize);
+    // A fresh repository name for each measurement, the same names on
+    // both servers.
+    let (plain_runs, counted_runs) = (Cell::new(0usize), Cell::new(0usize));
     let next = |runs: &Cell<usize>| {
         runs.set(runs.get() + 1);
         runs.get()
     };
-    // Images a second: `count` small images, each two blobs and a
-    // manifest, pushed by `clients` clients at once (each its share, each
-    // into a repository of its own).
-    let small_pushes = |server: &Server, run: usize, clients: usize| -> Result<f64> {
-        sync_disks();
-        let base = server.url("");
-        let started = Instant::now();
-        ctx.block_on(async {
-            let pushers = (0..clients).map(|c| {
-                let base = base.clone();
-                let images = &images;
-                async move {
-                    let repo = format!("bench/q{run}-{clients}-{c}");
-                    for (i, image) in images.iter().enumerate().skip(c).step_by(clients) {
-                        let one = std::slice::from_ref(image);
-                        http::v2_push_image(&ctx.client, &base, &repo, &format!("s{i}"), one)
-                            .await?;
-                    }
-                    anyhow::Ok(())
-                }
-            });
-            futures_util::future::try_join_all(pushers).await
-        })?;
-        Ok(count as f64 / started.elapsed().as_secs_f64())
+    let small = |server, runs: &Cell<usize>, clients| {
+        let run = next(runs);
+        images.small_rate(ctx, server, clients, |c| {
+            format!("bench/q{run}-{clients}-{c}")
+        })
     };
-    // MB/s: one image with a large layer.
-    let large_push = |server: &Server, run: usize| -> Result<f64> {
-        sync_disks();
-        let base = server.url("");
-        let started = Instant::now();
-        ctx.block_on(http::v2_push_image(
-            &ctx.client,
-            &base,
-            &format!("bench/large{run}"),
-            "large",
-            std::slice::from_ref(&big),
-        ))?;
-        Ok(large as f64 / 1e6 / started.elapsed().as_secs_f64())
+    let large = |server, runs: &Cell<usize>| {
+        let run = next(runs);
+        images.large_rate(ctx, server, &format!("bench/large{run}"))
     };
     let runs = if ctx.plan.smoke { 3 } else { 15 };
     let load = LoadWatch::start();
     let got = rotate(
         runs,
         &mut [
-            &mut || small_pushes(&plain, next(&plain_runs), 1),
-            &mut || small_pushes(&counted, next(&counted_runs), 1),
-            &mut || small_pushes(&plain, next(&plain_runs), CLIENTS),
-            &mut || small_pushes(&counted, next(&counted_runs), CLIENTS),
-            &mut || large_push(&plain, next(&plain_runs)),
-            &mut || large_push(&counted, next(&counted_runs)),
+            &mut || small(&plain, &plain_runs, 1),
+            &mut || small(&counted, &counted_runs, 1),
+            &mut || small(&plain, &plain_runs, CLIENTS),
+            &mut || small(&counted, &counted_runs, CLIENTS),
+            &mut || large(&plain, &plain_runs),
+            &mut || large(&counted, &counted_runs),
         ],
     )?;
     let load = load.end();
@@ -140,15 +72,14 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
     // The quota was there and counted every push: each repository counts
     // its images whole (layer, and a config and manifest of under a KiB
     // each), none twice.
-    let usage_dir = work.join("counted/_quotas");
     let mut used = 0;
-    for entry in fs::read_dir(&usage_dir)? {
+    for entry in fs::read_dir(work.join("counted/_quotas"))? {
         let usage: serde_json::Value =
             serde_json::from_slice(&fs::read(entry?.path().join("usage"))?)?;
         used += usage["bytes"].as_u64().unwrap_or(0);
     }
-    let small_layers: u64 = images.iter().map(|image| image.layer.size).sum();
-    let layers = runs as u64 * (2 * small_layers + big.layer.size);
+    let count = images.small.len() as u64;
+    let layers = runs as u64 * (2 * count * images.small_size + images.large_size);
     let small_files = runs as u64 * (2 * count + 1) * 2 * 1024;
     ensure!(
         (layers..layers + small_files).contains(&used),
@@ -158,7 +89,7 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
         !work.join("plain/_quotas").exists(),
         "the server without rules keeps a usage"
     );
-    let kib = small / 1024;
+    let kib = images.small_size / 1024;
     Ok(vec![
         figure(
             format!("{count} image pushes ({kib} KiB layer), one client, under a quota"),
@@ -177,7 +108,10 @@ fn measure(ctx: &Ctx) -> Result<Vec<crate::report::Row>> {
             load,
         ),
         figure(
-            format!("image push ({} MiB layer), under a quota", large / MIB),
+            format!(
+                "image push ({} MiB layer), under a quota",
+                images.large_size / MIB
+            ),
             Unit::MegabytesPerSecond,
             &got[5],
             Some(("no quota", &got[4])),
