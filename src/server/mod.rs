@@ -57,7 +57,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
         state.storage.clone(),
         state.settings.gc.grace_period,
     ));
-    let quotas = state.rules.quotas();
+    let quotas: Vec<_> = state.rules.quotas().cloned().collect();
     if !quotas.is_empty() && state.settings.metrics.is_some() {
         actix_web::rt::spawn(crate::registry::rules::quota::keep_shown(
             state.storage.clone(),

@@ -831,12 +831,7 @@ impl Storage for LocalStorage {
         data: Bytes,
         expected: Option<&Version>,
     ) -> Result<bool> {
-        let _lock = self.lock(&format!("{path}.put_if")).await?;
-        if !self.still_at(path, expected).await? {
-            return Ok(false);
-        }
-        self.put_unsynced(path, data).await?;
-        Ok(true)
+        put_if_locked(self, path, data, expected, false).await
     }
 
     async fn put_stream(&self, path: &str, body: ByteStream) -> Result<u64> {

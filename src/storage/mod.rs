@@ -235,23 +235,7 @@ pub trait Storage: Send + Sync {
     /// `.put_if` name; S3: `If-Match`/`If-None-Match`, across instances),
     /// not against a plain `put`.
     async fn put_if(&self, path: &str, data: Bytes, expected: Option<&Version>) -> Result<bool> {
-        let _lock = self.lock(&format!("{path}.put_if")).await?;
-        if !self.still_at(path, expected).await? {
-            return Ok(false);
-        }
-        self.put(path, data).await?;
-        Ok(true)
-    }
-
-    /// Whether `path` is at `expected` (`None`: there is no file), for a
-    /// `put_if` under the lock.
-    async fn still_at(&self, path: &str, expected: Option<&Version>) -> Result<bool> {
-        let current = match self.get(path).await {
-            Ok(bytes) => Some(Version::of(&bytes)),
-            Err(StorageError::NotFound(_)) => None,
-            Err(e) => return Err(e),
-        };
-        Ok(current.as_ref() == expected)
+        put_if_locked(self, path, data, expected, true).await
     }
 
     /// [`Storage::put`] of a count that a power cut may take back to an
@@ -298,6 +282,32 @@ pub trait Storage: Send + Sync {
 /// folder) pauses that long.
 pub const STALE_TEMPORARY_FILE_AGE: std::time::Duration =
     std::time::Duration::from_secs(24 * 60 * 60);
+
+/// [`Storage::put_if`] under the driver's lock on the path's `.put_if`
+/// name: the default, and local disk's unsynced one (`synced: false`).
+pub(crate) async fn put_if_locked<S: Storage + ?Sized>(
+    storage: &S,
+    path: &str,
+    data: Bytes,
+    expected: Option<&Version>,
+    synced: bool,
+) -> Result<bool> {
+    let _lock = storage.lock(&format!("{path}.put_if")).await?;
+    let current = match storage.get(path).await {
+        Ok(bytes) => Some(Version::of(&bytes)),
+        Err(StorageError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    if current.as_ref() != expected {
+        return Ok(false);
+    }
+    if synced {
+        storage.put(path, data).await?;
+    } else {
+        storage.put_unsynced(path, data).await?;
+    }
+    Ok(true)
+}
 
 /// The version of a small file [`Storage::get_versioned`] read: opaque, an
 /// ETag on S3, a digest of the bytes elsewhere.

@@ -15,7 +15,6 @@ use super::oci::list;
 use super::{Result, Run};
 use crate::names::{ImageId, RepositoryName, Tag};
 use crate::registry::legacy::quota;
-use crate::registry::rules::quota::marker as quota_marker;
 use crate::registry::rules::retention::PushedTag;
 use crate::storage::layout::legacy as layout;
 use crate::storage::StorageError;
@@ -92,7 +91,8 @@ async fn expired_tags(
 /// `_counted` markers are set to match (a marker made since the run
 /// began stays: its push is counted on top).
 async fn count_quota(run: &mut Run<'_>, name: &RepositoryName, tagged: &[String]) -> Result<()> {
-    let Some(quota) = run.options.rules.quota(&name.to_string()) else {
+    let rules = run.options.rules.clone();
+    let Some(quota) = rules.quota(&name.to_string()) else {
         return Ok(());
     };
     let storage = run.storage;
@@ -116,27 +116,8 @@ async fn count_quota(run: &mut Run<'_>, name: &RepositoryName, tagged: &[String]
         run.tick().await?;
     }
     if !run.options.dry_run {
-        let marked: HashSet<String> = quota::counted(storage, name)
-            .await?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        for id in marked.iter().filter(|id| !sizes.contains_key(*id)) {
-            let path = layout::counted(name, id);
-            match storage.stat(&path).await {
-                Ok(info) if info.modified < run.started => match storage.remove(&path).await {
-                    Ok(()) | Err(StorageError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                },
-                Ok(_) | Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for (id, size) in sizes.iter().filter(|(id, _)| !marked.contains(*id)) {
-            storage
-                .put_unsynced(&layout::counted(name, id), quota_marker(*size))
-                .await?;
-        }
+        let marked = quota::counted(storage, name).await?;
+        super::set_quota_markers(run, marked, &sizes, |id| layout::counted(name, id)).await?;
     }
     if let Some((_, counted)) = run.quotas.get_mut(&quota.key) {
         *counted += sizes.values().sum::<u64>();

@@ -284,7 +284,7 @@ pub async fn collect(storage: &dyn Storage, options: Options) -> Result<Outcome>
 async fn collect_held(run: &mut Run<'_>) -> Result<GcReport> {
     // Before the walk: what pushes add from now on is added to its count.
     for quota in run.options.rules.quotas() {
-        let usage = crate::registry::rules::quota::usage(run.storage, &quota).await?;
+        let usage = crate::registry::rules::quota::usage(run.storage, quota).await?;
         run.quotas.insert(quota.key.clone(), (usage.added, 0));
     }
     run.progress.set_message("marking v2");
@@ -317,6 +317,35 @@ async fn collect_held(run: &mut Run<'_>) -> Result<GcReport> {
     Ok(report)
 }
 
+/// Sets a repository's quota markers (`marked`: each one's key and size)
+/// to what the walk counted (`sizes`): a marker of what it no longer
+/// counts goes, unless made since the run began (its push is counted on
+/// top); a missing one is written.
+pub(super) async fn set_quota_markers<K: Eq + std::hash::Hash>(
+    run: &Run<'_>,
+    marked: Vec<(K, u64)>,
+    sizes: &std::collections::HashMap<K, u64>,
+    path: impl Fn(&K) -> String,
+) -> Result<()> {
+    let storage = run.storage;
+    let marked: std::collections::HashSet<K> = marked.into_iter().map(|(key, _)| key).collect();
+    for key in marked.iter().filter(|key| !sizes.contains_key(*key)) {
+        match storage.stat(&path(key)).await {
+            Ok(info) if info.modified < run.started => match storage.remove(&path(key)).await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            },
+            Ok(_) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (key, size) in sizes.iter().filter(|(key, _)| !marked.contains(*key)) {
+        let marker = crate::registry::rules::quota::marker(*size);
+        storage.put_unsynced(&path(key), marker).await?;
+    }
+    Ok(())
+}
+
 /// Sets each quota's usage to what the walk counted, plus what pushes
 /// added since it began.
 async fn reconcile_quotas(run: &mut Run<'_>) -> Result<()> {
@@ -325,7 +354,7 @@ async fn reconcile_quotas(run: &mut Run<'_>) -> Result<()> {
             continue;
         };
         let usage =
-            crate::registry::rules::quota::reconcile(run.storage, &quota, bytes, added_at_start)
+            crate::registry::rules::quota::reconcile(run.storage, quota, bytes, added_at_start)
                 .await?;
         log::info!("gc: {quota}: {} bytes used", usage.bytes);
     }

@@ -364,29 +364,9 @@ async fn count_quota(run: &mut Run<'_>, name: &Name, kept: &HashSet<Digest>) -> 
         run.tick().await?;
     }
     if !run.options.dry_run {
-        let marked: HashSet<Digest> = crate::registry::oci::quota::counted(storage, name)
-            .await?
-            .into_iter()
-            .map(|(digest, _)| digest)
-            .collect();
+        let marked = crate::registry::oci::quota::counted(storage, name).await?;
         let path = |d: &Digest| layout::counted(name.as_str(), d.algorithm().as_str(), d.hex());
-        for digest in marked.iter().filter(|d| !sizes.contains_key(*d)) {
-            match storage.stat(&path(digest)).await {
-                Ok(info) if info.modified < run.started => {
-                    match storage.remove(&path(digest)).await {
-                        Ok(()) | Err(StorageError::NotFound(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Ok(_) | Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for (digest, size) in sizes.iter().filter(|(d, _)| !marked.contains(*d)) {
-            storage
-                .put_unsynced(&path(digest), crate::registry::rules::quota::marker(*size))
-                .await?;
-        }
+        super::set_quota_markers(run, marked, &sizes, path).await?;
     }
     Ok(sizes.values().sum())
 }

@@ -66,7 +66,7 @@ pub async fn charge_tag(
         }
     });
     let new: Vec<(&ImageId, u64)> = try_join_all(looks).await?.into_iter().flatten().collect();
-    quota::charge(storage, &quota, new.iter().map(|(_, size)| size).sum()).await?;
+    quota::charge(storage, quota, new.iter().map(|(_, size)| size).sum()).await?;
     try_join_all(new.iter().map(|(id, size)| async move {
         let path = layout::counted(name, id.as_str());
         storage.put_unsynced(&path, marker(*size)).await
@@ -113,7 +113,7 @@ pub async fn give_back(
     bytes: u64,
 ) -> Result<()> {
     match rules.quota(&name.to_string()) {
-        Some(quota) => Ok(quota::give_back(storage, &quota, bytes).await?),
+        Some(quota) => Ok(quota::give_back(storage, quota, bytes).await?),
         None => Ok(()),
     }
 }

@@ -73,7 +73,7 @@ pub async fn charge(
         .into_iter()
         .chain(blobs.into_iter().flatten())
         .collect();
-    quota::charge(storage, &quota, new.iter().map(|(_, size)| size).sum()).await?;
+    quota::charge(storage, quota, new.iter().map(|(_, size)| size).sum()).await?;
     try_join_all(new.iter().map(|(digest, size)| async move {
         let path = marker_path(name, digest);
         storage.put_unsynced(&path, marker(*size)).await
@@ -86,7 +86,7 @@ pub async fn charge(
 /// could not fit whatever else it shares.
 pub async fn room_for(storage: &dyn Storage, rules: &Rules, name: &Name, size: u64) -> Result<()> {
     match rules.quota(name.as_str()) {
-        Some(quota) => Ok(quota::room_for(storage, &quota, size).await?),
+        Some(quota) => Ok(quota::room_for(storage, quota, size).await?),
         None => Ok(()),
     }
 }
@@ -152,7 +152,7 @@ pub async fn give_back(
     bytes: u64,
 ) -> Result<()> {
     match rules.quota(name.as_str()) {
-        Some(quota) => Ok(quota::give_back(storage, &quota, bytes).await?),
+        Some(quota) => Ok(quota::give_back(storage, quota, bytes).await?),
         None => Ok(()),
     }
 }

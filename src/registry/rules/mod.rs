@@ -26,6 +26,9 @@ pub use retention::Retention;
 #[derive(Debug, Default)]
 pub struct Rules {
     rules: Vec<RuleSettings>,
+    /// Each rule's quota, made once (its key is a digest): asked on every
+    /// push to a repository a quota covers.
+    quotas: Vec<Option<Quota>>,
 }
 
 /// A tag a rule holds, and which rule.
@@ -51,6 +54,10 @@ impl Rules {
     pub fn new(settings: &[RuleSettings]) -> Self {
         Self {
             rules: settings.to_vec(),
+            quotas: settings
+                .iter()
+                .map(|rule| rule.quota.map(|limit| Quota::new(rule, limit)))
+                .collect(),
         }
     }
 
@@ -84,19 +91,17 @@ impl Rules {
 
     /// The quota that bounds `repository`: that of the first rule covering
     /// it that sets one.
-    pub fn quota(&self, repository: &str) -> Option<Quota> {
+    pub fn quota(&self, repository: &str) -> Option<&Quota> {
         self.rules
             .iter()
-            .filter(|rule| rule.repositories.iter().any(|p| p.matches(repository)))
-            .find_map(|rule| rule.quota.map(|limit| Quota::new(rule, limit)))
+            .zip(&self.quotas)
+            .filter(|(rule, _)| rule.repositories.iter().any(|p| p.matches(repository)))
+            .find_map(|(_, quota)| quota.as_ref())
     }
 
     /// Every quota, each once (the collector sets each one's usage right).
-    pub fn quotas(&self) -> Vec<Quota> {
-        self.rules
-            .iter()
-            .filter_map(|rule| rule.quota.map(|limit| Quota::new(rule, limit)))
-            .collect()
+    pub fn quotas(&self) -> impl Iterator<Item = &Quota> {
+        self.quotas.iter().flatten()
     }
 
     /// Whether any rule sets a retention (else the collector asks nothing).
