@@ -961,7 +961,7 @@ fn a_docker_push_is_told_blob_by_blob_then_its_manifest() {
     let image = format!("127.0.0.1:{}/team/docker:v1", registry.port);
     let work = tempfile::tempdir().unwrap();
     let tar = work.path().join("rootfs.tar");
-    std::fs::write(&tar, login_support::rootfs_tar("notifications")).unwrap();
+    std::fs::write(&tar, v2_support::rootfs_tar("notifications")).unwrap();
     login_support::run("docker", &["import", tar.to_str().unwrap(), &image]);
     let pushed = std::process::Command::new("docker")
         .args(["push", &image])

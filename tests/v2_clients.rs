@@ -46,33 +46,6 @@ fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A tar of a few small files (a rootfs of nothing much), unique per call.
-fn rootfs_tar(label: &str) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], mode: u32| {
-        let mut head = tar::Header::new_gnu();
-        head.set_size(data.len() as u64);
-        head.set_mode(mode);
-        head.set_mtime(1_700_000_000);
-        head.set_cksum();
-        builder.append_data(&mut head, path, data).unwrap();
-    };
-    add("etc/hostname", format!("{label}\n").as_bytes(), 0o644);
-    add(
-        "hello.txt",
-        format!("hello from {label} {}\n", rand_suffix()).as_bytes(),
-        0o644,
-    );
-    add("bin/true", b"#!/bin/sh\nexit 0\n", 0o755);
-    builder.into_inner().unwrap()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
-
 /// An OCI image layout written by hand: one image per architecture, each
 /// tagged `<arch>` in index.json, and an index of all of them tagged
 /// `multi`.

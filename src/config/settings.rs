@@ -83,6 +83,8 @@ pub struct Settings {
     /// `rules`: what the operator sets once for the repositories a pattern
     /// names (immutable tags).
     pub rules: Vec<RuleSettings>,
+    /// `web_ui`, `web_ui_prefix`: the pages for people.
+    pub web_ui: WebUiSettings,
     /// What the configuration holds that is not acted on (unknown keys,
     /// settings this build ignores), said once at startup and by
     /// `config --check`.
@@ -123,10 +125,21 @@ impl fmt::Debug for Settings {
             .field("email", &self.email)
             .field("notifications", &self.notifications)
             .field("rules", &self.rules)
+            .field("web_ui", &self.web_ui)
             .field("notices", &self.notices)
             .field("raw", &super::mask(&self.raw))
             .finish()
     }
+}
+
+/// The web pages (`web_ui`, `web_ui_prefix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebUiSettings {
+    /// Pages are served; unset: on.
+    pub enabled: bool,
+    /// Where the pages live: `""` (the root; unset) or `/a/b`, no trailing
+    /// `/`, never under `/v1` or `/v2`.
+    pub prefix: String,
 }
 
 /// Garbage collection: `registry-v1 gc` and the periodic run in `serve`.
@@ -740,6 +753,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "index_endpoint",
     "disable_token_auth",
     "delete_enabled",
+    "web_ui",
+    "web_ui_prefix",
     "body_idle_timeout",
     "max_concurrent_uploads",
     "max_upload_sessions_per_repository",
@@ -890,6 +905,7 @@ impl Settings {
         // Files written for the old registry have no such key; deletes
         // were always possible there, so unset means on.
         let delete_enabled = top.bool_or("delete_enabled", true)?;
+        let web_ui = top.web_ui()?;
         let body_idle_timeout = std::time::Duration::from_secs(top.bounded_or(
             "body_idle_timeout",
             DEFAULT_BODY_IDLE_TIMEOUT,
@@ -991,6 +1007,7 @@ impl Settings {
             email,
             notifications,
             rules,
+            web_ui,
             notices,
             raw,
         })
@@ -1091,6 +1108,33 @@ impl<'a> Section<'a> {
             format!("must be {expected}, not {}", describe(found, secret)),
             hint,
         )
+    }
+
+    /// `web_ui` and `web_ui_prefix`.
+    fn web_ui(&self) -> Result<WebUiSettings, ConfigError> {
+        let enabled = self.bool_or("web_ui", true)?;
+        let prefix = self.string("web_ui_prefix")?.unwrap_or_default();
+        let prefix = prefix.trim_end_matches('/');
+        let safe = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+        let api = ["/v1", "/v2", "/_ping"]
+            .iter()
+            .any(|api| prefix == *api || prefix.starts_with(&format!("{api}/")));
+        if !prefix.is_empty()
+            && (!prefix.starts_with('/')
+                || !prefix.chars().all(safe)
+                || prefix.contains("//")
+                || api)
+        {
+            return Err(self.invalid_with(
+                "web_ui_prefix",
+                format!("must be a URL path such as /registry-ui, not {prefix:?}"),
+                " (letters, digits and - . _ ~ between slashes; not under /v1, /v2 or /_ping)",
+            ));
+        }
+        Ok(WebUiSettings {
+            enabled,
+            prefix: prefix.to_owned(),
+        })
     }
 
     /// Null and absent are false, as `is True` had it in the old registry.

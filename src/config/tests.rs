@@ -46,6 +46,8 @@ fn full_environment(key_file: &str) -> Vec<(&'static str, String)> {
         ("STORAGE_REDIRECT", "on"),
         ("DISABLE_TOKEN_AUTH", "True"),
         ("DELETE_ENABLED", "off"),
+        ("WEB_UI", "false"),
+        ("WEB_UI_PREFIX", "/registry-ui/"),
         ("BODY_IDLE_TIMEOUT", "7"),
         ("MAX_CONCURRENT_UPLOADS", "3"),
         ("GC_INTERVAL", "600"),
@@ -220,6 +222,14 @@ fn every_sample_flavor_resolves_without_environment() {
             "{flavor}"
         );
         assert_eq!(settings.max_concurrent_uploads, 100, "{flavor}");
+        assert_eq!(
+            settings.web_ui,
+            WebUiSettings {
+                enabled: true,
+                prefix: String::new()
+            },
+            "{flavor}: the pages are on, at /"
+        );
         assert_eq!(settings.gc.interval, None, "{flavor}: gc is off by default");
         assert_eq!(settings.gc.grace_period, Duration::from_secs(3600));
         assert_eq!(settings.gc.upload_max_age, Duration::from_secs(604_800));
@@ -249,6 +259,8 @@ fn every_sample_flavor_resolves_with_its_whole_environment() {
         let s = load_sample(flavor, &env).unwrap_or_else(|e| panic!("{flavor}: {e}"));
         assert_eq!(s.loglevel, LogLevel::Warn);
         assert!(!s.delete_enabled, "{flavor}");
+        assert!(!s.web_ui.enabled, "{flavor}");
+        assert_eq!(s.web_ui.prefix, "/registry-ui", "{flavor}");
         assert_eq!(s.body_idle_timeout, Duration::from_secs(7), "{flavor}");
         assert_eq!(s.max_concurrent_uploads, 3, "{flavor}");
         assert_eq!(
@@ -801,6 +813,31 @@ fn deletes_are_on_unless_switched_off() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`delete_enabled`"), "{e}");
+}
+
+#[test]
+fn the_web_ui_prefix_is_a_path_beside_the_apis() {
+    let prefix = |value: &str| {
+        load_text(&format!("f:\n  web_ui_prefix: {value:?}\n"), "f", &[])
+            .map(|s| s.web_ui.prefix)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(prefix("/ui/").unwrap(), "/ui");
+    assert_eq!(prefix("/tools/registry-ui").unwrap(), "/tools/registry-ui");
+    assert_eq!(prefix("/").unwrap(), "");
+    for bad in [
+        "ui", "/v2", "/v1/x", "/_ping", "/a//b", "/a b", "/<x>", "/a?b",
+    ] {
+        let e = prefix(bad).unwrap_err();
+        assert!(
+            e.contains("`web_ui_prefix`") && e.contains("URL path"),
+            "{bad}: {e}"
+        );
+    }
+    let e = load_text("f:\n  web_ui: maybe\n", "f", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`web_ui`"), "{e}");
 }
 
 #[test]

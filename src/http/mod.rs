@@ -5,7 +5,8 @@
 //! the auth [`gate`] every gated route passes before its handler, the
 //! headers that say how the pull-through [`cache`] made an answer, and the
 //! [`health`] probes, which belong to neither API; what a notification
-//! says of a request ([`activity`]).
+//! says of a request ([`activity`]); deleting a tag or a manifest with
+//! what follows it ([`deletes`]), for the APIs and the pages alike.
 //!
 //! Nothing here knows an API's error shape: each function returns a small
 //! error of its own, which v1 and v2 map to their wire errors.
@@ -14,6 +15,7 @@ pub mod activity;
 pub mod blob;
 pub mod body;
 pub mod cache;
+pub mod deletes;
 pub mod gate;
 pub mod health;
 pub mod range;

@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod collector;
 pub mod failure;
 pub mod health;
+pub mod inspect;
 pub mod legacy;
 pub mod mirror;
 pub mod oci;

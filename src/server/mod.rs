@@ -98,6 +98,8 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
                 actix_web::middleware::from_fn(metrics::measure),
             ))
             .configure(crate::http::health::routes)
+            // Before v1, which answers every other `GET /`.
+            .configure(|cfg| crate::ui::routes(cfg, &settings))
             .configure(|cfg| crate::v1::routes(cfg, &settings))
             .configure(|cfg| crate::v2::routes(cfg, &settings))
             .default_service(web::to(middleware::not_found))

@@ -189,6 +189,27 @@ impl From<crate::registry::mirror::Error> for Error {
     }
 }
 
+/// The notifications' queue could not take the activity: the client
+/// tries again.
+impl From<crate::events::Unrecorded> for Error {
+    fn from(e: crate::events::Unrecorded) -> Self {
+        Error::Storage(crate::storage::StorageError::Unavailable(e.to_string()))
+    }
+}
+
+impl From<crate::http::deletes::Error> for Error {
+    fn from(e: crate::http::deletes::Error) -> Self {
+        use crate::http::deletes::Error as E;
+        match e {
+            E::Legacy(e) => e.into(),
+            E::Mirror(e) => e.into(),
+            E::Unrecorded(e) => e.into(),
+            E::Oci(crate::registry::oci::Error::Storage(e)) => Error::Storage(e),
+            E::Oci(e) => Error::Storage(crate::storage::StorageError::Unavailable(e.to_string())),
+        }
+    }
+}
+
 impl From<Denial> for Error {
     fn from(e: Denial) -> Self {
         match e {

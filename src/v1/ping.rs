@@ -9,7 +9,17 @@ use crate::registry::AppState;
 
 /// The `issue` setting, as a JSON string.
 pub async fn root(state: web::Data<AppState>) -> HttpResponse {
-    response::json(StatusCode::OK, &state.settings.issue)
+    let mut answer = response::json(StatusCode::OK, &state.settings.issue);
+    // Browsers get the web pages here instead (by their Accept), so a
+    // cache must keep the two answers apart.
+    let ui = &state.settings.web_ui;
+    if ui.enabled && ui.prefix.is_empty() {
+        answer.headers_mut().insert(
+            actix_web::http::header::VARY,
+            actix_web::http::header::HeaderValue::from_static("Accept"),
+        );
+    }
+    answer
 }
 
 /// `{}`; with `debug`, versions, host and launch details. The

@@ -125,30 +125,8 @@ async fn record(state: &AppState, activity: Activity) -> Result<()> {
     );
     state.events.record(activity).await.map_err(|e| {
         log::error!("{what}: {e}");
-        Error::Storage(crate::storage::StorageError::Unavailable(e.to_string()))
+        e.into()
     })
-}
-
-/// A delete of the tag `tag` of `name`, or of the whole repository.
-async fn notify_delete(
-    state: &AppState,
-    req: &HttpRequest,
-    name: &RepositoryName,
-    tag: Option<&Tag>,
-) -> Result<()> {
-    if !state.notifications.wants(Action::Delete) {
-        return Ok(());
-    }
-    let activity = Activity {
-        action: Action::Delete,
-        target: crate::events::Target {
-            repository: name.to_string(),
-            tag: tag.map(|t| t.to_string()),
-            ..Default::default()
-        },
-        request: crate::http::activity::request(req),
-    };
-    record(state, activity).await
 }
 
 pub async fn delete(
@@ -158,11 +136,7 @@ pub async fn delete(
 ) -> Result<HttpResponse> {
     let (repo, tag) = path.into_inner();
     let name = http::repository(&repo)?;
-    let tag = Tag::unchecked(&tag);
-    store::delete_tag(&*state.storage, &state.rules, &name, &tag).await?;
-    mirror::legacy::forget_copy(&*state.storage, &name, &tag).await?;
-    notify_delete(&state, &req, &name, Some(&tag)).await?;
-    state.events.publish(Event::TagDeleted { name, tag }).await;
+    crate::http::deletes::v1_tag(&state, &req, &name, &Tag::unchecked(&tag)).await?;
     Ok(response::ok_true())
 }
 
@@ -193,7 +167,7 @@ pub async fn delete_repository(
     let name = http::repository(&repo)?;
     store::delete_repository(&*state.storage, &state.rules, &name).await?;
     mirror::legacy::forget_repository(&*state.storage, &name).await?;
-    notify_delete(&state, &req, &name, None).await?;
+    crate::http::deletes::v1_recorded(&state, &req, &name, None).await?;
     // The v1 tree only: a v2 tree that still holds it keeps it in search.
     if !bridge::still_held(&*state.storage, &name).await {
         state

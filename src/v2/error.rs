@@ -277,6 +277,23 @@ impl From<crate::registry::mirror::Error> for Error {
     }
 }
 
+impl From<crate::http::deletes::Error> for Error {
+    fn from(e: crate::http::deletes::Error) -> Self {
+        use crate::http::deletes::Error as E;
+        match e {
+            E::Oci(e) => e.into(),
+            E::Mirror(e) => e.into(),
+            // Never of a v2 delete; an outage if it were.
+            E::Legacy(e) => {
+                log::error!("v2 delete: {e}");
+                Error::Unavailable
+            }
+            // Logged where it happened.
+            E::Unrecorded(_) => Error::Unavailable,
+        }
+    }
+}
+
 impl From<StorageError> for Error {
     /// Through the failure classification v1 shares. The model turns every
     /// "not found" it expects into its own error; one that reaches here is

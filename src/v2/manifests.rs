@@ -15,7 +15,7 @@ use crate::http::body::{self, BodyError};
 use crate::names::RepositoryName;
 use crate::registry::oci::name::InvalidReference;
 use crate::registry::oci::{self, manifests, Name, Reference, Tag};
-use crate::registry::{bridge, AppState};
+use crate::registry::AppState;
 
 fn reference(req: &HttpRequest) -> Result<Reference> {
     let raw = req.match_info().get("reference").unwrap_or_default();
@@ -255,41 +255,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     }
     let name = super::name(&req)?;
     let reference = reference(&req)?;
-    let deleted = manifests::delete(&*state.storage, &state.rules, &name, &reference).await?;
-    let (target, path) = match &reference {
-        Reference::Tag(tag) => (
-            crate::events::Target {
-                tag: Some(tag.to_string()),
-                ..Default::default()
-            },
-            format!("manifests/{tag}"),
-        ),
-        Reference::Digest(digest) => (
-            crate::events::Target {
-                digest: Some(digest.clone()),
-                ..Default::default()
-            },
-            format!("manifests/{digest}"),
-        ),
-    };
-    super::record(&state, &req, Action::Delete, &name, &path, target).await?;
-    if let Some(repo) = repository_name(&name) {
-        let mut events: Vec<Event> = deleted
-            .tags
-            .iter()
-            .filter_map(|t| crate::names::Tag::parse(t.as_str()))
-            .map(|tag| Event::TagDeleted {
-                name: repo.clone(),
-                tag,
-            })
-            .collect();
-        // Its last manifest: gone from search unless the v1 tree (or the
-        // other v2 spelling of `library/x`) still holds it.
-        if deleted.repository_empty && !bridge::still_held(&*state.storage, &repo).await {
-            events.push(Event::RepositoryDeleted { name: repo });
-        }
-        publish(&state, events).await;
-    }
+    crate::http::deletes::manifest(&state, &req, &name, &reference).await?;
     Ok(HttpResponse::Accepted().finish())
 }
 

@@ -45,6 +45,8 @@ pub fn command() -> Command {
                 "LOGLEVEL",
                 "DEBUG",
                 "STANDALONE",
+                "WEB_UI",
+                "WEB_UI_PREFIX",
                 "RUST_LOG",
                 "BODY_IDLE_TIMEOUT",
                 "MAX_CONCURRENT_UPLOADS",

@@ -104,32 +104,6 @@ impl Layout {
     }
 }
 
-/// A tar of a few small files, unique per call.
-pub fn rootfs_tar(label: &str) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], mode: u32| {
-        let mut head = tar::Header::new_gnu();
-        head.set_size(data.len() as u64);
-        head.set_mode(mode);
-        head.set_mtime(1_700_000_000);
-        head.set_cksum();
-        builder.append_data(&mut head, path, data).unwrap();
-    };
-    add(
-        "hello.txt",
-        format!("hello from {label} {}\n", rand_suffix()).as_bytes(),
-        0o644,
-    );
-    add("bin/true", b"#!/bin/sh\nexit 0\n", 0o755);
-    builder.into_inner().unwrap()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
-
 /// podman on a store and an auth file of its own in a temporary folder.
 pub struct Podman {
     pub root: tempfile::TempDir,

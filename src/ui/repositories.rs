@@ -1,0 +1,150 @@
+//! The repository list: every repository of both trees, found as one types
+//! through the search index (`/v1/search`'s), paged.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::error::Error;
+use super::page::{self, Page};
+use crate::config::SearchBackend;
+use crate::registry::oci::{self, Name};
+use crate::registry::{bridge, inspect, AppState};
+use crate::search::{SearchQuery, MAX_TERM_CHARS};
+
+/// Repositories a page lists.
+const PER_PAGE: u32 = 50;
+
+#[derive(Deserialize)]
+struct Params {
+    #[serde(default)]
+    q: String,
+    page: Option<u64>,
+}
+
+pub struct Row {
+    /// As clients pull it.
+    pub name: String,
+    pub description: String,
+    /// Tags of both trees (a listing of each).
+    pub tags: usize,
+}
+
+/// One page of the list; the rows are also served alone, for searching as
+/// one types.
+pub struct Listing {
+    pub term: String,
+    pub total: u64,
+    pub rows: Vec<Row>,
+    pub previous: Option<u64>,
+    pub next: Option<u64>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/repositories.html")]
+struct ListPage {
+    page: Page,
+    term: String,
+    list: Listing,
+}
+
+#[derive(Template)]
+#[template(path = "ui/repository_rows.html")]
+struct Rows {
+    page: Page,
+    list: Listing,
+}
+
+/// `GET /`: the list, with the search box.
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    let list = listing(&state, req.query_string()).await?;
+    page::html(&ListPage {
+        page: Page::of(&state, &req),
+        term: list.term.clone(),
+        list,
+    })
+}
+
+/// `GET /-/search?q=`: the rows alone.
+pub async fn rows(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    let list = listing(&state, req.query_string()).await?;
+    page::html(&Rows {
+        page: Page::of(&state, &req),
+        list,
+    })
+}
+
+async fn listing(state: &AppState, query: &str) -> Result<Listing, Error> {
+    let params = web::Query::<Params>::from_query(query)
+        .map_err(|e| Error::BadRequest(format!("Bad query: {e}")))?
+        .into_inner();
+    let term: String = params.q.trim().chars().take(MAX_TERM_CHARS).collect();
+    let number = params.page.unwrap_or(1).max(1);
+    let (total, mut rows) = if state.settings.search.backend == SearchBackend::Disabled {
+        from_storage(state, &term, number).await?
+    } else {
+        from_index(state, &term, number).await?
+    };
+    for row in &mut rows {
+        let Ok(name) = Name::parse(&row.name) else {
+            continue;
+        };
+        row.tags = match bridge::tags(&*state.storage, &name, None, None).await {
+            Ok(page) => page.items.len(),
+            // Gone since the index was written: listed with none.
+            Err(oci::Error::NameUnknown(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
+    }
+    let shown = (number - 1).saturating_mul(u64::from(PER_PAGE)) + rows.len() as u64;
+    Ok(Listing {
+        term,
+        total,
+        rows,
+        previous: (number > 1).then(|| number - 1),
+        next: (shown < total).then(|| number + 1),
+    })
+}
+
+async fn from_index(state: &AppState, term: &str, number: u64) -> Result<(u64, Vec<Row>), Error> {
+    let found = state
+        .search
+        .search(&SearchQuery {
+            term: term.to_owned(),
+            page: number,
+            per_page: PER_PAGE,
+        })
+        .await?;
+    let mut rows = Vec::with_capacity(found.hits.len());
+    for hit in found.hits {
+        if let Some(name) = inspect::pull_name(&*state.storage, &hit.name).await? {
+            rows.push(Row {
+                name: name.to_string(),
+                description: hit.description.unwrap_or_default(),
+                tags: 0,
+            });
+        }
+    }
+    Ok((found.total, rows))
+}
+
+/// Without a search index (`search_backend` empty), the storage's own
+/// list: every repository read on each page, fine for a small registry.
+async fn from_storage(state: &AppState, term: &str, number: u64) -> Result<(u64, Vec<Row>), Error> {
+    let all = bridge::catalog(&*state.storage, None, None).await?.items;
+    let term = term.to_ascii_lowercase();
+    let matching: Vec<String> = all.into_iter().filter(|n| n.contains(&term)).collect();
+    let skip =
+        usize::try_from((number - 1).saturating_mul(u64::from(PER_PAGE))).unwrap_or(usize::MAX);
+    let rows = matching
+        .iter()
+        .skip(skip)
+        .take(PER_PAGE as usize)
+        .map(|name| Row {
+            name: name.clone(),
+            description: String::new(),
+            tags: 0,
+        })
+        .collect();
+    Ok((matching.len() as u64, rows))
+}

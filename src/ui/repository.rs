@@ -1,0 +1,131 @@
+//! A repository's page: its tags, newest push first or by name, each with
+//! what it names.
+
+use std::time::SystemTime;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::error::Error;
+use super::page::{self, Page};
+use crate::registry::oci::{self, Name, Reference};
+use crate::registry::{bridge, inspect, AppState};
+
+/// Tags a page shows (each costs a manifest and a config read).
+const PER_PAGE: usize = 100;
+
+#[derive(Deserialize)]
+struct Params {
+    sort: Option<String>,
+    page: Option<usize>,
+}
+
+pub struct Row {
+    pub tag: String,
+    pub digest: String,
+    pub short_digest: String,
+    pub size: String,
+    pub platforms: String,
+    pub created: String,
+    pub pushed: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/repository.html")]
+struct TagsPage {
+    page: Page,
+    name: String,
+    pull_tag: String,
+    total: usize,
+    sort: &'static str,
+    rows: Vec<Row>,
+    previous: Option<usize>,
+    next: Option<usize>,
+}
+
+/// `GET /repository/<name>?sort=pushed|name&page=N`. Sorting by push time
+/// reads the time of every tag (a stat each: cheap on a disk, a request
+/// each on a bucket); by name, only the page's.
+pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    let params = web::Query::<Params>::from_query(req.query_string())
+        .map_err(|e| Error::BadRequest(format!("Bad query: {e}")))?
+        .into_inner();
+    let by_name = match params.sort.as_deref() {
+        None | Some("pushed") => false,
+        Some("name") => true,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "Cannot sort by {other:?}: by name or pushed."
+            )))
+        }
+    };
+    let name = Name::parse(req.match_info().get("name").unwrap_or_default())
+        .map_err(|e| Error::NotFound(e.to_string()))?;
+    let storage = &*state.storage;
+    let all = bridge::tags(storage, &name, None, None).await?.items;
+    let total = all.len();
+    let number = params.page.unwrap_or(1).max(1);
+    let skip = (number - 1).saturating_mul(PER_PAGE);
+    // (tag, pushed), in the order shown.
+    let shown: Vec<(String, Option<SystemTime>)> = if by_name {
+        let mut shown = Vec::new();
+        for tag in all.into_iter().skip(skip).take(PER_PAGE) {
+            let pushed = inspect::pushed(storage, &name, &tag).await?;
+            shown.push((tag, pushed));
+        }
+        shown
+    } else {
+        let mut timed = Vec::with_capacity(all.len());
+        for tag in all {
+            let pushed = inspect::pushed(storage, &name, &tag).await?;
+            timed.push((tag, pushed));
+        }
+        // Newest first; ties by name.
+        timed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        timed.into_iter().skip(skip).take(PER_PAGE).collect()
+    };
+    let mut rows = Vec::with_capacity(shown.len());
+    for (tag, pushed) in shown {
+        // Gone since the listing: left out.
+        let reference = match Reference::parse(&tag) {
+            Ok(reference) => reference,
+            Err(_) => continue,
+        };
+        let summary = match inspect::summary(storage, &name, &reference).await {
+            Ok(summary) => summary,
+            Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let digest = summary.digest.to_string();
+        rows.push(Row {
+            short_digest: page::short_digest(&digest),
+            digest,
+            size: summary.size.map(page::size).unwrap_or_default(),
+            platforms: match (&summary.artifact_type, summary.platforms.is_empty()) {
+                (Some(artifact), true) => artifact.clone(),
+                _ => summary.platforms.join(", "),
+            },
+            created: summary
+                .created
+                .as_deref()
+                .map(page::created)
+                .unwrap_or_default(),
+            pushed: pushed.map(page::time).unwrap_or_default(),
+            tag,
+        });
+    }
+    let pull_tag = rows
+        .first()
+        .map_or_else(|| "latest".to_owned(), |r| r.tag.clone());
+    page::html(&TagsPage {
+        page: Page::of(&state, &req),
+        name: name.to_string(),
+        pull_tag,
+        total,
+        sort: if by_name { "name" } else { "pushed" },
+        rows,
+        previous: (number > 1).then(|| number - 1),
+        next: (skip + PER_PAGE < total).then(|| number + 1),
+    })
+}
