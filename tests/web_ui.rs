@@ -6,6 +6,7 @@
 //! on stderr; under CI it fails.
 
 mod common;
+mod login_support;
 mod v2_support;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 use common::Registry;
+use login_support::token_service::{World, ISSUER, PASSWORD, SERVICE, USER};
 use v2_support::*;
 
 const INSTALL_BROWSER: &str = ".ci/install-browser.sh";
@@ -582,6 +584,7 @@ fn deletes_need_a_user_who_may_and_a_page_of_ours() {
         assert_eq!(resp.status(), 201);
     }
     push("v1");
+    push("v2");
     let url = registry.url("/delete/web/keep/v1");
     let same_origin = format!("http://127.0.0.1:{}", registry.port);
     let tag_left = || {
@@ -621,20 +624,23 @@ fn deletes_need_a_user_who_may_and_a_page_of_ours() {
     // The login sends the browser back where it was, and only there.
     let login = |to: &str| {
         common::client()
-            .get(registry.url(&format!("/-/login?to={to}")))
+            .get(registry.url(&format!("/login?to={to}")))
             .basic_auth("admin", Some("s3cret"))
             .send()
             .unwrap()
     };
-    assert_eq!(
-        header(&login("/image/web/keep/v1"), "location"),
-        "/image/web/keep/v1"
-    );
-    assert_eq!(header(&login("//evil.example/"), "location"), "/");
-    assert_eq!(header(&login("http://evil.example/"), "location"), "/");
+    let back_to = |to: &str| {
+        let page = login(to).text().unwrap();
+        let start = page.find("url=").expect("a refresh") + 4;
+        page[start..page[start..].find('"').unwrap() + start].to_owned()
+    };
+    assert_eq!(back_to("/image/web/keep/v1"), "/image/web/keep/v1");
+    assert_eq!(back_to("//evil.example/"), "/");
+    assert_eq!(back_to("http://evil.example/"), "/");
+    assert_eq!(back_to("/a%22%3E%3Cscript%3E"), "/");
     assert_eq!(
         common::client()
-            .get(registry.url("/-/login"))
+            .get(registry.url("/login"))
             .send()
             .unwrap()
             .status(),
@@ -673,6 +679,31 @@ fn deletes_need_a_user_who_may_and_a_page_of_ours() {
         .unwrap();
     assert_eq!(resp.status(), 303);
     assert!(!tag_left());
+
+    // The same in a browser, logged in as the browser is given a login.
+    if let Some(browser) = Browser::start() {
+        browser.goto(&registry.url("/image/web/keep/v2"));
+        browser.click("#login");
+        // The browser's prompt, answered as a login in the address answers it.
+        browser.goto(&format!(
+            "http://admin:s3cret@127.0.0.1:{}/login?to=/image/web/keep/v2",
+            registry.port
+        ));
+        browser.wait_at("/image/web/keep/v2");
+        // Back at the page (from an address without the login in it, as
+        // after a prompt): the browser now sends the login by itself.
+        browser.goto(&registry.url("/image/web/keep/v2"));
+        browser.click("#delete");
+        browser.wait_at("/delete/web/keep/v2");
+        browser.click("#delete button");
+        browser.wait_at("/");
+        let gone = common::client()
+            .get(registry.url("/v2/web/keep/manifests/v2"))
+            .header("Accept", OCI_MANIFEST)
+            .send()
+            .unwrap();
+        assert_eq!(gone.status(), 404, "the browser's delete went through");
+    }
 }
 
 #[test]
@@ -718,5 +749,94 @@ fn ten_thousand_tags_page_without_stalling() {
         assert_eq!(browser.texts("#tags a.tag").len(), 100);
         browser.click("a[rel=next]");
         browser.wait_for("#tags a.tag", |t| t.first().is_some_and(|t| t == "t00100"));
+    }
+}
+
+/// Pushes `image` as `<name>:v1` through an open registry on `storage`.
+fn push_open(storage: &Backend, names: &[&str]) {
+    let registry = storage.start(&[]);
+    let v2 = V2::new(&registry);
+    let image = ImageBlobs::new("web ui logins", "amd64");
+    for name in names {
+        image.push(&v2, name);
+        let resp = v2.put_manifest(name, "v1", OCI_MANIFEST, &image.oci_manifest());
+        assert_eq!(resp.status(), 201, "{name}");
+    }
+}
+
+#[test]
+fn the_pages_log_in_through_a_token_service() {
+    let Some(world) = World::new() else {
+        return;
+    };
+    let storage = Backend::local();
+    push_open(&storage, &["web/open", "locked/secret"]);
+    let realm = world.service.realm();
+    let registry = storage.start(&[
+        ("AUTH_TOKEN_REALM", realm.as_str()),
+        ("AUTH_TOKEN_SERVICE", SERVICE),
+        ("AUTH_TOKEN_ISSUER", ISSUER),
+        ("AUTH_TOKEN_ROOTCERTBUNDLE", world.bundle.to_str().unwrap()),
+    ]);
+    let page = |path: &str, login: Option<(&str, &str)>| {
+        let mut req = common::client()
+            .get(registry.url(path))
+            .header("Accept", BROWSER_ACCEPT);
+        if let Some((user, password)) = login {
+            req = req.basic_auth(user, Some(password));
+        }
+        req.send().unwrap()
+    };
+    // No login: the page's own password prompt (the browser shows it).
+    let resp = page("/", None);
+    assert_eq!(resp.status(), 401);
+    assert!(header(&resp, "www-authenticate").starts_with("Basic realm="));
+    assert_eq!(page("/", Some((USER, "wrong"))).status(), 401);
+
+    // alice's login: the page gets her tokens as docker would, and shows
+    // only what they let her pull (the service grants nothing under locked/).
+    let list = page("/", Some((USER, PASSWORD)));
+    assert_eq!(list.status(), 200);
+    let list = list.text().unwrap();
+    assert!(
+        list.contains(">web/open<") && !list.contains("locked/secret"),
+        "{list}"
+    );
+    assert_eq!(
+        page("/repository/locked/secret", Some((USER, PASSWORD))).status(),
+        403
+    );
+    let image = page("/image/web/open/v1", Some((USER, PASSWORD)))
+        .text()
+        .unwrap();
+    assert!(
+        image.contains("id=\"delete\""),
+        "her token may delete: {image}"
+    );
+    let asked = world.service.asked();
+    assert!(
+        asked
+            .iter()
+            .any(|(who, scopes)| who.as_deref() == Some(USER)
+                && scopes == &["registry:catalog:*".to_owned()]),
+        "{asked:?}"
+    );
+    // Tokens are kept: the list again asks the service nothing.
+    let before = world.service.asked().len();
+    assert_eq!(page("/", Some((USER, PASSWORD))).status(), 200);
+    assert_eq!(world.service.asked().len(), before);
+
+    // And in a browser, the login given as the browser gives it.
+    if let Some(browser) = Browser::start() {
+        let with_login = format!(
+            "http://{USER}:{}@127.0.0.1:{}/",
+            PASSWORD.replace(' ', "%20"),
+            registry.port
+        );
+        browser.goto(&with_login);
+        let found = browser.wait_for("#repositories a.repository", |t| !t.is_empty());
+        assert_eq!(found, ["web/open"]);
+        browser.type_into("#search", "ope");
+        browser.wait_for("#count", |t| t.first().is_some_and(|t| t.contains("“ope”")));
     }
 }

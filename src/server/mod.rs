@@ -78,6 +78,9 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
     };
     memory::start_trimming().context("cannot start the malloc trim thread")?;
     let uploads = middleware::Uploads::default();
+    let page_tokens = web::Data::new(
+        crate::ui::PageTokens::new().context("cannot build the web pages' HTTP client")?,
+    );
     let server = HttpServer::new(move || {
         let settings = state.settings.clone();
         App::new()
@@ -99,7 +102,7 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
             ))
             .configure(crate::http::health::routes)
             // Before v1, which answers every other `GET /`.
-            .configure(|cfg| crate::ui::routes(cfg, &settings))
+            .configure(|cfg| crate::ui::routes(cfg, &settings, &page_tokens))
             .configure(|cfg| crate::v1::routes(cfg, &settings))
             .configure(|cfg| crate::v2::routes(cfg, &settings))
             .default_service(web::to(middleware::not_found))

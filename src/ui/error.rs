@@ -114,11 +114,11 @@ impl ResponseError for Error {
             log::error!("web page: {detail}");
         }
         let message = match self {
-            Error::Login(Challenge::Bearer { .. }) => "This registry's logins go through a token \
-                 service, which the web pages cannot ask yet: use docker, podman or skopeo."
-                .to_owned(),
+            Error::Login(Challenge::Bearer { .. }) => {
+                "Log in with your user of this registry's token service.".to_owned()
+            }
             Error::Login(Challenge::Basic { .. }) => {
-                "Log in with a user of this registry to see its repositories.".to_owned()
+                "Log in with a user of this registry (the browser asks for it).".to_owned()
             }
             Error::NotFound(m) | Error::BadRequest(m) | Error::Forbidden(m) => m.clone(),
             other => other.to_string(),

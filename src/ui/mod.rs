@@ -22,6 +22,7 @@ mod login;
 mod page;
 mod repositories;
 mod repository;
+mod tokens;
 
 use std::rc::Rc;
 
@@ -31,6 +32,7 @@ use actix_web::{guard, web};
 use crate::config::Settings;
 use crate::http::gate::gated;
 use gate::Route;
+pub use tokens::PageTokens;
 
 /// The policy every page's answer carries: our own script and styles
 /// only, no frames, forms only to us.
@@ -44,10 +46,15 @@ const NAME: &str = "{name:.+}";
 /// Registers the pages, when they are on. Mounted before the APIs: the
 /// list claims `GET /` of browsers only, the rest lives under paths
 /// neither API uses (`/repository/`, `/image/`, `/-/`).
-pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
+pub fn routes(
+    cfg: &mut web::ServiceConfig,
+    settings: &Settings,
+    tokens: &web::Data<tokens::PageTokens>,
+) {
     if !settings.web_ui.enabled {
         return;
     }
+    cfg.app_data(tokens.clone());
     let prefix = settings.web_ui.prefix.clone();
     let auth = Rc::new(gate::Auth);
     let headers = actix_web::middleware::DefaultHeaders::new()
@@ -105,7 +112,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
             .route(web::post().to(delete::delete)),
         )
         .service(
-            gated(&auth, Route::Login, &[&format!("{prefix}/-/login")])
+            gated(&auth, Route::Login, &[&format!("{prefix}/login")])
                 .wrap(headers)
                 .route(web::get().to(login::login)),
         );

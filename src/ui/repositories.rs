@@ -57,7 +57,7 @@ struct Rows {
 
 /// `GET /`: the list, with the search box.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
-    let list = listing(&state, req.query_string()).await?;
+    let list = listing(&state, &req).await?;
     page::html(&ListPage {
         page: Page::of(&state, &req),
         term: list.term.clone(),
@@ -67,24 +67,39 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
 
 /// `GET /-/search?q=`: the rows alone.
 pub async fn rows(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
-    let list = listing(&state, req.query_string()).await?;
+    let list = listing(&state, &req).await?;
     page::html(&Rows {
         page: Page::of(&state, &req),
         list,
     })
 }
 
-async fn listing(state: &AppState, query: &str) -> Result<Listing, Error> {
-    let params = web::Query::<Params>::from_query(query)
+async fn listing(state: &AppState, req: &HttpRequest) -> Result<Listing, Error> {
+    let params = web::Query::<Params>::from_query(req.query_string())
         .map_err(|e| Error::BadRequest(format!("Bad query: {e}")))?
         .into_inner();
     let term: String = params.q.trim().chars().take(MAX_TERM_CHARS).collect();
     let number = params.page.unwrap_or(1).max(1);
-    let (total, mut rows) = if state.settings.search.backend == SearchBackend::Disabled {
+    let (total, rows) = if state.settings.search.backend == SearchBackend::Disabled {
         from_storage(state, &term, number).await?
     } else {
         from_index(state, &term, number).await?
     };
+    let rows_len = rows.len() as u64;
+    // Only what the viewer may pull (a token service may grant the
+    // catalog and not every repository in it).
+    let mut shown = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Ok(name) = Name::parse(&row.name) {
+            if super::gate::may_pull(state, req, &name).await {
+                shown.push(row);
+            }
+        }
+    }
+    // Those left out of this page are not counted (those of other pages
+    // are, until someone pages there).
+    let total = total.saturating_sub(rows_len - shown.len() as u64);
+    let mut rows = shown;
     for row in &mut rows {
         let Ok(name) = Name::parse(&row.name) else {
             continue;

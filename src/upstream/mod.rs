@@ -9,7 +9,7 @@
 //! among the configured ones, never a host.
 
 mod challenge;
-mod token;
+pub mod token;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

@@ -12,6 +12,8 @@ use serde_json::json;
 use crate::v2_support::*;
 
 pub const INSTALL_CLIENTS: &str = ".ci/install-v2-clients.sh";
+pub mod token_service;
+
 pub const INSTALL_AUTH: &str = ".ci/install-auth.sh";
 
 /// Runs a command with extra environment; its output, whatever it did.

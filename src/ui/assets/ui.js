@@ -13,14 +13,17 @@
       timer = setTimeout(async function () {
         const term = input.value;
         const mine = ++asked;
-        const url = input.dataset.fragment + "?q=" + encodeURIComponent(term);
+        // From the origin: a page opened as http://user:pw@host/ resolves
+        // relative URLs with the login in them, which fetch refuses.
+        const url = new URL(input.dataset.fragment, window.location.origin);
+        url.searchParams.set("q", term);
         try {
           const answer = await fetch(url, { credentials: "same-origin" });
           if (!answer.ok || mine !== asked) return;
           const html = await answer.text();
           if (mine !== asked) return;
           results.innerHTML = html;
-          const here = new URL(window.location.href);
+          const here = new URL(window.location.pathname + window.location.search, window.location.origin);
           here.searchParams.set("q", term);
           here.searchParams.delete("page");
           history.replaceState(null, "", here);
