@@ -777,6 +777,7 @@ fn the_pages_log_in_through_a_token_service() {
         ("AUTH_TOKEN_SERVICE", SERVICE),
         ("AUTH_TOKEN_ISSUER", ISSUER),
         ("AUTH_TOKEN_ROOTCERTBUNDLE", world.bundle.to_str().unwrap()),
+        ("AUTH_MAX_FAILED_LOGINS", "3"),
     ]);
     let page = |path: &str, login: Option<(&str, &str)>| {
         let mut req = common::client()
@@ -839,4 +840,16 @@ fn the_pages_log_in_through_a_token_service() {
         browser.type_into("#search", "ope");
         browser.wait_for("#count", |t| t.first().is_some_and(|t| t.contains("“ope”")));
     }
+
+    // Guessing passwords through the pages is bounded as for clients.
+    for _ in 0..2 {
+        assert_eq!(page("/", Some((USER, "guess"))).status(), 401);
+    }
+    let refused = page("/", Some((USER, "guess again")));
+    assert_eq!(
+        refused.status(),
+        429,
+        "the third refusal of the minute and on"
+    );
+    assert!(!header(&refused, "retry-after").is_empty());
 }

@@ -227,6 +227,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "14. Pull-through cache: registry-v1 and distribution's proxy (local storage)",
         "15. Webhook notifications: pushes with a dead or a hanging endpoint next to none (local storage)",
         "16. Quotas: pushes counted in a quota next to none (local storage)",
+        "17. Web pages: time to first byte and weight (local storage)",
     ];
     let want = |n: usize| args.wants(n);
     if [1, 2, 3, 5, 6, 8].into_iter().any(want) {
@@ -295,6 +296,7 @@ fn run(args: Args) -> Result<ExitCode> {
         (14, steps::mirror::run),
         (15, steps::notifications::run),
         (16, steps::quota::run),
+        (17, steps::web::run),
     ] {
         if want(n) {
             println!("== {}", titles[n - 1]);

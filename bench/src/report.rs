@@ -11,6 +11,8 @@ pub enum Unit {
     RequestsPerSecond,
     Milliseconds,
     Mebibytes,
+    /// Thousands of bytes (a page's weight).
+    Kilobytes,
     Seconds,
     /// Server CPU time per GB moved.
     CpuMsPerGb,
@@ -25,6 +27,7 @@ impl Unit {
             Unit::RequestsPerSecond => "req/s",
             Unit::Milliseconds => "ms",
             Unit::Mebibytes => "MiB",
+            Unit::Kilobytes => "KB",
             Unit::Seconds => "s",
             Unit::CpuMsPerGb => "ms CPU/GB",
             Unit::CpuUsPerRequest => "µs CPU/req",
@@ -37,6 +40,7 @@ impl Unit {
             self,
             Unit::Milliseconds
                 | Unit::Mebibytes
+                | Unit::Kilobytes
                 | Unit::Seconds
                 | Unit::CpuMsPerGb
                 | Unit::CpuUsPerRequest
@@ -49,7 +53,11 @@ impl Unit {
         }
         let digits = match self {
             Unit::Milliseconds | Unit::Seconds if v < 10.0 => 2,
-            Unit::Mebibytes | Unit::Milliseconds | Unit::Seconds | Unit::CpuUsPerRequest => 1,
+            Unit::Mebibytes
+            | Unit::Kilobytes
+            | Unit::Milliseconds
+            | Unit::Seconds
+            | Unit::CpuUsPerRequest => 1,
             _ => 0,
         };
         format!("{v:.digits$}")

@@ -79,7 +79,8 @@ pub async fn run(settings: Settings, env: &Environment) -> anyhow::Result<()> {
     memory::start_trimming().context("cannot start the malloc trim thread")?;
     let uploads = middleware::Uploads::default();
     let page_tokens = web::Data::new(
-        crate::ui::PageTokens::new().context("cannot build the web pages' HTTP client")?,
+        crate::ui::PageTokens::new(state.settings.login.max_failed_logins)
+            .context("cannot build the web pages' HTTP client")?,
     );
     let server = HttpServer::new(move || {
         let settings = state.settings.clone();

@@ -151,11 +151,21 @@ pub async fn decide(
     else {
         return Err(page_login());
     };
+    let peer = req.peer_addr().map(|a| a.ip());
+    if let Some(retry_after) = peer.and_then(|ip| tokens.refused.blocked(ip)) {
+        return Err(Error::TooManyLogins { retry_after });
+    }
     let scope = scope.unwrap_or_default();
     let token = match tokens.token(basic, &realm, &service, &scope).await {
         Ok(token) => token,
         Err(crate::upstream::UpstreamError::Denied(why)) => {
-            log::info!("web page login refused by the token service: {why}");
+            if let Some(ip) = peer {
+                tokens.refused.failed(ip);
+            }
+            log::info!(
+                "web page login from {} refused by the token service: {why}",
+                peer.map_or("?".to_owned(), |ip| ip.to_string())
+            );
             return Err(page_login());
         }
         Err(e) => {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::registry::auth::limiter::Limiter;
 use crate::upstream::token::{Request, Tokens};
 use crate::upstream::UpstreamError;
 
@@ -28,6 +29,10 @@ pub struct PageTokens {
     /// kept by the browser, never here.
     logins: Mutex<HashMap<[u8; 32], Login>>,
     seq: std::sync::atomic::AtomicU64,
+    /// Logins the token service refused, per client address: the pages
+    /// must not make the registry a way to guess passwords faster than
+    /// `auth_max_failed_logins` lets clients.
+    pub refused: Limiter,
 }
 
 /// One login's tokens, and when it was last used (a sequence number).
@@ -37,7 +42,7 @@ struct Login {
 }
 
 impl PageTokens {
-    pub fn new() -> anyhow::Result<Self> {
+    pub fn new(max_failed_logins: u32) -> anyhow::Result<Self> {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(TIMEOUT)
@@ -45,6 +50,7 @@ impl PageTokens {
                 .build()?,
             logins: Mutex::new(HashMap::new()),
             seq: Default::default(),
+            refused: Limiter::new(max_failed_logins, Duration::from_secs(60)),
         })
     }
 

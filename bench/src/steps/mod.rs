@@ -13,6 +13,7 @@ pub mod s3;
 pub mod search;
 pub mod tls;
 pub mod v2;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
