@@ -853,3 +853,40 @@ fn the_pages_log_in_through_a_token_service() {
     );
     assert!(!header(&refused, "retry-after").is_empty());
 }
+
+#[test]
+fn a_cached_repository_is_not_deleted_from_the_pages() {
+    let storage = Backend::local();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "cached:\n  standalone: true\n{}  upstreams:\n    up:\n      url: http://127.0.0.1:9\n      prefix: cache\n",
+            storage.flavor_storage()
+        ),
+    )
+    .unwrap();
+    let env = storage.env();
+    let registry = Registry::start(&[
+        ("STORAGE_PATH", env[0].1.as_str()),
+        ("DOCKER_REGISTRY_CONFIG", config.to_str().unwrap()),
+        ("SETTINGS_FLAVOR", "cached"),
+    ]);
+    let origin = format!("http://127.0.0.1:{}", registry.port);
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let resp = common::client()
+            .request(
+                method.clone(),
+                registry.url("/delete/cache/library/x/latest"),
+            )
+            .header("Origin", &origin)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{method}");
+        assert!(resp
+            .text()
+            .unwrap()
+            .contains("is a cache of http://127.0.0.1:9"));
+    }
+}

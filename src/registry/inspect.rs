@@ -105,8 +105,10 @@ pub async fn summary(
         ),
         None => {
             let config = match &parsed.config {
-                Some(descriptor) => read_config(storage, name, descriptor).await?,
-                None => None,
+                Some(descriptor) if is_image_config(&descriptor.media_type) => {
+                    read_config(storage, name, descriptor).await?
+                }
+                _ => None,
             };
             let size = parsed
                 .config
@@ -325,10 +327,12 @@ impl Parsed {
         let one = |key: &str| take(key).and_then(|v| serde_json::from_value::<Descriptor>(v).ok());
         let many = |key: &str| {
             take(key).and_then(|v| match v {
+                // One that does not parse keeps its place (layers pair
+                // with history steps by position), shown empty.
                 Value::Array(items) => Some(
                     items
                         .into_iter()
-                        .filter_map(|i| serde_json::from_value::<Descriptor>(i).ok())
+                        .map(|i| serde_json::from_value::<Descriptor>(i).unwrap_or_default())
                         .collect::<Vec<_>>(),
                 ),
                 _ => None,
@@ -487,7 +491,8 @@ mod tests {
     #[test]
     fn a_manifest_of_the_wrong_shape_shows_what_parses() {
         let parsed = Parsed::of(br#"{"layers": [{"digest": "sha256:x", "size": 3}, 7], "config": "no", "annotations": {"a": "<b>"}}"#);
-        assert_eq!(parsed.layers.len(), 1);
+        assert_eq!(parsed.layers.len(), 2, "the broken one keeps its place");
+        assert_eq!(parsed.layers[0].size, 3);
         assert!(parsed.config.is_none());
         assert_eq!(parsed.annotations.unwrap()["a"], "<b>");
         assert!(Parsed::of(b"not json").layers.is_empty());

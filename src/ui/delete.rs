@@ -124,6 +124,12 @@ fn target(state: &AppState, req: &HttpRequest) -> Result<(Name, Reference), Erro
     }
     let name = Name::parse(req.match_info().get("name").unwrap_or_default())
         .map_err(|e| Error::NotFound(e.to_string()))?;
+    // The copies of a pull-through cache follow their upstream, as the
+    // API's DELETE says.
+    state
+        .mirror
+        .check_writable(&name)
+        .map_err(deletes::Error::Mirror)?;
     let text = req.match_info().get("reference").unwrap_or_default();
     let reference = Reference::parse(text)
         .map_err(|_| Error::NotFound(format!("{text} is neither a tag nor a digest.")))?;

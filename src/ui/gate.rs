@@ -76,7 +76,15 @@ async fn admit(route: &Route, req: &ServiceRequest) -> Result<(), Error> {
         (Route::Login, None) => (Method::GET, Asked::Login),
         (_, None) => (Method::GET, Asked::Catalog),
     };
-    let actor = decide(state, tokens, req.request(), &method, target).await?;
+    let actor = decide(
+        state,
+        tokens,
+        req.request(),
+        &method,
+        target,
+        Refusals::Count,
+    )
+    .await?;
     req.extensions_mut().insert(Actor(actor));
     Ok(())
 }
@@ -90,6 +98,16 @@ pub enum Asked<'a> {
     Login,
 }
 
+/// Whether a login the token service refuses counts as a failed one: on
+/// the gate's own decision, once a request; not on the questions a page
+/// asks besides (may this row be listed, may this be deleted), which a
+/// valid login may well be refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Refusals {
+    Count,
+    Ignore,
+}
+
 /// Whether the request behind a page may do `method` on `asked`, and who
 /// it comes from.
 pub async fn decide(
@@ -98,6 +116,7 @@ pub async fn decide(
     req: &HttpRequest,
     method: &Method,
     asked: Asked<'_>,
+    refusals: Refusals,
 ) -> Result<Option<String>, Error> {
     let repository = match asked {
         Asked::Repository(name) => Some(
@@ -159,7 +178,7 @@ pub async fn decide(
     let token = match tokens.token(basic, &realm, &service, &scope).await {
         Ok(token) => token,
         Err(crate::upstream::UpstreamError::Denied(why)) => {
-            if let Some(ip) = peer {
+            if let (Some(ip), Refusals::Count) = (peer, refusals) {
                 tokens.refused.failed(ip);
             }
             log::info!(
@@ -203,11 +222,12 @@ fn denied(denial: Denial) -> Error {
 /// `Some(true)` yes, `Some(false)` after a login (the page offers one),
 /// `None` no.
 pub async fn may_delete(state: &AppState, req: &HttpRequest, name: &Name) -> Option<bool> {
-    if !state.settings.delete_enabled {
+    if !state.settings.delete_enabled || state.mirror.check_writable(name).is_err() {
         return None;
     }
     let tokens = req.app_data::<web::Data<PageTokens>>()?;
-    match decide(state, tokens, req, &Method::DELETE, Asked::Repository(name)).await {
+    let asked = Asked::Repository(name);
+    match decide(state, tokens, req, &Method::DELETE, asked, Refusals::Ignore).await {
         Ok(_) => Some(true),
         // Anonymous where a password would do: worth a login.
         Err(Error::Login(Challenge::Basic { .. }))
@@ -225,7 +245,14 @@ pub async fn may_pull(state: &AppState, req: &HttpRequest, name: &Name) -> bool 
     let Some(tokens) = req.app_data::<web::Data<PageTokens>>() else {
         return false;
     };
-    decide(state, tokens, req, &Method::GET, Asked::Repository(name))
-        .await
-        .is_ok()
+    decide(
+        state,
+        tokens,
+        req,
+        &Method::GET,
+        Asked::Repository(name),
+        Refusals::Ignore,
+    )
+    .await
+    .is_ok()
 }

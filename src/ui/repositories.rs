@@ -111,13 +111,15 @@ async fn listing(state: &AppState, req: &HttpRequest) -> Result<Listing, Error> 
             Err(e) => return Err(e.into()),
         };
     }
-    let shown = (number - 1).saturating_mul(u64::from(PER_PAGE)) + rows.len() as u64;
+    let shown = (number - 1)
+        .saturating_mul(u64::from(PER_PAGE))
+        .saturating_add(rows.len() as u64);
     Ok(Listing {
         term,
         total,
         rows,
         previous: (number > 1).then(|| number - 1),
-        next: (shown < total).then(|| number + 1),
+        next: (shown < total).then(|| number.checked_add(1)).flatten(),
     })
 }
 
@@ -130,6 +132,7 @@ async fn from_index(state: &AppState, term: &str, number: u64) -> Result<(u64, V
             per_page: PER_PAGE,
         })
         .await?;
+    let hits = found.hits.len() as u64;
     let mut rows = Vec::with_capacity(found.hits.len());
     for hit in found.hits {
         if let Some(name) = inspect::pull_name(&*state.storage, &hit.name).await? {
@@ -140,7 +143,9 @@ async fn from_index(state: &AppState, term: &str, number: u64) -> Result<(u64, V
             });
         }
     }
-    Ok((found.total, rows))
+    // A name the v2 grammar does not take is not listed, nor counted.
+    let total = found.total.saturating_sub(hits - rows.len() as u64);
+    Ok((total, rows))
 }
 
 /// Without a search index (`search_backend` empty), the storage's own

@@ -126,6 +126,8 @@ pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         sort: if by_name { "name" } else { "pushed" },
         rows,
         previous: (number > 1).then(|| number - 1),
-        next: (skip + PER_PAGE < total).then(|| number + 1),
+        next: (skip.saturating_add(PER_PAGE) < total)
+            .then(|| number.checked_add(1))
+            .flatten(),
     })
 }
