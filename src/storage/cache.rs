@@ -515,6 +515,14 @@ impl Storage for CachedStorage {
         self.inner.folders_holding(path, file).await
     }
 
+    async fn folders_holding_with_times(
+        &self,
+        path: &str,
+        file: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>> {
+        self.inner.folders_holding_with_times(path, file).await
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         self.changed(path, true).await;
         let result = self.inner.remove(path).await;

@@ -969,6 +969,15 @@ impl Storage for LocalStorage {
     }
 
     async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        let held = self.folders_holding_with_times(path, file).await?;
+        Ok(held.into_iter().map(|(name, _)| name).collect())
+    }
+
+    async fn folders_holding_with_times(
+        &self,
+        path: &str,
+        file: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>> {
         let full = self.resolve(path)?;
         check_path(file)?;
         let file = file.to_owned();
@@ -988,7 +997,7 @@ impl Storage for LocalStorage {
                 }
                 any = true;
                 match fs::metadata(entry.path().join(&file)) {
-                    Ok(meta) if meta.is_file() => holding.push(name),
+                    Ok(meta) if meta.is_file() => holding.push((name, meta.modified()?)),
                     Ok(_) => {}
                     Err(e)
                         if matches!(

@@ -265,6 +265,15 @@ impl Storage for MemoryStorage {
     }
 
     async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
+        let held = self.folders_holding_with_times(path, file).await?;
+        Ok(held.into_iter().map(|(name, _)| name).collect())
+    }
+
+    async fn folders_holding_with_times(
+        &self,
+        path: &str,
+        file: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>> {
         check_path(path)?;
         check_path(file)?;
         let prefix = format!("{path}/");
@@ -272,16 +281,15 @@ impl Storage for MemoryStorage {
         let state = self.lock();
         let mut any = false;
         let mut holding = Vec::new();
-        for key in state
+        for (key, stored) in state
             .files
             .range(prefix.clone()..)
-            .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(&prefix))
+            .take_while(|(k, _)| k.starts_with(&prefix))
         {
             any = true;
             if let Some(child) = key[prefix.len()..].strip_suffix(&suffix) {
                 if !child.contains('/') {
-                    holding.push(child.to_owned());
+                    holding.push((child.to_owned(), stored.modified));
                 }
             }
         }

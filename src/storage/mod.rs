@@ -170,6 +170,36 @@ pub trait Storage: Send + Sync {
         Ok(holding)
     }
 
+    /// [`Storage::folders_holding`], each child with when its `file` was
+    /// last written (a tag with the time of its push). The default asks
+    /// [`Storage::stat`] for each, [`FOLDERS_CHECKED`] at once; local disk
+    /// and memory read the times along with the check. A child whose file
+    /// goes between the two is left out.
+    async fn folders_holding_with_times(
+        &self,
+        path: &str,
+        file: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>> {
+        let children = self.folders_holding(path, file).await?;
+        let stated: Vec<Result<Option<(String, std::time::SystemTime)>>> =
+            futures_util::stream::iter(children)
+                .map(|child| async move {
+                    match self.stat(&format!("{path}/{child}/{file}")).await {
+                        Ok(info) => Ok(Some((child, info.modified))),
+                        Err(StorageError::NotFound(_)) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffered(FOLDERS_CHECKED)
+                .collect()
+                .await;
+        let mut held = Vec::with_capacity(stated.len());
+        for child in stated {
+            held.extend(child?);
+        }
+        Ok(held)
+    }
+
     /// Removes a file, or a folder and everything under it. A file goes at
     /// once on every driver; a folder at once on local disk (renamed out
     /// of the tree first) and in memory, key by key on S3: there a caller

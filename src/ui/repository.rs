@@ -45,8 +45,8 @@ struct TagsPage {
 }
 
 /// `GET /repository/<name>?sort=pushed|name&page=N`. Sorting by push time
-/// reads the time of every tag (a stat each: cheap on a disk, a request
-/// each on a bucket); by name, only the page's.
+/// reads the time of every tag (with the listing on a disk, a request a
+/// tag on a bucket); by name, only the page's.
 pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
     let params = web::Query::<Params>::from_query(req.query_string())
         .map_err(|e| Error::BadRequest(format!("Bad query: {e}")))?
@@ -63,27 +63,24 @@ pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let name = Name::parse(req.match_info().get("name").unwrap_or_default())
         .map_err(|e| Error::NotFound(e.to_string()))?;
     let storage = &*state.storage;
-    let all = bridge::tags(storage, &name, None, None).await?.items;
-    let total = all.len();
     let number = params.page.unwrap_or(1).max(1);
     let skip = (number - 1).saturating_mul(PER_PAGE);
     // (tag, pushed), in the order shown.
-    let shown: Vec<(String, Option<SystemTime>)> = if by_name {
+    let (total, shown): (usize, Vec<(String, Option<SystemTime>)>) = if by_name {
+        let all = bridge::tags(storage, &name, None, None).await?.items;
         let mut shown = Vec::new();
-        for tag in all.into_iter().skip(skip).take(PER_PAGE) {
-            let pushed = inspect::pushed(storage, &name, &tag).await?;
-            shown.push((tag, pushed));
+        for tag in all.iter().skip(skip).take(PER_PAGE) {
+            let pushed = inspect::pushed(storage, &name, tag).await?;
+            shown.push((tag.clone(), pushed));
         }
-        shown
+        (all.len(), shown)
     } else {
-        let mut timed = Vec::with_capacity(all.len());
-        for tag in all {
-            let pushed = inspect::pushed(storage, &name, &tag).await?;
-            timed.push((tag, pushed));
-        }
-        // Newest first; ties by name.
-        timed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        timed.into_iter().skip(skip).take(PER_PAGE).collect()
+        let all = bridge::tags_pushed(storage, &name).await?;
+        let page = all.iter().skip(skip).take(PER_PAGE);
+        (
+            all.len(),
+            page.map(|(t, at)| (t.clone(), Some(*at))).collect(),
+        )
     };
     let mut rows = Vec::with_capacity(shown.len());
     for (tag, pushed) in shown {

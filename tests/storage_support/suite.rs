@@ -2,7 +2,7 @@
 //! `dyn Storage`; `tests/storage_drivers.rs` runs them per driver.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -263,6 +263,35 @@ pub async fn folders_holding(f: &Fixture) {
     assert_eq!(
         s.folders_holding("fh", "current/link").await.unwrap(),
         ["t1", "t3"]
+    );
+    // The same children, each with when its file was written.
+    let written = SystemTime::now();
+    let mut timed = s
+        .folders_holding_with_times("fh", "current/link")
+        .await
+        .unwrap();
+    timed.sort();
+    assert_eq!(
+        timed.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["t1", "t3"]
+    );
+    for (child, at) in &timed {
+        let stat = s.stat(&format!("fh/{child}/current/link")).await.unwrap();
+        assert_eq!(*at, stat.modified, "{child}: the time stat gives");
+        let age = written.duration_since(*at).unwrap_or_default();
+        assert!(
+            age < Duration::from_secs(600),
+            "{child}: written {age:?} ago"
+        );
+    }
+    assert_not_found(
+        s.folders_holding_with_times("fh/none", "current/link")
+            .await,
+        "folders_holding_with_times of no folder",
+    );
+    assert_invalid(
+        s.folders_holding_with_times("fh", "../../x").await,
+        "folders_holding_with_times of a file outside",
     );
     assert_eq!(
         s.folders_holding("fh/t4", "current/link").await.unwrap(),

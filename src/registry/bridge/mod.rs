@@ -461,23 +461,68 @@ pub async fn tags(
         Err(e @ oci::Error::NameUnknown(_)) => (Vec::new(), Some(e)),
         Err(e) => return Err(e),
     };
-    let v1_tags = match v1_name(name) {
-        Some(v1) => match legacy::tags(storage, &v1).await {
-            Ok(tags) => Some(tags),
-            Err(legacy::Error::RepositoryNotFound) => None,
-            Err(legacy::Error::Storage(e)) => return Err(e.into()),
-            Err(e) => return Err(StorageError::Unavailable(e.to_string()).into()),
-        },
-        None => None,
-    };
-    match (v1_tags, v2_error) {
+    match (v1_tags(storage, name).await?, v2_error) {
         (None, Some(e)) => return Err(e),
-        (Some(v1), _) => all.extend(v1.into_keys().filter(|t| oci::Tag::parse(t).is_ok())),
+        (Some((_, v1)), _) => all.extend(v1.into_keys().filter(|t| oci::Tag::parse(t).is_ok())),
         (None, None) => {}
     }
     all.sort();
     all.dedup();
     Ok(oci_tags::page(all, n, last, |a, b| a < b))
+}
+
+/// Every tag of both trees, as [`tags`] lists them, with when each was
+/// pushed (the time its current link or its v1 tag file was written: a
+/// tag both trees hold has the v2 tree's, whose manifest the v2 API
+/// serves), newest first.
+pub async fn tags_pushed(
+    storage: &dyn Storage,
+    name: &Name,
+) -> oci::Result<Vec<(String, std::time::SystemTime)>> {
+    let (mut all, v2_error) = match oci_tags::all_pushed(storage, name).await {
+        Ok(tags) => (tags, None),
+        Err(e @ oci::Error::NameUnknown(_)) => (Vec::new(), Some(e)),
+        Err(e) => return Err(e),
+    };
+    match (v1_tags(storage, name).await?, v2_error) {
+        (None, Some(e)) => return Err(e),
+        (Some((v1, tags)), _) => {
+            let v2: std::collections::HashSet<String> =
+                all.iter().map(|(tag, _)| tag.clone()).collect();
+            for tag in tags.into_keys().filter(|t| !v2.contains(t)) {
+                let Some(parsed) =
+                    crate::names::Tag::parse(&tag).filter(|_| oci::Tag::parse(&tag).is_ok())
+                else {
+                    continue;
+                };
+                match storage.stat(&v1_layout::tag(&v1, &parsed)).await {
+                    Ok(info) => all.push((tag, info.modified)),
+                    // Deleted since the listing.
+                    Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(all)
+}
+
+/// The v1 repository the name reaches and its tags, when there is one.
+async fn v1_tags(
+    storage: &dyn Storage,
+    name: &Name,
+) -> oci::Result<Option<(RepositoryName, std::collections::BTreeMap<String, String>)>> {
+    let Some(v1) = v1_name(name) else {
+        return Ok(None);
+    };
+    match legacy::tags(storage, &v1).await {
+        Ok(tags) => Ok(Some((v1, tags))),
+        Err(legacy::Error::RepositoryNotFound) => Ok(None),
+        Err(legacy::Error::Storage(e)) => Err(e.into()),
+        Err(e) => Err(StorageError::Unavailable(e.to_string()).into()),
+    }
 }
 
 /// Every v1 repository, as `<namespace>/<repository>`, sorted by the

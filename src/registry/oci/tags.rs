@@ -54,16 +54,44 @@ pub async fn all(storage: &dyn Storage, name: &Name) -> Result<Vec<String>> {
         Err(StorageError::NotFound(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
+    let mut tags = valid(storage, name, folders, |tag| tag).await?;
+    tags.sort();
+    Ok(tags)
+}
+
+/// [`all`], each tag with when it was pushed (its current link written),
+/// in the listing's order.
+pub async fn all_pushed(
+    storage: &dyn Storage,
+    name: &Name,
+) -> Result<Vec<(String, std::time::SystemTime)>> {
+    let folders = match storage
+        .folders_holding_with_times(&layout::tags(name.as_str()), layout::TAG_CURRENT_LINK)
+        .await
+    {
+        Ok(folders) => folders,
+        Err(StorageError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    valid(storage, name, folders, |(tag, _)| tag).await
+}
+
+/// The folders that are valid tags; none at all is an unknown repository
+/// unless it exists.
+async fn valid<T>(
+    storage: &dyn Storage,
+    name: &Name,
+    folders: Vec<T>,
+    tag: impl Fn(&T) -> &String,
+) -> Result<Vec<T>> {
     if folders.is_empty() && !repository::exists(storage, name).await? {
         return Err(Error::NameUnknown(name.to_string()));
     }
     // A folder that is not a valid tag was not written by a registry.
-    let mut tags: Vec<String> = folders
+    Ok(folders
         .into_iter()
-        .filter(|tag| Tag::parse(tag).is_ok())
-        .collect();
-    tags.sort();
-    Ok(tags)
+        .filter(|f| Tag::parse(tag(f)).is_ok())
+        .collect())
 }
 
 /// Deletes a tag so that it is gone at once on every driver: where a
