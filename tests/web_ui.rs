@@ -309,6 +309,9 @@ fn a_person_finds_inspects_and_deletes_an_image() {
     browser.type_into("#search", "findm");
     let found = browser.wait_for("#repositories a.repository", |t| t.len() == 1);
     assert_eq!(found, std::slice::from_ref(&name));
+    assert_eq!(browser.texts("#repositories td.number"), ["2"], "its tags");
+    let pushed = browser.texts("#repositories td.time");
+    assert!(pushed[0].ends_with(" UTC"), "its last push: {pushed:?}");
     assert_eq!(browser.path(), "/", "searching loads no page");
 
     // Its tags, newest push first.

@@ -1078,6 +1078,54 @@ impl Storage for S3Storage {
         Ok(holding)
     }
 
+    /// One listing, as [`Storage::folders_holding`]: S3 lists each key
+    /// with its `LastModified`, so the times cost no request of their own.
+    async fn folders_holding_with_times(
+        &self,
+        path: &str,
+        file: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>> {
+        let prefix = format!("{}/", self.key(path)?);
+        check_path(file)?;
+        let suffix = format!("/{file}");
+        let (mut any, mut held, mut token) = (false, Vec::new(), None);
+        loop {
+            let page = self.list_page(&prefix, None, token, None).await?;
+            for object in page.contents {
+                any = true;
+                let Some(child) = object
+                    .key
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(&suffix))
+                    .filter(|child| !child.is_empty() && !child.contains('/'))
+                else {
+                    continue;
+                };
+                let modified = object
+                    .last_modified
+                    .parse::<jiff::Timestamp>()
+                    .map(std::time::SystemTime::from)
+                    .map_err(|e| StorageError::Io {
+                        path: path.to_owned(),
+                        source: io::Error::other(format!(
+                            "{}: unreadable LastModified {:?} in a listing: {e}",
+                            self.place, object.last_modified
+                        )),
+                    })?;
+                held.push((child.to_owned(), modified));
+            }
+            match page.next_continuation_token {
+                Some(next) if page.is_truncated => token = Some(next),
+                _ => break,
+            }
+        }
+        if !any {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        held.sort();
+        Ok(held)
+    }
+
     async fn remove(&self, path: &str) -> Result<()> {
         let key = self.key(path)?;
         match self.head(path, &key).await {

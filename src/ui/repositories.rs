@@ -28,6 +28,8 @@ pub struct Row {
     pub description: String,
     /// Tags of both trees (a listing of each).
     pub tags: usize,
+    /// When its newest tag was pushed (read with the listing).
+    pub pushed: String,
 }
 
 /// One page of the list; the rows are also served alone, for searching as
@@ -104,12 +106,18 @@ async fn listing(state: &AppState, req: &HttpRequest) -> Result<Listing, Error> 
         let Ok(name) = Name::parse(&row.name) else {
             continue;
         };
-        row.tags = match bridge::tags(&*state.storage, &name, None, None).await {
-            Ok(page) => page.items.len(),
+        let tags = match bridge::tags_pushed(&*state.storage, &name).await {
+            Ok(tags) => tags,
             // Gone since the index was written: listed with none.
-            Err(oci::Error::NameUnknown(_)) => 0,
+            Err(oci::Error::NameUnknown(_)) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
+        row.tags = tags.len();
+        // Newest first.
+        row.pushed = tags
+            .first()
+            .map(|(_, at)| page::time(*at))
+            .unwrap_or_default();
     }
     let shown = (number - 1)
         .saturating_mul(u64::from(PER_PAGE))
@@ -140,6 +148,7 @@ async fn from_index(state: &AppState, term: &str, number: u64) -> Result<(u64, V
                 name: name.to_string(),
                 description: hit.description.unwrap_or_default(),
                 tags: 0,
+                pushed: String::new(),
             });
         }
     }
@@ -164,6 +173,7 @@ async fn from_storage(state: &AppState, term: &str, number: u64) -> Result<(u64,
             name: name.clone(),
             description: String::new(),
             tags: 0,
+            pushed: String::new(),
         })
         .collect();
     Ok((matching.len() as u64, rows))
