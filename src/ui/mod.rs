@@ -45,7 +45,8 @@ const NAME: &str = "{name:.+}";
 
 /// Registers the pages, when they are on. Mounted before the APIs: the
 /// list claims `GET /` of browsers only, the rest lives under paths
-/// neither API uses (`/repository/`, `/image/`, `/-/`).
+/// neither API uses (`/repository/`, `/image/`, `/delete/`, `/login`,
+/// `/-/`), all under `web_ui_prefix`.
 pub fn routes(
     cfg: &mut web::ServiceConfig,
     settings: &Settings,
