@@ -6,16 +6,13 @@
 //! v2 API serves for it, so a page says what a client pulling it gets.
 //! Everything here was written by clients; the pages escape it.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
-
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use super::bridge;
-use super::oci::{self, links, manifests, referrers, Digest, Name, Reference, Tag};
+use super::oci::{self, manifests, referrers, Digest, Name, Reference};
 use crate::names::RepositoryName;
-use crate::storage::layout::legacy as v1_layout;
 use crate::storage::{Storage, StorageError};
 
 /// The largest image config read to be shown; a config is a few KiB, one
@@ -24,31 +21,6 @@ pub const MAX_CONFIG_SIZE: u64 = 1024 * 1024;
 
 /// The most referrers listed on a page (the referrers API pages the rest).
 pub const MAX_REFERRERS: usize = 100;
-
-/// When `tag` of the repository was last pushed: the time its current link
-/// (v2) or its tag file (v1) was written, the time retention reads too.
-/// `None`: the tag is gone.
-pub async fn pushed(
-    storage: &dyn Storage,
-    name: &Name,
-    tag: &str,
-) -> oci::Result<Option<SystemTime>> {
-    if let Ok(parsed) = Tag::parse(tag) {
-        match storage.stat(&links::tag_current(name, &parsed)).await {
-            Ok(info) => return Ok(Some(info.modified)),
-            Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let (Some(v1), Some(tag)) = (bridge::v1_name(name), crate::names::Tag::parse(tag)) else {
-        return Ok(None);
-    };
-    match storage.stat(&v1_layout::tag(&v1, &tag)).await {
-        Ok(info) => Ok(Some(info.modified)),
-        Err(StorageError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
 
 /// The name under which a repository of the search index is pulled: the
 /// index spells a one-part v2 name (`x`) as `library/x`, as v1 did; `x`
@@ -85,6 +57,17 @@ pub struct Summary {
     pub artifact_type: Option<String>,
 }
 
+/// What an image's manifest declares of its config and layers, in bytes
+/// (`None` for an index): its manifest only, nothing else read.
+pub async fn declared_size(
+    storage: &dyn Storage,
+    name: &Name,
+    reference: &Reference,
+) -> oci::Result<Option<u64>> {
+    let stored = bridge::manifest(storage, name, reference).await?;
+    Ok(Parsed::of(&stored.bytes).size())
+}
+
 /// What `reference` names in the repository, briefly.
 pub async fn summary(
     storage: &dyn Storage,
@@ -110,12 +93,7 @@ pub async fn summary(
                 }
                 _ => None,
             };
-            let size = parsed
-                .config
-                .iter()
-                .chain(&parsed.layers)
-                .map(|d| d.size)
-                .sum();
+            let size = parsed.size().unwrap_or_default();
             let platform = config.as_ref().and_then(Config::platform);
             (
                 Some(size),
@@ -319,6 +297,13 @@ struct Parsed {
 }
 
 impl Parsed {
+    /// Config and layers; `None` for an index.
+    fn size(&self) -> Option<u64> {
+        self.manifests
+            .is_none()
+            .then(|| self.config.iter().chain(&self.layers).map(|d| d.size).sum())
+    }
+
     fn of(bytes: &[u8]) -> Self {
         let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(bytes) else {
             return Self::default();

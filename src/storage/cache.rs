@@ -511,10 +511,6 @@ impl Storage for CachedStorage {
         self.inner.list(path).await
     }
 
-    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
-        self.inner.folders_holding(path, file).await
-    }
-
     async fn folders_holding_with_times(
         &self,
         path: &str,

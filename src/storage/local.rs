@@ -968,11 +968,6 @@ impl Storage for LocalStorage {
         Ok(names)
     }
 
-    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
-        let held = self.folders_holding_with_times(path, file).await?;
-        Ok(held.into_iter().map(|(name, _)| name).collect())
-    }
-
     async fn folders_holding_with_times(
         &self,
         path: &str,

@@ -264,11 +264,6 @@ impl Storage for MemoryStorage {
         Ok(names)
     }
 
-    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
-        let held = self.folders_holding_with_times(path, file).await?;
-        Ok(held.into_iter().map(|(name, _)| name).collect())
-    }
-
     async fn folders_holding_with_times(
         &self,
         path: &str,
@@ -296,6 +291,7 @@ impl Storage for MemoryStorage {
         if !any {
             return Err(StorageError::NotFound(path.to_owned()));
         }
+        holding.sort();
         Ok(holding)
     }
 

@@ -148,42 +148,31 @@ pub trait Storage: Send + Sync {
     /// The names of the direct children of the folder `path` that hold the
     /// file `file` (a path relative to each child, `current/link`), sorted.
     /// A folder that does not exist is `NotFound`, as for [`Storage::list`].
-    /// Asks only about the file named, not about all a child holds: the
-    /// default lists the folder and asks [`Storage::exists`] for each child,
-    /// [`FOLDERS_CHECKED`] at once; local disk does those checks in one task
-    /// of the blocking pool, S3 in one listing (one request per 1,000 keys)
-    /// rather than a request per child.
+    /// [`Storage::folders_holding_with_times`] without the times: a driver
+    /// overrides that one.
     async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
-        let children = self.list(path).await?;
-        let checked: Vec<Result<Option<String>>> = futures_util::stream::iter(children)
-            .map(|child| async move {
-                let held = self.exists(&format!("{path}/{child}/{file}")).await?;
-                Ok(held.then_some(child))
-            })
-            .buffered(FOLDERS_CHECKED)
-            .collect()
-            .await;
-        let mut holding = Vec::with_capacity(checked.len());
-        for child in checked {
-            holding.extend(child?);
-        }
-        Ok(holding)
+        let held = self.folders_holding_with_times(path, file).await?;
+        Ok(held.into_iter().map(|(child, _)| child).collect())
     }
 
     /// [`Storage::folders_holding`], each child with when its `file` was
-    /// last written (a tag with the time of its push). The default asks
-    /// [`Storage::stat`] for each, [`FOLDERS_CHECKED`] at once; local disk
-    /// and memory read the times along with the check. A child whose file
-    /// goes between the two is left out.
+    /// last written (a tag with the time of its push), sorted by child.
+    /// Asks only about the file named, not about all a child holds: the
+    /// default lists the folder and asks [`Storage::stat`] for each child,
+    /// [`FOLDERS_CHECKED`] at once; local disk does those checks in one
+    /// task of the blocking pool, memory under one lock, S3 in one listing
+    /// (one request per 1,000 keys, each with its `LastModified`) rather
+    /// than a request per child.
     async fn folders_holding_with_times(
         &self,
         path: &str,
         file: &str,
     ) -> Result<Vec<(String, std::time::SystemTime)>> {
-        let children = self.folders_holding(path, file).await?;
+        let children = self.list(path).await?;
         let stated: Vec<Result<Option<(String, std::time::SystemTime)>>> =
             futures_util::stream::iter(children)
                 .map(|child| async move {
+                    // A folder where the file would be is no file: NotFound.
                     match self.stat(&format!("{path}/{child}/{file}")).await {
                         Ok(info) => Ok(Some((child, info.modified))),
                         Err(StorageError::NotFound(_)) => Ok(None),

@@ -1058,26 +1058,6 @@ impl Storage for S3Storage {
         Ok(names)
     }
 
-    async fn folders_holding(&self, path: &str, file: &str) -> Result<Vec<String>> {
-        let prefix = format!("{}/", self.key(path)?);
-        check_path(file)?;
-        let suffix = format!("/{file}");
-        let keys = self.list_all(&prefix, None).await?;
-        if keys.is_empty() {
-            return Err(StorageError::NotFound(path.to_owned()));
-        }
-        // One listing of every key below (a tag's history too): still far
-        // fewer round trips than a HEAD per child.
-        let mut holding: Vec<String> = keys
-            .iter()
-            .filter_map(|key| key.strip_prefix(&prefix)?.strip_suffix(&suffix))
-            .filter(|child| !child.is_empty() && !child.contains('/'))
-            .map(str::to_owned)
-            .collect();
-        holding.sort();
-        Ok(holding)
-    }
-
     /// One listing, as [`Storage::folders_holding`]: S3 lists each key
     /// with its `LastModified`, so the times cost no request of their own.
     async fn folders_holding_with_times(
@@ -1101,17 +1081,11 @@ impl Storage for S3Storage {
                 else {
                     continue;
                 };
-                let modified = object
-                    .last_modified
-                    .parse::<jiff::Timestamp>()
-                    .map(std::time::SystemTime::from)
-                    .map_err(|e| StorageError::Io {
-                        path: path.to_owned(),
-                        source: io::Error::other(format!(
-                            "{}: unreadable LastModified {:?} in a listing: {e}",
-                            self.place, object.last_modified
-                        )),
-                    })?;
+                // A store that writes the time otherwise is asked by HEAD.
+                let modified = match object.last_modified.parse::<jiff::Timestamp>() {
+                    Ok(at) => std::time::SystemTime::from(at),
+                    Err(_) => self.stat(&format!("{path}/{child}/{file}")).await?.modified,
+                };
                 held.push((child.to_owned(), modified));
             }
             match page.next_continuation_token {

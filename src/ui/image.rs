@@ -72,8 +72,10 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         // here to say it; an index of many children shows the first ones'.
         let size = match Digest::parse(&child.digest) {
             Ok(digest) if i < MAX_CHILDREN_SIZED => {
-                match inspect::summary(&*state.storage, &name, &Reference::Digest(digest)).await {
-                    Ok(summary) => summary.size,
+                match inspect::declared_size(&*state.storage, &name, &Reference::Digest(digest))
+                    .await
+                {
+                    Ok(size) => size,
                     Err(oci::Error::ManifestUnknown(_)) => None,
                     Err(e) => return Err(e.into()),
                 }

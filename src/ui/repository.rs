@@ -44,9 +44,8 @@ struct TagsPage {
     next: Option<usize>,
 }
 
-/// `GET /repository/<name>?sort=pushed|name&page=N`. Sorting by push time
-/// reads the time of every tag (with the listing on a disk, a request a
-/// tag on a bucket); by name, only the page's.
+/// `GET /repository/<name>?sort=pushed|name&page=N`. Both read every tag
+/// with its push time in one listing (see `Storage::folders_holding_with_times`).
 pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Error> {
     let params = web::Query::<Params>::from_query(req.query_string())
         .map_err(|e| Error::BadRequest(format!("Bad query: {e}")))?
@@ -65,23 +64,13 @@ pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let storage = &*state.storage;
     let number = params.page.unwrap_or(1).max(1);
     let skip = (number - 1).saturating_mul(PER_PAGE);
-    // (tag, pushed), in the order shown.
-    let (total, shown): (usize, Vec<(String, Option<SystemTime>)>) = if by_name {
-        let all = bridge::tags(storage, &name, None, None).await?.items;
-        let mut shown = Vec::new();
-        for tag in all.iter().skip(skip).take(PER_PAGE) {
-            let pushed = inspect::pushed(storage, &name, tag).await?;
-            shown.push((tag.clone(), pushed));
-        }
-        (all.len(), shown)
-    } else {
-        let all = bridge::tags_pushed(storage, &name).await?;
-        let page = all.iter().skip(skip).take(PER_PAGE);
-        (
-            all.len(),
-            page.map(|(t, at)| (t.clone(), Some(*at))).collect(),
-        )
-    };
+    // Newest first; by name, the same listing sorted again.
+    let mut all = bridge::tags_pushed(storage, &name).await?;
+    if by_name {
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let total = all.len();
+    let shown: Vec<(String, SystemTime)> = all.into_iter().skip(skip).take(PER_PAGE).collect();
     let mut rows = Vec::with_capacity(shown.len());
     for (tag, pushed) in shown {
         // Gone since the listing: left out.
@@ -108,7 +97,7 @@ pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
                 .as_deref()
                 .map(page::created)
                 .unwrap_or_default(),
-            pushed: pushed.map(page::time).unwrap_or_default(),
+            pushed: page::time(pushed),
             tag,
         });
     }

@@ -461,9 +461,13 @@ pub async fn tags(
         Err(e @ oci::Error::NameUnknown(_)) => (Vec::new(), Some(e)),
         Err(e) => return Err(e),
     };
-    match (v1_tags(storage, name).await?, v2_error) {
+    let v1 = match v1_name(name) {
+        Some(v1) => of_v1(legacy::tags(storage, &v1).await)?,
+        None => None,
+    };
+    match (v1, v2_error) {
         (None, Some(e)) => return Err(e),
-        (Some((_, v1)), _) => all.extend(v1.into_keys().filter(|t| oci::Tag::parse(t).is_ok())),
+        (Some(v1), _) => all.extend(v1.into_keys().filter(|t| oci::Tag::parse(t).is_ok())),
         (None, None) => {}
     }
     all.sort();
@@ -484,24 +488,20 @@ pub async fn tags_pushed(
         Err(e @ oci::Error::NameUnknown(_)) => (Vec::new(), Some(e)),
         Err(e) => return Err(e),
     };
-    match (v1_tags(storage, name).await?, v2_error) {
+    let v1 = match v1_name(name) {
+        Some(v1) => of_v1(legacy::tags_pushed(storage, &v1).await)?,
+        None => None,
+    };
+    match (v1, v2_error) {
         (None, Some(e)) => return Err(e),
-        (Some((v1, tags)), _) => {
+        (Some(v1), _) => {
             let v2: std::collections::HashSet<String> =
                 all.iter().map(|(tag, _)| tag.clone()).collect();
-            for tag in tags.into_keys().filter(|t| !v2.contains(t)) {
-                let Some(parsed) =
-                    crate::names::Tag::parse(&tag).filter(|_| oci::Tag::parse(&tag).is_ok())
-                else {
-                    continue;
-                };
-                match storage.stat(&v1_layout::tag(&v1, &parsed)).await {
-                    Ok(info) => all.push((tag, info.modified)),
-                    // Deleted since the listing.
-                    Err(StorageError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            all.extend(
+                v1.into_iter()
+                    .map(|(tag, at)| (tag.to_string(), at))
+                    .filter(|(tag, _)| !v2.contains(tag) && oci::Tag::parse(tag).is_ok()),
+            );
         }
         (None, None) => {}
     }
@@ -509,16 +509,10 @@ pub async fn tags_pushed(
     Ok(all)
 }
 
-/// The v1 repository the name reaches and its tags, when there is one.
-async fn v1_tags(
-    storage: &dyn Storage,
-    name: &Name,
-) -> oci::Result<Option<(RepositoryName, std::collections::BTreeMap<String, String>)>> {
-    let Some(v1) = v1_name(name) else {
-        return Ok(None);
-    };
-    match legacy::tags(storage, &v1).await {
-        Ok(tags) => Ok(Some((v1, tags))),
+/// What the v1 model answered of a repository: `None` when there is none.
+fn of_v1<T>(answer: Result<T, legacy::Error>) -> oci::Result<Option<T>> {
+    match answer {
+        Ok(found) => Ok(Some(found)),
         Err(legacy::Error::RepositoryNotFound) => Ok(None),
         Err(legacy::Error::Storage(e)) => Err(e.into()),
         Err(e) => Err(StorageError::Unavailable(e.to_string()).into()),

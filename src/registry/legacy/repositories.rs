@@ -41,6 +41,28 @@ pub async fn tags(
     Ok(tags)
 }
 
+/// Every tag of a repository and when it was pushed (its file written):
+/// a listing and a stat each, no read.
+pub async fn tags_pushed(
+    storage: &dyn Storage,
+    name: &RepositoryName,
+) -> Result<Vec<(Tag, std::time::SystemTime)>> {
+    let files = storage
+        .list(&legacy::repository_dir(name))
+        .await
+        .or_not_found(Error::RepositoryNotFound)?;
+    let mut tags = Vec::new();
+    for tag in files.iter().filter_map(|f| legacy::tag_from_file_name(f)) {
+        match storage.stat(&legacy::tag(name, &tag)).await {
+            Ok(info) => tags.push((tag, info.modified)),
+            // Deleted since the listing.
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(tags)
+}
+
 pub async fn tag(storage: &dyn Storage, name: &RepositoryName, tag: &Tag) -> Result<String> {
     let image = storage
         .get(&legacy::tag(name, tag))

@@ -43,24 +43,15 @@ pub fn page(
 /// only with its current link: one without is a tag being deleted (see
 /// [`remove`]) or whose delete was cut short, or a push that has not
 /// written its link yet, and none serves. The driver answers which folders
-/// hold one ([`Storage::folders_holding`]): a stat each in one batch on
+/// hold one ([`Storage::folders_holding_with_times`]): a stat each in one batch on
 /// local disk, one listing on S3, not a read per tag.
 pub async fn all(storage: &dyn Storage, name: &Name) -> Result<Vec<String>> {
-    let folders = match storage
-        .folders_holding(&layout::tags(name.as_str()), layout::TAG_CURRENT_LINK)
-        .await
-    {
-        Ok(folders) => folders,
-        Err(StorageError::NotFound(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let mut tags = valid(storage, name, folders, |tag| tag).await?;
-    tags.sort();
-    Ok(tags)
+    let pushed = all_pushed(storage, name).await?;
+    Ok(pushed.into_iter().map(|(tag, _)| tag).collect())
 }
 
-/// [`all`], each tag with when it was pushed (its current link written),
-/// in the listing's order.
+/// [`all`], each tag with when it was pushed (its current link written):
+/// the same listing, the times read with it.
 pub async fn all_pushed(
     storage: &dyn Storage,
     name: &Name,
@@ -73,25 +64,16 @@ pub async fn all_pushed(
         Err(StorageError::NotFound(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    valid(storage, name, folders, |(tag, _)| tag).await
-}
-
-/// The folders that are valid tags; none at all is an unknown repository
-/// unless it exists.
-async fn valid<T>(
-    storage: &dyn Storage,
-    name: &Name,
-    folders: Vec<T>,
-    tag: impl Fn(&T) -> &String,
-) -> Result<Vec<T>> {
     if folders.is_empty() && !repository::exists(storage, name).await? {
         return Err(Error::NameUnknown(name.to_string()));
     }
     // A folder that is not a valid tag was not written by a registry.
-    Ok(folders
+    let mut tags: Vec<_> = folders
         .into_iter()
-        .filter(|f| Tag::parse(tag(f)).is_ok())
-        .collect())
+        .filter(|(tag, _)| Tag::parse(tag).is_ok())
+        .collect();
+    tags.sort();
+    Ok(tags)
 }
 
 /// Deletes a tag so that it is gone at once on every driver: where a
