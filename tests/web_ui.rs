@@ -177,6 +177,23 @@ impl Browser {
         self.run(async |c| c.wait().for_element(Locator::Css("footer")).await.unwrap());
     }
 
+    /// The size the list shows for the one repository `term` finds: its
+    /// bytes (the cell's title) and the figure shown. A size the page had
+    /// no time to count shows as not known and is counted further at each
+    /// load (up to 20).
+    fn listed_size(&self, registry: &Registry, term: &str) -> (String, String) {
+        for _ in 0..20 {
+            self.goto(&registry.url(&format!("/?q={term}")));
+            let title = self.eval("return document.querySelector('#repositories td.size').title");
+            let title = title.as_str().unwrap_or_default().to_owned();
+            if title.ends_with(" bytes") {
+                return (title, self.texts("#repositories td.size").remove(0));
+            }
+            assert!(title.starts_with("Not counted yet"), "{title}");
+        }
+        panic!("{term}: its size not counted in 20 loads");
+    }
+
     /// A script's answer (the page's own scripts are ours; this one is
     /// the test's, through WebDriver).
     fn eval(&self, script: &str) -> Value {
@@ -268,8 +285,10 @@ fn skopeo_copy(from: &str, to: &str) {
 }
 
 /// Two repositories pushed with skopeo, `web/findme-<suffix>` (a
-/// two-platform index `multi` and its `amd64` image) and `web/other`.
-fn push_images(registry: &Registry) -> String {
+/// two-platform index `multi` and its `amd64` image) and `web/other`;
+/// the first one's name and the bytes it holds (every blob of the
+/// layout: skopeo copies them as they are).
+fn push_images(registry: &Registry) -> (String, u64) {
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
     write_layout(&layout, "web ui", &["amd64", "arm64"]);
@@ -285,7 +304,11 @@ fn push_images(registry: &Registry) -> String {
         &format!("oci:{}:arm64", layout.display()),
         &format!("docker://{host}/web/other:v1"),
     );
-    name
+    let bytes = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    (name, bytes)
 }
 
 #[test]
@@ -297,7 +320,7 @@ fn a_person_finds_inspects_and_deletes_an_image() {
         return;
     };
     let (_storage, registry) = start(&[]);
-    let name = push_images(&registry);
+    let (name, bytes) = push_images(&registry);
 
     // Found by typing part of its name: the rows change without a page load.
     browser.goto(&registry.url("/"));
@@ -309,10 +332,14 @@ fn a_person_finds_inspects_and_deletes_an_image() {
     browser.type_into("#search", "findm");
     let found = browser.wait_for("#repositories a.repository", |t| t.len() == 1);
     assert_eq!(found, std::slice::from_ref(&name));
-    assert_eq!(browser.texts("#repositories td.number"), ["2"], "its tags");
+    assert_eq!(browser.texts("#repositories td.tags"), ["2"], "its tags");
     let pushed = browser.texts("#repositories td.time");
     assert!(pushed[0].ends_with(" UTC"), "its last push: {pushed:?}");
     assert_eq!(browser.path(), "/", "searching loads no page");
+    // Its size: every blob of both images and the index, each once.
+    let (exact, shown) = browser.listed_size(&registry, "findm");
+    assert_eq!(exact, format!("{bytes} bytes"));
+    assert!(shown.ends_with(" kB"), "{shown}");
 
     // Its tags, newest push first.
     browser.click("#repositories a.repository");
@@ -428,6 +455,9 @@ fn a_v1_image_shows_its_history() {
     assert_eq!(browser.texts("#layers tbody tr").len(), 2);
     let facts = browser.texts("#config")[0].clone();
     assert!(facts.contains("linux/amd64"), "{facts}");
+    // The list counts both layers, as stored.
+    let (exact, _) = browser.listed_size(&registry, "legacy/app");
+    assert_eq!(exact, format!("{} bytes", base_tar.len() + child_tar.len()));
 }
 
 /// The registry on a storage folder of its own (not the `dev` flavor's

@@ -26,6 +26,8 @@ pub struct AppState {
     pub notifications: Arc<crate::notifications::Notifications>,
     /// The operator's rules (immutable tags), which the models ask.
     pub rules: Arc<crate::registry::rules::Rules>,
+    /// What each manifest references, kept for the pages' repository sizes.
+    pub sizes: Arc<crate::registry::inspect::Sizes>,
 }
 
 impl AppState {
@@ -85,6 +87,7 @@ impl AppState {
         }
         Ok(Self {
             rules,
+            sizes: Default::default(),
             notifications,
             mirror,
             upload_sessions,

@@ -1,8 +1,10 @@
 //! The repository list: every repository of both trees, found as one types
-//! through the search index (`/v1/search`'s), paged.
+//! through the search index (`/v1/search`'s), paged; each with its tag
+//! count, last push and size.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
+use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 
 use super::error::Error;
@@ -14,6 +16,14 @@ use crate::search::{SearchQuery, MAX_TERM_CHARS};
 
 /// Repositories a page lists.
 const PER_PAGE: u32 = 50;
+
+/// How long a page waits for the sizes of its rows. A size not counted by
+/// then is shown as not known yet; what was read is kept
+/// ([`inspect::Sizes`]), so that the next load counts further on.
+const SIZES_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Repositories counted at once.
+const SIZES_AT_ONCE: usize = 4;
 
 #[derive(Deserialize)]
 struct Params {
@@ -30,6 +40,10 @@ pub struct Row {
     pub tags: usize,
     /// When its newest tag was pushed (read with the listing).
     pub pushed: String,
+    /// What it holds (see [`inspect::Sizes`]), in bytes, and shown;
+    /// `None` when not counted.
+    pub bytes: Option<u64>,
+    pub size: String,
 }
 
 /// One page of the list; the rows are also served alone, for searching as
@@ -119,6 +133,16 @@ async fn listing(state: &AppState, req: &HttpRequest) -> Result<Listing, Error> 
             .map(|(_, at)| page::time(*at))
             .unwrap_or_default();
     }
+    let deadline = tokio::time::Instant::now() + SIZES_WAIT;
+    let sizes: Vec<Option<u64>> = stream::iter(&rows)
+        .map(|row| size(state, &row.name, deadline))
+        .buffered(SIZES_AT_ONCE)
+        .collect()
+        .await;
+    for (row, bytes) in rows.iter_mut().zip(sizes) {
+        row.size = bytes.map(page::size).unwrap_or_default();
+        row.bytes = bytes;
+    }
     let shown = (number - 1)
         .saturating_mul(u64::from(PER_PAGE))
         .saturating_add(rows.len() as u64);
@@ -129,6 +153,21 @@ async fn listing(state: &AppState, req: &HttpRequest) -> Result<Listing, Error> 
         previous: (number > 1).then(|| number - 1),
         next: (shown < total).then(|| number.checked_add(1)).flatten(),
     })
+}
+
+/// The size of repository `name` (nothing when gone since the index was
+/// written); `None` when it was not counted by `deadline` or could not be.
+async fn size(state: &AppState, name: &str, deadline: tokio::time::Instant) -> Option<u64> {
+    let name = Name::parse(name).ok()?;
+    let counting = state.sizes.repository(&*state.storage, &name);
+    match tokio::time::timeout_at(deadline, counting).await {
+        Ok(Ok(bytes)) => Some(bytes.unwrap_or(0)),
+        Err(_) => None,
+        Ok(Err(e)) => {
+            log::warn!("the size of {name} could not be counted: {e}");
+            None
+        }
+    }
 }
 
 async fn from_index(state: &AppState, term: &str, number: u64) -> Result<(u64, Vec<Row>), Error> {
@@ -149,6 +188,8 @@ async fn from_index(state: &AppState, term: &str, number: u64) -> Result<(u64, V
                 description: hit.description.unwrap_or_default(),
                 tags: 0,
                 pushed: String::new(),
+                bytes: None,
+                size: String::new(),
             });
         }
     }
@@ -174,6 +215,8 @@ async fn from_storage(state: &AppState, term: &str, number: u64) -> Result<(u64,
             description: String::new(),
             tags: 0,
             pushed: String::new(),
+            bytes: None,
+            size: String::new(),
         })
         .collect();
     Ok((matching.len() as u64, rows))

@@ -72,8 +72,13 @@ fn measure(ctx: &Ctx) -> Result<Vec<Row>> {
     let files = work.join("nginx-root");
     fs::create_dir_all(&files)?;
     let mut sizes = Vec::new();
+    let mut first_list_ms = 0.0;
     for (i, (_, path)) in pages.iter().enumerate() {
-        let (_, body) = ctx.block_on(get(ctx, &format!("{base}{path}")))?;
+        let (ms, body) = ctx.block_on(get(ctx, &format!("{base}{path}")))?;
+        if i == 0 {
+            // No repository counted yet: every size read from storage.
+            first_list_ms = ms;
+        }
         ensure!(body.len() > 100, "{path}: a page of {} bytes", body.len());
         fs::write(files.join(format!("page{i}.html")), &body)?;
         sizes.push(body.len() as f64 / 1000.0);
@@ -87,7 +92,9 @@ fn measure(ctx: &Ctx) -> Result<Vec<Row>> {
             "{repositories} repositories made through the v1 API (each indexed for search) and \
              {tags} tags of one image pushed through the v2 API in {:.0} s; the browser's \
              Accept header, one kept-alive connection, {runs} runs of each page taking turns \
-             with nginx sending the page's bytes from a file.",
+             with nginx sending the page's bytes from a file. The list's first load, its 50 \
+             sizes counted from storage: {first_list_ms:.1} ms; later loads count from what \
+             the first one read.",
             filled.as_secs_f64()
         ),
     }];

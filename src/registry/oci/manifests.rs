@@ -610,6 +610,25 @@ pub async fn has_any_revision(storage: &dyn Storage, name: &Name) -> Result<bool
     Ok(false)
 }
 
+/// Every manifest linked into repository `name` (tagged or not): one
+/// listing of each algorithm's folder, no link read.
+pub async fn held(storage: &dyn Storage, name: &Name) -> Result<Vec<Digest>> {
+    let mut found = Vec::new();
+    for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+        let folder = layout::revisions(name.as_str(), algorithm.as_str());
+        let held = match storage.folders_holding(&folder, "link").await {
+            Ok(held) => held,
+            Err(StorageError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        found.extend(
+            held.iter()
+                .filter_map(|hex| Digest::parse(&format!("{algorithm}:{hex}")).ok()),
+        );
+    }
+    Ok(found)
+}
+
 /// The children of a folder; none when it does not exist.
 pub(crate) async fn list_or_empty(storage: &dyn Storage, folder: &str) -> Result<Vec<String>> {
     match storage.list(folder).await {

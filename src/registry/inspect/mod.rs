@@ -1,6 +1,7 @@
 //! What the registry holds, told for people (the web pages): a
 //! repository's tags with when each was pushed and what it names, and an
-//! image's platforms, config, history, layers and referrers.
+//! image's platforms, config, history, layers and referrers; how many
+//! bytes a repository holds ([`Sizes`]).
 //!
 //! Both trees, through the bridge: a v1 tag is shown as the manifest the
 //! v2 API serves for it, so a page says what a client pulling it gets.
@@ -9,6 +10,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+mod sizes;
+
+pub use sizes::Sizes;
 
 use super::bridge;
 use super::oci::{self, manifests, referrers, Digest, Name, Reference};
