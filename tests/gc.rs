@@ -429,6 +429,14 @@ fn gc_sweeps_what_nothing_reaches_on_s3() {
     sweeps_what_nothing_reaches(backend);
 }
 
+#[test]
+fn gc_sweeps_what_nothing_reaches_on_swift() {
+    let Some(backend) = Backend::swift() else {
+        return;
+    };
+    sweeps_what_nothing_reaches(backend);
+}
+
 /// A gc in a loop while 8 clients push, retag, delete and pull: no client
 /// fails, every image a client kept pulls whole at the end.
 #[test]
@@ -798,6 +806,14 @@ fn abandoned_uploads_anywhere_are_collected_on_local_disk() {
 fn abandoned_uploads_anywhere_are_collected_on_s3() {
     let Some(backend) = Backend::s3() else {
         eprintln!("\nSKIPPED: no S3 server (moto_server) for the gc test\n");
+        return;
+    };
+    abandoned_uploads_anywhere_are_collected(backend);
+}
+
+#[test]
+fn abandoned_uploads_anywhere_are_collected_on_swift() {
+    let Some(backend) = Backend::swift() else {
         return;
     };
     abandoned_uploads_anywhere_are_collected(backend);

@@ -1,6 +1,7 @@
 //! The shared storage driver suite, run against every driver: local on a
 //! temporary folder, memory, S3 and GCS against a real S3-compatible server on
-//! loopback (see `storage_support::s3_server`).
+//! loopback (see `storage_support::s3_server`), Swift against a real
+//! OpenStack Swift on loopback (`storage_support::swift_server`).
 
 mod storage_support;
 
@@ -75,6 +76,7 @@ driver_suite!(
     gcs,
     Fixture::bucket(StorageKind::Gcs, "/registry/gcs", false)
 );
+driver_suite!(swift, Fixture::swift("/registry"));
 
 /// Past 5 GiB a rename copies in parts; the same copy, in 5 MiB parts,
 /// on an object of a few parts.
@@ -119,6 +121,108 @@ async fn s3_copies_in_parts() {
         "{:?}",
         fixture.leftovers().await
     );
+}
+
+/// Each large object owns its segments: a rename moves the manifest
+/// alone (the bytes stay where they are, the source goes), a copy gets
+/// segments of its own (deleting one leaves the other whole), a delete
+/// takes its segments along; a name with `%` and a space travels intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_large_objects_own_their_segments() {
+    use storage_support::fixture::swift_names;
+    use storage_support::pattern;
+    let Some(fixture) = Fixture::swift("/registry").await else {
+        return;
+    };
+    let s = &*fixture.storage;
+    let segments = || async {
+        let mut names = Vec::new();
+        for name in swift_names(&format!("{}_segments", fixture.container()), "").await {
+            if !name.starts_with("_locks/") {
+                names.push(name);
+            }
+        }
+        names
+    };
+    let len = 20 * 1024 * 1024 + 123;
+    let check = |path: &'static str| async move {
+        assert_eq!(s.size(path).await.unwrap(), len);
+        let checked = pattern::verify(71, 0, s.get_stream(path, None).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(checked, len, "{path}");
+    };
+    s.put_stream("up/a b%/data", Box::pin(pattern::stream(71, len)))
+        .await
+        .unwrap();
+    let written = segments().await;
+    assert_eq!(written.len(), 3, "{written:?}");
+
+    s.rename("up/a b%/data", "blobs/x/data").await.unwrap();
+    check("blobs/x/data").await;
+    assert!(!s.exists("up/a b%/data").await.unwrap());
+    assert_eq!(segments().await, written, "a rename moves no byte");
+
+    s.copy("blobs/x/data", "blobs/y/data").await.unwrap();
+    assert_eq!(segments().await.len(), 6, "a copy has segments of its own");
+    s.remove("blobs/x/data").await.unwrap();
+    check("blobs/y/data").await;
+    assert_eq!(segments().await.len(), 3);
+
+    // Replaced by a small file, then removed with its folder.
+    s.put_stream("blobs/y/data", Box::pin(pattern::stream(72, 10)))
+        .await
+        .unwrap();
+    assert!(segments().await.is_empty(), "{:?}", segments().await);
+    s.put_stream("blobs/z/data", Box::pin(pattern::stream(71, len)))
+        .await
+        .unwrap();
+    s.remove("blobs").await.unwrap();
+    assert!(segments().await.is_empty(), "{:?}", segments().await);
+    assert!(
+        fixture.leftovers().await.is_empty(),
+        "{:?}",
+        fixture.leftovers().await
+    );
+}
+
+/// A token that expires is renewed without a request failing: tempauth
+/// hands out the same token until it expires, so the request it then
+/// refuses logs in again and is sent once more. Tokens here live 2 s;
+/// the driver works on for 7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_tokens_that_expire_are_renewed() {
+    use bytes::Bytes;
+    use registry_v1::storage::swift::SwiftStorage;
+    use registry_v1::storage::Storage;
+    if storage_support::swift_server::server().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = tokio::task::spawn_blocking({
+        let dir = dir.path().to_str().unwrap().to_owned();
+        move || storage_support::swift_server::start_with(&["--dir", &dir, "--token-life", "2"])
+    })
+    .await
+    .unwrap()
+    .expect("a Swift whose tokens live 2 s");
+    let settings = storage_support::fixture::swift_settings(&server, "renewed");
+    let s = SwiftStorage::new(&settings, "/").unwrap();
+    s.check().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut round = 0u32;
+    while started.elapsed() < std::time::Duration::from_secs(7) {
+        let path = format!("r/{round}");
+        s.put(&path, Bytes::from(round.to_string())).await.unwrap();
+        assert_eq!(s.get(&path).await.unwrap(), round.to_string().as_bytes());
+        round += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Three tokens at least, each got by a login.
+    let log = std::fs::read_to_string(dir.path().join("log/proxy.log")).unwrap_or_default();
+    let logins = log.matches("GET /auth/v1.0").count();
+    assert!(logins >= 3, "{logins} logins:\n{log}");
+    drop(server);
 }
 
 /// A local removal cut short (kill -9 between the rename out of the tree

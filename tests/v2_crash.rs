@@ -210,6 +210,15 @@ mod s3 {
     }
 }
 
+mod swift {
+    #[test]
+    fn kill_mid_upload() {
+        if let Some(backend) = super::Backend::swift() {
+            super::kill_mid_upload(backend);
+        }
+    }
+}
+
 // --- deletes cut short --------------------------------------------------------
 
 /// Tags each pushed `versions` times (a history entry each, so that a
@@ -398,6 +407,22 @@ mod deletes_s3 {
     #[test]
     fn kill_mid_deletes() {
         if let Some(backend) = super::Backend::s3() {
+            super::kill_mid_deletes(backend, &[]);
+        }
+    }
+}
+
+mod deletes_swift {
+    #[test]
+    fn a_cut_delete_leaves_no_tag_listed() {
+        if let Some(backend) = super::Backend::swift() {
+            super::a_cut_delete_leaves_no_tag_listed(backend, &[]);
+        }
+    }
+
+    #[test]
+    fn kill_mid_deletes() {
+        if let Some(backend) = super::Backend::swift() {
             super::kill_mid_deletes(backend, &[]);
         }
     }
@@ -609,6 +634,15 @@ mod v1_deletes_s3 {
     #[test]
     fn kill_mid_repository_deletes() {
         if let Some(backend) = super::Backend::s3() {
+            super::kill_mid_repository_deletes(backend);
+        }
+    }
+}
+
+mod v1_deletes_swift {
+    #[test]
+    fn kill_mid_repository_deletes() {
+        if let Some(backend) = super::Backend::swift() {
             super::kill_mid_repository_deletes(backend);
         }
     }

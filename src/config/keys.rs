@@ -60,12 +60,6 @@ pub const LEGACY_KEYS: &[&str] = &[
     "azure_storage_account_key",
     "azure_storage_container",
     "azure_use_https",
-    "swift_authurl",
-    "swift_container",
-    "swift_user",
-    "swift_password",
-    "swift_tenant_name",
-    "swift_region_name",
     "storage_alternate",
     "elliptics_nodes",
     "elliptics_wait_timeout",
@@ -398,7 +392,7 @@ fn ignored(settings: &Settings) -> Vec<(String, String)> {
     }
     // Settings of a storage other than the one in use.
     if !matches!(kind, StorageKind::Unsupported(_)) {
-        let groups: [(&str, &[&str], bool); 2] = [
+        let groups: [(&str, &[&str], bool); 3] = [
             (
                 "s3",
                 &[
@@ -417,6 +411,19 @@ fn ignored(settings: &Settings) -> Vec<(String, String)> {
                 "gcs",
                 &["gs_access_key", "gs_secret_key"],
                 *kind == StorageKind::Gcs,
+            ),
+            (
+                "swift",
+                &[
+                    "swift_authurl",
+                    "swift_user",
+                    "swift_password",
+                    "swift_tenant_name",
+                    "swift_auth_token",
+                    "swift_object_storage_url",
+                    "swift_temp_url_key",
+                ],
+                *kind == StorageKind::Swift,
             ),
         ];
         for (storage, keys, in_use) in groups {

@@ -579,6 +579,8 @@ pub struct StorageSettings {
     pub nginx_x_accel_redirect: Option<String>,
     /// Set for `s3` and `gcs` (GCS through its S3-compatible interface).
     pub s3: Option<S3Settings>,
+    /// Set for `swift`.
+    pub swift: Option<SwiftSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -587,6 +589,8 @@ pub enum StorageKind {
     Local,
     S3,
     Gcs,
+    /// OpenStack Swift.
+    Swift,
     /// A storage the old registry knew (swift, glance, elliptics, azureblob,
     /// oss, ...): its configuration loads, `serve` refuses to start.
     Unsupported(String),
@@ -598,6 +602,7 @@ impl fmt::Display for StorageKind {
             StorageKind::Local => f.write_str("local"),
             StorageKind::S3 => f.write_str("s3"),
             StorageKind::Gcs => f.write_str("gcs"),
+            StorageKind::Swift => f.write_str("swift"),
             StorageKind::Unsupported(name) => f.write_str(name),
         }
     }
@@ -633,6 +638,87 @@ impl fmt::Debug for S3Settings {
             .field("secure", &self.secure)
             .field("host", &self.host)
             .field("port", &self.port)
+            .finish()
+    }
+}
+
+/// An OpenStack Swift container, and how to log in to its account.
+#[derive(Clone)]
+pub struct SwiftSettings {
+    /// `swift_container` (default `dev_container`, as the old driver's).
+    pub container: String,
+    pub auth: SwiftAuth,
+    /// `swift_region_name`: the catalog's region (any when unset).
+    pub region: Option<String>,
+    /// `swift_endpoint_type`: `public` (default), `internal` or `admin`.
+    pub endpoint_type: String,
+    /// `swift_object_storage_url`: the storage URL to use rather than the
+    /// catalog's (needed with `swift_auth_token`).
+    pub storage_url: Option<String>,
+    /// `swift_temp_url_key`: the account's temp-URL key, for
+    /// `storage_redirect`; unset: read from the account, when it has one.
+    pub temp_url_key: Option<String>,
+    /// `swift_cacert`: a PEM file of the certificates the auth and storage
+    /// servers' chains end in, besides the system's.
+    pub cacert: Option<PathBuf>,
+}
+
+/// How the driver logs in (`swift_auth_version`, or the auth URL's path).
+#[derive(Clone)]
+pub enum SwiftAuth {
+    /// tempauth, swauth: `X-Auth-User`/`X-Auth-Key`.
+    V1 {
+        url: String,
+        user: String,
+        key: String,
+    },
+    /// Keystone v2.0 (the old driver's default).
+    V2 {
+        url: String,
+        user: String,
+        password: String,
+        tenant: Option<String>,
+    },
+    /// Keystone v3: user and project in `domain` (`swift_domain_name`,
+    /// default `Default`).
+    V3 {
+        url: String,
+        user: String,
+        password: String,
+        project: Option<String>,
+        domain: String,
+    },
+    /// `swift_auth_token` with `swift_object_storage_url`: no login.
+    Preset { token: String, storage_url: String },
+}
+
+impl fmt::Debug for SwiftSettings {
+    // Passwords and tokens never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.auth {
+            SwiftAuth::V1 { url, user, .. } => format!("v1 {url} as {user}"),
+            SwiftAuth::V2 {
+                url, user, tenant, ..
+            } => {
+                format!("Keystone v2.0 {url} as {user} (tenant {tenant:?})")
+            }
+            SwiftAuth::V3 {
+                url,
+                user,
+                project,
+                domain,
+                ..
+            } => format!("Keystone v3 {url} as {user} (project {project:?}, domain {domain})"),
+            SwiftAuth::Preset { storage_url, .. } => format!("a set token for {storage_url}"),
+        };
+        f.debug_struct("SwiftSettings")
+            .field("container", &self.container)
+            .field("auth", &auth)
+            .field("region", &self.region)
+            .field("endpoint_type", &self.endpoint_type)
+            .field("storage_url", &self.storage_url)
+            .field("temp_url_key", &self.temp_url_key.as_ref().map(|_| "***"))
+            .field("cacert", &self.cacert)
             .finish()
     }
 }
@@ -720,8 +806,7 @@ pub const DEFAULT_ISSUE: &str = "\"docker-registry server\"";
 
 /// Storages the old registry offered through drivers this build does not
 /// have: their configuration loads, `serve` refuses to start.
-pub const UNSUPPORTED_STORAGES: &[&str] =
-    &["swift", "glance", "elliptics", "azureblob", "oss", "dumb"];
+pub const UNSUPPORTED_STORAGES: &[&str] = &["glance", "elliptics", "azureblob", "oss", "dumb"];
 
 /// The GCS interoperability (S3-compatible) endpoint.
 pub const GCS_HOST: &str = "storage.googleapis.com";
@@ -777,6 +862,19 @@ pub const KNOWN_KEYS: &[&str] = &[
     "gs_access_key",
     "gs_secret_key",
     "gs_secure",
+    "swift_authurl",
+    "swift_container",
+    "swift_user",
+    "swift_password",
+    "swift_tenant_name",
+    "swift_region_name",
+    "swift_auth_version",
+    "swift_domain_name",
+    "swift_endpoint_type",
+    "swift_object_storage_url",
+    "swift_auth_token",
+    "swift_temp_url_key",
+    "swift_cacert",
     "search_backend",
     "sqlalchemy_index_database",
     "cors.origins",
@@ -2134,6 +2232,7 @@ impl<'a> Section<'a> {
             None | Some("local") | Some("file") => StorageKind::Local,
             Some("s3") => StorageKind::S3,
             Some("gcs") => StorageKind::Gcs,
+            Some("swift") => StorageKind::Swift,
             Some(other) if UNSUPPORTED_STORAGES.contains(&other) => {
                 StorageKind::Unsupported(other.to_owned())
             }
@@ -2142,17 +2241,19 @@ impl<'a> Section<'a> {
                     "storage",
                     format!(
                         "names an unknown storage {other:?}: this build offers local (also \
-                         called file), s3 and gcs; the old registry also knew {}",
+                         called file), s3, gcs and swift; the old registry also knew {}",
                         UNSUPPORTED_STORAGES.join(", ")
                     ),
                 ))
             }
         };
         // Unset, the old drivers' own defaults: `./tmp` on disk, `/test` in
-        // a bucket; an existing store keeps being found.
+        // a bucket, `/` in a Swift container; an existing store keeps being
+        // found.
         let path = self.nonempty("storage_path")?.unwrap_or_else(|| {
             match kind {
                 StorageKind::Local => "./tmp",
+                StorageKind::Swift => "/",
                 _ => "/test",
             }
             .to_owned()
@@ -2162,13 +2263,127 @@ impl<'a> Section<'a> {
             StorageKind::Gcs => self.gcs()?,
             _ => None,
         };
+        let swift = match kind {
+            StorageKind::Swift => self.swift()?,
+            _ => None,
+        };
         Ok(StorageSettings {
             kind,
             path,
             redirect: self.bool("storage_redirect")?,
             nginx_x_accel_redirect: self.nonempty("nginx_x_accel_redirect")?,
             s3,
+            swift,
         })
+    }
+
+    /// `None` without an auth URL or a set token: the configuration loads,
+    /// `serve` says what is missing.
+    fn swift(&self) -> Result<Option<SwiftSettings>, ConfigError> {
+        let url = self.nonempty("swift_authurl")?;
+        let storage_url = self.nonempty("swift_object_storage_url")?;
+        let token = self.nonempty("swift_auth_token")?;
+        let user = self.nonempty("swift_user")?;
+        let password = self.nonempty("swift_password")?;
+        let tenant = self.nonempty("swift_tenant_name")?;
+        let version = match self.get("swift_auth_version") {
+            None => None,
+            Some(v) => match v
+                .as_u64()
+                .map(|n| n.to_string())
+                .or_else(|| v.as_str().map(str::to_owned))
+            {
+                Some(n) if ["1", "1.0", "2", "2.0", "3"].contains(&n.as_str()) => {
+                    Some(n.chars().next().unwrap_or('2'))
+                }
+                _ => return Err(self.wrong("swift_auth_version", "1, 2 or 3", v)),
+            },
+        };
+        let auth = match (token, url) {
+            (Some(token), _) => {
+                let Some(storage_url) = storage_url.clone() else {
+                    return Err(self.invalid(
+                        "swift_auth_token",
+                        "needs swift_object_storage_url, the storage URL the token is good for"
+                            .to_owned(),
+                    ));
+                };
+                SwiftAuth::Preset { token, storage_url }
+            }
+            (None, None) => return Ok(None),
+            (None, Some(url)) => {
+                let (Some(user), Some(password)) = (user, password) else {
+                    return Err(self.invalid(
+                        "swift_authurl",
+                        "needs swift_user and swift_password (or set swift_auth_token and \
+                         swift_object_storage_url instead)"
+                            .to_owned(),
+                    ));
+                };
+                // Unset, the URL's path tells; else Keystone v2.0, the old
+                // driver's default.
+                let path = url.trim_end_matches('/');
+                let version =
+                    version.unwrap_or(if path.ends_with("/v1.0") || path.ends_with("/auth") {
+                        '1'
+                    } else if path.ends_with("/v3") || path.ends_with("/v3/auth/tokens") {
+                        '3'
+                    } else {
+                        '2'
+                    });
+                match version {
+                    '1' => SwiftAuth::V1 {
+                        url,
+                        user,
+                        key: password,
+                    },
+                    '3' => SwiftAuth::V3 {
+                        url,
+                        user,
+                        password,
+                        project: tenant,
+                        domain: self
+                            .nonempty("swift_domain_name")?
+                            .unwrap_or_else(|| "Default".to_owned()),
+                    },
+                    _ => SwiftAuth::V2 {
+                        url,
+                        user,
+                        password,
+                        tenant,
+                    },
+                }
+            }
+        };
+        let endpoint_type = self
+            .nonempty("swift_endpoint_type")?
+            .unwrap_or_else(|| "public".to_owned());
+        if ![
+            "public",
+            "internal",
+            "admin",
+            "publicURL",
+            "internalURL",
+            "adminURL",
+        ]
+        .contains(&endpoint_type.as_str())
+        {
+            return Err(self.invalid(
+                "swift_endpoint_type",
+                format!("is {endpoint_type:?}: public, internal or admin"),
+            ));
+        }
+        Ok(Some(SwiftSettings {
+            container: self
+                .nonempty("swift_container")?
+                .unwrap_or_else(|| "dev_container".to_owned()),
+            auth,
+            region: self.nonempty("swift_region_name")?,
+            endpoint_type,
+            storage_url,
+            temp_url_key: self.nonempty("swift_temp_url_key")?,
+            cacert: self.readable_file("swift_cacert")?,
+        }))
     }
 
     /// `None` without a bucket: the configuration loads, `serve` says what

@@ -379,7 +379,7 @@ fn storage_kinds_of_the_sample() {
             ("azureblob", unsupported("azureblob")),
             ("ceph-s3", StorageKind::S3),
             ("gcs", StorageKind::Gcs),
-            ("swift", unsupported("swift")),
+            ("swift", StorageKind::Swift),
             ("glance", unsupported("glance")),
             ("openstack", unsupported("glance")),
             ("glance-swift", unsupported("glance")),
@@ -539,6 +539,91 @@ fn gcs_uses_the_interoperability_endpoint() {
             port: None,
         })
     );
+}
+
+#[test]
+fn the_swift_flavor_logs_in_as_the_url_says() {
+    let swift = |env: &[(&str, &str)]| load_sample("swift", env).map(|s| s.storage);
+    // Without an auth URL the configuration loads; `serve` says what is
+    // missing.
+    let s = swift(&[]).unwrap();
+    assert_eq!(s.kind, StorageKind::Swift);
+    assert!(s.swift.is_none());
+    let login = [
+        ("OS_USERNAME", "test:tester"),
+        ("OS_PASSWORD", "testing"),
+        ("OS_CONTAINER", "images"),
+        ("OS_TENANT_NAME", "demo"),
+        ("OS_REGION_NAME", "RegionOne"),
+    ];
+    let with_url = |url: &str| {
+        let mut env = login.to_vec();
+        env.push(("OS_AUTH_URL", url));
+        swift(&env).unwrap().swift.unwrap()
+    };
+    let v1 = with_url("http://127.0.0.1:8080/auth/v1.0");
+    assert!(
+        matches!(&v1.auth, SwiftAuth::V1 { user, key, .. } if user == "test:tester" && key == "testing")
+    );
+    assert_eq!(v1.container, "images");
+    assert_eq!(v1.region.as_deref(), Some("RegionOne"));
+    assert!(matches!(
+        &with_url("http://keystone:5000/v3").auth,
+        SwiftAuth::V3 { project: Some(p), domain, .. } if p == "demo" && domain == "Default"
+    ));
+    // The old driver's default: Keystone v2.0.
+    assert!(matches!(
+        &with_url("http://keystone:5000/").auth,
+        SwiftAuth::V2 { tenant: Some(t), .. } if t == "demo"
+    ));
+    // The password never shows, even in a debug print.
+    let shown = format!("{v1:?}");
+    assert!(
+        !shown.contains("testing") && shown.contains("test:tester"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn swift_settings_are_checked() {
+    let load = |keys: &str| load_text(&format!("f:\n  storage: swift\n{keys}"), "f", &[]);
+    let e = load("  swift_authurl: http://k/v3\n  swift_user: u\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`swift_authurl`") && e.contains("swift_password"),
+        "{e}"
+    );
+    let e = load("  swift_auth_token: t0k\n").unwrap_err().to_string();
+    assert!(
+        e.contains("swift_object_storage_url") && !e.contains("t0k"),
+        "{e}"
+    );
+    let e = load("  swift_authurl: http://k\n  swift_user: u\n  swift_password: p\n  swift_auth_version: 4\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`swift_auth_version`") && e.contains("1, 2 or 3"),
+        "{e}"
+    );
+    let e = load("  swift_authurl: http://k\n  swift_user: u\n  swift_password: p\n  swift_endpoint_type: private\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`swift_endpoint_type`"), "{e}");
+    // A set token and its storage URL: no login at all. The defaults:
+    // the old driver's container and `storage_path`.
+    let s = load("  swift_auth_token: t0k\n  swift_object_storage_url: http://s/v1/AUTH_a\n")
+        .unwrap()
+        .storage;
+    assert_eq!(s.path, "/");
+    let swift = s.swift.unwrap();
+    assert_eq!(swift.container, "dev_container");
+    assert!(matches!(swift.auth, SwiftAuth::Preset { ref token, .. } if token == "t0k"));
+    // An explicit version wins over the URL's path.
+    let s = load("  swift_authurl: http://k/auth/v1.0\n  swift_user: u\n  swift_password: p\n  swift_auth_version: 3\n")
+        .unwrap()
+        .storage;
+    assert!(matches!(s.swift.unwrap().auth, SwiftAuth::V3 { .. }));
 }
 
 #[test]

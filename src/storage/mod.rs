@@ -11,6 +11,7 @@ pub mod lease;
 pub mod local;
 pub mod memory;
 pub mod s3;
+pub mod swift;
 
 use std::collections::HashMap;
 use std::io;
@@ -461,7 +462,7 @@ pub fn check_path(path: &str) -> Result<()> {
 }
 
 /// The drivers this build offers, for error messages.
-pub const DRIVERS: &[&str] = &["local (file)", "s3", "gcs"];
+pub const DRIVERS: &[&str] = &["local (file)", "s3", "gcs", "swift"];
 
 /// Builds the driver the settings ask for.
 pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Storage>> {
@@ -470,12 +471,16 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Storag
         return Ok(driver);
     };
     // Instances share the cache of one storage: its keys name the store.
-    let namespace = match &settings.storage.s3 {
-        Some(s3) => format!(
+    let namespace = match (&settings.storage.s3, &settings.storage.swift) {
+        (Some(s3), _) => format!(
             "{}:{}:{}",
             settings.storage.kind, s3.bucket, settings.storage.path
         ),
-        None => format!("{}:{}", settings.storage.kind, settings.storage.path),
+        (None, Some(swift)) => format!(
+            "{}:{}:{}",
+            settings.storage.kind, swift.container, settings.storage.path
+        ),
+        (None, None) => format!("{}:{}", settings.storage.kind, settings.storage.path),
     };
     let redis = cache::RedisCache::new(cache, &namespace)?;
     log::info!("cache: small files in Redis at {}", redis.address());
@@ -507,6 +512,44 @@ async fn driver(settings: &Settings) -> anyhow::Result<Arc<dyn Storage>> {
             })?;
             Ok(Arc::new(storage))
         }
+        StorageKind::Swift => {
+            let swift = settings.storage.swift.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "storage `swift` of flavor `{}` needs swift_authurl (with swift_user and \
+                     swift_password), or swift_auth_token with swift_object_storage_url",
+                    settings.flavor
+                )
+            })?;
+            let storage = swift::SwiftStorage::new(swift, &settings.storage.path)?;
+            storage.check().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "storage `swift` of flavor `{}` is not usable: {e}",
+                    settings.flavor
+                )
+            })?;
+            if settings.storage.redirect && !storage.redirects() {
+                log::warn!(
+                    "storage_redirect: not acted on: the Swift account has no temp-URL key \
+                     (X-Account-Meta-Temp-URL-Key) and swift_temp_url_key is not set; layers \
+                     are served by the registry"
+                );
+            }
+            Ok(Arc::new(storage))
+        }
+        StorageKind::Unsupported(name) if name == "glance" => anyhow::bail!(
+            "storage `glance` (flavor `{}`) is not offered by this build of registry-v1: it \
+             kept images in OpenStack Glance. Tags and layers can live in Swift: `storage: \
+             swift` with the same swift_* settings holds what `glance-swift` kept in Swift \
+             (tags, repository indexes) and the layers too; images in Glance need exporting \
+             into that tree (docs: Storage, \"From glance\")",
+            settings.flavor
+        ),
+        StorageKind::Unsupported(name) if name == "elliptics" => anyhow::bail!(
+            "storage `elliptics` (flavor `{}`) is not offered by this build of registry-v1; \
+             move its data to one this build offers ({}), e.g. by pushing the images again",
+            settings.flavor,
+            DRIVERS.join(", ")
+        ),
         StorageKind::Unsupported(name) => anyhow::bail!(
             "storage `{name}` (flavor `{}`) is not offered by this build of registry-v1; \
              it offers: {}",

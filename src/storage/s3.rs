@@ -1249,8 +1249,9 @@ impl Storage for S3Storage {
     }
 }
 
-/// `chunk` in pieces of at most [`BODY_SLICE`] bytes, sharing its memory.
-fn sliced(chunk: Bytes) -> impl Iterator<Item = Bytes> {
+/// `chunk` in pieces of at most [`BODY_SLICE`] bytes, sharing its memory
+/// (the Swift driver hands its bodies on the same way).
+pub(super) fn sliced(chunk: Bytes) -> impl Iterator<Item = Bytes> {
     let len = chunk.len();
     (0..len.div_ceil(BODY_SLICE))
         .map(move |i| chunk.slice(i * BODY_SLICE..((i + 1) * BODY_SLICE).min(len)))

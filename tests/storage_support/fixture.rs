@@ -5,16 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use registry_v1::config::{S3Settings, StorageKind};
+use registry_v1::config::{S3Settings, StorageKind, SwiftAuth, SwiftSettings};
 use registry_v1::storage::cache::{CachedStorage, RedisCache};
 use registry_v1::storage::local::LocalStorage;
 use registry_v1::storage::memory::MemoryStorage;
 use registry_v1::storage::s3::S3Storage;
+use registry_v1::storage::swift::SwiftStorage;
 use registry_v1::storage::Storage;
 use s3::creds::Credentials;
 use s3::{Bucket, BucketConfiguration, Region};
 
-use super::s3_server;
+use super::{s3_server, swift_server};
 
 pub struct Fixture {
     pub storage: Arc<dyn Storage>,
@@ -35,6 +36,12 @@ enum Place {
         kind: StorageKind,
         settings: S3Settings,
         storage_path: String,
+    },
+    /// A container of its own on the test Swift.
+    Swift {
+        settings: SwiftSettings,
+        storage_path: String,
+        prefix: String,
     },
     Memory(MemoryStorage),
     /// The memory driver behind the Redis cache, every path cached.
@@ -165,6 +172,41 @@ impl Fixture {
         })
     }
 
+    /// Swift on the test server, in a container of its own; `None` when
+    /// Swift is not installed.
+    pub async fn swift(storage_path: &str) -> Option<Fixture> {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let server = swift_server::server()?;
+        let settings = swift_settings(
+            server,
+            &format!(
+                "t{}-{}",
+                std::process::id(),
+                COUNT.fetch_add(1, Ordering::SeqCst)
+            ),
+        );
+        let storage = SwiftStorage::new(&settings, storage_path).expect("swift driver");
+        // Makes the containers.
+        storage.check().await.expect("swift check");
+        set_temp_url_key(server).await;
+        let storage = SwiftStorage::new(&settings, storage_path).expect("swift driver");
+        storage.check().await.expect("swift check");
+        let trimmed = storage_path.trim_matches('/');
+        Some(Fixture {
+            storage: Arc::new(storage),
+            redirects: true,
+            place: Place::Swift {
+                settings,
+                storage_path: storage_path.to_owned(),
+                prefix: if trimmed.is_empty() {
+                    String::new()
+                } else {
+                    format!("{trimmed}/")
+                },
+            },
+        })
+    }
+
     /// Another driver on the same place, as another instance of the
     /// registry (or the same one after a restart) would open it. The
     /// memory driver's place is its map: the same one.
@@ -179,6 +221,11 @@ impl Fixture {
                 storage_path,
                 ..
             } => Arc::new(S3Storage::new(kind, settings, storage_path).expect("s3 driver")),
+            Place::Swift {
+                settings,
+                storage_path,
+                ..
+            } => Arc::new(SwiftStorage::new(settings, storage_path).expect("swift driver")),
             Place::Memory(storage) => Arc::new(storage.clone()),
             Place::Cached { memory, cache } => Arc::new(CachedStorage::new(
                 Arc::new(memory.clone()),
@@ -188,11 +235,21 @@ impl Fixture {
         }
     }
 
+    /// The container behind a Swift fixture.
+    pub fn container(&self) -> &str {
+        match &self.place {
+            Place::Swift { settings, .. } => &settings.container,
+            _ => panic!("not a Swift fixture"),
+        }
+    }
+
     /// The bucket behind an S3 fixture.
     pub fn raw_bucket(&self) -> Option<&Bucket> {
         match &self.place {
             Place::Bucket { bucket, .. } => Some(bucket),
-            Place::Local { .. } | Place::Memory(_) | Place::Cached { .. } => None,
+            Place::Local { .. } | Place::Swift { .. } | Place::Memory(_) | Place::Cached { .. } => {
+                None
+            }
         }
     }
 
@@ -205,6 +262,13 @@ impl Fixture {
                 .map(|p| p.display().to_string())
                 .collect(),
             Place::Bucket { bucket, prefix, .. } => all_keys(bucket)
+                .await
+                .into_iter()
+                .filter(|k| !k.starts_with(prefix.as_str()))
+                .collect(),
+            Place::Swift {
+                settings, prefix, ..
+            } => swift_names(&settings.container, "")
                 .await
                 .into_iter()
                 .filter(|k| !k.starts_with(prefix.as_str()))
@@ -235,6 +299,7 @@ impl Fixture {
                 .flat_map(|page| page.uploads)
                 .map(|u| format!("unfinished upload of {}", u.key))
                 .collect(),
+            Place::Swift { settings, .. } => swift_leftovers(&settings.container).await,
             Place::Memory(storage)
             | Place::Cached {
                 memory: storage, ..
@@ -245,6 +310,133 @@ impl Fixture {
                 .collect(),
         }
     }
+}
+
+/// Settings of the driver for `container` on the test Swift (auth v1).
+pub fn swift_settings(server: &swift_server::SwiftServer, container: &str) -> SwiftSettings {
+    SwiftSettings {
+        container: container.to_owned(),
+        auth: SwiftAuth::V1 {
+            url: server.auth_url(),
+            user: swift_server::USER.to_owned(),
+            key: swift_server::KEY.to_owned(),
+        },
+        region: None,
+        endpoint_type: "public".to_owned(),
+        storage_url: None,
+        temp_url_key: None,
+        cacert: None,
+    }
+}
+
+/// The temp-URL key of the test account (the driver reads it at start).
+pub const TEMP_URL_KEY: &str = "suite-temp-url-key";
+
+/// A token and the storage URL of the test account.
+async fn swift_login() -> (String, String) {
+    let server = swift_server::server().expect("the Swift server");
+    let response = reqwest::Client::new()
+        .get(server.auth_url())
+        .header("X-Auth-User", swift_server::USER)
+        .header("X-Auth-Key", swift_server::KEY)
+        .send()
+        .await
+        .expect("Swift auth");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .expect(name)
+            .to_owned()
+    };
+    (header("X-Auth-Token"), header("X-Storage-Url"))
+}
+
+async fn set_temp_url_key(_server: &swift_server::SwiftServer) {
+    let (token, url) = swift_login().await;
+    let status = reqwest::Client::new()
+        .post(url)
+        .header("X-Auth-Token", token)
+        .header("X-Account-Meta-Temp-URL-Key", TEMP_URL_KEY)
+        .send()
+        .await
+        .expect("set the temp-URL key")
+        .status();
+    assert!(status.is_success(), "set the temp-URL key: {status}");
+}
+
+/// Every object of a container of the test Swift (`[]` when it does not
+/// exist), with the fields of its listing.
+pub async fn swift_listing(container: &str, prefix: &str) -> Vec<serde_json::Value> {
+    let (token, url) = swift_login().await;
+    let client = reqwest::Client::new();
+    let mut all: Vec<serde_json::Value> = Vec::new();
+    loop {
+        let mut request = client
+            .get(format!("{url}/{container}"))
+            .header("X-Auth-Token", &token)
+            .query(&[("format", "json"), ("prefix", prefix)]);
+        if let Some(last) = all.last() {
+            request = request.query(&[("marker", last["name"].as_str().unwrap())]);
+        }
+        let response = request.send().await.expect("Swift listing");
+        if response.status() == 404 {
+            return all;
+        }
+        let page: Vec<serde_json::Value> = response.json().await.expect("a JSON listing");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// The names of [`swift_listing`].
+pub async fn swift_names(container: &str, prefix: &str) -> Vec<String> {
+    swift_listing(container, prefix)
+        .await
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// What a write left behind in Swift: segments no manifest uses, and
+/// writers' state objects (an upload neither committed nor cancelled).
+async fn swift_leftovers(container: &str) -> Vec<String> {
+    let (token, url) = swift_login().await;
+    let client = reqwest::Client::new();
+    let segments = format!("{container}_segments");
+    let mut used = std::collections::HashSet::new();
+    let mut left = Vec::new();
+    for object in swift_listing(container, "").await {
+        let name = object["name"].as_str().unwrap();
+        if name.ends_with(".writer") {
+            left.push(format!("unfinished writer {name}"));
+        }
+        if object.get("slo_etag").is_none() {
+            continue;
+        }
+        let manifest: Vec<serde_json::Value> = client
+            .get(format!("{url}/{container}/{name}"))
+            .query(&[("multipart-manifest", "get")])
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .expect("a manifest")
+            .json()
+            .await
+            .expect("a JSON manifest");
+        for segment in manifest {
+            used.insert(segment["name"].as_str().unwrap().to_owned());
+        }
+    }
+    for name in swift_names(&segments, "").await {
+        if !name.starts_with("_locks/") && !used.contains(&format!("/{segments}/{name}")) {
+            left.push(format!("segment {name} of no manifest"));
+        }
+    }
+    left
 }
 
 /// Every key in a bucket.

@@ -7,3 +7,4 @@ pub mod pattern;
 pub mod redis_server;
 pub mod s3_server;
 pub mod suite;
+pub mod swift_server;

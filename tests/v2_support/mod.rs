@@ -8,6 +8,8 @@ pub mod containerd;
 pub mod distribution;
 #[path = "../storage_support/s3_server.rs"]
 pub mod s3_server;
+#[path = "../storage_support/swift_server.rs"]
+pub mod swift_server;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -85,6 +87,11 @@ pub enum Backend {
         bucket: String,
         port: u16,
     },
+    /// A container of its own on the shared test Swift, made by the
+    /// registry at its start.
+    Swift {
+        container: String,
+    },
 }
 
 impl Backend {
@@ -106,22 +113,37 @@ impl Backend {
         })
     }
 
+    /// A fresh container name on the shared test Swift, or `None` when
+    /// there is none (outside CI; under CI a missing server fails).
+    pub fn swift() -> Option<Backend> {
+        swift_server::server()?;
+        Some(Backend::Swift {
+            container: format!("v2-{}", rand_suffix()),
+        })
+    }
+
+    /// Whether the storage is an object store (S3 or Swift) rather than a
+    /// local folder.
     pub fn is_s3(&self) -> bool {
-        matches!(self, Backend::S3 { .. })
+        matches!(self, Backend::S3 { .. } | Backend::Swift { .. })
     }
 
     /// The local `storage_path`.
     pub fn storage_path(&self) -> Option<PathBuf> {
         match self {
             Backend::Local { dir } => Some(dir.path().join("data/storage")),
-            Backend::S3 { .. } => None,
+            Backend::S3 { .. } | Backend::Swift { .. } => None,
         }
     }
 
     /// The storage keys of a flavor of one's own on this backend, the
     /// values taken from [`Backend::env`] (`_env:`), indented for a flavor.
     pub fn flavor_storage(&self) -> &'static str {
-        if self.is_s3() {
+        if let Backend::Swift { .. } = self {
+            "  storage: swift\n  swift_authurl: _env:OS_AUTH_URL\n  swift_container: _env:OS_CONTAINER\n  \
+             swift_user: _env:OS_USERNAME\n  swift_password: _env:OS_PASSWORD\n  \
+             storage_path: /registry\n"
+        } else if self.is_s3() {
             "  storage: s3\n  s3_bucket: _env:AWS_BUCKET\n  s3_access_key: _env:AWS_KEY\n  \
              s3_secret_key: _env:AWS_SECRET\n  s3_region: _env:AWS_REGION\n  \
              boto_host: _env:AWS_HOST\n  boto_port: _env:AWS_PORT\n  s3_secure: false\n  \
@@ -141,6 +163,7 @@ impl Backend {
                 ("SETTINGS_FLAVOR".into(), "dev".into()),
             ],
             Backend::S3 { bucket, .. } => s3_server::server().unwrap().registry_env(bucket),
+            Backend::Swift { container } => swift_server::server().unwrap().registry_env(container),
         }
     }
 
@@ -163,7 +186,7 @@ impl Backend {
                     .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
                     .collect()
             }
-            Backend::S3 { .. } => self
+            Backend::S3 { .. } | Backend::Swift { .. } => self
                 .bucket_keys()
                 .into_iter()
                 .filter_map(|k| k.strip_prefix("registry/").map(str::to_owned))
@@ -181,6 +204,17 @@ impl Backend {
                 let resp = block_on(bucket.get_object(&key)).ok()?;
                 (resp.status_code() == 200).then(|| resp.bytes().to_vec())
             }
+            Backend::Swift { container } => {
+                let (token, url) = swift_server::server().unwrap().login();
+                let resp = Client::new()
+                    .get(format!("{url}/{container}/registry/{key}"))
+                    .header("X-Auth-Token", token)
+                    .send()
+                    .ok()?;
+                resp.status()
+                    .is_success()
+                    .then(|| resp.bytes().unwrap().to_vec())
+            }
         }
     }
 
@@ -195,7 +229,7 @@ impl Backend {
                     .map(|p| p.display().to_string())
                     .collect()
             }
-            Backend::S3 { .. } => self
+            Backend::S3 { .. } | Backend::Swift { .. } => self
                 .bucket_keys()
                 .into_iter()
                 .filter(|k| !k.starts_with("registry/"))
@@ -221,6 +255,9 @@ impl Backend {
     }
 
     fn bucket_keys(&self) -> Vec<String> {
+        if let Backend::Swift { container } = self {
+            return swift_server::server().unwrap().names(container);
+        }
         block_on(self.bucket().list(String::new(), None))
             .expect("list the bucket")
             .into_iter()
@@ -600,6 +637,16 @@ impl Backend {
             Backend::S3 { .. } => {
                 let key = format!("registry/{key}");
                 block_on(self.bucket().delete_object(&key)).expect("delete object");
+            }
+            Backend::Swift { container } => {
+                let (token, url) = swift_server::server().unwrap().login();
+                let status = Client::new()
+                    .delete(format!("{url}/{container}/registry/{key}"))
+                    .header("X-Auth-Token", token)
+                    .send()
+                    .expect("delete object")
+                    .status();
+                assert!(status.is_success(), "delete {key}: {status}");
             }
         }
     }
