@@ -186,6 +186,111 @@ async fn swift_large_objects_own_their_segments() {
     );
 }
 
+/// An upload in progress removed with its folder (the collector purging
+/// an abandoned upload) takes the segments its writer sent along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_removing_an_upload_drops_its_segments() {
+    use storage_support::fixture::swift_names;
+    use storage_support::pattern;
+    let Some(fixture) = Fixture::swift("/registry").await else {
+        return;
+    };
+    let s = &*fixture.storage;
+    let segments = format!("{}_segments", fixture.container());
+    let mut w = s.writer("uploads/u1/data", None).await.unwrap();
+    let len = 9 * 1024 * 1024;
+    for chunk in pattern::bytes(81, 0, len).chunks(1024 * 1024) {
+        w.write(bytes::Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    assert_eq!(w.close().await.unwrap(), len as u64);
+    s.put("uploads/u1/startedat", bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(swift_names(&segments, "registry/").await.len(), 1);
+    s.remove("uploads/u1").await.unwrap();
+    assert!(swift_names(&segments, "registry/").await.is_empty());
+    assert!(
+        fixture.leftovers().await.is_empty(),
+        "{:?}",
+        fixture.leftovers().await
+    );
+}
+
+/// distribution 2.8 writes every blob as a Dynamic Large Object (a
+/// manifest object naming a prefix of segments): read whole and in ranges
+/// by its real size, renamed into one object, and removed with its
+/// segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_reads_and_removes_distributions_dynamic_objects() {
+    use storage_support::fixture::{swift_login, swift_names};
+    use storage_support::pattern;
+    let Some(fixture) = Fixture::swift("/registry").await else {
+        return;
+    };
+    let s = &*fixture.storage;
+    let container = fixture.container().to_owned();
+    let (token, url) = swift_login().await;
+    let client = reqwest::Client::new();
+    let whole = pattern::bytes(91, 0, 3000);
+    // As distribution lays them out: `<prefix>/segments/...`.
+    let put = |name: String, body: Vec<u8>, manifest: Option<String>| {
+        let mut request = client
+            .put(format!("{url}/{container}/{name}"))
+            .header("X-Auth-Token", &token)
+            .header("Content-Length", body.len())
+            .body(body);
+        if let Some(m) = manifest {
+            request = request.header("X-Object-Manifest", m);
+        }
+        async move {
+            let status = request.send().await.unwrap().status();
+            assert!(status.is_success(), "{status}");
+        }
+    };
+    for (name, prefix) in [("a", "seg-a"), ("b", "seg-b")] {
+        for (i, part) in whole.chunks(1000).enumerate() {
+            put(
+                format!("registry/segments/{prefix}/{i:016}"),
+                part.to_vec(),
+                None,
+            )
+            .await;
+        }
+        let manifest = format!("{container}/registry/segments/{prefix}/");
+        put(
+            format!("registry/blobs/{name}/data"),
+            Vec::new(),
+            Some(manifest),
+        )
+        .await;
+    }
+    assert_eq!(s.size("blobs/a/data").await.unwrap(), 3000);
+    assert_eq!(&s.get("blobs/a/data").await.unwrap()[..], &whole[..]);
+    let range = registry_v1::storage::ByteRange {
+        first: 990,
+        last: 2009,
+    };
+    let mut got = Vec::new();
+    let mut body = s.get_stream("blobs/a/data", Some(range)).await.unwrap();
+    use futures_util::StreamExt;
+    while let Some(chunk) = body.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(&got[..], &whole[990..2010]);
+
+    s.rename("blobs/b/data", "moved/b/data").await.unwrap();
+    assert_eq!(&s.get("moved/b/data").await.unwrap()[..], &whole[..]);
+    assert!(swift_names(&container, "registry/segments/seg-b/")
+        .await
+        .is_empty());
+
+    s.remove("blobs").await.unwrap();
+    assert!(!s.exists("blobs/a/data").await.unwrap());
+    assert!(swift_names(&container, "registry/segments/seg-a/")
+        .await
+        .is_empty());
+}
+
 /// A token that expires is renewed without a request failing: tempauth
 /// hands out the same token until it expires, so the request it then
 /// refuses logs in again and is sent once more. Tokens here live 2 s;

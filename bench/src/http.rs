@@ -108,7 +108,8 @@ async fn expect(resp: reqwest::Response, what: &str, want: StatusCode) -> Result
     Ok(())
 }
 
-/// Streams a file to `url` with PUT (raw object stores, the S3 baseline).
+/// Streams a file to `url` with PUT (raw object stores: S3 answers 200,
+/// Swift 201).
 pub async fn upload(client: &Client, url: &str, path: &std::path::Path, len: u64) -> Result<()> {
     let resp = client
         .put(url)
@@ -117,7 +118,11 @@ pub async fn upload(client: &Client, url: &str, path: &std::path::Path, len: u64
         .send()
         .await
         .with_context(|| format!("PUT {url}"))?;
-    expect(resp, &format!("PUT {url}"), StatusCode::OK).await
+    let want = match resp.status() {
+        StatusCode::CREATED => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    expect(resp, &format!("PUT {url}"), want).await
 }
 
 /// Tags `image` as `repo:latest` and answers the repository's tag list, the

@@ -12,6 +12,7 @@ mod procs;
 mod report;
 mod stats;
 mod steps;
+mod swift;
 mod tools;
 mod wrk;
 
@@ -228,6 +229,7 @@ fn run(args: Args) -> Result<ExitCode> {
         "15. Webhook notifications: pushes with a dead or a hanging endpoint next to none (local storage)",
         "16. Quotas: pushes counted in a quota next to none (local storage)",
         "17. Web pages: time to first byte and weight (local storage)",
+        "18. v2 API on OpenStack Swift: registry-v1 and distribution (one-node Swift on loopback)",
     ];
     let want = |n: usize| args.wants(n);
     if [1, 2, 3, 5, 6, 8].into_iter().any(want) {
@@ -297,6 +299,7 @@ fn run(args: Args) -> Result<ExitCode> {
         (15, steps::notifications::run),
         (16, steps::quota::run),
         (17, steps::web::run),
+        (18, steps::v2::swift),
     ] {
         if want(n) {
             println!("== {}", titles[n - 1]);

@@ -306,6 +306,23 @@ pub fn moto(dir: &Path) -> Result<Server> {
     Server::spawn("moto_server", cmd, port, dir.join("moto.log"))
 }
 
+/// Starts the tests' one-node OpenStack Swift (Debian's servers, through
+/// `tests/storage_support/swift_test_server.py`) with its folder under
+/// `dir`; it listens before it hands out tokens (see `swift::start`).
+pub fn swift(dir: &Path) -> Result<Server> {
+    let port = free_port()?;
+    let launcher = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/storage_support/swift_test_server.py"
+    );
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.current_dir(dir)
+        .arg(launcher)
+        .args(["--dir", &dir.join("swift").display().to_string()])
+        .args(["--port", &port.to_string(), "--until-signalled"]);
+    Server::spawn("swift", cmd, port, dir.join("swift.log"))
+}
+
 /// Starts redis-server on loopback, nothing kept on disk.
 pub fn redis(dir: &Path) -> Result<Server> {
     let port = free_port()?;

@@ -333,7 +333,7 @@ pub fn swift_settings(server: &swift_server::SwiftServer, container: &str) -> Sw
 pub const TEMP_URL_KEY: &str = "suite-temp-url-key";
 
 /// A token and the storage URL of the test account.
-async fn swift_login() -> (String, String) {
+pub async fn swift_login() -> (String, String) {
     let server = swift_server::server().expect("the Swift server");
     let response = reqwest::Client::new()
         .get(server.auth_url())

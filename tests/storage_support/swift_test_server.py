@@ -21,11 +21,14 @@ use; bulk, tempurl, copy, slo and dlo.
 Usage (with Debian's interpreter, the one that imports `swift`):
 
     /usr/bin/python3 swift_test_server.py [--dir D] [--port P] [--token-life S]
+        [--until-signalled]
 
 --dir D: the folder to use (created if missing, kept at exit); without it a
 temporary folder (under $TMPDIR) that is removed at exit. --port P: the
 proxy's port; without it a free one. The other ports are always free ones.
 --token-life S: how long tempauth's tokens live (default a day).
+--until-signalled: keep running when standard input closes (a caller
+that gives it none); stop on SIGTERM or SIGINT only.
 
 When the proxy hands out tokens and the account answers, it prints one line,
 `ready <proxy port>`, on standard output; if it cannot start, one line
@@ -475,6 +478,9 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     # How long tempauth's tokens live, in seconds (its default: a day).
     parser.add_argument("--token-life", type=int, default=86400)
+    # Stop on SIGTERM/SIGINT (or death) only, not when stdin closes: for a
+    # caller that starts it with no stdin (the benchmark).
+    parser.add_argument("--until-signalled", action="store_true")
     args = parser.parse_args()
 
     started = time.time()
@@ -541,7 +547,8 @@ def main():
                 pass
             stopping.set()
 
-        threading.Thread(target=watch_stdin, daemon=True).start()
+        if not args.until_signalled:
+            threading.Thread(target=watch_stdin, daemon=True).start()
         while not stopping.wait(1):
             why = cluster.dead()
             if why:

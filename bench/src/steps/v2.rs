@@ -1132,6 +1132,160 @@ fn s3_figures(ctx: &Ctx, section: &mut Section) -> Result<()> {
     Ok(())
 }
 
+/// Section 18: blob pulls and pushes with both registries on OpenStack
+/// Swift (the tests' one-node Swift, Debian's servers, on loopback), each
+/// in a container of its own, next to Swift's own GET and PUT of the same
+/// bytes (temp URLs). Section 11 measures the same on S3 (moto).
+pub fn swift(ctx: &Ctx, section: &mut Section) {
+    if !Path::new("/usr/bin/swift-proxy-server").exists() {
+        section.rows.push(Row::Skipped {
+            step: "v2 on Swift".into(),
+            reason: "OpenStack Swift is not installed (.ci/install-swift.sh)".into(),
+        });
+        return;
+    }
+    if let Err(e) = swift_figures(ctx, section) {
+        section.rows.push(Row::Failed {
+            step: "v2 on Swift set-up".into(),
+            error: format!("{e:#}"),
+        });
+    }
+}
+
+fn swift_figures(ctx: &Ctx, section: &mut Section) -> Result<()> {
+    use crate::swift::{self, Container};
+    let work = ctx.work.join("v2-swift");
+    let (ours_dir, dist_dir) = (work.join("registry-v1"), work.join("distribution"));
+    for d in [&ours_dir, &dist_dir] {
+        fs::create_dir_all(d)?;
+    }
+    let server = swift::start(&work)?;
+    let ours_store = ctx.block_on(Container::create(server.port, "bench-v2-registry-v1"))?;
+    let dist_store = ctx.block_on(Container::create(server.port, "bench-v2-distribution"))?;
+    let env = [
+        ("SETTINGS_FLAVOR", "swift".to_owned()),
+        ("OS_AUTH_URL", swift::auth_url(server.port)),
+        ("OS_CONTAINER", "bench-v2-registry-v1".into()),
+        ("OS_USERNAME", swift::USER.into()),
+        ("OS_PASSWORD", swift::KEY.into()),
+        ("STORAGE_PATH", "/registry".into()),
+    ];
+    let ours = procs::registry(&ctx.registry_bin, &env, &ours_dir)?;
+    let dist = procs::distribution(
+        &format!(
+            "  swift:
+    authurl: {url}
+    username: {user}
+    password: {key}
+    container: bench-v2-distribution
+    rootdirectory: /distribution",
+            url = swift::auth_url(server.port),
+            user = swift::USER,
+            key = swift::KEY,
+        ),
+        &dist_dir,
+    )?;
+    let mut both = Both { ours, dist };
+    wait_ready(ctx, &both)?;
+    let pulled = data::write_layer(&work.join("pulled.bin"), ctx.plan.s3_layer, 41)?;
+    let pushed = data::write_layer(&work.join("pushed.bin"), ctx.plan.s3_layer, 42)?;
+    store_image(ctx, &both, &pulled, false)?;
+    let blob_keys =
+        |layer: &Layer| format!("blobs/sha256/{}/{}/", &layer.sha256[..2], layer.sha256);
+    // Both really on Swift: the blob's bytes are in each container.
+    for (store, who) in [(&ours_store, "registry-v1"), (&dist_store, "distribution")] {
+        let keys = ctx.block_on(store.keys(""))?;
+        ensure!(
+            keys.iter().any(|k| k.contains(&blob_keys(&pulled))),
+            "{who} stored no blob in its container"
+        );
+    }
+    let raw_get = ctx.block_on(async {
+        let put = ours_store.temp_url("PUT", "raw/blob")?;
+        http::upload(&ctx.client, &put, &pulled.path, pulled.size).await?;
+        ours_store.temp_url("GET", "raw/blob")
+    })?;
+    let blob_path = format!("/v2/{REPO}/blobs/sha256:{}", pulled.sha256);
+    let runs = ctx.plan.s3_reps;
+    if ctx.plan.verify {
+        section.step("Swift: pulled bytes match", || {
+            verify_pulls(
+                ctx,
+                &[
+                    both.ours.url(&blob_path),
+                    both.dist.url(&blob_path),
+                    raw_get.clone(),
+                ],
+                &pulled,
+            )?;
+            Ok(vec![])
+        });
+    }
+    section.step(
+        &format!("Swift: blob pull {} MiB", pulled.size / MIB),
+        || {
+            let sides = PullSides {
+                label: "Swift: ",
+                baseline: ("Swift GET", (raw_get.clone(), &server)),
+                ours: (both.ours.url(&blob_path), &both.ours),
+                dist: (both.dist.url(&blob_path), &both.dist),
+                size: pulled.size,
+            };
+            pull_rows(ctx, runs, &sides, None)
+        },
+    );
+    both.alive(section);
+
+    section.step(
+        &format!("Swift: blob push {} MiB", pushed.size / MIB),
+        || {
+            let mut n = 0;
+            let mut raw_put = || -> Result<(f64, f64)> {
+                n += 1;
+                let key = format!("raw/put-{n}");
+                let url = ours_store.temp_url("PUT", &key)?;
+                let got = throughput_and_cpu(&server, pushed.size, || {
+                    let start = Instant::now();
+                    ctx.block_on(http::upload(&ctx.client, &url, &pushed.path, pushed.size))?;
+                    Ok(start.elapsed())
+                })?;
+                ctx.block_on(ours_store.delete_prefix(&key))?;
+                Ok(got)
+            };
+            let remove = |store: &Container| -> Result<()> {
+                ctx.block_on(async {
+                    for key in store.keys("").await? {
+                        if key.contains(&blob_keys(&pushed)) {
+                            store.delete_prefix(&key).await?;
+                        }
+                    }
+                    anyhow::Ok(())
+                })
+            };
+            let ours = PushTarget {
+                server: &both.ours,
+                remove: Box::new(|| remove(&ours_store)),
+            };
+            let dist = PushTarget {
+                server: &both.dist,
+                remove: Box::new(|| remove(&dist_store)),
+            };
+            let case = PushCase {
+                runs,
+                label: "Swift: ",
+                baseline_name: "Swift PUT",
+                sync: false,
+                goal: None,
+            };
+            push_rows(ctx, &case, &mut raw_put, [&ours, &dist], &pushed)
+        },
+    );
+    both.alive(section);
+    drop(both);
+    drop(server);
+    Ok(())
+}
+
 /// The blob pulls measured on each side: its name, the clients at once,
 /// and where a `Range` starts (the second half of a blob of `size`).
 pub(super) fn pull_cases(ctx: &Ctx, size: u64) -> [(String, usize, Option<u64>); 3] {

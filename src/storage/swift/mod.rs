@@ -338,13 +338,35 @@ impl SwiftStorage {
     /// Deletes the object at `key` and, for a large object, its segments.
     async fn delete_key(&self, path: &str, key: &str) -> Result<()> {
         let headers = self.head_key(path, key).await?;
+        self.delete_as(path, key, &headers).await
+    }
+
+    /// Deletes the object at `key`, which `headers` describe, with what it
+    /// owns: a Static Large Object's segments, a Dynamic Large Object's
+    /// (distribution 2.8 writes every blob as one, its segments under a
+    /// prefix of their own), a writer state's segments.
+    async fn delete_as(
+        &self,
+        path: &str,
+        key: &str,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<()> {
         let object = self.main_object(key);
-        if is_large(&headers) {
-            self.delete_object(path, &format!("{object}?multipart-manifest=delete"))
-                .await
-        } else {
-            self.delete_object(path, &object).await
+        if is_large(headers) {
+            return self
+                .delete_object(path, &format!("{object}?multipart-manifest=delete"))
+                .await;
         }
+        if let Some(state) = key.strip_suffix(WRITER_SUFFIX) {
+            writer::drop_segments(self, path, state).await?;
+        }
+        self.delete_object(path, &object).await?;
+        if let Some((container, prefix)) = dynamic_segments(headers) {
+            let names = self.list_all(&container, &prefix, false).await?;
+            let names: Vec<String> = names.iter().map(|l| l.name().to_owned()).collect();
+            self.bulk_delete(path, &container, &names).await?;
+        }
+        Ok(())
     }
 
     /// One page of names in `container` under `prefix`, after `marker`.
@@ -712,6 +734,19 @@ fn is_large(headers: &reqwest::header::HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
+/// The container and name prefix of a Dynamic Large Object's segments
+/// (`X-Object-Manifest: <container>/<prefix>`, as distribution 2.8 writes
+/// its blobs); `None` for any other object.
+fn dynamic_segments(headers: &reqwest::header::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get("X-Object-Manifest")?.to_str().ok()?;
+    let value = percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .ok()?;
+    let (container, prefix) = value.split_once('/')?;
+    // An empty prefix would name the whole container.
+    (!container.is_empty() && !prefix.is_empty()).then(|| (container.to_owned(), prefix.to_owned()))
+}
+
 fn content_length(headers: &reqwest::header::HeaderMap) -> u64 {
     headers
         .get("Content-Length")
@@ -742,6 +777,9 @@ enum Listed {
     },
     Object {
         name: String,
+        /// A Dynamic Large Object lists 0.
+        #[serde(default)]
+        bytes: u64,
         /// `2026-12-07T17:28:55.688750`, UTC.
         last_modified: String,
         /// Set for a Static Large Object.
@@ -1006,21 +1044,29 @@ impl Storage for SwiftStorage {
             return Err(StorageError::NotFound(path.to_owned()));
         }
         let mut plain = Vec::new();
-        let mut large = Vec::new();
+        let mut owners = Vec::new();
         for entry in listed {
-            if let Listed::Object { name, slo_etag, .. } = entry {
-                if slo_etag.is_some() {
-                    large.push(name);
+            if let Listed::Object {
+                name,
+                slo_etag,
+                bytes,
+                ..
+            } = entry
+            {
+                // What may own segments: a Static Large Object, a writer's
+                // state, and an object listed empty (a Dynamic Large
+                // Object lists so; a HEAD tells).
+                if slo_etag.is_some() || name.ends_with(WRITER_SUFFIX) || bytes == 0 {
+                    owners.push(name);
                 } else {
                     plain.push(name);
                 }
             }
         }
-        // Large objects one by one, their segments with them.
-        futures_util::stream::iter(large)
+        // One by one, what they own with them.
+        futures_util::stream::iter(owners)
             .map(|name| async move {
-                let object = format!("{}?multipart-manifest=delete", self.main_object(&name));
-                match self.delete_object(path, &object).await {
+                match self.delete_key(path, &name).await {
                     Ok(()) | Err(StorageError::NotFound(_)) => Ok(()),
                     Err(e) => Err(e),
                 }
@@ -1042,11 +1088,16 @@ impl Storage for SwiftStorage {
         if from_key == to_key {
             return Ok(());
         }
-        // The manifest alone moves: its segments become `to`'s. Then a
-        // plain delete of `from`, which leaves them.
-        self.copy_key(from, &from_key, &to_key, is_large(&headers))
-            .await?;
-        self.delete_object(from, &self.main_object(&from_key)).await
+        // A Static Large Object's manifest alone moves: its segments
+        // become `to`'s, and a plain delete of `from` leaves them. Anything
+        // else is copied whole (a Dynamic Large Object's bytes joined into
+        // one object) and goes with what it owned.
+        if is_large(&headers) {
+            self.copy_key(from, &from_key, &to_key, true).await?;
+            return self.delete_object(from, &self.main_object(&from_key)).await;
+        }
+        self.copy_key(from, &from_key, &to_key, false).await?;
+        self.delete_as(from, &from_key, &headers).await
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<()> {

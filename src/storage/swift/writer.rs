@@ -70,6 +70,19 @@ async fn read_state(storage: &SwiftStorage, path: &str, state_key: &str) -> Resu
     })
 }
 
+/// Deletes the segments the writer of the file at `key` sent (its state
+/// object about to go: a folder of uploads removed).
+pub async fn drop_segments(storage: &SwiftStorage, path: &str, key: &str) -> Result<()> {
+    let state_key = format!("{key}{WRITER_SUFFIX}");
+    match read_state(storage, path, &state_key).await {
+        Ok((state, _)) => storage.drop_upload(path, key, &state.upload).await,
+        Err(StorageError::NotFound(_)) => Ok(()),
+        // A state that does not parse names no upload to drop.
+        Err(StorageError::Io { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn open(
     storage: &SwiftStorage,
     path: &str,
