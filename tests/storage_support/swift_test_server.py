@@ -24,7 +24,9 @@ Usage (with Debian's interpreter, the one that imports `swift`):
         [--until-signalled]
 
 --dir D: the folder to use (created if missing, kept at exit); without it a
-temporary folder (under $TMPDIR) that is removed at exit. --port P: the
+temporary folder that is removed at exit, in /dev/shm where it keeps
+extended attributes (the object server syncs each object: memory makes
+that free), else under $TMPDIR. --port P: the
 proxy's port; without it a free one. The other ports are always free ones.
 --token-life S: how long tempauth's tokens live (default a day).
 --until-signalled: keep running when standard input closes (a caller
@@ -152,6 +154,22 @@ def check_xattrs(folder):
             os.unlink(probe)
         except OSError:
             pass
+
+
+def temporary_folder():
+    """A folder of its own, in memory (/dev/shm) where that keeps xattrs:
+    the object server syncs every object it writes, which a disk makes the
+    slowest part of a test; nothing here needs to outlive the tests. Else
+    under $TMPDIR."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        d = tempfile.mkdtemp(prefix="registry-swift-", dir=shm)
+        try:
+            check_xattrs(d)
+            return d
+        except SystemExit:
+            shutil.rmtree(d, ignore_errors=True)
+    return tempfile.mkdtemp(prefix="registry-swift-")
 
 
 def write(path, text):
@@ -488,7 +506,7 @@ def main():
         d, temporary = os.path.abspath(args.dir), False
         os.makedirs(d, exist_ok=True)
     else:
-        d, temporary = tempfile.mkdtemp(prefix="registry-swift-"), True
+        d, temporary = temporary_folder(), True
     cluster = Cluster(d)
     stopping = threading.Event()
     ready = keep = False

@@ -507,6 +507,15 @@ impl SwiftStorage {
         self.bulk_delete(path, &self.0.segments, &names).await
     }
 
+    /// Writes `data` whole at `path`, and drops the segments of a large
+    /// object it replaces (a blob written again).
+    async fn replace(&self, path: &str, data: Bytes) -> Result<()> {
+        let key = self.key(path)?;
+        let replaced = self.segments_of(path, &key).await?;
+        self.put_key(path, &key, data).await?;
+        self.delete_segments(path, &replaced).await
+    }
+
     /// Uploads one segment; its etag, as the manifest names it.
     async fn put_segment(&self, path: &str, name: &str, data: Bytes) -> Result<Segment> {
         let size = data.len() as u64;
@@ -835,11 +844,13 @@ impl Storage for SwiftStorage {
             .map_err(|e| StorageError::Unavailable(format!("swift GET {path}: {e}")))
     }
 
+    /// One PUT: the small files written so (links, tags, json) never
+    /// replace a large object, so no look for segments to drop, which
+    /// would double the requests of a push. Bodies written as blobs go
+    /// through [`SwiftStorage::replace`].
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let key = self.key(path)?;
-        let replaced = self.segments_of(path, &key).await?;
-        self.put_key(path, &key, data).await?;
-        self.delete_segments(path, &replaced).await
+        self.put_key(path, &key, data).await
     }
 
     async fn put_if(&self, path: &str, data: Bytes, expected: Option<&Version>) -> Result<bool> {
@@ -868,7 +879,7 @@ impl Storage for SwiftStorage {
         let mut blocks = Blocks::new(body);
         let first = blocks.next(segment_size(0)).await?.unwrap_or_default();
         if first.len() < segment_size(0) {
-            self.put(path, first.freeze()).await?;
+            self.replace(path, first.freeze()).await?;
             return Ok(blocks.total());
         }
         let mut upload = Unjoined {

@@ -229,7 +229,7 @@ impl FileWriter for SwiftWriter {
         if self.state.segments.is_empty() {
             // Less than a segment in all: one PUT, atomic by itself.
             let data = self.buffer.split().freeze();
-            crate::storage::Storage::put(&s, &self.path, data).await?;
+            s.replace(&self.path, data).await?;
         } else {
             if !self.buffer.is_empty() {
                 self.send_segment().await?;
