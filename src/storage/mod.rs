@@ -446,6 +446,40 @@ impl Blocks {
     }
 }
 
+/// Where a writer on an object store resumes at offset `n`, from the
+/// sizes of the parts (S3) or segments (Swift) it sent and the closed tail
+/// kept in its state: how many parts to keep and how many bytes of the
+/// tail. A part once sent cannot be cut, so inside the parts a resume is
+/// possible only where one ends: `Err` names the furthest offset, at most
+/// `n`, that can be resumed at (the size of an `InvalidRange`).
+pub(crate) fn resume_point(
+    parts: impl Iterator<Item = u64>,
+    tail: u64,
+    n: u64,
+) -> std::result::Result<(usize, u64), u64> {
+    let sizes: Vec<u64> = parts.collect();
+    let sent: u64 = sizes.iter().sum();
+    if n >= sent && n - sent <= tail {
+        return Ok((sizes.len(), n - sent));
+    }
+    let (mut end, mut keep) = (0, 0);
+    for size in &sizes {
+        if end + size > n {
+            break;
+        }
+        end += size;
+        keep += 1;
+    }
+    if n > sent {
+        end = sent + tail;
+    }
+    if end == n {
+        Ok((keep, 0))
+    } else {
+        Err(end)
+    }
+}
+
 /// Refuses a relative storage path that is empty, absolute, or has a
 /// component that is empty, `.`, `..`, or holds a `\` or a NUL byte.
 pub fn check_path(path: &str) -> Result<()> {
@@ -679,6 +713,21 @@ mod tests {
         ));
         let mut empty = Blocks::new(body(&[], false));
         assert!(empty.next(4).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn writers_resume_inside_the_tail_or_where_a_part_ends() {
+        let parts = || [8u64, 8, 4].into_iter();
+        // Inside the closed tail of 3 bytes after 20 sent.
+        assert_eq!(resume_point(parts(), 3, 22), Ok((3, 2)));
+        assert_eq!(resume_point(parts(), 3, 20), Ok((3, 0)));
+        // Where a part ends: the later parts go.
+        assert_eq!(resume_point(parts(), 3, 8), Ok((1, 0)));
+        assert_eq!(resume_point(parts(), 3, 0), Ok((0, 0)));
+        // Inside a part: the furthest offset before it.
+        assert_eq!(resume_point(parts(), 3, 12), Err(8));
+        // Past what was closed: all of it.
+        assert_eq!(resume_point(parts(), 3, 30), Err(23));
     }
 
     #[test]

@@ -1153,34 +1153,13 @@ impl Storage for S3Storage {
             return Ok(Box::new(writer));
         };
         let (mut state, tail) = self.read_writer_state(path, &state_key).await?;
-        let sent = state.sent();
-        let buffer = if n >= sent && n - sent <= tail.len() as u64 {
-            BytesMut::from(&tail[..(n - sent) as usize])
-        } else {
-            // Sent parts cannot be cut: a resume inside them is possible
-            // only where one ends. The error names the furthest offset,
-            // at most `n`, that can be resumed at.
-            let mut end = 0;
-            let mut keep = 0;
-            for part in &state.parts {
-                if end + part.size > n {
-                    break;
-                }
-                end += part.size;
-                keep += 1;
-            }
-            if n > sent {
-                end = sent + tail.len() as u64;
-            }
-            if end != n {
-                return Err(StorageError::InvalidRange {
-                    path: path.to_owned(),
-                    size: end,
-                });
-            }
-            state.parts.truncate(keep);
-            BytesMut::new()
-        };
+        let (keep, kept) = resume_point(state.parts.iter().map(|p| p.size), tail.len() as u64, n)
+            .map_err(|size| StorageError::InvalidRange {
+            path: path.to_owned(),
+            size,
+        })?;
+        state.parts.truncate(keep);
+        let buffer = BytesMut::from(&tail[..kept as usize]);
         Ok(Box::new(S3Writer {
             storage: self.clone(),
             path: path.to_owned(),

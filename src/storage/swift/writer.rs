@@ -115,34 +115,16 @@ pub async fn open(
         return Ok(Box::new(writer));
     };
     let (mut state, tail) = read_state(storage, path, &state_key).await?;
-    let sent = state.sent();
-    let buffer = if n >= sent && n - sent <= tail.len() as u64 {
-        BytesMut::from(&tail[..(n - sent) as usize])
-    } else {
-        // Segments are kept whole: a resume inside them is possible only
-        // where one ends. The error names the furthest offset, at most
-        // `n`, that can be resumed at.
-        let mut end = 0;
-        let mut keep = 0;
-        for segment in &state.segments {
-            if end + segment.size > n {
-                break;
-            }
-            end += segment.size;
-            keep += 1;
-        }
-        if n > sent {
-            end = sent + tail.len() as u64;
-        }
-        if end != n {
-            return Err(StorageError::InvalidRange {
+    let segments = state.segments.iter().map(|s| s.size);
+    let (keep, kept) =
+        crate::storage::resume_point(segments, tail.len() as u64, n).map_err(|size| {
+            StorageError::InvalidRange {
                 path: path.to_owned(),
-                size: end,
-            });
-        }
-        state.segments.truncate(keep);
-        BytesMut::new()
-    };
+                size,
+            }
+        })?;
+    state.segments.truncate(keep);
+    let buffer = BytesMut::from(&tail[..kept as usize]);
     Ok(Box::new(SwiftWriter {
         storage: storage.clone(),
         path: path.to_owned(),
