@@ -2291,6 +2291,8 @@ impl<'a> Section<'a> {
             Some(v) => match v
                 .as_u64()
                 .map(|n| n.to_string())
+                // `2.0` unquoted is a number: 2.
+                .or_else(|| v.as_f64().map(|f| f.to_string()))
                 .or_else(|| v.as_str().map(str::to_owned))
             {
                 Some(n) if ["1", "1.0", "2", "2.0", "3"].contains(&n.as_str()) => {
@@ -2373,10 +2375,17 @@ impl<'a> Section<'a> {
                 format!("is {endpoint_type:?}: public, internal or admin"),
             ));
         }
+        let container = self
+            .nonempty("swift_container")?
+            .unwrap_or_else(|| "dev_container".to_owned());
+        if container.contains(['/', '?', '#']) || container.len() > 256 {
+            return Err(self.invalid(
+                "swift_container",
+                format!("is {container:?}: a container name has no `/`, `?` or `#` and at most 256 bytes"),
+            ));
+        }
         Ok(Some(SwiftSettings {
-            container: self
-                .nonempty("swift_container")?
-                .unwrap_or_else(|| "dev_container".to_owned()),
+            container,
             auth,
             region: self.nonempty("swift_region_name")?,
             endpoint_type,

@@ -619,6 +619,17 @@ fn swift_settings_are_checked() {
     let swift = s.swift.unwrap();
     assert_eq!(swift.container, "dev_container");
     assert!(matches!(swift.auth, SwiftAuth::Preset { ref token, .. } if token == "t0k"));
+    let e = load(
+        "  swift_auth_token: t\n  swift_object_storage_url: http://s\n  swift_container: a/b\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`swift_container`"), "{e}");
+    // `2.0` unquoted is YAML's number 2.0: Keystone v2.0.
+    let s = load("  swift_authurl: http://k/v3\n  swift_user: u\n  swift_password: p\n  swift_auth_version: 2.0\n")
+        .unwrap()
+        .storage;
+    assert!(matches!(s.swift.unwrap().auth, SwiftAuth::V2 { .. }));
     // An explicit version wins over the URL's path.
     let s = load("  swift_authurl: http://k/auth/v1.0\n  swift_user: u\n  swift_password: p\n  swift_auth_version: 3\n")
         .unwrap()

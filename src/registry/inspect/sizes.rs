@@ -10,7 +10,7 @@
 //! files measure (the v1 tree): nothing is stat'ed per blob. Counting
 //! reads each manifest once: what a manifest references never changes
 //! (its digest is its content), nor what a complete v1 image's ancestry
-//! holds, so both are kept here, [`CAPACITY`] at most, and a repository
+//! holds, so both are kept here, [`CAPACITY`] blobs at most, and a repository
 //! counted again reads only its listing and what is new.
 
 use std::collections::HashSet;
@@ -26,9 +26,22 @@ use crate::registry::oci::{self, links, manifests, Digest, Name};
 use crate::storage::layout::legacy as v1_layout;
 use crate::storage::{Storage, StorageError};
 
-/// Manifests and v1 images whose blobs are kept: at a few hundred bytes
-/// each, a few MiB in all.
-pub const CAPACITY: usize = 16_384;
+/// Blobs kept, counted over every manifest and v1 image kept (each blob
+/// some 100 bytes: a few MiB in all, however large the manifests).
+pub const CAPACITY: u64 = 65_536;
+
+/// Manifests and v1 images expected to be kept: sizes the cache's table.
+const KEPT: usize = 8_192;
+
+/// A kept manifest or v1 image weighs its blobs.
+#[derive(Clone)]
+struct ByBlobs;
+
+impl quick_cache::Weighter<Held, Arc<[(Blob, u64)]>> for ByBlobs {
+    fn weight(&self, _: &Held, held: &Arc<[(Blob, u64)]>) -> u64 {
+        held.len() as u64 + 1
+    }
+}
 
 /// Reads made at once while counting one repository.
 const READS_AT_ONCE: usize = 8;
@@ -52,7 +65,7 @@ enum Held {
 
 /// The blobs each manifest or v1 image references, as counted before.
 pub struct Sizes {
-    known: quick_cache::sync::Cache<Held, Arc<[(Blob, u64)]>>,
+    known: quick_cache::sync::Cache<Held, Arc<[(Blob, u64)]>, ByBlobs>,
 }
 
 impl Default for Sizes {
@@ -64,7 +77,7 @@ impl Default for Sizes {
 impl Sizes {
     pub fn new() -> Self {
         Sizes {
-            known: quick_cache::sync::Cache::new(CAPACITY),
+            known: quick_cache::sync::Cache::with_weighter(KEPT, CAPACITY, ByBlobs),
         }
     }
 

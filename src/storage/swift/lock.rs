@@ -33,6 +33,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A lock held; [`Held::release`] gives it back.
 pub struct Held {
     object: String,
+    token: String,
+    taken: Instant,
 }
 
 impl Held {
@@ -58,7 +60,11 @@ impl Held {
                     if read.status().is_success() {
                         let found = read.bytes().await.unwrap_or_default();
                         if found == token.as_bytes() {
-                            return Ok(Held { object });
+                            return Ok(Held {
+                                object,
+                                token,
+                                taken: Instant::now(),
+                            });
                         }
                     }
                     // Another create landed after ours: it holds the lock.
@@ -77,8 +83,23 @@ impl Held {
         }
     }
 
-    /// Gives the lock back; one that cannot be deleted expires by itself.
+    /// Whether the lock is still surely held: taken less than half its
+    /// lifetime ago (a holder slowed down past that writes nothing).
+    pub fn fresh(&self) -> bool {
+        self.taken.elapsed() < Duration::from_secs(TTL_SECS) / 2
+    }
+
+    /// Gives the lock back, if it is still ours (one that expired may be
+    /// another holder's now); one that cannot be deleted expires by itself.
     pub async fn release(self, storage: &SwiftStorage) {
+        match storage.send(Method::GET, &self.object, &[], None).await {
+            Ok(r) if r.status().is_success() => {
+                if r.bytes().await.unwrap_or_default() != self.token.as_bytes() {
+                    return;
+                }
+            }
+            _ => return,
+        }
         match storage.send(Method::DELETE, &self.object, &[], None).await {
             Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {}
             Ok(r) => log::warn!("swift: a lock left to expire: {}", r.status()),

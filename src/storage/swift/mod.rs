@@ -51,6 +51,10 @@ const SEGMENTS_IN_FLIGHT: usize = 2;
 /// become a segment.
 pub const MIN_SEGMENT: usize = 5 * 1024 * 1024;
 
+/// The mark a Static Large Object gets before its manifest is moved: its
+/// segments are then the target's, and a delete leaves them.
+const MOVED_TO: &str = "X-Object-Meta-Registry-Moved-To";
+
 /// Suffix of the state object of a writer, beside its file.
 pub const WRITER_SUFFIX: &str = ".writer";
 
@@ -103,6 +107,10 @@ impl SwiftStorage {
     pub fn new(settings: &SwiftSettings, storage_path: &str) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // A download that stalls this long is given up.
+            .read_timeout(Duration::from_secs(300))
+            // Never the token to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30));
         if let Some(path) = &settings.cacert {
             let pem = std::fs::read(path)?;
@@ -335,6 +343,35 @@ impl SwiftStorage {
         }
     }
 
+    /// Deletes a Static Large Object and its segments. Swift answers 200
+    /// whatever happened and tells in the body: read it.
+    async fn delete_large(&self, path: &str, object: &str) -> Result<()> {
+        let response = self
+            .send(
+                Method::DELETE,
+                &format!("{object}?multipart-manifest=delete"),
+                &[("Accept", "application/json")],
+                None,
+            )
+            .await?;
+        let response = Self::expect_success(path, response).await?;
+        let answer: BulkAnswer = response
+            .json()
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("swift delete of {path}: {e}")))?;
+        if answer.status.starts_with("404") {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        if !answer.status.starts_with('2') || !answer.errors.is_empty() {
+            return Err(StorageError::Unavailable(format!(
+                "swift could not delete {path}: {} {:?}",
+                answer.status,
+                answer.errors.first()
+            )));
+        }
+        Ok(())
+    }
+
     /// Deletes the object at `key` and, for a large object, its segments.
     async fn delete_key(&self, path: &str, key: &str) -> Result<()> {
         let headers = self.head_key(path, key).await?;
@@ -353,9 +390,11 @@ impl SwiftStorage {
     ) -> Result<()> {
         let object = self.main_object(key);
         if is_large(headers) {
-            return self
-                .delete_object(path, &format!("{object}?multipart-manifest=delete"))
-                .await;
+            if headers.contains_key(MOVED_TO) {
+                // Its segments are another manifest's now.
+                return self.delete_object(path, &object).await;
+            }
+            return self.delete_large(path, &object).await;
         }
         if let Some(state) = key.strip_suffix(WRITER_SUFFIX) {
             writer::drop_segments(self, path, state).await?;
@@ -451,6 +490,12 @@ impl SwiftStorage {
                 .map_err(|e| StorageError::Unavailable(format!("swift bulk delete: {e}")))?;
             // The status of the request says nothing: each name's is in
             // the body; a name already gone is no error.
+            if !answer.status.is_empty() && !answer.status.starts_with('2') {
+                return Err(StorageError::Unavailable(format!(
+                    "swift bulk delete while removing {path}: {}",
+                    answer.status
+                )));
+            }
             if let Some((name, status)) = answer.errors.first() {
                 return Err(StorageError::Unavailable(format!(
                     "swift could not delete {name} ({status}) while removing {path}"
@@ -513,7 +558,8 @@ impl SwiftStorage {
         let key = self.key(path)?;
         let replaced = self.segments_of(path, &key).await?;
         self.put_key(path, &key, data).await?;
-        self.delete_segments(path, &replaced).await
+        self.drop_unused(path, &replaced).await;
+        Ok(())
     }
 
     /// Uploads one segment; its etag, as the manifest names it.
@@ -555,7 +601,28 @@ impl SwiftStorage {
             )
             .await?;
         Self::expect_success(path, response).await?;
-        self.delete_segments(path, &replaced).await
+        let kept: Vec<&str> = segments
+            .iter()
+            .map(|s| s.path.trim_start_matches('/'))
+            .collect();
+        let unused: Vec<String> = replaced
+            .into_iter()
+            .filter(|name| !kept.contains(&name.as_str()))
+            .collect();
+        self.drop_unused(path, &unused).await;
+        Ok(())
+    }
+
+    /// Deletes segments no manifest names any more, once the file is
+    /// written: a failure leaves them (the file is whole either way), and
+    /// is logged.
+    async fn drop_unused(&self, path: &str, segments: &[String]) {
+        if let Err(e) = self.delete_segments(path, segments).await {
+            log::warn!(
+                "swift: {} segments {path} no longer uses are left: {e}",
+                segments.len()
+            );
+        }
     }
 
     /// Copies `from_key` to `to_key` on the server, `manifest_only` for a
@@ -576,17 +643,29 @@ impl SwiftStorage {
             self.main_object(to_key)
         };
         let replaced = self.segments_of(from, to_key).await?;
+        // A rename tried again finds `to` already naming `from`'s segments.
+        let moving = if manifest_only {
+            self.segments_of(from, from_key).await?
+        } else {
+            Vec::new()
+        };
         let response = self
             .send_within(
                 Method::PUT,
                 &target,
-                &[("X-Copy-From", &source)],
+                // The moved manifest does not carry `from`'s mark.
+                &[("X-Copy-From", &source), ("X-Fresh-Metadata", "true")],
                 None,
                 Some(SEGMENT_TIMEOUT),
             )
             .await?;
         Self::expect_success(from, response).await?;
-        self.delete_segments(from, &replaced).await
+        let unused: Vec<String> = replaced
+            .into_iter()
+            .filter(|name| !moving.contains(name))
+            .collect();
+        self.drop_unused(from, &unused).await;
+        Ok(())
     }
 
     /// A copy of a large object with segments of its own: each segment is
@@ -602,7 +681,10 @@ impl SwiftStorage {
                 .send_within(
                     Method::PUT,
                     &object,
-                    &[("X-Copy-From", &format!("/{segment}"))],
+                    &[(
+                        "X-Copy-From",
+                        &format!("/{}", utf8_percent_encode(segment, KEY_CHARS)),
+                    )],
                     None,
                     Some(SEGMENT_TIMEOUT),
                 )
@@ -706,15 +788,17 @@ impl Drop for Unjoined {
 }
 
 /// The segment a spawned upload sent.
-async fn joined(handle: Option<JoinHandle<Result<Segment>>>) -> Result<Segment> {
-    match handle {
-        Some(handle) => handle
-            .await
-            .map_err(|e| StorageError::Unavailable(format!("a segment upload ended: {e}")))?,
-        None => Err(StorageError::Unavailable(
+/// The oldest of `sending`, once sent; taken off only then, so that a
+/// request dropped meanwhile still waits for it before its clean-up.
+async fn joined(sending: &mut VecDeque<JoinHandle<Result<Segment>>>) -> Result<Segment> {
+    let Some(handle) = sending.front_mut() else {
+        return Err(StorageError::Unavailable(
             "no segment upload to wait for".to_owned(),
-        )),
-    }
+        ));
+    };
+    let sent = handle.await;
+    sending.pop_front();
+    sent.map_err(|e| StorageError::Unavailable(format!("a segment upload ended: {e}")))?
 }
 
 /// A segment of a large object, as its manifest names it.
@@ -769,7 +853,9 @@ fn content_length(headers: &reqwest::header::HeaderMap) -> u64 {
 fn modified(headers: &reqwest::header::HeaderMap) -> SystemTime {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(seconds) = header("X-Timestamp").and_then(|t| t.parse::<f64>().ok()) {
-        return UNIX_EPOCH + Duration::from_secs_f64(seconds.max(0.0));
+        if let Ok(since) = Duration::try_from_secs_f64(seconds) {
+            return UNIX_EPOCH + since;
+        }
     }
     header("Last-Modified")
         .and_then(|t| httpdate::parse_http_date(t).ok())
@@ -815,6 +901,8 @@ fn listed_time(text: &str) -> Option<SystemTime> {
 
 #[derive(Deserialize)]
 struct BulkAnswer {
+    #[serde(rename = "Response Status", default)]
+    status: String,
     #[serde(rename = "Errors", default)]
     errors: Vec<(String, String)>,
 }
@@ -863,7 +951,9 @@ impl Storage for SwiftStorage {
                 Err(StorageError::NotFound(_)) => None,
                 Err(e) => return Err(e),
             };
-            if current.as_ref() != expected {
+            // A lock held too long may be another's by now: as if the
+            // file had changed, so that the caller reads it again.
+            if current.as_ref() != expected || !held.fresh() {
                 return Ok(false);
             }
             self.put_key(path, &key, data).await?;
@@ -904,7 +994,7 @@ impl Storage for SwiftStorage {
                     });
                 }
                 if upload.sending.len() >= SEGMENTS_IN_FLIGHT {
-                    segments.push(joined(upload.sending.pop_front()).await?);
+                    segments.push(joined(&mut upload.sending).await?);
                 }
                 // Sent while the next one is read from the body.
                 let (storage, name, owner) = (
@@ -919,8 +1009,11 @@ impl Storage for SwiftStorage {
                 block = blocks.next(segment_size(index)).await?;
             }
             while !upload.sending.is_empty() {
-                segments.push(joined(upload.sending.pop_front()).await?);
+                segments.push(joined(&mut upload.sending).await?);
             }
+            // From here the segments may be named by a manifest in place:
+            // a request dropped now leaves them rather than risk that.
+            upload.ended = true;
             self.put_manifest(path, &key, &segments).await
         }
         .await;
@@ -1104,6 +1197,18 @@ impl Storage for SwiftStorage {
         // else is copied whole (a Dynamic Large Object's bytes joined into
         // one object) and goes with what it owned.
         if is_large(&headers) {
+            // Marked first: should the delete below not happen (a crash,
+            // an error), a later delete of `from` leaves the segments `to`
+            // now names.
+            let marked = self
+                .send(
+                    Method::POST,
+                    &self.main_object(&from_key),
+                    &[(MOVED_TO, &to_key)],
+                    None,
+                )
+                .await?;
+            Self::expect_success(from, marked).await?;
             self.copy_key(from, &from_key, &to_key, true).await?;
             return self.delete_object(from, &self.main_object(&from_key)).await;
         }

@@ -219,25 +219,26 @@ impl FileWriter for SwiftWriter {
             s.put_manifest(&self.path, &self.key, &self.state.segments)
                 .await?;
         }
-        {
-            // Segments a writer sent past its last close, and never
-            // closed, or before the offset it was resumed at, are not in
-            // the file: they go.
-            let prefix = format!("{}/{}/", self.key, self.state.upload);
-            let named: std::collections::HashSet<String> = self
-                .state
-                .segments
-                .iter()
-                .map(|segment| segment.path.clone())
-                .collect();
-            let unused: Vec<String> = s
-                .list_all(&s.0.segments, &prefix, false)
-                .await?
-                .iter()
-                .map(|l| l.name().to_owned())
-                .filter(|name| !named.contains(&format!("/{}/{name}", s.0.segments)))
-                .collect();
-            s.bulk_delete(&self.path, &s.0.segments, &unused).await?;
+        // Segments a writer sent past its last close, and never closed,
+        // or before the offset it was resumed at, are not in the file:
+        // they go (a failure leaves them, logged: the file is whole).
+        let prefix = format!("{}/{}/", self.key, self.state.upload);
+        let named: std::collections::HashSet<String> = self
+            .state
+            .segments
+            .iter()
+            .map(|segment| segment.path.trim_start_matches('/').to_owned())
+            .collect();
+        match s.list_all(&s.0.segments, &prefix, false).await {
+            Ok(listed) => {
+                let unused: Vec<String> = listed
+                    .iter()
+                    .map(|l| format!("{}/{}", s.0.segments, l.name()))
+                    .filter(|name| !named.contains(name))
+                    .collect();
+                s.drop_unused(&self.path, &unused).await;
+            }
+            Err(e) => log::warn!("swift: unused segments of {} left: {e}", self.path),
         }
         let state_path = format!("{}{WRITER_SUFFIX}", self.path);
         match s
