@@ -368,3 +368,47 @@ async fn local_a_removal_cut_short_is_swept_at_start() {
     assert_eq!(swept, 1);
     assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
 }
+
+/// A folder of more children than one task stats (the stats shared among
+/// the cores): every child holding the file is listed once, with its
+/// time, and none that does not.
+#[tokio::test]
+async fn local_a_large_folder_lists_every_holder_once() {
+    use registry_v1::storage::local::LocalStorage;
+    use registry_v1::storage::Storage;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let storage = LocalStorage::new(root.to_str().unwrap()).unwrap();
+    let tags = root.join("many");
+    let mut expected = Vec::new();
+    for n in 0..5000 {
+        let name = format!("t{n:05}");
+        let current = tags.join(&name).join("current");
+        std::fs::create_dir_all(&current).unwrap();
+        // Every seventh holds no link; every eleventh a folder named like it.
+        if n % 7 == 0 {
+            continue;
+        }
+        if n % 11 == 0 {
+            std::fs::create_dir(current.join("link")).unwrap();
+            continue;
+        }
+        std::fs::write(current.join("link"), "sha256:ab").unwrap();
+        expected.push(name);
+    }
+    let timed = storage
+        .folders_holding_with_times("many", "current/link")
+        .await
+        .unwrap();
+    let names: Vec<&str> = timed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, expected);
+    let now = std::time::SystemTime::now();
+    for (name, at) in &timed {
+        let written = std::fs::metadata(tags.join(name).join("current/link"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(*at, written, "{name}");
+        assert!(*at <= now);
+    }
+}

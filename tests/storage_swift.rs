@@ -359,3 +359,300 @@ fn two_instances_on_one_container_lose_no_image() {
     listed.sort();
     assert_eq!(listed, ids);
 }
+
+// --- the old registry's Swift driver on the same container ------------------------
+
+/// The old Python registry 0.9.1 (`.ci/install-legacy-peer.sh`) with its
+/// Swift driver (docker-registry-driver-swift 0.2.1), the old sample's
+/// `swift` flavor on the test Swift; stopped when dropped.
+struct OldRegistryOnSwift {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OldRegistryOnSwift {
+    /// The peer's folder, or `None` (skipped; under CI a failure).
+    fn root() -> Option<std::path::PathBuf> {
+        let root = std::path::PathBuf::from(
+            std::env::var("LEGACY_PEER_ROOT").unwrap_or_else(|_| "/tmp/peers/pyreg".into()),
+        );
+        if root.join("src/docker_registry/drivers/swift.py").exists() {
+            return Some(root);
+        }
+        let install = ".ci/install-legacy-peer.sh";
+        if std::env::var_os("CI").is_some() {
+            panic!("the legacy peer's Swift driver is required under CI (add it with {install})");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED: the legacy peer's Swift driver is not there (add it with {install})\n"
+        );
+        None
+    }
+
+    fn start(root: &std::path::Path, backend: &Backend) -> OldRegistryOnSwift {
+        let dir = tempfile::tempdir().unwrap();
+        // The old sample as it is, and a flavor on its `swift` one: the
+        // driver's Keystone default (auth 2) is no tempauth's.
+        let sample = std::fs::read_to_string(root.join("src/config/config_sample.yml")).unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!("{sample}\nswift-v1:\n    <<: *swift\n    swift_auth_version: 1\n"),
+        )
+        .unwrap();
+        let port = common::free_port();
+        let log = dir.path().join("peer.log");
+        let child = Command::new(root.join("venv/bin/gunicorn"))
+            .args(["-k", "gevent", "-w", "1", "-t", "600", "-b"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("docker_registry.wsgi:application")
+            .envs(backend.env())
+            .env("SETTINGS_FLAVOR", "swift-v1")
+            .env("DOCKER_REGISTRY_CONFIG", &config)
+            .env("SEARCH_BACKEND", "sqlalchemy")
+            .env(
+                "SQLALCHEMY_INDEX_DATABASE",
+                format!("sqlite:///{}", dir.path().join("index.db").display()),
+            )
+            .env("PYTHONPATH", root.join("src"))
+            .env("PYTHONWARNINGS", "ignore::DeprecationWarning")
+            // Its exclusive lock file goes in the working folder.
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the old registry");
+        let mut peer = OldRegistryOnSwift {
+            port,
+            child,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = peer.child.try_wait() {
+                panic!(
+                    "the old registry exited with {status}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if let Ok(resp) = common::client().get(peer.url("/_ping")).send() {
+                if resp.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old registry did not answer in 60 s: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        peer
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for OldRegistryOnSwift {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A two-image chain of the shared fixtures under fresh ids: (id, json,
+/// layer), base first.
+fn v1_chain(tag: u8) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let base_id = format!("{tag:02x}").repeat(32);
+    let child_id = format!("{:02x}", tag.wrapping_add(1)).repeat(32);
+    let (base_json, base_layer) =
+        common::v1_fixture("511136ea3c5a64f264b78b5433614aec563103b4d4702f3ba7d4d2698e22c158");
+    let (child_json, child_layer) =
+        common::v1_fixture("46af0962ab5afeb5ce6740d4d91652e69206fc991fd5328c1a94d364ad00e457");
+    vec![
+        (
+            base_id.clone(),
+            common::v1_json(base_json, &base_id, None),
+            base_layer,
+        ),
+        (
+            child_id.clone(),
+            common::v1_json(child_json, &child_id, Some(&base_id)),
+            child_layer,
+        ),
+    ]
+}
+
+fn push_chain(base: &dyn Fn(&str) -> String, repo: &str, chain: &[(String, Vec<u8>, Vec<u8>)]) {
+    let uploads: Vec<_> = chain
+        .iter()
+        .map(|(id, json, layer)| common::V1Upload { id, json, layer })
+        .collect();
+    common::push_v1(base, repo, &uploads, "latest");
+}
+
+/// What a v1 client pulls of `repo:latest` from `base`: the tag names the
+/// chain's top, each image's ancestry, json id and layer bytes are the
+/// chain's.
+fn check_chain(
+    who: &str,
+    base: &dyn Fn(&str) -> String,
+    repo: &str,
+    chain: &[(String, Vec<u8>, Vec<u8>)],
+) {
+    let http = common::client();
+    let get = |path: &str| {
+        let resp = http.get(base(path)).send().unwrap();
+        assert_eq!(resp.status(), 200, "{who}: GET {path}");
+        resp
+    };
+    let tags: serde_json::Value = get(&format!("/v1/repositories/{repo}/tags"))
+        .json()
+        .unwrap();
+    assert_eq!(tags, json!({"latest": chain[1].0}), "{who}");
+    for (n, (id, _, layer)) in chain.iter().enumerate() {
+        let ancestry: Vec<String> = get(&format!("/v1/images/{id}/ancestry")).json().unwrap();
+        let mut expected: Vec<String> = chain[..=n].iter().map(|i| i.0.clone()).collect();
+        expected.reverse();
+        assert_eq!(ancestry, expected, "{who}: ancestry of {id}");
+        let json: serde_json::Value = get(&format!("/v1/images/{id}/json")).json().unwrap();
+        assert_eq!(json["id"], json!(id), "{who}");
+        let got = get(&format!("/v1/images/{id}/layer")).bytes().unwrap();
+        assert!(got == *layer, "{who}: layer of {id}");
+    }
+}
+
+/// The old registry with its own Swift driver and registry-v1 on one
+/// container: each serves what the other pushed, over v1, and what the
+/// old one pushed pulls over v2 through the bridge.
+#[test]
+fn the_old_registry_with_its_swift_driver_shares_the_container() {
+    let Some(backend) = Backend::swift() else {
+        return;
+    };
+    let Some(root) = OldRegistryOnSwift::root() else {
+        return;
+    };
+    // Ours first: it creates the container the old driver expects.
+    let ours = backend.start(&[]);
+    let theirs = OldRegistryOnSwift::start(&root, &backend);
+    let (from_us, from_them) = (v1_chain(0x10), v1_chain(0x20));
+    push_chain(&|p: &str| ours.url(p), "ours/app", &from_us);
+    push_chain(&|p: &str| theirs.url(p), "theirs/app", &from_them);
+    check_chain(
+        "the old registry",
+        &|p: &str| theirs.url(p),
+        "ours/app",
+        &from_us,
+    );
+    check_chain(
+        "registry-v1",
+        &|p: &str| ours.url(p),
+        "theirs/app",
+        &from_them,
+    );
+    // Both trees of ours on what the old one wrote.
+    let v2 = V2::new(&ours);
+    let resp = v2.get_manifest("/v2/theirs/app/manifests/latest");
+    assert_eq!(resp.status(), 200);
+    let manifest: serde_json::Value = resp.json().unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{manifest}");
+    let digest = layers[1]["digest"].as_str().unwrap();
+    let resp = v2.get(&format!("/v2/theirs/app/blobs/{digest}"));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sha256(&resp.bytes().unwrap()), digest);
+}
+
+// --- distribution 2.8.2's Swift driver on the same container -----------------------
+
+/// An image of a config, a small layer and one of 20 MiB (a large object
+/// on Swift for both registries), pushed to `v2` as `repo:tag`; its
+/// manifest digest and blobs.
+fn push_large_image(v2: &V2, repo: &str, label: &str) -> (String, Vec<Vec<u8>>) {
+    let small = ImageBlobs::new(label, "amd64");
+    let large = unique_bytes(label, 20 << 20);
+    small.push(v2, repo);
+    v2.push_blob(repo, &large);
+    let manifest = manifest_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": descriptor(DOCKER_CONFIG, &small.config),
+        "layers": [descriptor(DOCKER_LAYER, &small.layer), descriptor(DOCKER_LAYER, &large)],
+    }));
+    let digest = v2.push_manifest(repo, "v1", DOCKER_MANIFEST, &manifest);
+    (digest, vec![small.config, small.layer, large])
+}
+
+/// `repo:v1` answers from `v2` with `digest`, by tag and by digest, and
+/// each blob with its bytes.
+fn check_large_image(who: &str, v2: &V2, repo: &str, digest: &str, blobs: &[Vec<u8>]) {
+    for reference in ["v1", digest] {
+        let resp = v2.get_manifest(&format!("/v2/{repo}/manifests/{reference}"));
+        assert_eq!(resp.status(), 200, "{who}: {repo}:{reference}");
+        assert_eq!(
+            header(&resp, "docker-content-digest").as_deref(),
+            Some(digest),
+            "{who}"
+        );
+    }
+    for blob in blobs {
+        let digest = sha256(blob);
+        let resp = v2.head(&format!("/v2/{repo}/blobs/{digest}"));
+        assert_eq!(resp.status(), 200, "{who}: HEAD {digest}");
+        assert_eq!(
+            header(&resp, "content-length"),
+            Some(blob.len().to_string()),
+            "{who}: size of {digest}"
+        );
+        let resp = v2.get(&format!("/v2/{repo}/blobs/{digest}"));
+        assert_eq!(resp.status(), 200, "{who}: GET {digest}");
+        assert!(resp.bytes().unwrap() == *blob, "{who}: bytes of {digest}");
+    }
+}
+
+/// distribution 2.8.2 with its Swift driver (Debian's build carries it)
+/// and registry-v1 on one container: each serves what the other pushed,
+/// large objects included (ours static, distribution's dynamic).
+/// distribution keeps its tree under `<prefix>/files`: that is our
+/// `storage_path`.
+#[test]
+fn distribution_with_its_swift_driver_shares_the_container() {
+    let Some(backend) = Backend::swift() else {
+        return;
+    };
+    if !tool_available("docker-registry", INSTALL_CLIENTS) {
+        return;
+    }
+    let Backend::Swift { container } = &backend else {
+        unreachable!("a Swift backend")
+    };
+    let server = swift_server::server().unwrap();
+    let ours = backend.start(&[("STORAGE_PATH", "/shared/files")]);
+    let theirs = distribution::Distribution::start_on(
+        &format!(
+            "  swift:\n    authurl: {}\n    username: {}\n    password: {}\n    \
+             container: {container}\n    prefix: /shared\n",
+            server.auth_url(),
+            swift_server::USER,
+            swift_server::KEY
+        ),
+        "",
+        common::free_port(),
+    );
+    let (ours_v2, theirs_v2) = (V2::new(&ours), theirs.v2());
+    let (digest, blobs) = push_large_image(&ours_v2, "swift/ours", "pushed by registry-v1");
+    check_large_image("distribution", &theirs_v2, "swift/ours", &digest, &blobs);
+    let (digest, blobs) = push_large_image(&theirs_v2, "swift/theirs", "pushed by distribution");
+    check_large_image("registry-v1", &ours_v2, "swift/theirs", &digest, &blobs);
+    // A delete of ours reads right in distribution.
+    let resp = ours_v2.delete(&format!("/v2/swift/theirs/manifests/{digest}"));
+    assert_eq!(resp.status(), 202);
+    let resp = theirs_v2.get_manifest(&format!("/v2/swift/theirs/manifests/{digest}"));
+    assert_eq!(resp.status(), 404, "distribution sees our delete");
+}

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
+use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 
 use super::error::Error;
@@ -14,6 +15,8 @@ use crate::registry::{bridge, inspect, AppState};
 
 /// Tags a page shows (each costs a manifest and a config read).
 const PER_PAGE: usize = 100;
+/// Summaries read at once, in the order shown.
+const SUMMARIES_AT_ONCE: usize = 8;
 
 #[derive(Deserialize)]
 struct Params {
@@ -71,15 +74,25 @@ pub async fn tags(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     }
     let total = all.len();
     let shown: Vec<(String, SystemTime)> = all.into_iter().skip(skip).take(PER_PAGE).collect();
-    let mut rows = Vec::with_capacity(shown.len());
-    for (tag, pushed) in shown {
-        // Gone since the listing: left out.
-        let reference = match Reference::parse(&tag) {
-            Ok(reference) => reference,
-            Err(_) => continue,
-        };
-        let summary = match inspect::summary(storage, &name, &reference).await {
+    // Read a few at once: each summary is a link, a manifest and a config
+    // read, and one after another they were half the page's time.
+    let named = &name;
+    let summaries: Vec<_> = stream::iter(shown)
+        .map(|(tag, pushed)| async move {
+            let summary = match Reference::parse(&tag) {
+                Ok(reference) => inspect::summary(storage, named, &reference).await,
+                Err(e) => Err(oci::Error::ManifestUnknown(e.to_string())),
+            };
+            (tag, pushed, summary)
+        })
+        .buffered(SUMMARIES_AT_ONCE)
+        .collect()
+        .await;
+    let mut rows = Vec::with_capacity(summaries.len());
+    for (tag, pushed, summary) in summaries {
+        let summary = match summary {
             Ok(summary) => summary,
+            // Gone since the listing: left out.
             Err(oci::Error::ManifestUnknown(_) | oci::Error::NameUnknown(_)) => continue,
             Err(e) => return Err(e.into()),
         };

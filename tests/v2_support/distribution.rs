@@ -24,6 +24,16 @@ impl Distribution {
     /// distribution on `port`, with more of its config (`auth:` ...) after
     /// the rest.
     pub fn start_with(root: &std::path::Path, extra: &str, port: u16) -> Distribution {
+        Distribution::start_on(
+            &format!("  filesystem:\n    rootdirectory: {}\n", root.display()),
+            extra,
+            port,
+        )
+    }
+
+    /// distribution on `port` with `driver`, its storage driver's section
+    /// (indented under `storage:`), and more of its config after the rest.
+    pub fn start_on(driver: &str, extra: &str, port: u16) -> Distribution {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yml");
         std::fs::write(
@@ -31,10 +41,9 @@ impl Distribution {
             format!(
                 "version: 0.1\n\
                  log:\n  level: warn\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
+                 storage:\n{driver}  delete:\n    enabled: true\n  \
                  maintenance:\n    uploadpurging:\n      enabled: false\n  redirect:\n    disable: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n{extra}",
-                root.display()
+                 http:\n  addr: 127.0.0.1:{port}\n{extra}"
             ),
         )
         .unwrap();
