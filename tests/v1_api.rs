@@ -1,12 +1,16 @@
 //! The v1 API through the real binary, as a docker 1.x client and curl use
 //! it. Every test runs against each storage driver (local disk, S3 on a real
-//! S3-compatible server): the routes must answer identically.
+//! S3-compatible server, a real OpenStack Swift): the routes must answer
+//! identically.
 
 #[macro_use]
 mod common;
 #[path = "storage_support/s3_server.rs"]
 #[allow(dead_code)]
 mod s3_server;
+#[path = "storage_support/swift_server.rs"]
+#[allow(dead_code)]
+mod swift_server;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -66,6 +70,7 @@ fn images() -> (Image, Image) {
 enum Backend {
     Local(tempfile::TempDir),
     S3 { bucket: String },
+    Swift { container: String },
 }
 
 impl Backend {
@@ -82,6 +87,15 @@ impl Backend {
         Some(Backend::S3 { bucket })
     }
 
+    /// A fresh container name on the shared test Swift (the registry makes
+    /// it), or `None` when there is none (outside CI).
+    fn swift() -> Option<Self> {
+        swift_server::server()?;
+        Some(Backend::Swift {
+            container: format!("v1-{}", rand_suffix()),
+        })
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         match self {
             Backend::Local(dir) => vec![
@@ -89,13 +103,16 @@ impl Backend {
                 ("SETTINGS_FLAVOR".into(), "dev".into()),
             ],
             Backend::S3 { bucket } => s3_server::server().unwrap().registry_env(bucket),
+            Backend::Swift { container } => {
+                swift_server::server().unwrap().registry_env(container)
+            }
         }
     }
 
     fn local_root(&self) -> Option<&Path> {
         match self {
             Backend::Local(dir) => Some(dir.path()),
-            Backend::S3 { .. } => None,
+            Backend::S3 { .. } | Backend::Swift { .. } => None,
         }
     }
 

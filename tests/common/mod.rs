@@ -226,9 +226,10 @@ pub fn search_names(registry: &Registry, term: &str) -> Vec<String> {
     names
 }
 
-/// Instantiates each test function, taking a `Backend`, once on local disk
-/// and once on S3 (skipped when the S3 test server is not there, outside
-/// CI); the caller's module defines `Backend::local()` and `Backend::s3()`.
+/// Instantiates each test function, taking a `Backend`, once on local disk,
+/// once on S3 and once on Swift (each skipped when its test server is not
+/// there, outside CI); the caller's module defines `Backend::local()`,
+/// `Backend::s3()` and `Backend::swift()`.
 #[allow(unused_macros)]
 macro_rules! for_each_backend {
     ($($test:ident),* $(,)?) => {
@@ -238,6 +239,11 @@ macro_rules! for_each_backend {
         mod s3 {
             $( #[test] fn $test() {
                 if let Some(backend) = super::Backend::s3() { super::$test(backend); }
+            } )*
+        }
+        mod swift {
+            $( #[test] fn $test() {
+                if let Some(backend) = super::Backend::swift() { super::$test(backend); }
             } )*
         }
     };
