@@ -2,8 +2,9 @@
 //! instances on one store and one Redis (with a password), what is cached
 //! and what is not, deletes seen by the other instance at once, and Redis
 //! killed and started again under traffic from both with no failed
-//! request. (The driver suite runs through the cache too:
-//! `tests/storage_drivers.rs`, `cached_memory`.)
+//! request. The sharing runs on S3 (or local disk) and on Swift. (The
+//! driver suite runs through the cache too: `tests/storage_drivers.rs`,
+//! `cached_memory`.)
 
 mod common;
 mod v2_support;
@@ -70,12 +71,22 @@ fn get_status(v2: &V2, path: &str) -> u16 {
 
 #[test]
 fn instances_share_the_cache_and_see_each_others_deletes() {
+    // S3 where the server is there (as deployments with several instances
+    // run), else one local folder for both.
+    share_the_cache(Backend::s3().unwrap_or_else(Backend::local));
+}
+
+#[test]
+fn instances_on_swift_share_the_cache_and_see_each_others_deletes() {
+    if let Some(backend) = Backend::swift() {
+        share_the_cache(backend);
+    }
+}
+
+fn share_the_cache(backend: Backend) {
     let Some(redis) = redis_server::start(Some(PASSWORD)) else {
         return;
     };
-    // S3 where the server is there (as deployments with several instances
-    // run), else one local folder for both.
-    let backend = Backend::s3().unwrap_or_else(Backend::local);
     let a = Instance::start(&backend, &redis);
     let b = Instance::start(&backend, &redis);
     let image = ImageBlobs::new("v1", "amd64");
