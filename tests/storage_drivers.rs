@@ -126,19 +126,23 @@ async fn s3_copies_in_parts() {
 /// Each large object owns its segments: a rename moves the manifest
 /// alone (the bytes stay where they are, the source goes), a copy gets
 /// segments of its own (deleting one leaves the other whole), a delete
-/// takes its segments along; a name with `%` and a space travels intact.
+/// takes its segments along, an object written over gives its segments a
+/// day more (read by the pulls that began before); a name with `%` and a
+/// space travels intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swift_large_objects_own_their_segments() {
-    use storage_support::fixture::swift_names;
+    use storage_support::fixture::{swift_expiry, swift_names};
     use storage_support::pattern;
     let Some(fixture) = Fixture::swift("/registry").await else {
         return;
     };
     let s = &*fixture.storage;
+    let container = format!("{}_segments", fixture.container());
+    // The segments that are to stay.
     let segments = || async {
         let mut names = Vec::new();
-        for name in swift_names(&format!("{}_segments", fixture.container()), "").await {
-            if !name.starts_with("_locks/") {
+        for name in swift_names(&container, "").await {
+            if !name.starts_with("_locks/") && swift_expiry(&container, &name).await.is_none() {
                 names.push(name);
             }
         }
@@ -169,11 +173,46 @@ async fn swift_large_objects_own_their_segments() {
     check("blobs/y/data").await;
     assert_eq!(segments().await.len(), 3);
 
-    // Replaced by a small file, then removed with its folder.
+    // Replaced by a small file: the old segments stay a day, whole.
+    let replaced = segments().await;
     s.put_stream("blobs/y/data", Box::pin(pattern::stream(72, 10)))
         .await
         .unwrap();
     assert!(segments().await.is_empty(), "{:?}", segments().await);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (token, url) = storage_support::fixture::swift_login().await;
+    for name in &replaced {
+        let at = swift_expiry(&container, name).await.expect("an end date");
+        let life = registry_v1::storage::swift::REPLACED_SEGMENT_LIFE.as_secs();
+        assert!(
+            at >= now + life - 60 && at <= now + life + 60,
+            "{name}: {at}"
+        );
+        let response = reqwest::Client::new()
+            .get(format!("{url}/{container}/{name}"))
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{name} still readable");
+    }
+    // A large object written over by another: the same.
+    s.put_stream("blobs/w/data", Box::pin(pattern::stream(73, len)))
+        .await
+        .unwrap();
+    let first = segments().await;
+    s.put_stream("blobs/w/data", Box::pin(pattern::stream(71, len)))
+        .await
+        .unwrap();
+    check("blobs/w/data").await;
+    for name in &first {
+        assert!(swift_expiry(&container, name).await.is_some(), "{name}");
+    }
+    s.remove("blobs/w").await.unwrap();
+    // Removed with its folder.
     s.put_stream("blobs/z/data", Box::pin(pattern::stream(71, len)))
         .await
         .unwrap();

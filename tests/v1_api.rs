@@ -103,9 +103,7 @@ impl Backend {
                 ("SETTINGS_FLAVOR".into(), "dev".into()),
             ],
             Backend::S3 { bucket } => s3_server::server().unwrap().registry_env(bucket),
-            Backend::Swift { container } => {
-                swift_server::server().unwrap().registry_env(container)
-            }
+            Backend::Swift { container } => swift_server::server().unwrap().registry_env(container),
         }
     }
 

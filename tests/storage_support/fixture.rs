@@ -432,11 +432,30 @@ async fn swift_leftovers(container: &str) -> Vec<String> {
         }
     }
     for name in swift_names(&segments, "").await {
-        if !name.starts_with("_locks/") && !used.contains(&format!("/{segments}/{name}")) {
+        if !name.starts_with("_locks/")
+            && !used.contains(&format!("/{segments}/{name}"))
+            && swift_expiry(&segments, &name).await.is_none()
+        {
             left.push(format!("segment {name} of no manifest"));
         }
     }
     left
+}
+
+/// When Swift's object expirer removes `name` of `container` (its
+/// `X-Delete-At`, seconds since the epoch), if ever.
+pub async fn swift_expiry(container: &str, name: &str) -> Option<u64> {
+    let (token, url) = swift_login().await;
+    let response = reqwest::Client::new()
+        .head(format!("{url}/{container}/{name}"))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .expect("HEAD a segment");
+    response
+        .headers()
+        .get("X-Delete-At")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
 }
 
 /// Every key in a bucket.

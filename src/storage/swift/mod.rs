@@ -64,6 +64,13 @@ const LISTING_LIMIT: usize = 10_000;
 /// Names one bulk delete removes at most.
 const BULK_DELETE_LIMIT: usize = 10_000;
 
+/// How long the segments of a large object written over stay: longer than
+/// any pull of it that began before (a layer of many GB on a slow link).
+pub const REPLACED_SEGMENT_LIFE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Segments given their end date at once, each one request.
+const RETIRED_AT_ONCE: usize = 8;
+
 /// Requests with a small body or none.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 /// One segment.
@@ -530,8 +537,8 @@ impl SwiftStorage {
             .collect())
     }
 
-    /// Deletes segments named `container/name` (those a manifest no longer
-    /// uses once replaced).
+    /// Deletes segments named `container/name` (of this driver's segments
+    /// container; others are left).
     async fn delete_segments(&self, path: &str, segments: &[String]) -> Result<()> {
         let names: Vec<String> = segments
             .iter()
@@ -558,7 +565,7 @@ impl SwiftStorage {
         let key = self.key(path)?;
         let replaced = self.segments_of(path, &key).await?;
         self.put_key(path, &key, data).await?;
-        self.drop_unused(path, &replaced).await;
+        self.retire_replaced(path, &replaced).await;
         Ok(())
     }
 
@@ -609,13 +616,47 @@ impl SwiftStorage {
             .into_iter()
             .filter(|name| !kept.contains(&name.as_str()))
             .collect();
-        self.drop_unused(path, &unused).await;
+        self.retire_replaced(path, &unused).await;
         Ok(())
     }
 
-    /// Deletes segments no manifest names any more, once the file is
-    /// written: a failure leaves them (the file is whole either way), and
-    /// is logged.
+    /// Gives the segments of a replaced large object [`REPLACED_SEGMENT_LIFE`]
+    /// more (Swift's object expirer removes them then): a pull that began
+    /// before the replacement reads them as the old manifest names them,
+    /// to its end. Best-effort once the file is written: a failure leaves
+    /// them for good, and is logged.
+    async fn retire_replaced(&self, path: &str, segments: &[String]) {
+        let prefix = format!("{}/", self.0.segments);
+        let life = REPLACED_SEGMENT_LIFE.as_secs().to_string();
+        let life = life.as_str();
+        let failed = futures_util::stream::iter(segments)
+            .filter_map(|segment| async { segment.strip_prefix(&prefix) })
+            .map(|name| async move {
+                let object = Self::object(&self.0.segments, name);
+                match self
+                    .send(Method::POST, &object, &[("X-Delete-After", life)], None)
+                    .await
+                {
+                    Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => None,
+                    Ok(r) => Some(format!("{name}: {}", r.status())),
+                    Err(e) => Some(format!("{name}: {e}")),
+                }
+            })
+            .buffer_unordered(RETIRED_AT_ONCE)
+            .filter_map(|failure| async { failure })
+            .collect::<Vec<String>>()
+            .await;
+        if let Some(first) = failed.first() {
+            log::warn!(
+                "swift: {} of the segments {path} no longer uses are left for good ({first})",
+                failed.len()
+            );
+        }
+    }
+
+    /// Deletes segments no manifest names, nor ever named (sent twice by
+    /// a writer that resumed), once the file is written: a failure leaves
+    /// them (the file is whole either way), and is logged.
     async fn drop_unused(&self, path: &str, segments: &[String]) {
         if let Err(e) = self.delete_segments(path, segments).await {
             log::warn!(
@@ -664,7 +705,7 @@ impl SwiftStorage {
             .into_iter()
             .filter(|name| !moving.contains(name))
             .collect();
-        self.drop_unused(from, &unused).await;
+        self.retire_replaced(from, &unused).await;
         Ok(())
     }
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the Swift storage tests' Keystone needs: Debian's Keystone
+# (identity API v3) and python3-keystonemiddleware, whose authtoken filter
+# lets the tests' Swift proxy accept Keystone tokens beside tempauth's. The
+# tests start their own Keystone on a free loopback port, with its config,
+# sqlite database and keys in the Swift server's folder
+# (tests/storage_support/swift_test_server.py --keystone), and never use
+# /etc/keystone or the package's database; the package's own service is not
+# started. Needs .ci/install-swift.sh's packages too. Idempotent; run as
+# root on Debian bookworm.
+set -euo pipefail
+
+PACKAGES=(keystone python3-keystonemiddleware)
+CHECK='import keystone.server.flask, keystone.cmd.manage, keystonemiddleware.auth_token'
+
+installed() {
+  for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || return 1
+  done
+  /usr/bin/python3 -c "$CHECK" 2>/dev/null
+}
+
+if installed; then
+  echo "keystone: already installed ($(dpkg-query -W -f='${Version}' keystone))"
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -newermt '-1 day' 2>/dev/null | head -1)" ]; then
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+fi
+# policy-rc.d: no service started by the packages (no init system here, and
+# the tests want no Keystone of the machine's).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+installed || { echo "keystone: packages installed but not usable by /usr/bin/python3" >&2; exit 1; }
+echo "keystone: $(dpkg-query -W -f='${Version}' keystone) installed"
