@@ -18,10 +18,27 @@ The proxy: tempauth with one user, `test:tester` / `testing` (.admin, so it
 may set the account's temp-URL key), account `AUTH_test` created on first
 use; bulk, tempurl, copy, slo and dlo.
 
+With --keystone, also a Keystone (identity API v3; Debian's, from
+.ci/install-keystone.sh) on a free loopback port, and the proxy takes its
+tokens too: authtoken (keystonemiddleware, delay_auth_decision) and
+keystoneauth (reseller prefix `KEY_`) before tempauth, as devstack runs
+both; tempauth's users, tokens and `AUTH_` accounts are as without it.
+Keystone's config, sqlite database, fernet and credential keys are in the
+folder's keystone/ (its log in log/keystone.*); /etc/keystone is not used.
+In it: domain `Default`, region `RegionOne`; user `swiftuser` / `swiftpass`
+with role `member` (one of keystoneauth's operator roles: admin, member) on
+project `swiftproject`; the admin of `keystone-manage bootstrap`, `admin` /
+`adminpass` on project `admin`; the proxy's own user `swift` /
+`swiftservice` (admin on project `service`); service `swift`, type
+`object-store`, whose public endpoint is
+`http://127.0.0.1:<proxy port>/v1/KEY_$(project_id)s` and internal one the
+same with `localhost`, so a token scoped to swiftproject lists
+`.../v1/KEY_<swiftproject's id>`.
+
 Usage (with Debian's interpreter, the one that imports `swift`):
 
     /usr/bin/python3 swift_test_server.py [--dir D] [--port P] [--token-life S]
-        [--until-signalled]
+        [--keystone [--keystone-token-life S]] [--until-signalled]
 
 --dir D: the folder to use (created if missing, kept at exit); without it a
 temporary folder that is removed at exit, in /dev/shm where it keeps
@@ -29,20 +46,27 @@ extended attributes (the object server syncs each object: memory makes
 that free), else under $TMPDIR. --port P: the
 proxy's port; without it a free one. The other ports are always free ones.
 --token-life S: how long tempauth's tokens live (default a day).
---until-signalled: keep running when standard input closes (a caller
+--keystone: start Keystone too (above). --keystone-token-life S: how long
+Keystone's tokens live (its [token] expiration; default Keystone's, an
+hour). --until-signalled: keep running when standard input closes (a caller
 that gives it none); stop on SIGTERM or SIGINT only.
 
 When the proxy hands out tokens and the account answers, it prints one line,
 `ready <proxy port>`, on standard output; if it cannot start, one line
-`error: <why>` and it exits with status 1. It then runs until its standard
+`error: <why>` and it exits with status 1. With --keystone the line is
+`ready <proxy port> <keystone port>`, once swiftuser's project-scoped v3
+password login also works and its token creates (and deletes) a container
+at the catalog's object-store URL. It then runs until its standard
 input closes (or it gets SIGTERM/SIGINT), then stops every server and
-memcached. Each server also dies with this process (PR_SET_PDEATHSIG).
+memcached (and Keystone). Each server also dies with this process
+(PR_SET_PDEATHSIG).
 """
 
 import argparse
 import ctypes
 import errno
 import http.client
+import json
 import logging
 import os
 import pwd
@@ -54,11 +78,19 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 USER, KEY, ACCOUNT = "test:tester", "testing", "AUTH_test"
 START_TIMEOUT = 60
 ATTEMPTS = 3
 SERVERS = ("account", "container", "object")
+# Keystone's (--keystone): names in the domain `Default`.
+DOMAIN, REGION = "Default", "RegionOne"
+KS_USER, KS_PASSWORD, KS_PROJECT = "swiftuser", "swiftpass", "swiftproject"
+KS_ADMIN, KS_ADMIN_PASSWORD, KS_ADMIN_PROJECT = "admin", "adminpass", "admin"
+# The proxy's own user, with which authtoken validates the tokens it gets
+# (Swift's documented set-up: `swift`, admin on project `service`).
+KS_SERVICE_USER, KS_SERVICE_PASSWORD, KS_SERVICE_PROJECT = "swift", "swiftservice", "service"
 
 
 def die_with_parent():
@@ -218,6 +250,37 @@ pipeline = {name}-server
 use = egg:swift#{app}
 """,
         )
+    pipeline = "catch_errors gatekeeper proxy_logging cache listing_formats bulk tempurl tempauth copy slo dlo proxy_logging proxy-server"
+    keystone = ""
+    if "keystone" in ports:
+        # Keystone's tokens beside tempauth's, in devstack's order: authtoken
+        # validates any token with Keystone, but with delay_auth_decision
+        # lets an invalid one (tempauth's AUTH_tk...) through, marked so;
+        # keystoneauth authorizes Keystone's identities on KEY_ accounts;
+        # tempauth then takes its own tokens (AUTH_ prefix) as before.
+        pipeline = pipeline.replace(" tempauth ", " authtoken keystoneauth tempauth ")
+        identity = f"http://127.0.0.1:{ports['keystone']}/v3"
+        keystone = f"""
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = {identity}
+auth_url = {identity}
+auth_type = password
+user_domain_id = default
+project_domain_id = default
+project_name = {KS_SERVICE_PROJECT}
+username = {KS_SERVICE_USER}
+password = {KS_SERVICE_PASSWORD}
+delay_auth_decision = true
+# Validated tokens in the proxy's memcached (until they expire).
+cache = swift.cache
+include_service_catalog = false
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = KEY_
+operator_roles = admin, member
+"""
     write(
         os.path.join(d, "proxy-server.conf"),
         common
@@ -225,7 +288,7 @@ use = egg:swift#{app}
 bind_port = {ports['proxy']}
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper proxy_logging cache listing_formats bulk tempurl tempauth copy slo dlo proxy_logging proxy-server
+pipeline = {pipeline}
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -267,7 +330,8 @@ use = egg:swift#slo
 
 [filter:dlo]
 use = egg:swift#dlo
-""",
+"""
+        + keystone,
     )
 
 
@@ -288,6 +352,155 @@ def build_rings(d, ports):
         )
         builder.rebalance()
         builder.get_ring().save(os.path.join(d, f"{name}.ring.gz"))
+
+
+# --- Keystone (--keystone) -------------------------------------------------
+
+
+def write_keystone_conf(d, token_life):
+    """keystone/ afresh (a new database and keys on each attempt) with its
+    config. Every path Keystone would take from /etc/keystone is set here:
+    its keys' folders, and the policy file and folder (absent: the policy
+    in Keystone's code applies), which it would otherwise look for beside
+    its config and then in /etc/keystone."""
+    k = os.path.join(d, "keystone")
+    shutil.rmtree(k, ignore_errors=True)
+    os.makedirs(k)
+    expiration = "" if token_life is None else f"expiration = {token_life}\n"
+    write(
+        os.path.join(k, "keystone.conf"),
+        f"""
+[DEFAULT]
+log_file = {d}/log/keystone.log
+
+[database]
+connection = sqlite:///{k}/keystone.db
+
+[token]
+provider = fernet
+{expiration}
+[fernet_tokens]
+key_repository = {k}/fernet-keys
+
+[fernet_receipts]
+key_repository = {k}/fernet-keys
+
+[credential]
+key_repository = {k}/credential-keys
+
+[identity]
+# bcrypt's least: each password login costs milliseconds, not a quarter
+# of a second.
+password_hash_rounds = 4
+
+[oslo_policy]
+policy_file = {k}/policy.yaml
+policy_dirs = {k}/policy.d
+""",
+    )
+    return k
+
+
+def serve_keystone(k, port, proxy_port):
+    """Keystone, in this process (a new interpreter: nothing of Swift's or
+    eventlet's): what `keystone-manage db_sync`, `fernet_setup`,
+    `credential_setup` and `bootstrap` do, then the Swift users, project,
+    service and endpoints, then its WSGI app (what keystone-wsgi-public
+    serves) on 127.0.0.1:port. All in one process, because each import of
+    Keystone takes seconds: five keystone-manage runs and a server would
+    take five times as long."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    import socketserver
+    import uuid
+    from wsgiref import simple_server
+
+    import keystone.conf
+    from keystone.cmd import bootstrap
+    from keystone.common import fernet_utils, provider_api, sql
+    from keystone.common.sql import upgrades
+    from keystone.server.flask import application, core
+
+    conf = keystone.conf.CONF
+    # keystone.server.configure(), with no config searched for: only this
+    # file, no keystone.conf.d (oslo.config would look in /etc/keystone).
+    keystone.conf.configure()
+    sql.initialize()
+    keystone.conf.set_config_defaults()
+    conf(
+        args=[],
+        project="keystone",
+        default_config_files=[os.path.join(k, "keystone.conf")],
+        default_config_dirs=[],
+    )
+    keystone.conf.setup_logging()
+
+    upgrades.offline_sync_database_to_version()  # db_sync
+    for group, max_keys in (
+        ("fernet_tokens", conf.fernet_tokens.max_active_keys),  # fernet_setup
+        ("credential", 3),  # credential_setup
+    ):
+        keys = fernet_utils.FernetUtils(getattr(conf, group).key_repository, max_keys, group)
+        keys.create_key_directory()
+        if keys.validate_key_repository(requires_write=True):
+            keys.initialize_key_repository()
+
+    identity = f"http://127.0.0.1:{port}/v3"
+    boot = bootstrap.Bootstrapper()  # loads Keystone's backends, once
+    boot.admin_username, boot.admin_password = KS_ADMIN, KS_ADMIN_PASSWORD
+    boot.project_name, boot.admin_role_name = KS_ADMIN_PROJECT, "admin"
+    boot.service_name, boot.region_id = "keystone", REGION
+    boot.public_url = boot.internal_url = boot.admin_url = identity
+    boot.immutable_roles = True
+    boot.bootstrap()  # domain default ("Default"), roles admin > member > reader
+
+    providers = provider_api.ProviderAPIs
+
+    def project(name):
+        project_id = uuid.uuid4().hex
+        providers.resource_api.create_project(
+            project_id,
+            {"id": project_id, "name": name, "domain_id": boot.default_domain_id, "enabled": True},
+        )
+        return project_id
+
+    def user(name, password, project_id, role_id):
+        ref = providers.identity_api.create_user(
+            {"name": name, "password": password, "domain_id": boot.default_domain_id, "enabled": True}
+        )
+        providers.assignment_api.add_role_to_user_and_project(ref["id"], project_id, role_id)
+
+    user(KS_USER, KS_PASSWORD, project(KS_PROJECT), boot.member_role_id)
+    user(KS_SERVICE_USER, KS_SERVICE_PASSWORD, project(KS_SERVICE_PROJECT), boot.admin_role_id)
+    service_id = uuid.uuid4().hex
+    providers.catalog_api.create_service(
+        service_id, {"id": service_id, "name": "swift", "type": "object-store", "enabled": True}
+    )
+    # Keystone puts the token's project id in for $(project_id)s.
+    for interface, host in (("public", "127.0.0.1"), ("internal", "localhost")):
+        endpoint_id = uuid.uuid4().hex
+        providers.catalog_api.create_endpoint(
+            endpoint_id,
+            {
+                "id": endpoint_id,
+                "interface": interface,
+                "url": f"http://{host}:{proxy_port}/v1/KEY_$(project_id)s",
+                "service_id": service_id,
+                "region_id": REGION,
+                "enabled": True,
+            },
+        )
+
+    # initialize_application() without its second configure and backends.
+    app = core.setup_app_middleware(application.application_factory("public"))
+
+    class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+        """A thread a request: the tests log in while the proxy validates."""
+
+        daemon_threads = True
+
+    server = simple_server.make_server("127.0.0.1", port, app, server_class=Server)
+    print(f"Keystone on {identity}", flush=True)
+    server.serve_forever()
 
 
 # --- running ---------------------------------------------------------------
@@ -396,6 +609,27 @@ class Cluster:
         self.children = []  # (name, Popen or Forked)
 
     def start(self, ports):
+        if "keystone" in ports:
+            # First: it takes longest (seconds of imports). A new interpreter
+            # on this file, not a fork: Keystone wants no eventlet, and
+            # nothing of Swift's.
+            out = output(self.d, "keystone")
+            child = subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--serve-keystone",
+                    os.path.join(self.d, "keystone"),
+                    str(ports["keystone"]),
+                    str(ports["proxy"]),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                preexec_fn=die_with_parent,
+            )
+            os.close(out)
+            self.children.append(("Keystone", child))
         memcached = ["memcached", "-l", "127.0.0.1", "-p", str(ports["memcached"]), "-U", "0", "-m", "64"]
         if os.geteuid() == 0:
             memcached += ["-u", "root"]
@@ -448,10 +682,64 @@ def answers_tcp(port):
         return False
 
 
+def keystone_login(port):
+    """swiftuser's v3 password login, scoped to swiftproject: (token, the
+    catalog's public object-store URL), or None."""
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": KS_USER, "domain": {"name": DOMAIN}, "password": KS_PASSWORD}
+                },
+            },
+            "scope": {"project": {"name": KS_PROJECT, "domain": {"name": DOMAIN}}},
+        }
+    }
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", "/v3/auth/tokens", json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 201:
+            return None
+        catalog = json.loads(data)["token"]["catalog"]
+    finally:
+        conn.close()
+    for service in catalog:
+        if service["type"] == "object-store":
+            for endpoint in service["endpoints"]:
+                if endpoint["interface"] == "public":
+                    return resp.getheader("X-Subject-Token"), endpoint["url"]
+    return None
+
+
+def keystone_works(port):
+    """Whether a Keystone login's token creates a container at the
+    catalog's URL (through authtoken and keystoneauth, account
+    autocreated); the container is deleted again, so the tests find the
+    account empty."""
+    if not answers_tcp(port):
+        return False
+    login = keystone_login(port)
+    if login is None:
+        return False
+    token, url = login
+    url = urllib.parse.urlsplit(url)
+    path = f"{url.path}/keystone-ready-check"
+    status, _ = request(url.port, "PUT", path, {"X-Auth-Token": token})
+    if status // 100 != 2:
+        return False
+    status, _ = request(url.port, "DELETE", path, {"X-Auth-Token": token})
+    return status // 100 == 2
+
+
 def wait_ready(cluster, ports):
     """None when the whole chain answers, else why not."""
     deadline = time.time() + START_TIMEOUT
     token = None
+    # Without --keystone, nothing to wait for there.
+    keystone_ready = "keystone" not in ports
     while time.time() < deadline:
         why = cluster.dead()
         if why:
@@ -469,8 +757,11 @@ def wait_ready(cluster, ports):
                 # Through the proxy to the account server (autocreate).
                 status, _ = request(ports["proxy"], "HEAD", f"/v1/{ACCOUNT}", {"X-Auth-Token": token})
                 if status // 100 == 2:
-                    return None
-        except (OSError, http.client.HTTPException):
+                    if not keystone_ready:
+                        keystone_ready = keystone_works(ports["keystone"])
+                    if keystone_ready:
+                        return None
+        except (OSError, http.client.HTTPException, ValueError, KeyError):
             pass
         time.sleep(0.05)
     return f"no answer within {START_TIMEOUT} s"

@@ -7,7 +7,8 @@
 //! the ancestry of its tags.
 //!
 //! Sizes are what the manifests declare (the v2 tree) and what the layer
-//! files measure (the v1 tree): nothing is stat'ed per blob. Counting
+//! files measure (the v1 tree, and schema 1 manifests, which declare
+//! none): no other blob is stat'ed. Counting
 //! reads each manifest once: what a manifest references never changes
 //! (its digest is its content), nor what a complete v1 image's ancestry
 //! holds, so both are kept here, [`CAPACITY`] blobs at most, and a repository
@@ -153,8 +154,34 @@ impl Sizes {
                 .chain(&parsed.layers)
                 .filter_map(|d| Some((Blob::Digest(Digest::parse(&d.digest).ok()?), d.size))),
         );
+        // Schema 1 declares no sizes: its layers' files say, once each
+        // (its `fsLayers` repeat a layer for each empty step).
+        let mut layers = schema1_layers(&bytes);
+        layers.sort();
+        layers.dedup();
+        let mut complete = true;
+        let measured: Vec<Option<(Blob, u64)>> = stream::iter(layers)
+            .map(|layer| async move {
+                match storage.stat(&links::blob_data(&layer)).await {
+                    Ok(info) => Ok(Some((Blob::Digest(layer), info.size))),
+                    Err(StorageError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(oci::Error::from(e)),
+                }
+            })
+            .buffered(READS_AT_ONCE)
+            .try_collect()
+            .await?;
+        for layer in measured {
+            match layer {
+                Some(layer) => held.push(layer),
+                None => complete = false,
+            }
+        }
         let held: Arc<[(Blob, u64)]> = held.into();
-        self.known.insert(key, held.clone());
+        // A layer not there (yet) is counted when it is: not kept.
+        if complete {
+            self.known.insert(key, held.clone());
+        }
         Ok(held)
     }
 
@@ -187,6 +214,29 @@ impl Sizes {
         }
         Ok(held)
     }
+}
+
+/// The layers a schema 1 manifest names (`fsLayers[].blobSum`); none for
+/// any other.
+fn schema1_layers(bytes: &[u8]) -> Vec<Digest> {
+    #[derive(serde::Deserialize)]
+    struct Schema1 {
+        #[serde(rename = "fsLayers")]
+        fs_layers: Vec<FsLayer>,
+    }
+    #[derive(serde::Deserialize)]
+    struct FsLayer {
+        #[serde(rename = "blobSum")]
+        blob_sum: String,
+    }
+    serde_json::from_slice::<Schema1>(bytes)
+        .map(|m| {
+            m.fs_layers
+                .iter()
+                .filter_map(|l| Digest::parse(&l.blob_sum).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The images the tags of v1 repository `name` point at, each once;
@@ -320,6 +370,61 @@ mod tests {
             storage.remove(&links::revision(&name, d)).await.unwrap();
         }
         assert_eq!(sizes.repository(&storage, &name).await.unwrap(), None);
+    }
+
+    #[actix_web::test]
+    async fn a_schema1_manifest_counts_its_layers_files_once() {
+        let storage = MemoryStorage::new();
+        let name = Name::parse("old/schema1").unwrap();
+        let base = blob(&storage, &[1u8; 3_000]).await;
+        let top = blob(&storage, &[2u8; 500]).await;
+        let missing = sha(b"not pushed yet");
+        let manifest = |layers: &[&Digest]| {
+            serde_json::to_vec(&json!({
+                "schemaVersion": 1,
+                "name": "old/schema1",
+                "tag": "latest",
+                "fsLayers": layers.iter().map(|d| json!({"blobSum": d.to_string()})).collect::<Vec<_>>(),
+                "history": [],
+            }))
+            .unwrap()
+        };
+        // Newest first, the base named twice (an empty step shares it).
+        let whole = manifest(&[&top, &base, &base]);
+        let digest = blob(&storage, &whole).await;
+        links::write(&storage, &links::revision(&name, &digest), &digest)
+            .await
+            .unwrap();
+        let sizes = Sizes::new();
+        let expected = whole.len() as u64 + 3_000 + 500;
+        assert_eq!(
+            sizes.repository(&storage, &name).await.unwrap(),
+            Some(expected)
+        );
+
+        // One naming a layer not there yet counts what is, and later all.
+        let partial = manifest(&[&missing, &base]);
+        let partial_digest = blob(&storage, &partial).await;
+        links::write(
+            &storage,
+            &links::revision(&name, &partial_digest),
+            &partial_digest,
+        )
+        .await
+        .unwrap();
+        let counted = expected + partial.len() as u64;
+        assert_eq!(
+            sizes.repository(&storage, &name).await.unwrap(),
+            Some(counted)
+        );
+        storage
+            .put(&links::blob_data(&missing), Bytes::from(vec![3u8; 70]))
+            .await
+            .unwrap();
+        assert_eq!(
+            sizes.repository(&storage, &name).await.unwrap(),
+            Some(counted + 70)
+        );
     }
 
     #[actix_web::test]

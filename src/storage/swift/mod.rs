@@ -1200,8 +1200,14 @@ impl Storage for SwiftStorage {
             {
                 // What may own segments: a Static Large Object, a writer's
                 // state, and an object listed empty (a Dynamic Large
-                // Object lists so; a HEAD tells).
-                if slo_etag.is_some() || name.ends_with(WRITER_SUFFIX) || bytes == 0 {
+                // Object lists so; a HEAD tells). Older Swift releases
+                // list no `slo_etag`: there any object of a segment or
+                // more may be one (ours never are smaller).
+                if slo_etag.is_some()
+                    || name.ends_with(WRITER_SUFFIX)
+                    || bytes == 0
+                    || bytes >= MIN_SEGMENT as u64
+                {
                     owners.push(name);
                 } else {
                     plain.push(name);
