@@ -286,7 +286,7 @@ async fn swift_reads_and_removes_distributions_dynamic_objects() {
             assert!(status.is_success(), "{status}");
         }
     };
-    for (name, prefix) in [("a", "seg-a"), ("b", "seg-b")] {
+    for (name, prefix) in [("a", "seg-a"), ("b", "seg-b"), ("c", "seg-c")] {
         for (i, part) in whole.chunks(1000).enumerate() {
             put(
                 format!("registry/segments/{prefix}/{i:016}"),
@@ -322,6 +322,25 @@ async fn swift_reads_and_removes_distributions_dynamic_objects() {
     assert!(swift_names(&container, "registry/segments/seg-b/")
         .await
         .is_empty());
+
+    // Written over: its segments get a day more, as a static one's.
+    s.put_stream("blobs/c/data", Box::pin(pattern::stream(92, 8)))
+        .await
+        .unwrap();
+    assert_eq!(
+        &s.get("blobs/c/data").await.unwrap()[..],
+        &pattern::bytes(92, 0, 8)[..]
+    );
+    let left = swift_names(&container, "registry/segments/seg-c/").await;
+    assert_eq!(left.len(), 3, "{left:?}");
+    for name in &left {
+        assert!(
+            storage_support::fixture::swift_expiry(&container, name)
+                .await
+                .is_some(),
+            "{name}"
+        );
+    }
 
     s.remove("blobs").await.unwrap();
     assert!(!s.exists("blobs/a/data").await.unwrap());
@@ -366,6 +385,48 @@ async fn swift_tokens_that_expire_are_renewed() {
     let log = std::fs::read_to_string(dir.path().join("log/proxy.log")).unwrap_or_default();
     let logins = log.matches("GET /auth/v1.0").count();
     assert!(logins >= 3, "{logins} logins:\n{log}");
+    drop(server);
+}
+
+/// A cluster whose `container_listing_limit` is lower than Swift's
+/// default (here 3): the first listing learns the cluster's limit from its
+/// refusal, and every listing pages through it to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_listings_page_through_a_lower_cluster_limit() {
+    use bytes::Bytes;
+    use registry_v1::storage::swift::SwiftStorage;
+    use registry_v1::storage::Storage;
+    if storage_support::swift_server::server().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = tokio::task::spawn_blocking({
+        let dir = dir.path().to_str().unwrap().to_owned();
+        move || storage_support::swift_server::start_with(&["--dir", &dir, "--listing-limit", "3"])
+    })
+    .await
+    .unwrap()
+    .expect("a Swift listing 3 names a page");
+    let settings = storage_support::fixture::swift_settings(&server, "limited");
+    let s = SwiftStorage::new(&settings, "/registry").unwrap();
+    s.check().await.unwrap();
+    let mut tags: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
+    tags.sort();
+    for tag in &tags {
+        s.put(
+            &format!("tags/{tag}/current/link"),
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.list("tags").await.unwrap().len(), 10);
+    assert_eq!(
+        s.folders_holding("tags", "current/link").await.unwrap(),
+        tags
+    );
+    s.remove("tags").await.unwrap();
+    assert!(s.list("tags").await.is_err(), "all removed, page by page");
     drop(server);
 }
 

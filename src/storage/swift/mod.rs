@@ -23,6 +23,7 @@ mod writer;
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -102,6 +103,9 @@ struct Inner {
     /// The account's temp-URL key (the setting, or read from the account).
     temp_url_key: std::sync::Mutex<Option<String>>,
     locks: KeyedLocks,
+    /// Names a listing asks for: Swift's default most, lowered to the
+    /// cluster's own when it refuses that.
+    listing_limit: AtomicUsize,
 }
 
 /// A request body: small files and whole segments, held so that a request
@@ -139,6 +143,7 @@ impl SwiftStorage {
             temp_url_key: std::sync::Mutex::new(settings.temp_url_key.clone()),
             settings: settings.clone(),
             locks: KeyedLocks::default(),
+            listing_limit: AtomicUsize::new(LISTING_LIMIT),
         })))
     }
 
@@ -415,38 +420,61 @@ impl SwiftStorage {
         Ok(())
     }
 
-    /// One page of names in `container` under `prefix`, after `marker`.
+    /// One page of names in `container` under `prefix`, after `marker`,
+    /// and the most the page could hold (a shorter one is the last).
     async fn list_page(
         &self,
         container: &str,
         prefix: &str,
         delimiter: bool,
         marker: Option<&str>,
-    ) -> Result<Vec<Listed>> {
-        let mut query = format!(
-            "{container}?format=json&limit={LISTING_LIMIT}&prefix={}",
-            utf8_percent_encode(prefix, NON_ALPHANUMERIC)
-        );
-        if delimiter {
-            query.push_str("&delimiter=%2F");
-        }
-        if let Some(marker) = marker {
-            query.push_str("&marker=");
-            query.extend(utf8_percent_encode(marker, NON_ALPHANUMERIC));
-        }
-        let response = self.send(Method::GET, &query, &[], None).await?;
+    ) -> Result<(Vec<Listed>, usize)> {
+        let (response, limit) = loop {
+            let limit = self.0.listing_limit.load(Ordering::Relaxed);
+            let mut query = format!(
+                "{container}?format=json&limit={limit}&prefix={}",
+                utf8_percent_encode(prefix, NON_ALPHANUMERIC)
+            );
+            if delimiter {
+                query.push_str("&delimiter=%2F");
+            }
+            if let Some(marker) = marker {
+                query.push_str("&marker=");
+                query.extend(utf8_percent_encode(marker, NON_ALPHANUMERIC));
+            }
+            let response = self.send(Method::GET, &query, &[], None).await?;
+            if response.status() != StatusCode::PRECONDITION_FAILED {
+                break (response, limit);
+            }
+            // A cluster whose `container_listing_limit` is lower than
+            // Swift's default says its own: "Maximum limit is N".
+            let answer = response.text().await.unwrap_or_default();
+            match answer
+                .trim()
+                .strip_prefix("Maximum limit is ")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n > 0 && n < limit)
+            {
+                Some(lower) => {
+                    log::info!("swift: listings ask {lower} names a page, the cluster's limit");
+                    self.0.listing_limit.store(lower, Ordering::Relaxed);
+                }
+                None => return Err(Self::status_error(prefix, StatusCode::PRECONDITION_FAILED)),
+            }
+        };
         let response = Self::expect_success(prefix, response).await?;
         if response.status() == StatusCode::NO_CONTENT {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), limit));
         }
         let bytes = response
             .bytes()
             .await
             .map_err(|e| StorageError::Unavailable(format!("swift listing of {prefix}: {e}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| StorageError::Io {
+        let page = serde_json::from_slice(&bytes).map_err(|e| StorageError::Io {
             path: prefix.to_owned(),
             source: io::Error::other(format!("a listing that does not parse: {e}")),
-        })
+        })?;
+        Ok((page, limit))
     }
 
     /// Every name in `container` under `prefix`, page after page.
@@ -459,10 +487,10 @@ impl SwiftStorage {
         let mut all: Vec<Listed> = Vec::new();
         loop {
             let marker = all.last().map(|l| l.name().to_owned());
-            let page = self
+            let (page, limit) = self
                 .list_page(container, prefix, delimiter, marker.as_deref())
                 .await?;
-            let full = page.len() >= LISTING_LIMIT;
+            let full = page.len() >= limit;
             all.extend(page);
             if !full {
                 return Ok(all);
@@ -512,9 +540,20 @@ impl SwiftStorage {
         Ok(())
     }
 
-    /// The segments a large object at `key` is made of, as `container/name`
-    /// paths; none for a plain object or none at all.
+    /// The segments a Static Large Object at `key` is made of, as
+    /// `container/name` paths; none for any other object or none at all.
     async fn segments_of(&self, path: &str, key: &str) -> Result<Vec<String>> {
+        self.owned_segments(path, key, false).await
+    }
+
+    /// What a write over `key` leaves unused, as `container/name` paths:
+    /// a Static Large Object's segments, or a Dynamic Large Object's
+    /// (distribution's blobs), each in its own container.
+    async fn replaced_segments(&self, path: &str, key: &str) -> Result<Vec<String>> {
+        self.owned_segments(path, key, true).await
+    }
+
+    async fn owned_segments(&self, path: &str, key: &str, dynamic: bool) -> Result<Vec<String>> {
         // A HEAD first: a plain object's GET would be its bytes.
         let manifest = format!("{}?multipart-manifest=get", self.main_object(key));
         let response = self.send(Method::HEAD, &manifest, &[], None).await?;
@@ -523,7 +562,15 @@ impl SwiftStorage {
         }
         let response = Self::expect_success(path, response).await?;
         if !is_large(response.headers()) {
-            return Ok(Vec::new());
+            return match dynamic_segments(response.headers()).filter(|_| dynamic) {
+                Some((container, prefix)) => Ok(self
+                    .list_all(&container, &prefix, false)
+                    .await?
+                    .iter()
+                    .map(|l| format!("{container}/{}", l.name()))
+                    .collect()),
+                None => Ok(Vec::new()),
+            };
         }
         let response = self.send(Method::GET, &manifest, &[], None).await?;
         let response = Self::expect_success(path, response).await?;
@@ -563,7 +610,7 @@ impl SwiftStorage {
     /// object it replaces (a blob written again).
     async fn replace(&self, path: &str, data: Bytes) -> Result<()> {
         let key = self.key(path)?;
-        let replaced = self.segments_of(path, &key).await?;
+        let replaced = self.replaced_segments(path, &key).await?;
         self.put_key(path, &key, data).await?;
         self.retire_replaced(path, &replaced).await;
         Ok(())
@@ -593,7 +640,7 @@ impl SwiftStorage {
     /// Writes the manifest of `segments` at `key`: the file appears whole.
     /// Segments an object there before used are deleted after.
     async fn put_manifest(&self, path: &str, key: &str, segments: &[Segment]) -> Result<()> {
-        let replaced = self.segments_of(path, key).await?;
+        let replaced = self.replaced_segments(path, key).await?;
         let manifest: Vec<serde_json::Value> = segments
             .iter()
             .map(|s| serde_json::json!({"path": s.path, "etag": s.etag, "size_bytes": s.size}))
@@ -626,13 +673,17 @@ impl SwiftStorage {
     /// to its end. Best-effort once the file is written: a failure leaves
     /// them for good, and is logged.
     async fn retire_replaced(&self, path: &str, segments: &[String]) {
-        let prefix = format!("{}/", self.0.segments);
         let life = REPLACED_SEGMENT_LIFE.as_secs().to_string();
         let life = life.as_str();
         let failed = futures_util::stream::iter(segments)
-            .filter_map(|segment| async { segment.strip_prefix(&prefix) })
-            .map(|name| async move {
-                let object = Self::object(&self.0.segments, name);
+            // Only in the containers of this registry.
+            .filter_map(|segment| async {
+                segment
+                    .split_once('/')
+                    .filter(|(c, _)| *c == self.0.segments || *c == self.0.container)
+            })
+            .map(|(container, name)| async move {
+                let object = Self::object(container, name);
                 match self
                     .send(Method::POST, &object, &[("X-Delete-After", life)], None)
                     .await
@@ -683,7 +734,7 @@ impl SwiftStorage {
         } else {
             self.main_object(to_key)
         };
-        let replaced = self.segments_of(from, to_key).await?;
+        let replaced = self.replaced_segments(from, to_key).await?;
         // A rename tried again finds `to` already naming `from`'s segments.
         let moving = if manifest_only {
             self.segments_of(from, from_key).await?
