@@ -512,3 +512,94 @@ async fn local_a_large_folder_lists_every_holder_once() {
         assert!(*at <= now);
     }
 }
+
+/// Keystone v3 (a real one, `swift_test_server.py --keystone`): the driver
+/// logs in with a user and project by name, takes the object store of its
+/// region and endpoint type from the catalog, and renews the token as it
+/// expires (5 s here; the driver works on for 12) without a failed
+/// request. What it writes is in the project's account, not tempauth's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_keystone_v3_logs_in_and_renews_its_token() {
+    use bytes::Bytes;
+    use registry_v1::config::SwiftAuth;
+    use registry_v1::storage::swift::SwiftStorage;
+    use registry_v1::storage::Storage;
+    use storage_support::swift_server::{
+        KEYSTONE_PASSWORD, KEYSTONE_PROJECT, KEYSTONE_REGION, KEYSTONE_USER,
+    };
+    let Some(server) = keystone_server(&["--keystone-token-life", "5"]).await else {
+        return;
+    };
+    let keystone = server.keystone_port.expect("Keystone's port");
+    let mut settings = storage_support::fixture::swift_settings(&server, "by-keystone");
+    settings.auth = SwiftAuth::V3 {
+        url: format!("http://127.0.0.1:{keystone}/v3"),
+        user: KEYSTONE_USER.into(),
+        password: KEYSTONE_PASSWORD.into(),
+        project: Some(KEYSTONE_PROJECT.into()),
+        domain: "Default".into(),
+    };
+    settings.region = Some(KEYSTONE_REGION.into());
+    settings.endpoint_type = "internal".into();
+    let s = SwiftStorage::new(&settings, "/registry").unwrap();
+    s.check().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut round = 0u32;
+    while started.elapsed() < std::time::Duration::from_secs(12) {
+        let path = format!("k/{round}");
+        s.put(&path, Bytes::from(round.to_string())).await.unwrap();
+        assert_eq!(s.get(&path).await.unwrap(), round.to_string().as_bytes());
+        round += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(s.list("k").await.unwrap().len(), round as usize);
+    let tempauth = tokio::task::spawn_blocking(move || {
+        let names = server.names("by-keystone");
+        drop(server);
+        names
+    })
+    .await
+    .unwrap();
+    assert!(tempauth.is_empty(), "in tempauth's account: {tempauth:?}");
+
+    // A wrong password is refused at the start, naming no secret.
+    let Some(server) = keystone_server(&[]).await else {
+        return;
+    };
+    settings.auth = SwiftAuth::V3 {
+        url: format!("http://127.0.0.1:{}/v3", server.keystone_port.unwrap()),
+        user: KEYSTONE_USER.into(),
+        password: "not the password".into(),
+        project: Some(KEYSTONE_PROJECT.into()),
+        domain: "Default".into(),
+    };
+    let refused = SwiftStorage::new(&settings, "/registry")
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!refused.contains("not the password"), "{refused}");
+    assert!(refused.contains("401"), "{refused}");
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+}
+
+/// A Swift of its own with Keystone, or `None` where Swift is not there
+/// (outside CI); under CI Keystone must start.
+async fn keystone_server(args: &[&str]) -> Option<storage_support::swift_server::SwiftServer> {
+    storage_support::swift_server::server()?;
+    let mut all = vec!["--keystone".to_owned()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let started = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        storage_support::swift_server::start_with(&args)
+    })
+    .await
+    .unwrap();
+    match started {
+        Ok(server) => Some(server),
+        Err(why) => panic!("Keystone (.ci/install-keystone.sh): {why}"),
+    }
+}

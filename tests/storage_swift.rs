@@ -656,3 +656,37 @@ fn distribution_with_its_swift_driver_shares_the_container() {
     let resp = theirs_v2.get_manifest(&format!("/v2/swift/theirs/manifests/{digest}"));
     assert_eq!(resp.status(), 404, "distribution sees our delete");
 }
+
+/// The old sample's `swift` flavor as an OpenStack user fills it in, with
+/// Keystone v3 (a real one): the registry logs in with the user and
+/// project, finds the object store in the catalog by region, and an image
+/// with a large layer goes in and out.
+#[test]
+fn keystone_v3_through_the_old_samples_swift_flavor() {
+    if swift_server::server().is_none() {
+        return;
+    }
+    let server = swift_server::start_with(&["--keystone"])
+        .unwrap_or_else(|why| panic!("Keystone (.ci/install-keystone.sh): {why}"));
+    let keystone = server.keystone_port.expect("Keystone's port");
+    let auth_url = format!("http://127.0.0.1:{keystone}/v3");
+    let registry = common::Registry::start(&[
+        ("SETTINGS_FLAVOR", "swift"),
+        ("OS_AUTH_URL", &auth_url),
+        ("OS_CONTAINER", "by-keystone"),
+        ("OS_USERNAME", swift_server::KEYSTONE_USER),
+        ("OS_PASSWORD", swift_server::KEYSTONE_PASSWORD),
+        ("OS_TENANT_NAME", swift_server::KEYSTONE_PROJECT),
+        ("OS_REGION_NAME", swift_server::KEYSTONE_REGION),
+        ("STORAGE_PATH", "/registry"),
+    ]);
+    let v2 = V2::new(&registry);
+    let (digest, blobs) = push_large_image(&v2, "keystone/app", "pushed with Keystone");
+    check_large_image("registry-v1", &v2, "keystone/app", &digest, &blobs);
+    assert!(
+        !registry.log().contains(swift_server::KEYSTONE_PASSWORD),
+        "the password in the log"
+    );
+    // In the project's account: tempauth's has no such container.
+    assert!(server.names("by-keystone").is_empty());
+}

@@ -21,6 +21,13 @@ pub const KEY: &str = "testing";
 /// The account [`USER`] works in, created on first use.
 pub const ACCOUNT: &str = "AUTH_test";
 
+/// Keystone's user (started `--keystone`), its password, its project (a
+/// member of it; its account is `KEY_<project id>`), domain and region.
+pub const KEYSTONE_USER: &str = "swiftuser";
+pub const KEYSTONE_PASSWORD: &str = "swiftpass";
+pub const KEYSTONE_PROJECT: &str = "swiftproject";
+pub const KEYSTONE_REGION: &str = "RegionOne";
+
 /// Debian's interpreter, the one that imports `swift` (an interpreter
 /// earlier on `PATH` may not).
 const PYTHON: &str = "/usr/bin/python3";
@@ -45,6 +52,8 @@ fn launcher() -> String {
 pub struct SwiftServer {
     /// The proxy's port, on 127.0.0.1.
     pub port: u16,
+    /// Keystone's port (v3 at `/v3`), for a server started `--keystone`.
+    pub keystone_port: Option<u16>,
     // Held so that the pipe closes (and the server stops) only at exit,
     // or when the value is dropped.
     stdin: Mutex<Option<ChildStdin>>,
@@ -201,7 +210,9 @@ pub fn start() -> Result<SwiftServer, String> {
 }
 
 /// [`start`] with arguments of the launcher (`--dir D`: its folder, logs
-/// in `D/log`, kept; `--token-life S`: tempauth's tokens live `S` s).
+/// in `D/log`, kept; `--token-life S`: tempauth's tokens live `S` s;
+/// `--listing-limit N`; `--keystone`, `--keystone-token-life S`: a
+/// Keystone v3 whose tokens the proxy takes too, see [`KEYSTONE_USER`]).
 pub fn start_with(args: &[&str]) -> Result<SwiftServer, String> {
     let python = python();
     if !std::path::Path::new(&python).exists() {
@@ -238,9 +249,13 @@ pub fn start_with(args: &[&str]) -> Result<SwiftServer, String> {
         }
     };
     let line = line.trim();
-    let port = line
+    // `ready <proxy port>`, then Keystone's port with `--keystone`.
+    let mut ports = line
         .strip_prefix("ready ")
-        .and_then(|port| port.trim().parse::<u16>().ok());
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|port| port.parse::<u16>().ok());
+    let (port, keystone_port) = (ports.next().flatten(), ports.next().flatten());
     let Some(port) = port else {
         let _ = child.kill();
         let status = child.wait();
@@ -251,6 +266,7 @@ pub fn start_with(args: &[&str]) -> Result<SwiftServer, String> {
     };
     Ok(SwiftServer {
         port,
+        keystone_port,
         stdin: Mutex::new(Some(stdin)),
         child: Mutex::new(child),
     })

@@ -33,12 +33,19 @@ project `swiftproject`; the admin of `keystone-manage bootstrap`, `admin` /
 `object-store`, whose public endpoint is
 `http://127.0.0.1:<proxy port>/v1/KEY_$(project_id)s` and internal one the
 same with `localhost`, so a token scoped to swiftproject lists
-`.../v1/KEY_<swiftproject's id>`.
+`.../v1/KEY_<swiftproject's id>`. Keystone is one process serving one
+request at a time (sqlite), with its caches in memory. A start takes about
+4.5 s instead of 1.5 (Keystone's imports, run while Swift starts). With it,
+tempauth's tokens pass authtoken too, which asks Keystone about each one it
+has not seen (and caches the answer): tempauth then needs Keystone up. A
+Keystone token on an `AUTH_` account gets a 500 (Swift 2.30's tempauth
+reads keystoneauth's identity as its own), not a 401.
 
 Usage (with Debian's interpreter, the one that imports `swift`):
 
     /usr/bin/python3 swift_test_server.py [--dir D] [--port P] [--token-life S]
-        [--keystone [--keystone-token-life S]] [--until-signalled]
+        [--listing-limit N] [--keystone [--keystone-token-life S]]
+        [--until-signalled]
 
 --dir D: the folder to use (created if missing, kept at exit); without it a
 temporary folder that is removed at exit, in /dev/shm where it keeps
@@ -46,7 +53,8 @@ extended attributes (the object server syncs each object: memory makes
 that free), else under $TMPDIR. --port P: the
 proxy's port; without it a free one. The other ports are always free ones.
 --token-life S: how long tempauth's tokens live (default a day).
---keystone: start Keystone too (above). --keystone-token-life S: how long
+--listing-limit N: the cluster's container_listing_limit (default Swift's,
+10,000). --keystone: start Keystone too (above). --keystone-token-life S: how long
 Keystone's tokens live (its [token] expiration; default Keystone's, an
 hour). --until-signalled: keep running when standard input closes (a caller
 that gives it none); stop on SIGTERM or SIGINT only.
@@ -66,6 +74,7 @@ import argparse
 import ctypes
 import errno
 import http.client
+import importlib.util
 import json
 import logging
 import os
@@ -209,7 +218,14 @@ def write(path, text):
         f.write(text.lstrip())
 
 
-def write_swift_conf(d):
+def write_swift_conf(d, listing_limit):
+    # A lower container_listing_limit than Swift's 10,000 only when asked:
+    # a cluster set so refuses the clients that ask for more.
+    constraints = (
+        ""
+        if listing_limit is None
+        else f"\n[swift-constraints]\ncontainer_listing_limit = {listing_limit}\n"
+    )
     write(
         os.path.join(d, "swift.conf"),
         """
@@ -220,7 +236,8 @@ swift_hash_path_suffix = registry-v1-test-suffix
 [storage-policy:0]
 name = Policy-0
 default = yes
-""",
+"""
+        + constraints,
     )
 
 
@@ -365,7 +382,10 @@ def write_keystone_conf(d, token_life):
     its config and then in /etc/keystone."""
     k = os.path.join(d, "keystone")
     shutil.rmtree(k, ignore_errors=True)
-    os.makedirs(k)
+    # An empty keystone.conf.d: Keystone's middlewares, which search for
+    # one (see prepare_keystone), find it here and look no further
+    # (/etc/keystone/keystone.conf.d).
+    os.makedirs(os.path.join(k, "keystone.conf.d"))
     expiration = "" if token_life is None else f"expiration = {token_life}\n"
     write(
         os.path.join(k, "keystone.conf"),
@@ -392,25 +412,32 @@ key_repository = {k}/credential-keys
 # bcrypt's least: each password login costs milliseconds, not a quarter
 # of a second.
 password_hash_rounds = 4
+# bcrypt's own limit (Keystone warns at each login if it is more).
+max_password_length = 72
+
+[cache]
+# Keystone's caches in its own memory (it is one process): a login takes
+# ~15 ms instead of ~95, a token's validation by the proxy likewise.
+enabled = true
+backend = dogpile.cache.memory
 
 [oslo_policy]
 policy_file = {k}/policy.yaml
 policy_dirs = {k}/policy.d
 """,
     )
-    return k
 
 
-def serve_keystone(k, port, proxy_port):
+def serve_keystone(k):
     """Keystone, in this process (a new interpreter: nothing of Swift's or
     eventlet's): what `keystone-manage db_sync`, `fernet_setup`,
     `credential_setup` and `bootstrap` do, then the Swift users, project,
     service and endpoints, then its WSGI app (what keystone-wsgi-public
-    serves) on 127.0.0.1:port. All in one process, because each import of
+    serves) on 127.0.0.1. All in one process, because each import of
     Keystone takes seconds: five keystone-manage runs and a server would
-    take five times as long."""
+    take five times as long. Its ports, Keystone's and the proxy's, come as
+    one line on standard input once the imports are done."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    import socketserver
     import uuid
     from wsgiref import simple_server
 
@@ -418,8 +445,15 @@ def serve_keystone(k, port, proxy_port):
     from keystone.cmd import bootstrap
     from keystone.common import fernet_utils, provider_api, sql
     from keystone.common.sql import upgrades
+    from keystone.credential.providers import fernet as credential_fernet
     from keystone.server.flask import application, core
 
+    # The launcher chooses the ports (and writes k/keystone.conf) while
+    # this process imports.
+    try:
+        port, proxy_port = (int(p) for p in sys.stdin.readline().split())
+    except ValueError:
+        return 1  # no ports: the launcher stopped first
     conf = keystone.conf.CONF
     # keystone.server.configure(), with no config searched for: only this
     # file, no keystone.conf.d (oslo.config would look in /etc/keystone).
@@ -437,7 +471,7 @@ def serve_keystone(k, port, proxy_port):
     upgrades.offline_sync_database_to_version()  # db_sync
     for group, max_keys in (
         ("fernet_tokens", conf.fernet_tokens.max_active_keys),  # fernet_setup
-        ("credential", 3),  # credential_setup
+        ("credential", credential_fernet.MAX_ACTIVE_KEYS),  # credential_setup
     ):
         keys = fernet_utils.FernetUtils(getattr(conf, group).key_repository, max_keys, group)
         keys.create_key_directory()
@@ -493,10 +527,11 @@ def serve_keystone(k, port, proxy_port):
     # initialize_application() without its second configure and backends.
     app = core.setup_app_middleware(application.application_factory("public"))
 
-    class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
-        """A thread a request: the tests log in while the proxy validates."""
+    class Server(simple_server.WSGIServer):
+        """One request at a time, as keystone-wsgi-public serves (Keystone
+        on sqlite is not for threads), but room for many to wait."""
 
-        daemon_threads = True
+        request_queue_size = 128
 
     server = simple_server.make_server("127.0.0.1", port, app, server_class=Server)
     print(f"Keystone on {identity}", flush=True)
@@ -607,29 +642,40 @@ class Cluster:
     def __init__(self, d):
         self.d = d
         self.children = []  # (name, Popen or Forked)
+        self.keystone = None  # a Keystone process waiting for its ports
+
+    def prepare_keystone(self):
+        """Keystone's process, started ahead: its imports (the longest part
+        of a start) run while this process loads Swift; start() then gives
+        it its ports. A new interpreter on this file, not a fork: Keystone
+        wants no eventlet, and nothing of Swift's."""
+        k = os.path.join(self.d, "keystone")
+        out = output(self.d, "keystone")
+        self.keystone = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--serve-keystone", k],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=out,
+            preexec_fn=die_with_parent,
+            # Keystone's WSGI middlewares (healthcheck, cors, ...) each read
+            # a keystone.conf of their own, found where oslo.config looks
+            # by default: ~/.keystone/, ~/, then /etc/keystone/. With HOME
+            # the keystone folder, they find ours there first.
+            env=dict(os.environ, HOME=k),
+        )
+        os.close(out)
 
     def start(self, ports):
         if "keystone" in ports:
-            # First: it takes longest (seconds of imports). A new interpreter
-            # on this file, not a fork: Keystone wants no eventlet, and
-            # nothing of Swift's.
-            out = output(self.d, "keystone")
-            child = subprocess.Popen(
-                [
-                    sys.executable,
-                    os.path.abspath(__file__),
-                    "--serve-keystone",
-                    os.path.join(self.d, "keystone"),
-                    str(ports["keystone"]),
-                    str(ports["proxy"]),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                preexec_fn=die_with_parent,
-            )
-            os.close(out)
+            if self.keystone is None:  # a second attempt
+                self.prepare_keystone()
+            child, self.keystone = self.keystone, None
             self.children.append(("Keystone", child))
+            try:
+                child.stdin.write(f"{ports['keystone']} {ports['proxy']}\n".encode())
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # it died: dead() says so
         memcached = ["memcached", "-l", "127.0.0.1", "-p", str(ports["memcached"]), "-U", "0", "-m", "64"]
         if os.geteuid() == 0:
             memcached += ["-u", "root"]
@@ -648,6 +694,10 @@ class Cluster:
         return None
 
     def stop(self):
+        if self.keystone is not None:
+            self.keystone.kill()  # never given its ports
+            self.keystone.wait()
+            self.keystone = None
         for name, child in self.children:
             if child.poll() is None:
                 # memcached takes most of a second to shut down; it has
@@ -721,7 +771,10 @@ def keystone_works(port):
     account empty."""
     if not answers_tcp(port):
         return False
-    login = keystone_login(port)
+    try:
+        login = keystone_login(port)
+    except (ValueError, KeyError):  # not (yet) the JSON expected
+        return False
     if login is None:
         return False
     token, url = login
@@ -738,6 +791,7 @@ def wait_ready(cluster, ports):
     """None when the whole chain answers, else why not."""
     deadline = time.time() + START_TIMEOUT
     token = None
+    swift_ready = False
     # Without --keystone, nothing to wait for there.
     keystone_ready = "keystone" not in ports
     while time.time() < deadline:
@@ -753,15 +807,15 @@ def wait_ready(cluster, ports):
                 )
                 if status == 200:
                     token = resp.getheader("X-Auth-Token")
-            if token is not None:
+            if token is not None and not swift_ready:
                 # Through the proxy to the account server (autocreate).
                 status, _ = request(ports["proxy"], "HEAD", f"/v1/{ACCOUNT}", {"X-Auth-Token": token})
-                if status // 100 == 2:
-                    if not keystone_ready:
-                        keystone_ready = keystone_works(ports["keystone"])
-                    if keystone_ready:
-                        return None
-        except (OSError, http.client.HTTPException, ValueError, KeyError):
+                swift_ready = status // 100 == 2
+            if swift_ready and not keystone_ready:
+                keystone_ready = keystone_works(ports["keystone"])
+            if swift_ready and keystone_ready:
+                return None
+        except (OSError, http.client.HTTPException):
             pass
         time.sleep(0.05)
     return f"no answer within {START_TIMEOUT} s"
@@ -769,7 +823,7 @@ def wait_ready(cluster, ports):
 
 def log_tail(d):
     out = []
-    for name in ("memcached", "servers") + SERVERS + ("proxy",):
+    for name in ("memcached", "servers") + SERVERS + ("proxy", "keystone"):
         path = os.path.join(d, "log", f"{name}.out")
         try:
             with open(path, errors="replace") as f:
@@ -790,7 +844,19 @@ def main():
     # Stop on SIGTERM/SIGINT (or death) only, not when stdin closes: for a
     # caller that starts it with no stdin (the benchmark).
     parser.add_argument("--until-signalled", action="store_true")
+    # Swift's container_listing_limit, when lower than its default.
+    parser.add_argument("--listing-limit", type=int)
+    # A Keystone too, and its tokens taken by the proxy (see above).
+    parser.add_argument("--keystone", action="store_true")
+    # Its tokens' life, in seconds (Keystone's default: an hour).
+    parser.add_argument("--keystone-token-life", type=int)
+    # Internal: this file run as Keystone's process, by the launcher.
+    parser.add_argument("--serve-keystone", metavar="KEYSTONE_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_keystone:
+        return serve_keystone(args.serve_keystone)
+    if args.keystone_token_life is not None and not args.keystone:
+        parser.error("--keystone-token-life needs --keystone")
 
     started = time.time()
     if args.dir:
@@ -816,7 +882,11 @@ def main():
             os.makedirs(os.path.join(d, "srv", "d1"), exist_ok=True)
             os.makedirs(os.path.join(d, "log"), exist_ok=True)
             check_xattrs(os.path.join(d, "srv", "d1"))
-            write_swift_conf(d)
+            if args.keystone:
+                if not all(importlib.util.find_spec(m) for m in ("keystone", "keystonemiddleware")):
+                    raise SystemExit(f"{sys.executable} cannot import Keystone: run .ci/install-keystone.sh")
+                cluster.prepare_keystone()
+            write_swift_conf(d, args.listing_limit)
             try:
                 point_swift_at(d)
             except ImportError as e:
@@ -825,6 +895,9 @@ def main():
             for _ in range(ATTEMPTS):
                 ports = {n: free_port() for n in ("memcached",) + SERVERS}
                 ports["proxy"] = args.port or free_port()
+                if args.keystone:
+                    ports["keystone"] = free_port()
+                    write_keystone_conf(d, args.keystone_token_life)
                 write_configs(d, ports, args.token_life)
                 build_rings(d, ports)
                 cluster.start(ports)
@@ -835,12 +908,16 @@ def main():
                 why = f"{why} ({log_tail(d)})" if log_tail(d) else why
             if why is not None:
                 keep = True  # for its logs
-                raise SystemExit(f"Swift did not start: {why}; logs in {d}/log")
+                what = "Swift with Keystone" if args.keystone else "Swift"
+                raise SystemExit(f"{what} did not start: {why}; logs in {d}/log")
         except SystemExit as e:
             print(f"error: {e.code}", flush=True)
             sys.exit(1)
         ready = True
-        print(f"ready {ports['proxy']}", flush=True)
+        if args.keystone:
+            print(f"ready {ports['proxy']} {ports['keystone']}", flush=True)
+        else:
+            print(f"ready {ports['proxy']}", flush=True)
         # From now on nothing for the caller on stdout or stderr: it may
         # have stopped reading.
         log = os.open(os.path.join(d, "log", "launcher.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
