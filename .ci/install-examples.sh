@@ -22,17 +22,8 @@ if [ ${#missing[@]} -eq 0 ]; then
   echo "examples: already installed (systemd-analyze, compose, openssl, curl)"
   exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -newermt '-1 day' 2>/dev/null | head -1)" ]; then
-  apt-get -o DPkg::Lock::Timeout=600 update -q
-fi
-# policy-rc.d: no service started by a package (no init system here).
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
-  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/apt.sh"
+apt_install "${missing[@]}"
 command -v systemd-analyze >/dev/null || { echo "missing after install: systemd-analyze" >&2; exit 1; }
 compose_found || { echo "missing after install: docker-compose" >&2; exit 1; }
 echo "examples: installed ${missing[*]}"

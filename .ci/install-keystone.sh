@@ -25,17 +25,7 @@ if installed; then
   echo "keystone: already installed ($(dpkg-query -W -f='${Version}' keystone))"
   exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -newermt '-1 day' 2>/dev/null | head -1)" ]; then
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-fi
-# policy-rc.d: no service started by the packages (no init system here, and
-# the tests want no Keystone of the machine's).
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
-  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/apt.sh"
+apt_install "${PACKAGES[@]}"
 installed || { echo "keystone: packages installed but not usable by /usr/bin/python3" >&2; exit 1; }
 echo "keystone: $(dpkg-query -W -f='${Version}' keystone) installed"

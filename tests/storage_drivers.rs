@@ -358,17 +358,11 @@ async fn swift_tokens_that_expire_are_renewed() {
     use bytes::Bytes;
     use registry_v1::storage::swift::SwiftStorage;
     use registry_v1::storage::Storage;
-    if storage_support::swift_server::server().is_none() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let server = tokio::task::spawn_blocking({
-        let dir = dir.path().to_str().unwrap().to_owned();
-        move || storage_support::swift_server::start_with(&["--dir", &dir, "--token-life", "2"])
-    })
-    .await
-    .unwrap()
-    .expect("a Swift whose tokens live 2 s");
+    let folder = dir.path().to_str().unwrap();
+    let Some(server) = swift_of_its_own(&["--dir", folder, "--token-life", "2"]).await else {
+        return;
+    };
     let settings = storage_support::fixture::swift_settings(&server, "renewed");
     let s = SwiftStorage::new(&settings, "/").unwrap();
     s.check().await.unwrap();
@@ -396,17 +390,9 @@ async fn swift_listings_page_through_a_lower_cluster_limit() {
     use bytes::Bytes;
     use registry_v1::storage::swift::SwiftStorage;
     use registry_v1::storage::Storage;
-    if storage_support::swift_server::server().is_none() {
+    let Some(server) = swift_of_its_own(&["--listing-limit", "3"]).await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = tokio::task::spawn_blocking({
-        let dir = dir.path().to_str().unwrap().to_owned();
-        move || storage_support::swift_server::start_with(&["--dir", &dir, "--listing-limit", "3"])
-    })
-    .await
-    .unwrap()
-    .expect("a Swift listing 3 names a page");
+    };
     let settings = storage_support::fixture::swift_settings(&server, "limited");
     let s = SwiftStorage::new(&settings, "/registry").unwrap();
     s.check().await.unwrap();
@@ -527,7 +513,7 @@ async fn swift_keystone_v3_logs_in_and_renews_its_token() {
     use storage_support::swift_server::{
         KEYSTONE_PASSWORD, KEYSTONE_PROJECT, KEYSTONE_REGION, KEYSTONE_USER,
     };
-    let Some(server) = keystone_server(&["--keystone-token-life", "5"]).await else {
+    let Some(server) = swift_of_its_own(&["--keystone", "--keystone-token-life", "5"]).await else {
         return;
     };
     let keystone = server.keystone_port.expect("Keystone's port");
@@ -563,7 +549,7 @@ async fn swift_keystone_v3_logs_in_and_renews_its_token() {
     assert!(tempauth.is_empty(), "in tempauth's account: {tempauth:?}");
 
     // A wrong password is refused at the start, naming no secret.
-    let Some(server) = keystone_server(&[]).await else {
+    let Some(server) = swift_of_its_own(&["--keystone"]).await else {
         return;
     };
     settings.auth = SwiftAuth::V3 {
@@ -586,20 +572,20 @@ async fn swift_keystone_v3_logs_in_and_renews_its_token() {
         .unwrap();
 }
 
-/// A Swift of its own with Keystone, or `None` where Swift is not there
-/// (outside CI); under CI Keystone must start.
-async fn keystone_server(args: &[&str]) -> Option<storage_support::swift_server::SwiftServer> {
+/// A Swift of its own, started with the launcher's `args` (a folder, token
+/// lives, a listing limit, Keystone), or `None` where Swift is not there
+/// (outside CI); once the shared one starts, this one must.
+async fn swift_of_its_own(args: &[&str]) -> Option<storage_support::swift_server::SwiftServer> {
     storage_support::swift_server::server()?;
-    let mut all = vec!["--keystone".to_owned()];
-    all.extend(args.iter().map(|a| a.to_string()));
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let started = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        storage_support::swift_server::start_with(&args)
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        storage_support::swift_server::start_with(&args).map_err(|why| format!("{args:?}: {why}"))
     })
     .await
     .unwrap();
     match started {
         Ok(server) => Some(server),
-        Err(why) => panic!("Keystone (.ci/install-keystone.sh): {why}"),
+        Err(why) => panic!("a Swift of its own (Keystone: .ci/install-keystone.sh): {why}"),
     }
 }
