@@ -5,6 +5,8 @@
 
 mod storage_support;
 
+use std::io::Write;
+
 use registry_v1::config::StorageKind;
 use storage_support::fixture::Fixture;
 use storage_support::suite;
@@ -211,6 +213,8 @@ async fn swift_large_objects_own_their_segments() {
     for name in &first {
         assert!(swift_expiry(&container, name).await.is_some(), "{name}");
     }
+    // The new object's own stay.
+    assert_eq!(segments().await.len(), 3, "{:?}", segments().await);
     s.remove("blobs/w").await.unwrap();
     // Removed with its folder.
     s.put_stream("blobs/z/data", Box::pin(pattern::stream(71, len)))
@@ -342,6 +346,29 @@ async fn swift_reads_and_removes_distributions_dynamic_objects() {
         );
     }
 
+    // Ones naming no segment area (a prefix over the whole tree): written
+    // over, or removed, they take nothing of the tree along.
+    for name in ["d", "e"] {
+        put(
+            format!("registry/other/{name}/data"),
+            Vec::new(),
+            Some(format!("{container}/registry/")),
+        )
+        .await;
+    }
+    s.put_stream("other/d/data", Box::pin(pattern::stream(93, 8)))
+        .await
+        .unwrap();
+    s.remove("other").await.unwrap();
+    assert_eq!(&s.get("blobs/a/data").await.unwrap()[..], &whole[..]);
+    for name in swift_names(&container, "registry/segments/seg-a/").await {
+        assert_eq!(
+            storage_support::fixture::swift_expiry(&container, &name).await,
+            None,
+            "{name}"
+        );
+    }
+
     s.remove("blobs").await.unwrap();
     assert!(!s.exists("blobs/a/data").await.unwrap());
     assert!(swift_names(&container, "registry/segments/seg-a/")
@@ -380,6 +407,46 @@ async fn swift_tokens_that_expire_are_renewed() {
     let logins = log.matches("GET /auth/v1.0").count();
     assert!(logins >= 3, "{logins} logins:\n{log}");
     drop(server);
+}
+
+/// A token made beforehand (`swift_auth_token` with
+/// `swift_object_storage_url`): no login, the requests carry it; a token
+/// Swift refuses stops the start with its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_a_token_made_beforehand_is_used_as_it_is() {
+    use bytes::Bytes;
+    use registry_v1::config::SwiftAuth;
+    use registry_v1::storage::swift::SwiftStorage;
+    use registry_v1::storage::Storage;
+    let Some(server) = storage_support::swift_server::server() else {
+        return;
+    };
+    let (token, storage_url) = storage_support::fixture::swift_login().await;
+    let mut settings = storage_support::fixture::swift_settings(server, "preset");
+    settings.auth = SwiftAuth::Preset {
+        token,
+        storage_url: storage_url.clone(),
+    };
+    // No auth service is named: nothing but the token is sent.
+    let s = SwiftStorage::new(&settings, "/registry").unwrap();
+    s.check().await.unwrap();
+    s.put("p/file", Bytes::from_static(b"preset"))
+        .await
+        .unwrap();
+    assert_eq!(&s.get("p/file").await.unwrap()[..], b"preset");
+
+    settings.auth = SwiftAuth::Preset {
+        token: "AUTH_tk-not-a-token".into(),
+        storage_url,
+    };
+    let refused = SwiftStorage::new(&settings, "/registry")
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("401"), "{refused}");
+    assert!(!refused.contains("tk-not-a-token"), "{refused}");
 }
 
 /// A cluster whose `container_listing_limit` is lower than Swift's
@@ -466,6 +533,9 @@ async fn local_a_large_folder_lists_every_holder_once() {
     let root = dir.path().join("root");
     let storage = LocalStorage::new(root.to_str().unwrap()).unwrap();
     let tags = root.join("many");
+    std::fs::create_dir_all(&tags).unwrap();
+    // A file among the folders holds nothing.
+    std::fs::write(tags.join("a-file"), "x").unwrap();
     let mut expected = Vec::new();
     for n in 0..5000 {
         let name = format!("t{n:05}");
@@ -586,6 +656,16 @@ async fn swift_of_its_own(args: &[&str]) -> Option<storage_support::swift_server
     .unwrap();
     match started {
         Ok(server) => Some(server),
-        Err(why) => panic!("a Swift of its own (Keystone: .ci/install-keystone.sh): {why}"),
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("a Swift of its own (Keystone: .ci/install-keystone.sh): {why}")
+        }
+        Err(why) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nSKIPPED: a Swift of its own did not start ({why}; Keystone: \
+                 .ci/install-keystone.sh)\n"
+            );
+            None
+        }
     }
 }

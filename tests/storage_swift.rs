@@ -666,8 +666,19 @@ fn keystone_v3_through_the_old_samples_swift_flavor() {
     if swift_server::server().is_none() {
         return;
     }
-    let server = swift_server::start_with(&["--keystone"])
-        .unwrap_or_else(|why| panic!("Keystone (.ci/install-keystone.sh): {why}"));
+    let server = match swift_server::start_with(&["--keystone"]) {
+        Ok(server) => server,
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("Keystone (.ci/install-keystone.sh): {why}")
+        }
+        Err(why) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nSKIPPED: no Keystone ({why}; .ci/install-keystone.sh)\n"
+            );
+            return;
+        }
+    };
     let keystone = server.keystone_port.expect("Keystone's port");
     let auth_url = format!("http://127.0.0.1:{keystone}/v3");
     let registry = common::Registry::start(&[

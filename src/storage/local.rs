@@ -250,18 +250,21 @@ async fn blocking<T: Send + 'static>(
 /// shares its stats among the cores.
 const STATS_TO_SHARE: usize = 2048;
 
-/// A stat's modification time, as `Metadata::modified` reads it.
+/// A stat's modification time, as `Metadata::modified` reads it (a time
+/// the clock cannot hold: the epoch).
 fn modified(stat: &rustix::fs::Stat) -> std::time::SystemTime {
     let seconds = std::time::Duration::from_secs(stat.st_mtime.unsigned_abs());
-    let whole = if stat.st_mtime >= 0 {
-        std::time::UNIX_EPOCH + seconds
-    } else {
-        std::time::UNIX_EPOCH - seconds
-    };
     // Unsigned on Linux x86-64, signed on other targets.
     #[allow(clippy::useless_conversion)]
-    let nanos = u64::try_from(stat.st_mtime_nsec).unwrap_or(0);
-    whole + std::time::Duration::from_nanos(nanos)
+    let nanos = std::time::Duration::from_nanos(u64::try_from(stat.st_mtime_nsec).unwrap_or(0));
+    let whole = if stat.st_mtime >= 0 {
+        std::time::UNIX_EPOCH.checked_add(seconds)
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(seconds)
+    };
+    whole
+        .and_then(|t| t.checked_add(nanos))
+        .unwrap_or(std::time::UNIX_EPOCH)
 }
 
 /// Removes a folder at once: renamed into `trash` (a folder's removal
@@ -1001,17 +1004,39 @@ impl Storage for LocalStorage {
         // opened once: a full path would be walked again from `/` for every
         // child, and that walk was most of a 10,000-tag listing's time.
         let (folder, children) = blocking(path, move || {
-            let folder = File::open(&full)?;
+            use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+            // A folder or an error at once (a FIFO there would block an
+            // open without O_DIRECTORY); its entries read from this same
+            // handle, so the listing and the stats see one folder.
+            let folder = rustix::fs::open(
+                &full,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             let mut children = Vec::new();
-            for entry in fs::read_dir(&full)? {
+            for entry in Dir::read_from(&folder)? {
                 let entry = entry?;
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                let Ok(name) = entry.file_name().to_str() else {
                     continue;
                 };
-                if name.starts_with(TEMP_PREFIX) && !entry.file_type()?.is_dir() {
+                if name == "." || name == ".." {
                     continue;
                 }
-                children.push(name);
+                if name.starts_with(TEMP_PREFIX) {
+                    let kind = match entry.file_type() {
+                        // Filesystems that do not say in the entry.
+                        FileType::Unknown => {
+                            let stat =
+                                rustix::fs::statat(&folder, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                            FileType::from_raw_mode(stat.st_mode)
+                        }
+                        kind => kind,
+                    };
+                    if kind != FileType::Directory {
+                        continue;
+                    }
+                }
+                children.push(name.to_owned());
             }
             Ok((Arc::new(folder), children))
         })

@@ -216,11 +216,18 @@ impl Sizes {
     }
 }
 
+/// Layers a schema 1 manifest may name and have counted (docker builds
+/// at most 127; more is not an image).
+const SCHEMA1_MOST_LAYERS: usize = 1000;
+
 /// The layers a schema 1 manifest names (`fsLayers[].blobSum`); none for
-/// any other.
+/// any other manifest (a field of that name elsewhere is not schema 1's),
+/// nor for one naming more than [`SCHEMA1_MOST_LAYERS`].
 fn schema1_layers(bytes: &[u8]) -> Vec<Digest> {
     #[derive(serde::Deserialize)]
     struct Schema1 {
+        #[serde(rename = "schemaVersion")]
+        schema_version: u32,
         #[serde(rename = "fsLayers")]
         fs_layers: Vec<FsLayer>,
     }
@@ -229,14 +236,14 @@ fn schema1_layers(bytes: &[u8]) -> Vec<Digest> {
         #[serde(rename = "blobSum")]
         blob_sum: String,
     }
-    serde_json::from_slice::<Schema1>(bytes)
-        .map(|m| {
-            m.fs_layers
-                .iter()
-                .filter_map(|l| Digest::parse(&l.blob_sum).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    match serde_json::from_slice::<Schema1>(bytes) {
+        Ok(m) if m.schema_version == 1 && m.fs_layers.len() <= SCHEMA1_MOST_LAYERS => m
+            .fs_layers
+            .iter()
+            .filter_map(|l| Digest::parse(&l.blob_sum).ok())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The images the tags of v1 repository `name` point at, each once;
@@ -425,6 +432,28 @@ mod tests {
             sizes.repository(&storage, &name).await.unwrap(),
             Some(counted + 70)
         );
+    }
+
+    #[test]
+    fn only_schema_1_names_its_layers_so() {
+        let layer = sha(b"elsewhere");
+        let doc = |version: u32| {
+            serde_json::to_vec(&json!({
+                "schemaVersion": version,
+                "fsLayers": [{"blobSum": layer.to_string()}],
+            }))
+            .unwrap()
+        };
+        assert_eq!(schema1_layers(&doc(1)), std::slice::from_ref(&layer));
+        assert!(
+            schema1_layers(&doc(2)).is_empty(),
+            "a v2 field of that name"
+        );
+        let many: Vec<_> = (0..=SCHEMA1_MOST_LAYERS)
+            .map(|_| json!({"blobSum": layer.to_string()}))
+            .collect();
+        let too_many = serde_json::to_vec(&json!({"schemaVersion": 1, "fsLayers": many})).unwrap();
+        assert!(schema1_layers(&too_many).is_empty());
     }
 
     #[actix_web::test]

@@ -412,7 +412,7 @@ impl SwiftStorage {
             writer::drop_segments(self, path, state).await?;
         }
         self.delete_object(path, &object).await?;
-        if let Some((container, prefix)) = dynamic_segments(headers) {
+        if let Some((container, prefix)) = self.segment_area(key, headers) {
             let names = self.list_all(&container, &prefix, false).await?;
             let names: Vec<String> = names.iter().map(|l| l.name().to_owned()).collect();
             self.bulk_delete(path, &container, &names).await?;
@@ -547,13 +547,14 @@ impl SwiftStorage {
     }
 
     /// What a write over `key` leaves unused, as `container/name` paths:
-    /// a Static Large Object's segments, or a Dynamic Large Object's
-    /// (distribution's blobs), each in its own container.
+    /// a Static Large Object's segments in the segments container, or a
+    /// Dynamic Large Object's (distribution's blobs) in its segment area;
+    /// none of a manifest moved elsewhere (they are the moved one's).
     async fn replaced_segments(&self, path: &str, key: &str) -> Result<Vec<String>> {
         self.owned_segments(path, key, true).await
     }
 
-    async fn owned_segments(&self, path: &str, key: &str, dynamic: bool) -> Result<Vec<String>> {
+    async fn owned_segments(&self, path: &str, key: &str, replaced: bool) -> Result<Vec<String>> {
         // A HEAD first: a plain object's GET would be its bytes.
         let manifest = format!("{}?multipart-manifest=get", self.main_object(key));
         let response = self.send(Method::HEAD, &manifest, &[], None).await?;
@@ -561,8 +562,14 @@ impl SwiftStorage {
             return Ok(Vec::new());
         }
         let response = Self::expect_success(path, response).await?;
+        if replaced && response.headers().contains_key(MOVED_TO) {
+            return Ok(Vec::new());
+        }
         if !is_large(response.headers()) {
-            return match dynamic_segments(response.headers()).filter(|_| dynamic) {
+            let area = self
+                .segment_area(key, response.headers())
+                .filter(|_| replaced);
+            return match area {
                 Some((container, prefix)) => Ok(self
                     .list_all(&container, &prefix, false)
                     .await?
@@ -578,10 +585,37 @@ impl SwiftStorage {
             .json()
             .await
             .map_err(|e| StorageError::Unavailable(format!("swift manifest of {path}: {e}")))?;
+        let ours = format!("{}/", self.0.segments);
         Ok(listed
             .into_iter()
             .filter_map(|e| e.name.strip_prefix('/').map(str::to_owned))
+            // What a write over it may retire: only segments, never a
+            // file of the tree a foreign manifest names as one.
+            .filter(|name| !replaced || name.starts_with(&ours))
             .collect())
+    }
+
+    /// Where a Dynamic Large Object at `key` keeps its segments, when that
+    /// is a segment area this driver may clear with it: in one of its
+    /// containers, under a `segments/` folder (distribution's
+    /// `<prefix>/segments/...`), covering neither the object itself nor
+    /// the registry's tree. `None` for any other object: its manifest is
+    /// left to whoever wrote it.
+    fn segment_area(
+        &self,
+        key: &str,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Option<(String, String)> {
+        let (container, prefix) = dynamic_segments(headers)?;
+        let ours = container == self.0.container || container == self.0.segments;
+        let below_segments = prefix
+            .split('/')
+            .skip_while(|part| *part != "segments")
+            .nth(1)
+            .is_some_and(|part| !part.is_empty());
+        let covers = key.starts_with(&prefix)
+            || (container == self.0.container && self.0.prefix.starts_with(&prefix));
+        (ours && below_segments && !covers).then_some((container, prefix))
     }
 
     /// Deletes segments named `container/name` (of this driver's segments
