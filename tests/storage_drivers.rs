@@ -382,9 +382,7 @@ async fn swift_reads_and_removes_distributions_dynamic_objects() {
 /// the driver works on for 7.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swift_tokens_that_expire_are_renewed() {
-    use bytes::Bytes;
     use registry_v1::storage::swift::SwiftStorage;
-    use registry_v1::storage::Storage;
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().to_str().unwrap();
     let Some(server) = swift_of_its_own(&["--dir", folder, "--token-life", "2"]).await else {
@@ -393,15 +391,7 @@ async fn swift_tokens_that_expire_are_renewed() {
     let settings = storage_support::fixture::swift_settings(&server, "renewed");
     let s = SwiftStorage::new(&settings, "/").unwrap();
     s.check().await.unwrap();
-    let started = std::time::Instant::now();
-    let mut round = 0u32;
-    while started.elapsed() < std::time::Duration::from_secs(7) {
-        let path = format!("r/{round}");
-        s.put(&path, Bytes::from(round.to_string())).await.unwrap();
-        assert_eq!(s.get(&path).await.unwrap(), round.to_string().as_bytes());
-        round += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    work_for(&s, "r", 7, 200).await;
     // Three tokens at least, each got by a login.
     let log = std::fs::read_to_string(dir.path().join("log/proxy.log")).unwrap_or_default();
     let logins = log.matches("GET /auth/v1.0").count();
@@ -576,7 +566,6 @@ async fn local_a_large_folder_lists_every_holder_once() {
 /// request. What it writes is in the project's account, not tempauth's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swift_keystone_v3_logs_in_and_renews_its_token() {
-    use bytes::Bytes;
     use registry_v1::config::SwiftAuth;
     use registry_v1::storage::swift::SwiftStorage;
     use registry_v1::storage::Storage;
@@ -599,16 +588,8 @@ async fn swift_keystone_v3_logs_in_and_renews_its_token() {
     settings.endpoint_type = "internal".into();
     let s = SwiftStorage::new(&settings, "/registry").unwrap();
     s.check().await.unwrap();
-    let started = std::time::Instant::now();
-    let mut round = 0u32;
-    while started.elapsed() < std::time::Duration::from_secs(12) {
-        let path = format!("k/{round}");
-        s.put(&path, Bytes::from(round.to_string())).await.unwrap();
-        assert_eq!(s.get(&path).await.unwrap(), round.to_string().as_bytes());
-        round += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-    assert_eq!(s.list("k").await.unwrap().len(), round as usize);
+    let rounds = work_for(&s, "k", 12, 300).await;
+    assert_eq!(s.list("k").await.unwrap().len(), rounds);
     let tempauth = tokio::task::spawn_blocking(move || {
         let names = server.names("by-keystone");
         drop(server);
@@ -640,6 +621,29 @@ async fn swift_keystone_v3_logs_in_and_renews_its_token() {
     tokio::task::spawn_blocking(move || drop(server))
         .await
         .unwrap();
+}
+
+/// Writes and reads back a small file under `folder` every `pause_ms`
+/// for `seconds` (across token lives); how many.
+async fn work_for(
+    s: &registry_v1::storage::swift::SwiftStorage,
+    folder: &str,
+    seconds: u64,
+    pause_ms: u64,
+) -> usize {
+    use registry_v1::storage::Storage;
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    while started.elapsed() < std::time::Duration::from_secs(seconds) {
+        let path = format!("{folder}/{round}");
+        s.put(&path, bytes::Bytes::from(round.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(s.get(&path).await.unwrap(), round.to_string().as_bytes());
+        round += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    }
+    round
 }
 
 /// A Swift of its own, started with the launcher's `args` (a folder, token
