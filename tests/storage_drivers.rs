@@ -429,12 +429,7 @@ async fn swift_a_token_made_beforehand_is_used_as_it_is() {
         token: "AUTH_tk-not-a-token".into(),
         storage_url,
     };
-    let refused = SwiftStorage::new(&settings, "/registry")
-        .unwrap()
-        .check()
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = refused_at_start(&settings).await;
     assert!(refused.contains("401"), "{refused}");
     assert!(!refused.contains("tk-not-a-token"), "{refused}");
 }
@@ -610,17 +605,23 @@ async fn swift_keystone_v3_logs_in_and_renews_its_token() {
         project: Some(KEYSTONE_PROJECT.into()),
         domain: "Default".into(),
     };
-    let refused = SwiftStorage::new(&settings, "/registry")
-        .unwrap()
-        .check()
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = refused_at_start(&settings).await;
     assert!(!refused.contains("not the password"), "{refused}");
     assert!(refused.contains("401"), "{refused}");
     tokio::task::spawn_blocking(move || drop(server))
         .await
         .unwrap();
+}
+
+/// Why a Swift driver with `settings` cannot start (the test fails if it
+/// can).
+async fn refused_at_start(settings: &registry_v1::config::SwiftSettings) -> String {
+    registry_v1::storage::swift::SwiftStorage::new(settings, "/registry")
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err()
+        .to_string()
 }
 
 /// Writes and reads back a small file under `folder` every `pause_ms`
