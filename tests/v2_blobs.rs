@@ -290,3 +290,77 @@ fn deletes_can_be_switched_off() {
     assert_eq!(code(resp), "UNSUPPORTED");
     assert_eq!(api.pull("x", &digest).status(), 200);
 }
+
+/// A pulled blob is sent out of a mapping of its file (storage/mapped.rs):
+/// a file removed under a pull keeps its bytes for that pull, one cut
+/// short by hand (a SIGBUS for a mapping) fails the pull and nothing else.
+#[test]
+fn a_blob_changed_on_disk_under_a_pull_never_takes_the_registry_down() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = start(&dir, &[]);
+    let api = Api {
+        registry: &registry,
+        client: common::client(),
+    };
+    for (round, cut) in [
+        ("removed", None),
+        ("truncated", Some(0)),
+        ("halved", Some(16 << 20)),
+    ] {
+        let blob: Vec<u8> = (0..48usize << 20)
+            .map(|i| (i % 251) as u8 ^ round.len() as u8)
+            .collect();
+        let digest = sha256(&blob);
+        let resp = api
+            .send("POST", &format!("/v2/cut/blobs/uploads/?digest={digest}"))
+            .body(blob.clone())
+            .send()
+            .unwrap();
+        api.created(resp, "cut", &digest);
+        let hex = &digest["sha256:".len()..];
+        let data = dir.path().join(format!(
+            "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ));
+
+        let mut pull = api.pull("cut", &digest);
+        assert_eq!(pull.status(), 200);
+        let mut first = vec![0; 1 << 20];
+        pull.read_exact(&mut first).unwrap();
+        match cut {
+            None => std::fs::remove_file(&data).unwrap(),
+            Some(len) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&data)
+                .unwrap()
+                .set_len(len)
+                .unwrap(),
+        }
+        let mut rest = Vec::new();
+        let read = pull.read_to_end(&mut rest);
+        let got = first.len() + rest.len();
+        match cut {
+            None => {
+                read.unwrap();
+                assert_eq!(got, blob.len());
+                assert_eq!(sha256(&[first, rest].concat()), digest);
+            }
+            Some(_) => {
+                assert!(
+                    read.is_err() && got < blob.len(),
+                    "{round}: {got} bytes, {read:?}"
+                );
+                // Said by the mapped path, after the pages it lost.
+                let log = registry.log();
+                assert!(
+                    log.contains("shrank while it was being sent"),
+                    "{round}:\n{log}"
+                );
+            }
+        }
+        // The registry lives on and serves.
+        let resp = api.send("GET", "/v2/").send().unwrap();
+        assert_eq!(resp.status(), 200, "{round}:\n{}", registry.log());
+    }
+}

@@ -112,7 +112,13 @@ impl<'a> Serving<'a> {
             let nothing = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
             return Ok(builder.no_chunking(length).streaming(nothing));
         }
-        let stream = self.storage.get_stream(path, range).await?;
+        // HTTP/1 copies each chunk into its write buffer before it asks for
+        // the next; HTTP/2 queues chunks and copies them later.
+        let stream = if req.version() < actix_web::http::Version::HTTP_2 {
+            self.storage.get_stream_copied(path, range).await?
+        } else {
+            self.storage.get_stream(path, range).await?
+        };
         Ok(builder.no_chunking(length).streaming(stream))
     }
 }

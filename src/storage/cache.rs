@@ -488,6 +488,10 @@ impl Storage for CachedStorage {
         self.inner.get_stream(path, range).await
     }
 
+    async fn get_stream_copied(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+        self.inner.get_stream_copied(path, range).await
+    }
+
     // A cached file exists, with its length: no round trip to storage.
     async fn size(&self, path: &str) -> Result<u64> {
         if (self.cacheable)(path) {

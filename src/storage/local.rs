@@ -88,6 +88,55 @@ impl LocalStorage {
     }
 }
 
+impl LocalStorage {
+    /// [`Storage::get_stream`], or with `copied` its
+    /// [`Storage::get_stream_copied`]: mapped where it can be.
+    fn stream_out(&self, path: &str, range: Option<ByteRange>, copied: bool) -> Result<ByteStream> {
+        let full = self.resolve(path)?;
+        let (file, size) = quick(path, || open_file(&full))?;
+        let (offset, remaining) = match range {
+            Some(r) if r.first >= size || r.last < r.first => {
+                return Err(StorageError::InvalidRange {
+                    path: path.to_owned(),
+                    size,
+                })
+            }
+            Some(r) => (r.first, r.len().min(size - r.first)),
+            None => (0, size),
+        };
+        if remaining <= INLINE_READ {
+            // Ready at the first poll, so the answer's head and body leave
+            // in one write, with no round trip to the blocking pool.
+            let block = quick(path, || read_block(&file, offset, remaining as usize))?;
+            if (block.len() as u64) < remaining {
+                return Err(io_error(path, shrank(path, remaining - block.len() as u64)));
+            }
+            if block.is_empty() {
+                return Ok(Box::pin(futures_util::stream::empty()));
+            }
+            return Ok(Box::pin(futures_util::stream::once(async { Ok(block) })));
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        let file = match copied {
+            true => match mapped::stream(file, path, offset, remaining) {
+                Ok(stream) => return Ok(stream),
+                Err(file) => file,
+            },
+            false => file,
+        };
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        let _ = copied;
+        Ok(BlockReader {
+            file: Arc::new(file),
+            path: path.to_owned(),
+            offset,
+            remaining,
+            ahead: None,
+        }
+        .into_stream())
+    }
+}
+
 /// Maps an I/O error on `path` to the error kinds the HTTP layer tells apart.
 fn io_error(path: &str, e: io::Error) -> StorageError {
     match e.kind() {
@@ -907,38 +956,11 @@ impl Storage for LocalStorage {
     }
 
     async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
-        let full = self.resolve(path)?;
-        let (file, size) = quick(path, || open_file(&full))?;
-        let (offset, remaining) = match range {
-            Some(r) if r.first >= size || r.last < r.first => {
-                return Err(StorageError::InvalidRange {
-                    path: path.to_owned(),
-                    size,
-                })
-            }
-            Some(r) => (r.first, r.len().min(size - r.first)),
-            None => (0, size),
-        };
-        if remaining <= INLINE_READ {
-            // Ready at the first poll, so the answer's head and body leave
-            // in one write, with no round trip to the blocking pool.
-            let block = quick(path, || read_block(&file, offset, remaining as usize))?;
-            if (block.len() as u64) < remaining {
-                return Err(io_error(path, shrank(path, remaining - block.len() as u64)));
-            }
-            if block.is_empty() {
-                return Ok(Box::pin(futures_util::stream::empty()));
-            }
-            return Ok(Box::pin(futures_util::stream::once(async { Ok(block) })));
-        }
-        Ok(BlockReader {
-            file: Arc::new(file),
-            path: path.to_owned(),
-            offset,
-            remaining,
-            ahead: None,
-        }
-        .into_stream())
+        self.stream_out(path, range, false)
+    }
+
+    async fn get_stream_copied(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+        self.stream_out(path, range, true)
     }
 
     async fn size(&self, path: &str) -> Result<u64> {

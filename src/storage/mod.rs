@@ -9,6 +9,8 @@ pub mod cache;
 pub mod layout;
 pub mod lease;
 pub mod local;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub mod mapped;
 pub mod memory;
 pub mod s3;
 pub mod swift;
@@ -135,6 +137,15 @@ pub trait Storage: Send + Sync {
     /// Streams `path` out, or the given range of it (which the caller has
     /// checked against [`Storage::size`]).
     async fn get_stream(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream>;
+
+    /// As [`Storage::get_stream`], for a consumer that copies each chunk
+    /// and drops it before it asks for the next (an HTTP/1 answer): the
+    /// local driver then hands out slices of memory mappings, which such a
+    /// consumer alone can be told apart from a file that shrank
+    /// ([`mapped`]).
+    async fn get_stream_copied(&self, path: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+        self.get_stream(path, range).await
+    }
 
     /// The size in bytes of a file.
     async fn size(&self, path: &str) -> Result<u64>;
