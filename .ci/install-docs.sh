@@ -15,7 +15,9 @@
 # `mdbook serve docs` while writing, install it once with its defaults:
 #     cargo install --locked mdbook --version 0.4.52
 # Both builds share one target folder, so the crates they both use are
-# compiled once.
+# compiled once, and both are debug builds (`--debug`): no optimisation
+# passes to compile, for a book of some twenty pages that builds in
+# moments either way.
 set -euo pipefail
 
 MDBOOK_VERSION=0.4.52
@@ -32,14 +34,14 @@ installed() { # COMMAND VERSION: whether COMMAND --version names VERSION
 if installed mdbook "$MDBOOK_VERSION"; then
     echo "mdbook $MDBOOK_VERSION: installed"
 else
-    CARGO_TARGET_DIR="$target" cargo install --locked --force mdbook \
+    CARGO_TARGET_DIR="$target" cargo install --locked --force --debug mdbook \
         --version "$MDBOOK_VERSION" --no-default-features --features search
 fi
 
 if installed mdbook-linkcheck "$LINKCHECK_VERSION"; then
     echo "mdbook-linkcheck $LINKCHECK_VERSION: installed"
 else
-    CARGO_TARGET_DIR="$target" cargo install --locked --force mdbook-linkcheck \
+    CARGO_TARGET_DIR="$target" cargo install --locked --force --debug mdbook-linkcheck \
         --version "$LINKCHECK_VERSION"
 fi
 rm -rf "$target"
