@@ -5,7 +5,8 @@
 //! writer copies straight out of the page cache, one copy less per byte
 //! (BENCHMARKS.md, "Layer pull"). Each window of the file is mapped on the
 //! blocking pool while the one before is sent, and the kernel told to read
-//! it in, so the writer's copy seldom waits for the disk.
+//! it in when it is not in the page cache, so the writer's copy seldom
+//! waits for the disk.
 //!
 //! A mapped file that shrinks under a reader raises SIGBUS at the next
 //! touch of a page past its new end, which by default kills the process.
