@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Runs the workspace's test binaries in lanes, several binaries at once.
+"""Runs the workspace's test binaries in lanes, one or several at once,
+and prints each one's time.
 
-Why: most of the suite waits (on the registry it starts, on skopeo,
+Why lanes: most of the suite waits (on the registry it starts, on skopeo,
 podman, the docker engine, S3, Swift, sleeps), and `cargo test` runs one
-binary after the other, each with as many test threads as cores. Two
-binaries at a time keep both cores busy while one waits.
+binary after the other, each with as many test threads as cores; two
+binaries at a time keep both cores busy while one waits. CI runs one lane
+for now (.ci/run says why).
 
 Usage: test-lanes.py ARTIFACTS.json [LANES]
 ARTIFACTS.json holds the messages of
